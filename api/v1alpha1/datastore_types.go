@@ -1,0 +1,215 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// DataStoreType is the kind of backing store.
+// +kubebuilder:validation:Enum=PostgreSQL;MySQL;Redis;S3
+type DataStoreType string
+
+const (
+	DataStorePostgreSQL DataStoreType = "PostgreSQL"
+	// DataStoreMySQL covers MySQL and MariaDB.
+	DataStoreMySQL DataStoreType = "MySQL"
+	DataStoreRedis DataStoreType = "Redis"
+	// DataStoreS3 covers any S3-compatible object storage.
+	DataStoreS3 DataStoreType = "S3"
+)
+
+// TLSMode says how the connection is encrypted.
+// +kubebuilder:validation:Enum=Disable;Prefer;Require;VerifyFull
+type TLSMode string
+
+const (
+	TLSDisable    TLSMode = "Disable"
+	TLSPrefer     TLSMode = "Prefer"
+	TLSRequire    TLSMode = "Require"
+	TLSVerifyFull TLSMode = "VerifyFull"
+)
+
+// DataStoreSpec is the connection to one backing store and the limits Lethe
+// keeps to when it works on it.
+// +kubebuilder:validation:XValidation:rule="self.type != 'S3' || has(self.s3)",message="type S3 needs the s3 section (bucket)"
+// +kubebuilder:validation:XValidation:rule="self.type == 'S3' || !has(self.s3)",message="the s3 section is only for type S3"
+// +kubebuilder:validation:XValidation:rule="!(self.type in ['PostgreSQL', 'MySQL']) || has(self.database)",message="types PostgreSQL and MySQL need database"
+// +kubebuilder:validation:XValidation:rule="self.type == 'S3' || has(self.host)",message="host is required for PostgreSQL, MySQL and Redis"
+// +kubebuilder:validation:XValidation:rule="self.type != 'Redis' || !has(self.database)",message="Redis selects its database with redisDB, not database"
+type DataStoreSpec struct {
+	// Type of the store: PostgreSQL, MySQL (MySQL and MariaDB), Redis or S3
+	// (any S3-compatible storage).
+	// +required
+	Type DataStoreType `json:"type"`
+
+	// Host name or IP address of the server. Required except for S3, which uses
+	// s3.endpoint.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9]([-A-Za-z0-9.:]*[A-Za-z0-9])?$')",message="must be a host name or IP address"
+	Host string `json:"host,omitempty"`
+
+	// Port of the server. Defaults to the store's standard port (5432, 3306,
+	// 6379).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port *int32 `json:"port,omitempty"`
+
+	// Database to connect to (PostgreSQL and MySQL).
+	// +optional
+	Database Identifier `json:"database,omitempty"`
+
+	// RedisDB is the logical Redis database number (default 0).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=15
+	RedisDB *int32 `json:"redisDB,omitempty"`
+
+	// TLS mode of the connection (default Prefer for PostgreSQL, Disable for
+	// others).
+	// +optional
+	TLS TLSMode `json:"tls,omitempty"`
+
+	// CredentialsSecretRef names a Secret in the same namespace holding the
+	// credentials: keys username and password for SQL stores and Redis (both
+	// optional for Redis), accessKeyID and secretAccessKey for S3. Lethe reads
+	// only this Secret and never logs its content.
+	// +optional
+	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
+
+	// S3 holds the bucket settings of an S3-compatible store.
+	// +optional
+	S3 *S3Settings `json:"s3,omitempty"`
+
+	// Limits bound the load Lethe puts on the store.
+	// +optional
+	// +kubebuilder:default={}
+	Limits DataStoreLimits `json:"limits,omitempty"`
+
+	// ProbeInterval is how often the connection is checked (default 5m).
+	// +optional
+	// +kubebuilder:default="5m"
+	ProbeInterval Timeout `json:"probeInterval,omitempty"`
+}
+
+// S3Settings locate a bucket in S3-compatible storage.
+type S3Settings struct {
+	// Endpoint URL, for example https://s3.eu-central-1.amazonaws.com or
+	// http://minio.storage:9000. Empty means AWS for the region.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https?://[A-Za-z0-9.:-]+(/[A-Za-z0-9._~/-]*)?$')",message="must be an http or https URL without credentials"
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// Region of the bucket (default us-east-1).
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9-]+$')",message="must be a region name such as eu-central-1"
+	Region string `json:"region,omitempty"`
+
+	// Bucket name.
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9][a-z0-9.-]*[a-z0-9]$')",message="must be a valid bucket name"
+	Bucket string `json:"bucket"`
+
+	// ForcePathStyle addresses the bucket in the path rather than the host
+	// name, as most self-hosted S3 servers need.
+	// +optional
+	ForcePathStyle bool `json:"forcePathStyle,omitempty"`
+}
+
+// DataStoreLimits bound the load Lethe puts on a store.
+type DataStoreLimits struct {
+	// MaxConnections is the largest number of connections Lethe opens to the
+	// store at once (default 4).
+	// +optional
+	// +kubebuilder:default=4
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	MaxConnections int32 `json:"maxConnections,omitempty"`
+
+	// StatementTimeout bounds each statement (PostgreSQL statement_timeout,
+	// MySQL max_execution_time; default 5s).
+	// +optional
+	// +kubebuilder:default="5s"
+	StatementTimeout Timeout `json:"statementTimeout,omitempty"`
+
+	// LockTimeout bounds waiting for row or table locks (PostgreSQL
+	// lock_timeout, MySQL innodb_lock_wait_timeout; default 1s).
+	// +optional
+	// +kubebuilder:default="1s"
+	LockTimeout Timeout `json:"lockTimeout,omitempty"`
+
+	// MaxBatchesPerSecond throttles batches against this store; 0 means no
+	// throttle.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	MaxBatchesPerSecond int32 `json:"maxBatchesPerSecond,omitempty"`
+}
+
+// DataStoreStatus is the observed state of a DataStore.
+type DataStoreStatus struct {
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready (reasons Connected, ConnectionFailed, SecretNotFound,
+	// AuthenticationFailed, InUse while deletion waits), Reconciling, Stalled.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ServerVersion is the version the server reported at the last probe.
+	// +optional
+	ServerVersion string `json:"serverVersion,omitempty"`
+
+	// LastProbeTime is when the connection was last checked.
+	// +optional
+	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
+
+	// Datasets is how many Datasets use this store.
+	// +optional
+	Datasets int32 `json:"datasets,omitempty"`
+}
+
+// DataStore is the connection to one backing store (PostgreSQL, MySQL/MariaDB,
+// Redis or S3-compatible storage), with its credentials and load limits.
+// Owned by the platform team.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=lds,categories=lethe
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
+// +kubebuilder:printcolumn:name="Host",type=string,JSONPath=`.spec.host`
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.serverVersion`,priority=1
+// +kubebuilder:printcolumn:name="Datasets",type=integer,JSONPath=`.status.datasets`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type DataStore struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired connection and limits.
+	// +required
+	Spec DataStoreSpec `json:"spec"`
+
+	// Status is the observed connection state.
+	// +optional
+	Status DataStoreStatus `json:"status,omitempty"`
+}
+
+// DataStoreList is a list of DataStores.
+// +kubebuilder:object:root=true
+type DataStoreList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DataStore `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DataStore{}, &DataStoreList{})
+}

@@ -1,0 +1,266 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ErasureReason is why a subject's data is erased.
+// +kubebuilder:validation:Enum=AccountCancellation;SubjectRequest;ConsentWithdrawn;Minor;ServiceTermination;Other
+type ErasureReason string
+
+const (
+	// ReasonAccountCancellation: the account was cancelled; a 48h review
+	// window applies by default.
+	ReasonAccountCancellation ErasureReason = "AccountCancellation"
+	// ReasonSubjectRequest: the person asked for erasure.
+	ReasonSubjectRequest ErasureReason = "SubjectRequest"
+	// ReasonConsentWithdrawn: the legal basis (consent) was withdrawn.
+	ReasonConsentWithdrawn ErasureReason = "ConsentWithdrawn"
+	// ReasonMinor: a child's data was found; erased at once, no review window.
+	ReasonMinor ErasureReason = "Minor"
+	// ReasonServiceTermination: the service ends.
+	ReasonServiceTermination ErasureReason = "ServiceTermination"
+	// ReasonOther: any other reason.
+	ReasonOther ErasureReason = "Other"
+)
+
+// Subject identifies one data subject by one or more identifiers.
+// +kubebuilder:validation:XValidation:rule="(has(self.identities) && size(self.identities) > 0) || has(self.identitiesSecretRef)",message="a subject needs at least one identity: identities or identitiesSecretRef"
+type Subject struct {
+	// Identities of the subject inline. Prefer identitiesSecretRef: inline
+	// values are readable by anyone who can read the request.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	Identities []SubjectIdentity `json:"identities,omitempty"`
+
+	// IdentitiesSecretRef names a Secret in the same namespace whose keys are
+	// identity types and whose values are the identifiers (for example
+	// email: ada@example.com). A Secret owned by the request is removed with it.
+	// +optional
+	IdentitiesSecretRef *SecretReference `json:"identitiesSecretRef,omitempty"`
+}
+
+// ErasureScope says which Datasets a request covers.
+// +kubebuilder:validation:XValidation:rule="!(has(self.datasets) && has(self.selector))",message="use datasets or selector, not both"
+type ErasureScope struct {
+	// Datasets by name. Empty (with no selector) means every Dataset of the
+	// namespace.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	Datasets []ObjectName `json:"datasets,omitempty"`
+
+	// Selector chooses Datasets by label.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+}
+
+// ActionOverride overrides a Dataset's erasure action for one collection.
+type ActionOverride struct {
+	// Dataset holding the collection.
+	// +required
+	Dataset ObjectName `json:"dataset"`
+
+	// Collection name in that Dataset.
+	// +required
+	Collection Identifier `json:"collection"`
+
+	// Action for it.
+	// +required
+	Action Action `json:"action"`
+}
+
+// DeletionRequestSpec names a data subject to erase everywhere in scope. It is
+// immutable: create a new request to change anything.
+type DeletionRequestSpec struct {
+	// Subject to erase.
+	// +required
+	Subject Subject `json:"subject"`
+
+	// Reason for the erasure; it sets the default review window.
+	// +required
+	Reason ErasureReason `json:"reason"`
+
+	// Scope of Datasets (default: every Dataset of the namespace).
+	// +optional
+	Scope *ErasureScope `json:"scope,omitempty"`
+
+	// ReviewWindow delays execution after creation, for a human review
+	// (default 48h for AccountCancellation, 0h otherwise; Minor is always
+	// immediate).
+	// +optional
+	ReviewWindow *WaitDuration `json:"reviewWindow,omitempty"`
+
+	// RequireApproval holds execution until someone other than the creator
+	// approves the request (annotation retention.lethe.dev/approve, whose
+	// author is recorded from the API server's authentication).
+	// +optional
+	RequireApproval bool `json:"requireApproval,omitempty"`
+
+	// Deadline is how long after creation the request must be answered
+	// (default 30d). An overdue request is flagged in status and events.
+	// +optional
+	// +kubebuilder:default="30d"
+	Deadline RetentionDuration `json:"deadline,omitempty"`
+
+	// Overrides of the Datasets' erasure action per collection.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	Overrides []ActionOverride `json:"overrides,omitempty"`
+
+	// DryRun plans and counts but erases nothing.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
+
+	// TTLSecondsAfterFinished removes the request (and an identity Secret it
+	// owns) this long after it finished; an erasure-ledger entry of keyed
+	// digests remains.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
+}
+
+// PlannedCollection is one step of an erasure plan.
+type PlannedCollection struct {
+	// Dataset and Collection erased in this step.
+	Dataset    string `json:"dataset"`
+	Collection string `json:"collection"`
+
+	// Action taken.
+	Action Action `json:"action"`
+
+	// Order of the step; lower runs first (children before parents).
+	Order int32 `json:"order"`
+
+	// Via is how the subject is reached: an identity field or a reference path.
+	// +optional
+	Via string `json:"via,omitempty"`
+}
+
+// ReceiptEntry records what was done in one collection.
+type ReceiptEntry struct {
+	Dataset    string `json:"dataset"`
+	Collection string `json:"collection"`
+	Action     Action `json:"action"`
+
+	// Rows deleted or anonymized.
+	Rows int64 `json:"rows"`
+
+	// CompletedAt is when the collection was done.
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+}
+
+// Receipt is the proof of an erasure.
+type Receipt struct {
+	// SubjectDigest is the keyed digest (HMAC-SHA256) of the subject's
+	// identities; never the identities themselves.
+	SubjectDigest string `json:"subjectDigest"`
+
+	// Entries per collection.
+	// +optional
+	Entries []ReceiptEntry `json:"entries,omitempty"`
+
+	// Verified says the verification pass found no identifiable record left.
+	Verified bool `json:"verified"`
+
+	// CompletedAt is when the erasure finished.
+	// +optional
+	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
+
+	// SHA256 of the canonical JSON of the receipt without this field.
+	// +optional
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// DeletionRequestStatus is the observed state of a DeletionRequest.
+type DeletionRequestStatus struct {
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase: Pending, Reviewing, AwaitingApproval, Held, Running, Completed,
+	// Failed.
+	// +optional
+	Phase string `json:"phase,omitempty"`
+
+	// Conditions: Ready, Reconciling, Stalled, ReviewWindowPassed, Approved,
+	// Held, DeadlineMet.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// SubjectDigest is the keyed digest of the subject's identities.
+	// +optional
+	SubjectDigest string `json:"subjectDigest,omitempty"`
+
+	// NotBefore is when the review window ends.
+	// +optional
+	NotBefore *metav1.Time `json:"notBefore,omitempty"`
+
+	// DeadlineTime is when the request must be answered by.
+	// +optional
+	DeadlineTime *metav1.Time `json:"deadlineTime,omitempty"`
+
+	// ApprovedBy is the authenticated user who approved the request.
+	// +optional
+	ApprovedBy string `json:"approvedBy,omitempty"`
+
+	// Plan lists the collections to erase, in order.
+	// +optional
+	Plan []PlannedCollection `json:"plan,omitempty"`
+
+	// PurgeJobs created for this request.
+	// +optional
+	// +listType=set
+	PurgeJobs []string `json:"purgeJobs,omitempty"`
+
+	// Receipt of the completed erasure.
+	// +optional
+	Receipt *Receipt `json:"receipt,omitempty"`
+
+	// CompletionTime is when the request finished.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// DeletionRequest erases one data subject across every Dataset in scope,
+// after a review window, approval and legal-hold checks, before a deadline,
+// and keeps a receipt.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=dr;delreq,categories=lethe
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.spec.reason`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Deadline",type=date,JSONPath=`.status.deadlineTime`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Subject",type=string,JSONPath=`.status.subjectDigest`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type DeletionRequest struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec names the subject; immutable.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: create a new DeletionRequest instead"
+	Spec DeletionRequestSpec `json:"spec"`
+
+	// Status reports gates, plan, progress and receipt.
+	// +optional
+	Status DeletionRequestStatus `json:"status,omitempty"`
+}
+
+// DeletionRequestList is a list of DeletionRequests.
+// +kubebuilder:object:root=true
+type DeletionRequestList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DeletionRequest `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DeletionRequest{}, &DeletionRequestList{})
+}

@@ -1,0 +1,186 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Operation is one concrete operation on one collection.
+// +kubebuilder:validation:XValidation:rule="self.action != 'Anonymize' || (has(self.fields) && size(self.fields) > 0)",message="action Anonymize needs fields with their strategies"
+// +kubebuilder:validation:XValidation:rule="self.action == 'Anonymize' || !has(self.fields)",message="fields are only used by action Anonymize"
+// +kubebuilder:validation:XValidation:rule="self.byAge || self.bySubject",message="an operation selects records byAge, bySubject, or both"
+type Operation struct {
+	// Collection of the Dataset to work on.
+	// +required
+	Collection Identifier `json:"collection"`
+
+	// Action is Delete or Anonymize.
+	// +required
+	Action Action `json:"action"`
+
+	// ByAge selects records whose timestamp is strictly before the job's cutoff.
+	// +optional
+	ByAge bool `json:"byAge,omitempty"`
+
+	// BySubject selects records of the subjects in the job's subjectsSecretRef.
+	// +optional
+	BySubject bool `json:"bySubject,omitempty"`
+
+	// Fields anonymized by action Anonymize.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	Fields []FieldAnonymization `json:"fields,omitempty"`
+}
+
+// PurgeJobSpec is one execution against one Dataset, fixed at creation:
+// retries and resumption after a crash touch exactly the same records.
+// +kubebuilder:validation:XValidation:rule="!self.operations.exists(o, o.byAge) || has(self.cutoff)",message="operations byAge need cutoff"
+// +kubebuilder:validation:XValidation:rule="!self.operations.exists(o, o.bySubject) || has(self.subjectsSecretRef)",message="operations bySubject need subjectsSecretRef"
+type PurgeJobSpec struct {
+	// DatasetRef names the Dataset, in the same namespace.
+	// +required
+	DatasetRef LocalObjectReference `json:"datasetRef"`
+
+	// Mode is DryRun (count only) or Enforce.
+	// +required
+	Mode Mode `json:"mode"`
+
+	// Cutoff is the absolute instant (UTC) before which records are selected
+	// by age. Fixed when the job is created.
+	// +optional
+	Cutoff *metav1.Time `json:"cutoff,omitempty"`
+
+	// SubjectsSecretRef names a Secret, in the same namespace and usually owned
+	// by the job, holding the subjects' identities (keys are identity types,
+	// values newline-separated identifiers).
+	// +optional
+	SubjectsSecretRef *SecretReference `json:"subjectsSecretRef,omitempty"`
+
+	// Operations, executed in order (children before parents).
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=128
+	// +listType=atomic
+	Operations []Operation `json:"operations"`
+
+	// BatchSize is the largest number of records one batch touches (default 1000).
+	// +optional
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	BatchSize int32 `json:"batchSize,omitempty"`
+
+	// Safety limits; checked by counting before anything is changed.
+	// +optional
+	Safety *SafetyLimits `json:"safety,omitempty"`
+}
+
+// OperationStatus is the progress of one operation.
+type OperationStatus struct {
+	// Collection worked on.
+	Collection string `json:"collection"`
+
+	// Phase: Pending, Running, Succeeded, Failed.
+	Phase string `json:"phase"`
+
+	// Matched is how many records matched when counted before starting.
+	Matched int64 `json:"matched"`
+
+	// Deleted records.
+	Deleted int64 `json:"deleted"`
+
+	// Anonymized records.
+	Anonymized int64 `json:"anonymized"`
+
+	// Batches executed.
+	Batches int64 `json:"batches"`
+
+	// Cursor is the resumption point after the last committed batch (opaque).
+	// +optional
+	Cursor string `json:"cursor,omitempty"`
+
+	// PartitionsDropped counts partitions dropped whole.
+	// +optional
+	PartitionsDropped int32 `json:"partitionsDropped,omitempty"`
+}
+
+// PurgeJobStatus is the observed state of a PurgeJob.
+type PurgeJobStatus struct {
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase: Pending, Running, Succeeded, Failed or Stalled.
+	// +optional
+	Phase string `json:"phase,omitempty"`
+
+	// Conditions: Ready, Reconciling, Stalled (SafetyLimitExceeded,
+	// InvalidOperation…), DataStoreAvailable, Complete, Failed.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// StartTime is when execution started.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+
+	// CompletionTime is when execution finished.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// Operations progress, in spec order.
+	// +optional
+	Operations []OperationStatus `json:"operations,omitempty"`
+
+	// Matched, Deleted and Anonymized are totals over all operations.
+	// +optional
+	Matched int64 `json:"matched,omitempty"`
+	// +optional
+	Deleted int64 `json:"deleted,omitempty"`
+	// +optional
+	Anonymized int64 `json:"anonymized,omitempty"`
+}
+
+// PurgeJob is one execution of concrete operations against one Dataset,
+// created by a RetentionPolicy run or a DeletionRequest. It is batched,
+// resumable and checkpointed in status; kubectl get purgejobs is the audit
+// trail of what ran.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=pj,categories=lethe
+// +kubebuilder:printcolumn:name="Dataset",type=string,JSONPath=`.spec.datasetRef.name`
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Matched",type=integer,JSONPath=`.status.matched`
+// +kubebuilder:printcolumn:name="Deleted",type=integer,JSONPath=`.status.deleted`
+// +kubebuilder:printcolumn:name="Anonymized",type=integer,JSONPath=`.status.anonymized`
+// +kubebuilder:printcolumn:name="Cutoff",type=date,JSONPath=`.spec.cutoff`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type PurgeJob struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is fixed at creation; immutable.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: a PurgeJob executes exactly what it was created with"
+	Spec PurgeJobSpec `json:"spec"`
+
+	// Status reports progress, checkpoints and totals.
+	// +optional
+	Status PurgeJobStatus `json:"status,omitempty"`
+}
+
+// PurgeJobList is a list of PurgeJobs.
+// +kubebuilder:object:root=true
+type PurgeJobList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []PurgeJob `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&PurgeJob{}, &PurgeJobList{})
+}

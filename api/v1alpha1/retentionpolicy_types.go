@@ -1,0 +1,244 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// CronSchedule is a five-field cron expression (minute hour day-of-month month
+// day-of-week, with *, lists, ranges and steps; month and weekday names
+// allowed) or one of @yearly, @annually, @monthly, @weekly, @daily,
+// @midnight, @hourly.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=128
+// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(([*]|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]?)?)(,(([*]|([0-5]?[0-9])(-([0-5]?[0-9]))?)(/[1-9][0-9]?)?))* +(([*]|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]?)?)(,(([*]|([01]?[0-9]|2[0-3])(-([01]?[0-9]|2[0-3]))?)(/[1-9][0-9]?)?))* +(([*]|([1-9]|[12][0-9]|3[01])(-([1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]?)?)(,(([*]|([1-9]|[12][0-9]|3[01])(-([1-9]|[12][0-9]|3[01]))?)(/[1-9][0-9]?)?))* +(([*]|([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[1-9][0-9]?)?)(,(([*]|([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[1-9][0-9]?)?))* +(([*]|([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[1-9][0-9]?)?)(,(([*]|([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-7]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[1-9][0-9]?)?))*)$')",message="must be a five-field cron expression (minute hour day-of-month month day-of-week, for example '0 3 * * *') or @daily, @weekly, @monthly, @yearly, @hourly"
+type CronSchedule string
+
+// ConcurrencyPolicy says what happens when a run is due while the previous
+// one still runs.
+// +kubebuilder:validation:Enum=Forbid;Replace
+type ConcurrencyPolicy string
+
+const (
+	// ConcurrencyForbid skips the new run while the previous one is active.
+	ConcurrencyForbid ConcurrencyPolicy = "Forbid"
+	// ConcurrencyReplace stops the active run (at a batch boundary) and starts
+	// the new one.
+	ConcurrencyReplace ConcurrencyPolicy = "Replace"
+)
+
+// RetentionRule selects collections of the policy's Dataset, by name or by
+// data category, and says what happens to their records older than a limit.
+// +kubebuilder:validation:XValidation:rule="(has(self.collections) && size(self.collections) > 0) || (has(self.categories) && size(self.categories) > 0)",message="a rule selects collections or categories (at least one)"
+// +kubebuilder:validation:XValidation:rule="self.action == 'Anonymize' || !has(self.fields)",message="fields are only used by action Anonymize"
+type RetentionRule struct {
+	// Name of the rule, unique in the policy; used in status and PurgeJobs.
+	// +required
+	Name Identifier `json:"name"`
+
+	// Collections selected by name.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	Collections []Identifier `json:"collections,omitempty"`
+
+	// Categories select every collection holding a field (or being) of one
+	// of these data categories.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=set
+	Categories []Category `json:"categories,omitempty"`
+
+	// OlderThan is the storage period: records whose timestamp is older than
+	// this at the run's fixed cutoff are deleted or anonymized.
+	// +required
+	OlderThan RetentionDuration `json:"olderThan"`
+
+	// Action is Delete or Anonymize.
+	// +required
+	Action Action `json:"action"`
+
+	// Fields override the Dataset's anonymization for this rule (Anonymize
+	// only). When omitted, every field of the selected collections with an
+	// anonymize strategy (or, for category rules, every such field of those
+	// categories) is anonymized.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	Fields []FieldAnonymization `json:"fields,omitempty"`
+}
+
+// RetentionPolicySpec says how long the personal data of one Dataset may be
+// kept, and when Lethe enforces it.
+// +kubebuilder:validation:XValidation:rule="self.rules.all(r, self.rules.exists_one(o, o.name == r.name))",message="rule names must be unique"
+type RetentionPolicySpec struct {
+	// DatasetRef names the Dataset, in the same namespace, the policy governs.
+	// +required
+	DatasetRef LocalObjectReference `json:"datasetRef"`
+
+	// Mode is DryRun (count only) or Enforce (delete and anonymize). Required,
+	// so that enforcing is always a deliberate choice.
+	// +required
+	Mode Mode `json:"mode"`
+
+	// Schedule is a cron expression in timeZone, for example "0 3 * * *".
+	// +required
+	Schedule CronSchedule `json:"schedule"`
+
+	// TimeZone of the schedule, an IANA name such as Asia/Shanghai (default UTC).
+	// +optional
+	// +kubebuilder:default=UTC
+	TimeZone TimeZone `json:"timeZone,omitempty"`
+
+	// StartingDeadlineSeconds: a run missed by more than this is skipped, not
+	// caught up. At most one missed run is ever caught up.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
+
+	// ConcurrencyPolicy is Forbid (default) or Replace.
+	// +optional
+	// +kubebuilder:default=Forbid
+	ConcurrencyPolicy ConcurrencyPolicy `json:"concurrencyPolicy,omitempty"`
+
+	// Suspend stops scheduling new runs; a running PurgeJob finishes.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// EffectiveFrom delays enforcement until this instant, for example the
+	// announced end of a service.
+	// +optional
+	EffectiveFrom *metav1.Time `json:"effectiveFrom,omitempty"`
+
+	// Rules of the policy.
+	// +required
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	Rules []RetentionRule `json:"rules"`
+
+	// Safety limits per run.
+	// +optional
+	Safety *SafetyLimits `json:"safety,omitempty"`
+
+	// BatchSize is the largest number of records one batch touches (default 1000).
+	// +optional
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	BatchSize int32 `json:"batchSize,omitempty"`
+
+	// SuccessfulRunsHistoryLimit is how many finished PurgeJobs are kept (default 3).
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	SuccessfulRunsHistoryLimit *int32 `json:"successfulRunsHistoryLimit,omitempty"`
+
+	// FailedRunsHistoryLimit is how many failed PurgeJobs are kept (default 1).
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	FailedRunsHistoryLimit *int32 `json:"failedRunsHistoryLimit,omitempty"`
+}
+
+// RunSummary summarizes one run of a policy.
+type RunSummary struct {
+	// PurgeJob that executed the run.
+	PurgeJob string `json:"purgeJob"`
+
+	// Cutoff of the run, fixed when it was created.
+	// +optional
+	Cutoff *metav1.Time `json:"cutoff,omitempty"`
+
+	// Result: Succeeded, Failed, Stalled or Running.
+	// +optional
+	Result string `json:"result,omitempty"`
+
+	// RowsMatched is how many records matched the rules.
+	RowsMatched int64 `json:"rowsMatched"`
+
+	// RowsDeleted is how many records were deleted.
+	RowsDeleted int64 `json:"rowsDeleted"`
+
+	// RowsAnonymized is how many records were anonymized.
+	RowsAnonymized int64 `json:"rowsAnonymized"`
+
+	// Duration of the run, for example 1m30s.
+	// +optional
+	Duration string `json:"duration,omitempty"`
+}
+
+// RetentionPolicyStatus is the observed state of a RetentionPolicy.
+type RetentionPolicyStatus struct {
+	// ObservedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, Reconciling, Stalled (InvalidSchedule,
+	// DatasetNotFound, SafetyLimitExceeded…).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// LastScheduleTime is when the last run was scheduled.
+	// +optional
+	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
+
+	// NextScheduleTime is when the next run is due, in UTC.
+	// +optional
+	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`
+
+	// LastSuccessfulTime is when the last run succeeded.
+	// +optional
+	LastSuccessfulTime *metav1.Time `json:"lastSuccessfulTime,omitempty"`
+
+	// Active lists the PurgeJobs of this policy still running.
+	// +optional
+	// +listType=set
+	Active []string `json:"active,omitempty"`
+
+	// LastRun summarizes the most recent run.
+	// +optional
+	LastRun *RunSummary `json:"lastRun,omitempty"`
+}
+
+// RetentionPolicy says how long each kind of personal data in a Dataset may be
+// kept, and deletes or anonymizes it on a schedule through PurgeJobs.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rp;rpol,categories=lethe
+// +kubebuilder:printcolumn:name="Dataset",type=string,JSONPath=`.spec.datasetRef.name`
+// +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=`.spec.schedule`
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
+// +kubebuilder:printcolumn:name="Last Run",type=date,JSONPath=`.status.lastScheduleTime`
+// +kubebuilder:printcolumn:name="Rows",type=integer,JSONPath=`.status.lastRun.rowsMatched`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Next Run",type=date,JSONPath=`.status.nextScheduleTime`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type RetentionPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired retention.
+	// +required
+	Spec RetentionPolicySpec `json:"spec"`
+
+	// Status reports the schedule and the last run.
+	// +optional
+	Status RetentionPolicyStatus `json:"status,omitempty"`
+}
+
+// RetentionPolicyList is a list of RetentionPolicies.
+// +kubebuilder:object:root=true
+type RetentionPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RetentionPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&RetentionPolicy{}, &RetentionPolicyList{})
+}

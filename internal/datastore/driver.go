@@ -1,0 +1,200 @@
+// Package datastore is the contract between Lethe's execution engine and the
+// stores it works on. One package per store (postgres, mysql, redis, s3)
+// implements Driver; package all opens the right one for a DataStore.
+//
+// The contract is batch-oriented: the engine fixes an Operation (collection,
+// action, cutoff, subjects, held identities) once per PurgeJob and then calls
+// Execute repeatedly, each call one bounded batch in its own short transaction,
+// persisting the returned cursor between calls. A restarted engine passes the
+// last persisted cursor back and the driver continues exactly there.
+package datastore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/mask"
+)
+
+// Config is a resolved connection: the DataStore's spec with its Secret read.
+// It is never logged (String redacts credentials).
+type Config struct {
+	Type     string // PostgreSQL, MySQL, Redis or S3
+	Host     string
+	Port     int
+	Database string
+	RedisDB  int
+	TLS      string // Disable, Prefer, Require, VerifyFull
+
+	Username string
+	Password string
+
+	S3Endpoint        string
+	S3Region          string
+	S3Bucket          string
+	S3AccessKeyID     string
+	S3SecretAccessKey string
+	S3ForcePathStyle  bool
+
+	MaxConnections   int
+	StatementTimeout time.Duration
+	LockTimeout      time.Duration
+}
+
+// String describes the connection without credentials.
+func (c Config) String() string {
+	if c.Type == "S3" {
+		return fmt.Sprintf("%s bucket %s at %s", c.Type, c.S3Bucket, c.S3Endpoint)
+	}
+	return fmt.Sprintf("%s %s:%d/%s", c.Type, c.Host, c.Port, c.Database)
+}
+
+// ServerInfo is what a probe learns.
+type ServerInfo struct {
+	Version string
+}
+
+// Collection is a collection resolved for a driver: where it is, how records
+// are dated and identified.
+type Collection struct {
+	Name string // logical name in the Dataset
+
+	// SQL stores.
+	Schema     string   // PostgreSQL schema (default public); ignored by MySQL
+	Table      string   // table name
+	PrimaryKey []string // keyset columns; discovered by Describe when empty
+
+	// Redis and S3: key pattern or prefix with {identity_type} placeholders.
+	Pattern string
+
+	// TimestampField dates a record (SQL column or Redis hash field);
+	// TimestampSource says how (Column, HashField, SortedSetScore, StreamID,
+	// IdleTime, LastModified).
+	TimestampField  string
+	TimestampSource string
+	// TimestampLocation interprets timestamp columns without a time zone
+	// (PostgreSQL timestamp, MySQL datetime) as wall-clock time in this zone.
+	// nil means UTC.
+	TimestampLocation *time.Location
+
+	// IdentityFields maps an identity type (user_id, email…) to the field
+	// holding it directly.
+	IdentityFields map[string]string
+}
+
+// Hop is one step from a collection towards a collection that holds the
+// subject's identity directly: this collection's Field refers to
+// Parent.ParentField.
+type Hop struct {
+	Field       string
+	Parent      Collection
+	ParentField string
+}
+
+// FieldMask anonymizes one field.
+type FieldMask struct {
+	Field    string
+	Strategy mask.Strategy
+}
+
+// Operation is one concrete operation, fixed for the whole PurgeJob.
+type Operation struct {
+	Collection Collection
+	Delete     bool // true: delete; false: anonymize Fields
+
+	// Cutoff, when set, selects records dated strictly before it.
+	Cutoff *time.Time
+
+	// Subjects, when set, selects the records of these subjects: identity
+	// type → values. With Via set, the identities are matched at the end of
+	// the path, and this collection is reached through the hops.
+	Subjects map[string][]string
+	Via      []Hop
+
+	// Held identities (identity type → values) are excluded inside the
+	// statement itself, directly and through Via.
+	Held map[string][]string
+
+	// Fields anonymized when Delete is false.
+	Fields []FieldMask
+
+	// BatchSize bounds the records touched by one Execute call.
+	BatchSize int
+}
+
+// Batch is the result of one Execute call.
+type Batch struct {
+	// Affected is how many records were deleted or anonymized.
+	Affected int64
+	// Cursor is where the next call continues; persist it after the call.
+	Cursor string
+	// Done is true when nothing is left to do.
+	Done bool
+	// PartitionsDropped counts partitions dropped whole in this call.
+	PartitionsDropped int
+}
+
+// Driver works on one store. Implementations are safe for concurrent use.
+type Driver interface {
+	// Probe checks reachability and credentials and reports the version.
+	Probe(ctx context.Context) (ServerInfo, error)
+
+	// Describe checks that a collection exists and fills in what the store
+	// knows of it (primary key, columns, foreign keys, partitions, estimate).
+	Describe(ctx context.Context, c Collection) (CollectionInfo, error)
+
+	// Count returns how many records the operation would touch now (dry run,
+	// safety limits). On static data it equals what executing would affect.
+	Count(ctx context.Context, op Operation) (int64, error)
+
+	// Total returns how many records the collection holds (for percentage
+	// limits).
+	Total(ctx context.Context, c Collection) (int64, error)
+
+	// Execute runs one bounded batch of the operation, continuing from cursor
+	// ("" to start), in its own short transaction.
+	Execute(ctx context.Context, op Operation, cursor string) (Batch, error)
+
+	// Close releases connections.
+	Close() error
+}
+
+// CollectionInfo is what Describe learns of a live collection.
+type CollectionInfo struct {
+	Columns       map[string]Column
+	PrimaryKey    []string
+	ForeignKeys   []ForeignKey
+	Partitioned   bool
+	EstimatedRows int64
+}
+
+// Column is one column of a table.
+type Column struct {
+	Name      string
+	Type      string // the store's type name, lowercased (text, varchar, timestamptz…)
+	MaxLength int    // character limit; 0 when unlimited
+	Nullable  bool
+}
+
+// ForeignKey says Columns of this table refer to RefColumns of RefTable.
+type ForeignKey struct {
+	Name       string
+	Columns    []string
+	RefSchema  string
+	RefTable   string
+	RefColumns []string
+}
+
+// Errors a driver classifies, so the engine knows whether retrying helps.
+var (
+	// ErrUnavailable: the store cannot be reached now (retry with backoff).
+	ErrUnavailable = errors.New("datastore unavailable")
+	// ErrAuthentication: credentials were refused (needs a human).
+	ErrAuthentication = errors.New("datastore authentication failed")
+	// ErrNotFound: a table, column, key pattern or bucket does not exist.
+	ErrNotFound = errors.New("not found in datastore")
+	// ErrInvalid: the operation cannot be executed as specified (needs a human).
+	ErrInvalid = errors.New("invalid operation")
+)
