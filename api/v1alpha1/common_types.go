@@ -11,27 +11,27 @@ package v1alpha1
 // semicolons, whitespace, dots and comment markers are never accepted.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=63
-// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z_][A-Za-z0-9_]*$')",message="must be a plain identifier: a letter or underscore followed by letters, digits or underscores (no quotes, semicolons, spaces, dots or comments)"
+// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
 type Identifier string
 
 // IdentityType names a kind of identifier of a data subject, such as user_id,
 // email, phone or device_id: lowercase letters, digits and underscores.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=63
-// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z][a-z0-9_]*$')",message="must be lowercase letters, digits and underscores, starting with a letter (for example user_id or email)"
+// +kubebuilder:validation:Pattern=`^[a-z][a-z0-9_]*$`
 type IdentityType string
 
 // Category names a data category such as contact, device, location or
 // browsing: lowercase letters, digits, underscores and hyphens.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=63
-// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z][a-z0-9_-]*$')",message="must be lowercase letters, digits, underscores or hyphens, starting with a letter"
+// +kubebuilder:validation:Pattern=`^[a-z][a-z0-9_-]*$`
 type Category string
 
 // ObjectName is the name of another Lethe object in the same namespace.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=253
-// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')",message="must be a valid object name (lowercase letters, digits, '-' and '.')"
+// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
 type ObjectName string
 
 // RetentionDuration is an age limit: a positive whole number followed by one
@@ -238,6 +238,5 @@ type FieldAnonymization struct {
 	Name Identifier `json:"name"`
 
 	// Anonymization strategy for this field.
-	// +required
 	Anonymization `json:",inline"`
 }

@@ -155,7 +155,7 @@ type Collection struct {
 
 	// Fields that hold personal data, their categories and anonymization.
 	// +optional
-	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:MaxItems=64
 	// +listType=map
 	// +listMapKey=name
 	Fields []DataField `json:"fields,omitempty"`
@@ -194,7 +194,7 @@ type DatasetSpec struct {
 	// Collections of personal data in the store.
 	// +required
 	// +kubebuilder:validation:MinItems=1
-	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:MaxItems=64
 	// +listType=map
 	// +listMapKey=name
 	Collections []Collection `json:"collections"`

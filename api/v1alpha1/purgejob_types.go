@@ -7,7 +7,7 @@ import (
 // Operation is one concrete operation on one collection.
 // +kubebuilder:validation:XValidation:rule="self.action != 'Anonymize' || (has(self.fields) && size(self.fields) > 0)",message="action Anonymize needs fields with their strategies"
 // +kubebuilder:validation:XValidation:rule="self.action == 'Anonymize' || !has(self.fields)",message="fields are only used by action Anonymize"
-// +kubebuilder:validation:XValidation:rule="self.byAge || self.bySubject",message="an operation selects records byAge, bySubject, or both"
+// +kubebuilder:validation:XValidation:rule="(has(self.byAge) && self.byAge) || (has(self.bySubject) && self.bySubject)",message="an operation selects records byAge, bySubject, or both"
 type Operation struct {
 	// Collection of the Dataset to work on.
 	// +required
@@ -35,8 +35,8 @@ type Operation struct {
 
 // PurgeJobSpec is one execution against one Dataset, fixed at creation:
 // retries and resumption after a crash touch exactly the same records.
-// +kubebuilder:validation:XValidation:rule="!self.operations.exists(o, o.byAge) || has(self.cutoff)",message="operations byAge need cutoff"
-// +kubebuilder:validation:XValidation:rule="!self.operations.exists(o, o.bySubject) || has(self.subjectsSecretRef)",message="operations bySubject need subjectsSecretRef"
+// +kubebuilder:validation:XValidation:rule="!self.operations.exists(o, has(o.byAge) && o.byAge) || has(self.cutoff)",message="operations byAge need cutoff"
+// +kubebuilder:validation:XValidation:rule="!self.operations.exists(o, has(o.bySubject) && o.bySubject) || has(self.subjectsSecretRef)",message="operations bySubject need subjectsSecretRef"
 type PurgeJobSpec struct {
 	// DatasetRef names the Dataset, in the same namespace.
 	// +required

@@ -168,6 +168,9 @@ type CollectionInfo struct {
 	ForeignKeys   []ForeignKey
 	Partitioned   bool
 	EstimatedRows int64
+	// KeyTypes (Redis) counts the types (hash, string, zset, stream…) of
+	// the keys Describe sampled.
+	KeyTypes map[string]int64
 }
 
 // Column is one column of a table.

@@ -1,0 +1,89 @@
+// Package controllers holds one reconciler per Lethe kind. Each reads top to
+// bottom: get → gates (deletion, suspend, holds, approval) → plan → act →
+// status, with conditions as in DESIGN.md §5.
+package controllers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/connect"
+	"github.com/lethe-dev/lethe/internal/datastore"
+)
+
+// Deps are what every reconciler needs.
+type Deps struct {
+	client.Client
+	// APIReader reads Secrets without caching (no cluster-wide Secret watch).
+	APIReader client.Reader
+	Recorder  recorder.EventRecorder
+	Pool      *connect.Pool
+	// Clock returns the current time; nil means time.Now (tests fix it).
+	Clock func() time.Time
+}
+
+func (d *Deps) now() time.Time {
+	if d.Clock != nil {
+		return d.Clock().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (r *PurgeJobReconciler) sliceDuration() time.Duration {
+	if r.SliceDuration > 0 {
+		return r.SliceDuration
+	}
+	return 10 * time.Second
+}
+
+// stallError is an error that needs a human: the object goes Stalled.
+type stallError struct{ reason, msg string }
+
+func (e stallError) Error() string { return e.msg }
+
+func stalled(reason, msg string) error { return stallError{reason: reason, msg: msg} }
+
+// classify maps a connection error to a condition reason and a message that
+// carries no credentials or personal data.
+func classify(err error) (reason, msg string) {
+	switch {
+	case errors.Is(err, connect.ErrSecretNotFound):
+		return retentionv1.ReasonSecretNotFound, err.Error()
+	case errors.Is(err, datastore.ErrAuthentication):
+		return retentionv1.ReasonAuthenticationFailed, "The datastore refused the credentials"
+	case errors.Is(err, datastore.ErrUnavailable):
+		return ReasonDataStoreUnavailable, fmt.Sprintf("The datastore is unavailable: %v", err)
+	default:
+		return retentionv1.ReasonConnectionFailed, err.Error()
+	}
+}
+
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, datastore.ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, datastore.ErrAuthentication):
+		return "authentication"
+	case errors.Is(err, datastore.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, datastore.ErrInvalid):
+		return "invalid"
+	default:
+		return "other"
+	}
+}
+
+func findCondition(conds []metav1.Condition, t string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == t {
+			return &conds[i]
+		}
+	}
+	return nil
+}

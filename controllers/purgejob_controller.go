@@ -1,0 +1,431 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/metrics"
+)
+
+// PurgeJob phases.
+const (
+	PhasePending   = "Pending"
+	PhaseRunning   = "Running"
+	PhaseSucceeded = "Succeeded"
+	PhaseFailed    = "Failed"
+	PhaseStalled   = "Stalled"
+	// PhaseHeld marks an operation skipped because a LegalHold keeps its
+	// whole collection.
+	PhaseHeld = "Held"
+)
+
+// PurgeJob condition types and reasons beyond the shared ones.
+const (
+	ConditionDataStoreAvailable = "DataStoreAvailable"
+	ReasonDataStoreUnavailable  = "DataStoreUnavailable"
+	ReasonInvalidOperation      = "InvalidOperation"
+	ReasonRunning               = "Running"
+	ReasonDryRunCompleted       = "DryRunCompleted"
+
+	// AnnotationReleaseSafetyLimit lets a PurgeJob stopped by its safety
+	// limit proceed: set it to "true" on that PurgeJob.
+	AnnotationReleaseSafetyLimit = "retention.lethe.dev/release-safety-limit"
+)
+
+// PurgeJobReconciler executes PurgeJobs batch by batch, checkpointing
+// progress in status so that a restarted manager resumes where it stopped.
+type PurgeJobReconciler struct {
+	Deps
+	// SliceDuration bounds the work of one reconcile; the job is requeued
+	// after it, so holds and cancellation are noticed and workers are shared.
+	SliceDuration time.Duration
+	// MaxBatchesPerSlice, when positive, also bounds the batches of one
+	// reconcile (tests use 1 to interrupt a job between batches).
+	MaxBatchesPerSlice int
+}
+
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=datasets;datastores;legalholds,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile reads top to bottom: get → gates → plan → act → status.
+func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	// The checkpoint must be authoritative: read the job from the API server,
+	// not the informer cache, which may lag behind the last batch's status.
+	var job retentionv1.PurgeJob
+	if err := r.APIReader.Get(ctx, req.NamespacedName, &job); err != nil {
+		return reconcile.Result{}, ctrl.IgnoreNotFound(err)
+	}
+	if finished(&job) || !job.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	run := &jobRun{r: r, job: &job, before: job.DeepCopy()}
+	return run.reconcile(ctx)
+}
+
+func finished(job *retentionv1.PurgeJob) bool {
+	return job.Status.Phase == PhaseSucceeded || job.Status.Phase == PhaseFailed
+}
+
+// jobRun is the state of one reconcile of one job.
+type jobRun struct {
+	r      *PurgeJobReconciler
+	job    *retentionv1.PurgeJob
+	before *retentionv1.PurgeJob
+	store  *retentionv1.DataStore
+	driver datastore.Driver
+	steps  []engine.Step
+}
+
+func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
+	job := j.job
+	job.Status.ObservedGeneration = job.Generation
+	if job.Status.Phase == "" {
+		job.Status.Phase = PhasePending
+		retentionv1.MarkReconciling(job, retentionv1.ReasonProgressing, "Preparing the job")
+	}
+
+	// Gates: Dataset, DataStore, connection.
+	dataset, err := j.gates(ctx)
+	if err != nil {
+		return j.fail(ctx, err)
+	}
+	// Plan: resolve operations, holds and subjects for this slice.
+	var holdList retentionv1.LegalHoldList
+	if err := j.r.List(ctx, &holdList, ctrl.InNamespace(job.Namespace)); err != nil {
+		return reconcile.Result{}, err
+	}
+	j.steps, err = engine.Resolve(ctx, job, engine.Inputs{
+		Reader: j.r.APIReader, Dataset: dataset, StoreType: j.store.Spec.Type, Holds: holdList.Items, Now: j.r.now(),
+	})
+	if err != nil {
+		return j.fail(ctx, err)
+	}
+	if len(job.Status.Operations) != len(job.Spec.Operations) {
+		job.Status.Operations = make([]retentionv1.OperationStatus, len(job.Spec.Operations))
+		for i, op := range job.Spec.Operations {
+			job.Status.Operations[i] = retentionv1.OperationStatus{Collection: string(op.Collection), Phase: PhasePending}
+		}
+	}
+
+	// Count before anything changes: dry run result, safety limits.
+	if job.Status.StartTime == nil {
+		return j.start(ctx)
+	}
+	// Act: batches until the slice is used up.
+	return j.execute(ctx)
+}
+
+// gates checks that the Dataset and DataStore exist and opens the driver.
+func (j *jobRun) gates(ctx context.Context) (*retentionv1.Dataset, error) {
+	job := j.job
+	var dataset retentionv1.Dataset
+	if err := j.r.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: string(job.Spec.DatasetRef.Name)}, &dataset); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, stalled(retentionv1.ReasonDatasetNotFound, fmt.Sprintf("Dataset %s not found", job.Spec.DatasetRef.Name))
+		}
+		return nil, err
+	}
+	var store retentionv1.DataStore
+	if err := j.r.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: string(dataset.Spec.DataStoreRef.Name)}, &store); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, stalled(retentionv1.ReasonDataStoreNotReady, fmt.Sprintf("DataStore %s not found", dataset.Spec.DataStoreRef.Name))
+		}
+		return nil, err
+	}
+	j.store = &store
+	d, err := j.r.Pool.Get(ctx, &store)
+	if err != nil {
+		return nil, err
+	}
+	j.driver = d
+	return &dataset, nil
+}
+
+// start counts every operation, applies safety limits and either finishes a
+// dry run or starts executing.
+func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
+	job := j.job
+	var total int64
+	for i, s := range j.steps {
+		st := &job.Status.Operations[i]
+		if s.BlockedBy != "" {
+			st.Phase = PhaseHeld
+			continue
+		}
+		n, err := j.driver.Count(ctx, s.Op)
+		if err != nil {
+			return j.fail(ctx, err)
+		}
+		st.Matched = n
+		total += n
+		if msg, err := j.overPercent(ctx, s, n); err != nil {
+			return j.fail(ctx, err)
+		} else if msg != "" && !released(job) {
+			return j.stall(ctx, retentionv1.ReasonSafetyLimitExceeded, msg)
+		}
+	}
+	job.Status.Matched = total
+	if lim := job.Spec.Safety; lim != nil && lim.MaxRows != nil && total > *lim.MaxRows && !released(job) {
+		return j.stall(ctx, retentionv1.ReasonSafetyLimitExceeded, fmt.Sprintf(
+			"would touch %d records, more than safety.maxRows %d; nothing was changed. Set annotation %s=true on this PurgeJob to let it proceed", total, *lim.MaxRows, AnnotationReleaseSafetyLimit))
+	}
+	now := metav1.NewTime(j.r.now())
+	job.Status.StartTime = &now
+	if job.Spec.Mode == retentionv1.ModeDryRun {
+		for i := range job.Status.Operations {
+			if job.Status.Operations[i].Phase == PhasePending {
+				job.Status.Operations[i].Phase = PhaseSucceeded
+			}
+		}
+		return j.succeed(ctx, ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized; nothing was changed", total))
+	}
+	job.Status.Phase = PhaseRunning
+	retentionv1.MarkReconciling(job, ReasonRunning, fmt.Sprintf("Executing %d operations, %d records matched", len(j.steps), total))
+	j.r.Recorder.Eventf(job, nil, "Normal", "Started", "Execute", "Started: %d operations, %d records matched at cutoff %s", len(j.steps), total, cutoffString(job))
+	if err := j.saveStatus(ctx); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+}
+
+// overPercent checks safety.maxPercent for one operation.
+func (j *jobRun) overPercent(ctx context.Context, s engine.Step, matched int64) (string, error) {
+	lim := j.job.Spec.Safety
+	if lim == nil || lim.MaxPercent == nil || matched == 0 {
+		return "", nil
+	}
+	total, err := j.driver.Total(ctx, s.Op.Collection)
+	if err != nil {
+		return "", err
+	}
+	if total > 0 && matched*100 > total*int64(*lim.MaxPercent) {
+		return fmt.Sprintf("would touch %d of %d records (%d%%) of collection %s, more than safety.maxPercent %d%%; nothing was changed. Set annotation %s=true on this PurgeJob to let it proceed",
+			matched, total, matched*100/total, s.Op.Collection.Name, *lim.MaxPercent, AnnotationReleaseSafetyLimit), nil
+	}
+	return "", nil
+}
+
+func released(job *retentionv1.PurgeJob) bool {
+	return job.Annotations[AnnotationReleaseSafetyLimit] == "true"
+}
+
+// execute runs batches, checkpointing after each, until every operation is
+// done or the slice is used up.
+func (j *jobRun) execute(ctx context.Context) (reconcile.Result, error) {
+	job := j.job
+	deadline := j.r.now().Add(j.r.sliceDuration())
+	batches := 0
+	for i, s := range j.steps {
+		st := &job.Status.Operations[i]
+		if st.Phase == PhaseSucceeded || st.Phase == PhaseHeld {
+			continue
+		}
+		if s.BlockedBy != "" {
+			// A hold placed while the job runs takes effect at the next batch.
+			st.Phase = PhaseHeld
+			if err := j.saveStatus(ctx); err != nil {
+				return reconcile.Result{}, err
+			}
+			continue
+		}
+		st.Phase = PhaseRunning
+		for {
+			if ctx.Err() != nil {
+				return reconcile.Result{}, ctx.Err()
+			}
+			if j.r.now().After(deadline) || (j.r.MaxBatchesPerSlice > 0 && batches >= j.r.MaxBatchesPerSlice) {
+				if err := j.saveStatus(ctx); err != nil {
+					return reconcile.Result{}, err
+				}
+				return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+			}
+			started := time.Now()
+			b, err := j.driver.Execute(ctx, s.Op, st.Cursor)
+			metrics.BatchDuration.WithLabelValues(string(j.store.Spec.Type)).Observe(time.Since(started).Seconds())
+			if err != nil {
+				return j.fail(ctx, err)
+			}
+			batches++
+			j.record(st, s, b)
+			if b.Done {
+				st.Phase = PhaseSucceeded
+			}
+			if err := j.saveStatus(ctx); err != nil {
+				return reconcile.Result{}, err
+			}
+			if b.Done {
+				break
+			}
+		}
+	}
+	return j.succeed(ctx, retentionv1.ReasonSucceeded, j.summary())
+}
+
+// record adds one batch to the operation's and the job's totals.
+func (j *jobRun) record(st *retentionv1.OperationStatus, s engine.Step, b datastore.Batch) {
+	job := j.job
+	st.Batches++
+	st.Cursor = b.Cursor
+	st.PartitionsDropped += int32(b.PartitionsDropped)
+	labels := []string{job.Namespace, string(job.Spec.DatasetRef.Name), s.Op.Collection.Name}
+	if s.Op.Delete {
+		st.Deleted += b.Affected
+		job.Status.Deleted += b.Affected
+		metrics.RowsDeleted.WithLabelValues(labels...).Add(float64(b.Affected))
+	} else {
+		st.Anonymized += b.Affected
+		job.Status.Anonymized += b.Affected
+		metrics.RowsAnonymized.WithLabelValues(labels...).Add(float64(b.Affected))
+	}
+	metrics.Batches.WithLabelValues(job.Namespace, string(job.Spec.DatasetRef.Name), string(j.store.Spec.Type)).Inc()
+}
+
+func (j *jobRun) summary() string {
+	job := j.job
+	held := 0
+	for _, st := range job.Status.Operations {
+		if st.Phase == PhaseHeld {
+			held++
+		}
+	}
+	msg := fmt.Sprintf("Deleted %d and anonymized %d records in %d operations", job.Status.Deleted, job.Status.Anonymized, len(job.Status.Operations)-held)
+	if held > 0 {
+		msg += fmt.Sprintf("; %d operations skipped under legal hold", held)
+	}
+	return msg
+}
+
+func (j *jobRun) succeed(ctx context.Context, reason, msg string) (reconcile.Result, error) {
+	job := j.job
+	now := metav1.NewTime(j.r.now())
+	job.Status.CompletionTime = &now
+	job.Status.Phase = PhaseSucceeded
+	retentionv1.MarkReady(job, reason, msg)
+	if err := j.saveStatus(ctx); err != nil {
+		return reconcile.Result{}, err
+	}
+	metrics.PurgeJobs.WithLabelValues(job.Namespace, PhaseSucceeded).Inc()
+	j.r.Recorder.Eventf(job, nil, "Normal", reason, "Execute", "%s (%s)", msg, j.elapsed())
+	log.FromContext(ctx).Info("PurgeJob finished", "phase", job.Status.Phase, "deleted", job.Status.Deleted, "anonymized", job.Status.Anonymized)
+	return reconcile.Result{}, nil
+}
+
+func (j *jobRun) elapsed() string {
+	if j.job.Status.StartTime == nil || j.job.Status.CompletionTime == nil {
+		return "0s"
+	}
+	return j.job.Status.CompletionTime.Sub(j.job.Status.StartTime.Time).Round(time.Millisecond).String()
+}
+
+// stall stops the job until a human acts (safety limit, missing objects).
+func (j *jobRun) stall(ctx context.Context, reason, msg string) (reconcile.Result, error) {
+	job := j.job
+	first := job.Status.Phase != PhaseStalled
+	job.Status.Phase = PhaseStalled
+	retentionv1.MarkStalled(job, reason, msg)
+	if err := j.saveStatus(ctx); err != nil {
+		return reconcile.Result{}, err
+	}
+	if first {
+		metrics.PurgeJobs.WithLabelValues(job.Namespace, PhaseStalled).Inc()
+		j.r.Recorder.Eventf(job, nil, "Warning", reason, "Execute", "%s", msg)
+	}
+	return reconcile.Result{}, nil
+}
+
+// fail sorts an error: terminal (invalid job) fails the job, a stalling
+// condition stalls it, anything else is transient and retried with backoff.
+func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) {
+	job := j.job
+	var st stallError
+	switch {
+	case errors.As(err, &st):
+		return j.stall(ctx, st.reason, st.msg)
+	case errors.Is(err, engine.ErrInvalid), errors.Is(err, datastore.ErrInvalid), errors.Is(err, datastore.ErrNotFound):
+		j.countError(err)
+		now := metav1.NewTime(j.r.now())
+		job.Status.Phase = PhaseFailed
+		job.Status.CompletionTime = &now
+		retentionv1.MarkStalled(job, ReasonInvalidOperation, err.Error())
+		if serr := j.saveStatus(ctx); serr != nil {
+			return reconcile.Result{}, serr
+		}
+		metrics.PurgeJobs.WithLabelValues(job.Namespace, PhaseFailed).Inc()
+		j.r.Recorder.Eventf(job, nil, "Warning", "Failed", "Execute", "Failed: %v; deleted %d and anonymized %d records before stopping", err, job.Status.Deleted, job.Status.Anonymized)
+		return reconcile.Result{}, reconcile.TerminalError(err)
+	default:
+		reason, msg := classify(err)
+		if j.store != nil {
+			j.countError(err)
+		}
+		retentionv1.SetCondition(job, ConditionDataStoreAvailable, metav1.ConditionFalse, reason, msg)
+		retentionv1.MarkNotReady(job, reason, msg+"; retrying with backoff")
+		if reason == retentionv1.ReasonSecretNotFound || reason == retentionv1.ReasonAuthenticationFailed {
+			return j.stall(ctx, reason, msg)
+		}
+		if serr := j.saveStatus(ctx); serr != nil {
+			return reconcile.Result{}, serr
+		}
+		return reconcile.Result{}, err
+	}
+}
+
+func (j *jobRun) countError(err error) {
+	store := "unknown"
+	if j.store != nil {
+		store = string(j.store.Spec.Type)
+	}
+	metrics.Errors.WithLabelValues(store, errorKind(err)).Inc()
+}
+
+// saveStatus checkpoints status with an optimistic lock, so a writer holding
+// an outdated view can never overwrite newer progress. On a conflict (an
+// unrelated metadata change, such as an annotation) it re-reads the job and
+// writes this run's status, which is authoritative: this controller is the
+// only status writer and each job is reconciled by one worker at a time.
+func (j *jobRun) saveStatus(ctx context.Context) error {
+	if j.job.Status.Phase != PhaseStalled && j.job.Status.Phase != "" {
+		if c := findCondition(j.job.Status.Conditions, ConditionDataStoreAvailable); c != nil && c.Status != metav1.ConditionTrue && j.driver != nil {
+			retentionv1.SetCondition(j.job, ConditionDataStoreAvailable, metav1.ConditionTrue, retentionv1.ReasonConnected, "The DataStore is reachable")
+		}
+	}
+	// Write a copy: the server's answer only refreshes metadata, so pointers
+	// into j.job.Status held by the caller stay valid.
+	sent := j.job.DeepCopy()
+	err := j.r.Status().Patch(ctx, sent, ctrl.MergeFromWithOptions(j.before, ctrl.MergeFromWithOptimisticLock{}))
+	for attempt := 0; apierrors.IsConflict(err) && attempt < 5; attempt++ {
+		if err = j.r.APIReader.Get(ctx, ctrl.ObjectKeyFromObject(j.job), sent); err != nil {
+			break
+		}
+		sent.Status = *j.job.Status.DeepCopy()
+		err = j.r.Status().Update(ctx, sent)
+	}
+	if err != nil {
+		return fmt.Errorf("checkpointing PurgeJob status: %w", err)
+	}
+	j.job.ObjectMeta = sent.ObjectMeta
+	j.before = j.job.DeepCopy()
+	return nil
+}
+
+func cutoffString(job *retentionv1.PurgeJob) string {
+	if job.Spec.Cutoff == nil {
+		return "none"
+	}
+	return job.Spec.Cutoff.UTC().Format(time.RFC3339)
+}

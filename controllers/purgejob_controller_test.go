@@ -1,0 +1,372 @@
+package controllers_test
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/mask"
+	"github.com/lethe-dev/lethe/internal/testharness"
+)
+
+// The fixture: table events(id, user_id, email, ts). Rows 1..n; row i has
+// user_id i%10 and is dated base + (i - expired) minutes, so exactly `expired`
+// rows lie strictly before the cutoff `base`.
+var base = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+
+func seedEvents(t *testing.T, pg testharness.PG, n, expired int) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	mustExec(t, conn, `CREATE TABLE events (id bigint PRIMARY KEY, user_id text NOT NULL, email text, ts timestamptz NOT NULL)`)
+	mustExec(t, conn, `INSERT INTO events SELECT i, (i % 10)::text, 'user' || i || '@example.com', $1::timestamptz + ((i - $2) * interval '1 minute') FROM generate_series(1, $3) i`, base, expired+1, n)
+	return conn
+}
+
+func mustExec(t *testing.T, conn *pgx.Conn, sql string, args ...any) {
+	t.Helper()
+	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func count(t *testing.T, conn *pgx.Conn, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func eventsDataset(ns string) *retentionv1.Dataset {
+	return &retentionv1.Dataset{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
+		Spec: retentionv1.DatasetSpec{
+			DataStoreRef:     retentionv1.LocalObjectReference{Name: "db"},
+			HMACKeySecretRef: &retentionv1.SecretKeySelector{Name: "hmac", Key: "key"},
+			Collections: []retentionv1.Collection{{
+				Name:           "events",
+				TimestampField: "ts",
+				Identities:     []retentionv1.IdentityField{{Type: "user_id", Field: "user_id"}, {Type: "email", Field: "email"}},
+				Fields: []retentionv1.DataField{{Name: "email", Categories: []retentionv1.Category{"contact"},
+					Anonymize: &retentionv1.Anonymization{Strategy: retentionv1.StrategyHMAC}}},
+			}},
+		},
+	}
+}
+
+const hmacKey = "0123456789abcdef0123456789abcdef"
+
+// fixture creates the namespace, store, dataset and table.
+func fixture(t *testing.T, n, expired int) (string, *pgx.Conn) {
+	t.Helper()
+	ns := namespace(t)
+	pg := postgresStore(t, ns, "db")
+	conn := seedEvents(t, pg, n, expired)
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hmac"}, StringData: map[string]string{"key": hmacKey}})
+	create(t, eventsDataset(ns))
+	return ns, conn
+}
+
+func deleteJob(ns, name string, mode retentionv1.Mode) *retentionv1.PurgeJob {
+	return &retentionv1.PurgeJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: retentionv1.PurgeJobSpec{
+			DatasetRef: retentionv1.LocalObjectReference{Name: "app"},
+			Mode:       mode,
+			Cutoff:     &metav1.Time{Time: base},
+			BatchSize:  100,
+			Operations: []retentionv1.Operation{{Collection: "events", Action: retentionv1.ActionDelete, ByAge: true}},
+		},
+	}
+}
+
+func waitPhase(t *testing.T, ns, name, phase string) *retentionv1.PurgeJob {
+	t.Helper()
+	return waitFor(t, &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, 60*time.Second, "phase "+phase,
+		func(j *retentionv1.PurgeJob) bool { return j.Status.Phase == phase })
+}
+
+func TestPurgeJobDeletesExactlyTheExpiredRows(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := fixture(t, 1000, 437)
+
+	create(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
+	job := waitPhase(t, ns, "run", controllers.PhaseSucceeded)
+
+	if job.Status.Matched != 437 || job.Status.Deleted != 437 || job.Status.Operations[0].Deleted != 437 {
+		t.Errorf("status matched %d deleted %d (op %d), want 437", job.Status.Matched, job.Status.Deleted, job.Status.Operations[0].Deleted)
+	}
+	if got := count(t, conn, `SELECT count(*) FROM events WHERE ts < $1`, base); got != 0 {
+		t.Errorf("%d expired rows left in the store", got)
+	}
+	if got := count(t, conn, `SELECT count(*) FROM events`); got != 1000-437 {
+		t.Errorf("%d rows left, want %d: rows at or after the cutoff were touched", got, 1000-437)
+	}
+	if !hasCondition(job, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonSucceeded) || condition(job, retentionv1.ConditionReconciling) != nil {
+		t.Errorf("conditions of a finished job: %+v", job.Status.Conditions)
+	}
+	if job.Status.Operations[0].Batches < 5 {
+		t.Errorf("batches = %d, want ≥ 5 for 437 rows at batchSize 100", job.Status.Operations[0].Batches)
+	}
+	assertEvent(t, ns, "run", "Started")
+	assertEvent(t, ns, "run", retentionv1.ReasonSucceeded)
+}
+
+func TestPurgeJobDryRunCountsWhatEnforceDeletes(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := fixture(t, 500, 123)
+
+	create(t, deleteJob(ns, "dry", retentionv1.ModeDryRun))
+	dry := waitPhase(t, ns, "dry", controllers.PhaseSucceeded)
+	if got := count(t, conn, `SELECT count(*) FROM events`); got != 500 {
+		t.Fatalf("a dry run changed the store: %d rows left of 500", got)
+	}
+	if !hasCondition(dry, retentionv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonDryRunCompleted) {
+		t.Errorf("dry run conditions: %+v", dry.Status.Conditions)
+	}
+
+	create(t, deleteJob(ns, "real", retentionv1.ModeEnforce))
+	real := waitPhase(t, ns, "real", controllers.PhaseSucceeded)
+	if dry.Status.Matched != 123 || real.Status.Deleted != dry.Status.Matched {
+		t.Errorf("dry run matched %d, real run deleted %d, want both 123", dry.Status.Matched, real.Status.Deleted)
+	}
+}
+
+func TestPurgeJobSafetyLimitStopsBeforeTouchingAnything(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := fixture(t, 300, 200)
+
+	job := deleteJob(ns, "big", retentionv1.ModeEnforce)
+	job.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr(int64(50))}
+	create(t, job)
+	stalled := waitPhase(t, ns, "big", controllers.PhaseStalled)
+	if !hasCondition(stalled, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonSafetyLimitExceeded) ||
+		!hasCondition(stalled, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonSafetyLimitExceeded) {
+		t.Fatalf("conditions: %+v", stalled.Status.Conditions)
+	}
+	if got := count(t, conn, `SELECT count(*) FROM events`); got != 300 {
+		t.Fatalf("a stalled job touched the store: %d rows left of 300", got)
+	}
+
+	// A percentage limit stops too (200 of 300 is 66%).
+	pct := deleteJob(ns, "pct", retentionv1.ModeEnforce)
+	pct.Spec.Safety = &retentionv1.SafetyLimits{MaxPercent: ptr(int32(50))}
+	create(t, pct)
+	waitPhase(t, ns, "pct", controllers.PhaseStalled)
+
+	// Releasing the first job lets exactly that job proceed.
+	patch := client.MergeFrom(stalled.DeepCopy())
+	stalled.Annotations = map[string]string{controllers.AnnotationReleaseSafetyLimit: "true"}
+	if err := env.Client.Patch(context.Background(), stalled, patch); err != nil {
+		t.Fatal(err)
+	}
+	done := waitPhase(t, ns, "big", controllers.PhaseSucceeded)
+	if done.Status.Deleted != 200 || count(t, conn, `SELECT count(*) FROM events`) != 100 {
+		t.Errorf("released job deleted %d, want 200", done.Status.Deleted)
+	}
+	if condition(done, retentionv1.ConditionStalled) != nil {
+		t.Errorf("Stalled must be gone after success: %+v", done.Status.Conditions)
+	}
+	var still retentionv1.PurgeJob
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "pct"}, &still); err != nil || still.Status.Phase != controllers.PhaseStalled {
+		t.Errorf("the other stalled job must stay stalled: %v %s", err, still.Status.Phase)
+	}
+}
+
+func TestPurgeJobHeldSubjectsSurvive(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := fixture(t, 400, 300)
+	create(t, &retentionv1.LegalHold{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "case-42"},
+		Spec: retentionv1.LegalHoldSpec{Reason: "Case 42", Subjects: []retentionv1.SubjectIdentity{{Type: "user_id", Value: "7"}}},
+	})
+	heldExpired := count(t, conn, `SELECT count(*) FROM events WHERE user_id = '7' AND ts < $1`, base)
+
+	create(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
+	job := waitPhase(t, ns, "run", controllers.PhaseSucceeded)
+	if got := count(t, conn, `SELECT count(*) FROM events WHERE user_id = '7' AND ts < $1`, base); got != heldExpired || got == 0 {
+		t.Errorf("held subject's expired rows: %d left, want all %d", got, heldExpired)
+	}
+	if got := count(t, conn, `SELECT count(*) FROM events WHERE user_id <> '7' AND ts < $1`, base); got != 0 {
+		t.Errorf("%d expired rows of other subjects left", got)
+	}
+	if job.Status.Deleted != 300-heldExpired {
+		t.Errorf("deleted %d, want %d", job.Status.Deleted, 300-heldExpired)
+	}
+}
+
+func TestPurgeJobCollectionWideHoldSkipsTheOperation(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := fixture(t, 100, 60)
+	create(t, &retentionv1.LegalHold{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"},
+		Spec:       retentionv1.LegalHoldSpec{Collections: []retentionv1.Identifier{"events"}},
+	})
+	create(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
+	job := waitPhase(t, ns, "run", controllers.PhaseSucceeded)
+	if job.Status.Operations[0].Phase != controllers.PhaseHeld || count(t, conn, `SELECT count(*) FROM events`) != 100 {
+		t.Errorf("a collection under hold was touched: op phase %s", job.Status.Operations[0].Phase)
+	}
+}
+
+func TestPurgeJobResumesAfterRestartWithExactTotals(t *testing.T) {
+	ns, conn := fixture(t, 2000, 1000)
+	orig := map[int64]string{}
+	rows, err := conn.Query(context.Background(), `SELECT id, email FROM events WHERE ts < $1`, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		var email string
+		if err := rows.Scan(&id, &email); err != nil {
+			t.Fatal(err)
+		}
+		orig[id] = email
+	}
+	rows.Close()
+
+	// Anonymize the emails of expired rows with HMAC, which is not
+	// idempotent (applied twice it changes the value again), so a row touched
+	// twice or missed after the restart would both show.
+	job := &retentionv1.PurgeJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "resume"},
+		Spec: retentionv1.PurgeJobSpec{
+			DatasetRef: retentionv1.LocalObjectReference{Name: "app"},
+			Mode:       retentionv1.ModeEnforce,
+			Cutoff:     &metav1.Time{Time: base},
+			BatchSize:  50,
+			Operations: []retentionv1.Operation{
+				{Collection: "events", Action: retentionv1.ActionAnonymize, ByAge: true,
+					Fields: []retentionv1.FieldAnonymization{{Name: "email", Anonymization: retentionv1.Anonymization{Strategy: retentionv1.StrategyHMAC}}}},
+			},
+		},
+	}
+	first := startManager(t, controllers.Options{PurgeJobBatchesPerSlice: 1})
+	create(t, job)
+	mid := waitFor(t, &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "resume"}}, 60*time.Second, "5 batches",
+		func(j *retentionv1.PurgeJob) bool { return len(j.Status.Operations) == 1 && j.Status.Operations[0].Batches >= 5 })
+	first.stop() // graceful: the batch in flight finishes and is checkpointed
+
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(mid), mid); err != nil {
+		t.Fatal(err)
+	}
+	if mid.Status.Phase != controllers.PhaseRunning {
+		t.Fatalf("job finished before the interruption (phase %s); make it bigger", mid.Status.Phase)
+	}
+	key := mask.Strategy{Kind: mask.HMAC, Key: []byte(hmacKey)}
+	changed := anonymizedRows(t, conn, orig)
+	if int64(changed) != mid.Status.Anonymized {
+		t.Fatalf("after interruption: %d rows changed in the store, status says %d", changed, mid.Status.Anonymized)
+	}
+
+	startManager(t, controllers.Options{})
+	done := waitPhase(t, ns, "resume", controllers.PhaseSucceeded)
+	if done.Status.Anonymized != 1000 {
+		t.Errorf("anonymized total %d, want exactly 1000", done.Status.Anonymized)
+	}
+	// Every expired row masked exactly once; every other row untouched.
+	rows, err = conn.Query(context.Background(), `SELECT id, email, ts < $1 FROM events`, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var email string
+		var expired bool
+		if err := rows.Scan(&id, &email, &expired); err != nil {
+			t.Fatal(err)
+		}
+		if !expired {
+			if email != fmt.Sprintf("user%d@example.com", id) {
+				t.Fatalf("row %d at or after the cutoff was changed", id)
+			}
+			continue
+		}
+		want, err := key.Apply(orig[id], mask.Column{Type: mask.Text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if email != want.(string) {
+			t.Fatalf("row %d: email is not HMAC(original) exactly once (%s)", id, hex.EncodeToString([]byte(email))[:16])
+		}
+	}
+}
+
+// anonymizedRows counts expired rows whose email no longer equals the original.
+func anonymizedRows(t *testing.T, conn *pgx.Conn, orig map[int64]string) int {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `SELECT id, email FROM events WHERE ts < $1`, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var id int64
+		var email string
+		if err := rows.Scan(&id, &email); err != nil {
+			t.Fatal(err)
+		}
+		if email != orig[id] {
+			n++
+		}
+	}
+	return n
+}
+
+func TestPurgeJobMissingTableFailsWithReason(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, _ := fixture(t, 10, 5)
+	ds := eventsDataset(ns)
+	ds.Name = "ghost"
+	ds.Spec.Collections[0].Name = "ghost_events"
+	create(t, ds)
+	job := deleteJob(ns, "ghost", retentionv1.ModeEnforce)
+	job.Spec.DatasetRef.Name = "ghost"
+	job.Spec.Operations[0].Collection = "ghost_events"
+	create(t, job)
+	failed := waitPhase(t, ns, "ghost", controllers.PhaseFailed)
+	if !hasCondition(failed, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonInvalidOperation) {
+		t.Errorf("conditions: %+v", failed.Status.Conditions)
+	}
+	assertEvent(t, ns, "ghost", "Failed")
+}
+
+// assertEvent waits for an event with reason about a PurgeJob.
+func assertEvent(t *testing.T, ns, name, reason string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var list eventsv1.EventList
+		if err := env.Client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Name == name && e.Reason == reason {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no event %s for %s", reason, name)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

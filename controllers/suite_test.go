@@ -1,0 +1,151 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/connect"
+	"github.com/lethe-dev/lethe/internal/datastore/all"
+	"github.com/lethe-dev/lethe/internal/testenv"
+	"github.com/lethe-dev/lethe/internal/testharness"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false)))
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer func() { _ = env.Stop() }()
+	testharness.Main(m)
+}
+
+// manager is a running Lethe manager in the test process.
+type manager struct {
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+// startManager runs the controllers until the returned manager is stopped
+// (graceful: in-flight reconciles finish, as on a real shutdown).
+func startManager(t *testing.T, opts controllers.Options) *manager {
+	t.Helper()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:         env.Scheme,
+		Metrics:        metricsserver.Options{BindAddress: "0"},
+		LeaderElection: false,
+		Controller:     config.Controller{SkipNameValidation: ptr(true)},
+		Client:         client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := &connect.Pool{Reader: mgr.GetAPIReader(), Open: all.Open}
+	deps := controllers.Deps{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("lethe"), Pool: pool}
+	if err := controllers.Setup(mgr, deps, opts); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &manager{cancel: cancel}
+	m.done.Add(1)
+	go func() {
+		defer m.done.Done()
+		defer pool.Close()
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}()
+	t.Cleanup(m.stop)
+	return m
+}
+
+func (m *manager) stop() {
+	m.cancel()
+	m.done.Wait()
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// namespace creates a fresh namespace for one test.
+func namespace(t *testing.T) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "lethe-test-"}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+func create(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := env.Client.Create(context.Background(), obj); err != nil {
+		t.Fatalf("creating %T %s: %v", obj, obj.GetName(), err)
+	}
+}
+
+// waitFor polls an object until cond holds or the timeout passes.
+func waitFor[T client.Object](t *testing.T, obj T, timeout time.Duration, what string, cond func(T) bool) T {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
+		if err == nil && cond(obj) {
+			return obj
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s (last error %v); object: %+v", timeout, what, err, obj)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func condition(o retentionv1.Object, t string) *metav1.Condition {
+	return meta.FindStatusCondition(o.GetConditions(), t)
+}
+
+func hasCondition(o retentionv1.Object, t string, status metav1.ConditionStatus, reason string) bool {
+	c := condition(o, t)
+	return c != nil && c.Status == status && (reason == "" || c.Reason == reason) && c.ObservedGeneration == o.GetGeneration()
+}
+
+// postgresStore creates a DataStore and its credentials Secret for a fresh
+// throwaway PostgreSQL database, and returns the database.
+func postgresStore(t *testing.T, ns, name string) testharness.PG {
+	t.Helper()
+	pg := testharness.Postgres(t)
+	create(t, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-credentials"},
+		StringData: map[string]string{"username": pg.User, "password": pg.Password},
+	})
+	create(t, &retentionv1.DataStore{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: retentionv1.DataStoreSpec{
+			Type:                 retentionv1.DataStorePostgreSQL,
+			Host:                 pg.Host,
+			Port:                 ptr(int32(pg.Port)),
+			Database:             retentionv1.Identifier(pg.Database),
+			TLS:                  retentionv1.TLSDisable,
+			CredentialsSecretRef: &retentionv1.SecretReference{Name: name + "-credentials"},
+		},
+	})
+	return pg
+}

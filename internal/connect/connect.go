@@ -1,0 +1,188 @@
+// Package connect turns a DataStore and its Secret into an open driver, and
+// keeps one driver per DataStore so controllers share connection pools.
+//
+// Secrets are read with an uncached reader, one Get per referenced Secret:
+// Lethe never lists or watches Secrets cluster-wide, and credentials never
+// appear in logs, events or status.
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/schedule"
+)
+
+// ErrSecretNotFound: a referenced Secret or key does not exist.
+var ErrSecretNotFound = errors.New("secret not found")
+
+// Opener opens a driver for a resolved configuration.
+type Opener func(ctx context.Context, cfg datastore.Config) (datastore.Driver, error)
+
+// Pool caches one open driver per DataStore, reopened when the DataStore's
+// generation or its Secret's content version changes.
+type Pool struct {
+	Reader client.Reader // uncached reader for Secrets (mgr.GetAPIReader())
+	Open   Opener
+
+	mu      sync.Mutex
+	drivers map[types.NamespacedName]entry
+}
+
+type entry struct {
+	version string // DataStore UID/generation + Secret resourceVersion
+	driver  datastore.Driver
+}
+
+// Get returns the driver for a DataStore, opening it if needed.
+func (p *Pool) Get(ctx context.Context, ds *retentionv1.DataStore) (datastore.Driver, error) {
+	cfg, secretVersion, err := Resolve(ctx, p.Reader, ds)
+	if err != nil {
+		return nil, err
+	}
+	key := types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}
+	version := fmt.Sprintf("%s/%d/%s", ds.UID, ds.Generation, secretVersion)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.drivers[key]; ok {
+		if e.version == version {
+			return e.driver, nil
+		}
+		_ = e.driver.Close()
+		delete(p.drivers, key)
+	}
+	d, err := p.Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if p.drivers == nil {
+		p.drivers = map[types.NamespacedName]entry{}
+	}
+	p.drivers[key] = entry{version: version, driver: d}
+	return d, nil
+}
+
+// Forget closes and drops the driver of a DataStore (deleted or changed).
+func (p *Pool) Forget(key types.NamespacedName) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.drivers[key]; ok {
+		_ = e.driver.Close()
+		delete(p.drivers, key)
+	}
+}
+
+// Close closes every driver.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, e := range p.drivers {
+		_ = e.driver.Close()
+		delete(p.drivers, k)
+	}
+}
+
+var defaultPorts = map[retentionv1.DataStoreType]int{
+	retentionv1.DataStorePostgreSQL: 5432,
+	retentionv1.DataStoreMySQL:      3306,
+	retentionv1.DataStoreRedis:      6379,
+}
+
+// Resolve builds the driver configuration of a DataStore, reading its
+// credentials Secret. It returns the Secret's resourceVersion ("" without
+// one) so callers notice rotated credentials.
+func Resolve(ctx context.Context, r client.Reader, ds *retentionv1.DataStore) (datastore.Config, string, error) {
+	s := ds.Spec
+	cfg := datastore.Config{
+		Type:           string(s.Type),
+		Host:           s.Host,
+		Port:           defaultPorts[s.Type],
+		Database:       string(s.Database),
+		TLS:            string(s.TLS),
+		MaxConnections: int(s.Limits.MaxConnections),
+	}
+	if s.Port != nil {
+		cfg.Port = int(*s.Port)
+	}
+	if s.RedisDB != nil {
+		cfg.RedisDB = int(*s.RedisDB)
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = 4
+	}
+	var err error
+	if cfg.StatementTimeout, err = timeoutOr(s.Limits.StatementTimeout, "5s"); err != nil {
+		return cfg, "", fmt.Errorf("limits.statementTimeout: %w", err)
+	}
+	if cfg.LockTimeout, err = timeoutOr(s.Limits.LockTimeout, "1s"); err != nil {
+		return cfg, "", fmt.Errorf("limits.lockTimeout: %w", err)
+	}
+	if s.S3 != nil {
+		cfg.S3Endpoint = s.S3.Endpoint
+		cfg.S3Region = s.S3.Region
+		cfg.S3Bucket = s.S3.Bucket
+		cfg.S3ForcePathStyle = s.S3.ForcePathStyle
+		if cfg.S3Region == "" {
+			cfg.S3Region = "us-east-1"
+		}
+	}
+	if s.CredentialsSecretRef == nil {
+		return cfg, "", nil
+	}
+	secret, err := GetSecret(ctx, r, ds.Namespace, s.CredentialsSecretRef.Name)
+	if err != nil {
+		return cfg, "", err
+	}
+	if s.Type == retentionv1.DataStoreS3 {
+		cfg.S3AccessKeyID = string(secret.Data["accessKeyID"])
+		cfg.S3SecretAccessKey = string(secret.Data["secretAccessKey"])
+	} else {
+		cfg.Username = string(secret.Data["username"])
+		cfg.Password = string(secret.Data["password"])
+	}
+	return cfg, secret.ResourceVersion, nil
+}
+
+// GetSecret reads one Secret of a namespace. A missing Secret is
+// ErrSecretNotFound, naming the Secret (names are not personal data).
+func GetSecret(ctx context.Context, r client.Reader, namespace, name string) (*corev1.Secret, error) {
+	var secret corev1.Secret
+	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: Secret %q in namespace %q", ErrSecretNotFound, name, namespace)
+		}
+		return nil, fmt.Errorf("reading Secret %q: %w", name, err)
+	}
+	return &secret, nil
+}
+
+// SecretKey reads one key of a Secret.
+func SecretKey(ctx context.Context, r client.Reader, namespace string, ref retentionv1.SecretKeySelector) ([]byte, error) {
+	secret, err := GetSecret(ctx, r, namespace, ref.Name)
+	if err != nil {
+		return nil, err
+	}
+	v, ok := secret.Data[ref.Key]
+	if !ok {
+		return nil, fmt.Errorf("%w: Secret %q has no key %q", ErrSecretNotFound, ref.Name, ref.Key)
+	}
+	return v, nil
+}
+
+func timeoutOr(t retentionv1.Timeout, def string) (time.Duration, error) {
+	if t == "" {
+		t = retentionv1.Timeout(def)
+	}
+	return schedule.ParseTimeout(string(t))
+}

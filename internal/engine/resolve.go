@@ -1,0 +1,282 @@
+// Package engine turns a PurgeJob's declared operations into concrete driver
+// operations: it resolves collections against the Dataset, anonymization
+// strategies (with the HMAC key), the subjects' identities, the reference path
+// from a collection to the identities, and the legal holds in force.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/connect"
+	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/holds"
+	"github.com/lethe-dev/lethe/internal/mask"
+)
+
+// ErrInvalid marks a job that cannot run as specified; retrying cannot help.
+var ErrInvalid = errors.New("invalid PurgeJob")
+
+// Step is one resolved operation.
+type Step struct {
+	Op datastore.Operation
+	// BlockedBy names a LegalHold that keeps the whole collection; the step
+	// is skipped while it is set.
+	BlockedBy string
+	// HeldBy names holds that exclude some subjects.
+	HeldBy []string
+}
+
+// Collection finds a collection of a Dataset by name.
+func Collection(ds *retentionv1.Dataset, name retentionv1.Identifier) (*retentionv1.Collection, bool) {
+	for i := range ds.Spec.Collections {
+		if ds.Spec.Collections[i].Name == name {
+			return &ds.Spec.Collections[i], true
+		}
+	}
+	return nil, false
+}
+
+// ToDriver converts an API collection into the driver's view.
+func ToDriver(storeType retentionv1.DataStoreType, c *retentionv1.Collection) (datastore.Collection, error) {
+	out := datastore.Collection{
+		Name:            string(c.Name),
+		Schema:          string(c.Schema),
+		Table:           string(c.Table),
+		TimestampField:  string(c.TimestampField),
+		TimestampSource: string(c.TimestampSource),
+		IdentityFields:  map[string]string{},
+	}
+	for _, pk := range c.PrimaryKey {
+		out.PrimaryKey = append(out.PrimaryKey, string(pk))
+	}
+	switch storeType {
+	case retentionv1.DataStorePostgreSQL, retentionv1.DataStoreMySQL:
+		if c.KeyPattern != "" || c.Prefix != "" {
+			return out, fmt.Errorf("%w: collection %s: a %s store holds tables, not key patterns or prefixes", ErrInvalid, c.Name, storeType)
+		}
+		if out.Table == "" {
+			out.Table = string(c.Name)
+		}
+		if out.Schema == "" && storeType == retentionv1.DataStorePostgreSQL {
+			out.Schema = "public"
+		}
+		if out.TimestampSource == "" {
+			out.TimestampSource = string(retentionv1.TimestampColumn)
+		}
+	case retentionv1.DataStoreRedis:
+		if c.KeyPattern == "" {
+			return out, fmt.Errorf("%w: collection %s: a Redis collection needs keyPattern", ErrInvalid, c.Name)
+		}
+		out.Pattern = string(c.KeyPattern)
+		if out.TimestampSource == "" {
+			out.TimestampSource = string(retentionv1.TimestampHashField)
+		}
+	case retentionv1.DataStoreS3:
+		if c.Prefix == "" {
+			return out, fmt.Errorf("%w: collection %s: an S3 collection needs prefix", ErrInvalid, c.Name)
+		}
+		out.Pattern = string(c.Prefix)
+		if out.TimestampSource == "" {
+			out.TimestampSource = string(retentionv1.TimestampLastModified)
+		}
+	}
+	if c.TimestampTimeZone != "" {
+		loc, err := time.LoadLocation(string(c.TimestampTimeZone))
+		if err != nil {
+			return out, fmt.Errorf("%w: collection %s: timestampTimeZone: %v", ErrInvalid, c.Name, err)
+		}
+		out.TimestampLocation = loc
+	}
+	for _, id := range c.Identities {
+		out.IdentityFields[string(id.Type)] = string(id.Field)
+	}
+	return out, nil
+}
+
+// Strategy converts an API anonymization into a mask strategy; key is the
+// Dataset's HMAC key (nil when it has none).
+func Strategy(a retentionv1.Anonymization, key []byte) mask.Strategy {
+	s := mask.Strategy{Kind: mask.Kind(a.Strategy), Granularity: string(a.Granularity), Key: key}
+	if a.Replacement != nil {
+		s.Replacement = *a.Replacement
+	}
+	if a.KeepFirst != nil {
+		s.KeepFirst = int(*a.KeepFirst)
+	}
+	if a.KeepLast != nil {
+		s.KeepLast = int(*a.KeepLast)
+	}
+	return s
+}
+
+// Inputs are what Resolve reads besides the job.
+type Inputs struct {
+	Reader    client.Reader // uncached, for Secrets
+	Dataset   *retentionv1.Dataset
+	StoreType retentionv1.DataStoreType
+	Holds     []retentionv1.LegalHold
+	Now       time.Time
+}
+
+// Resolve builds the steps of a job, in spec order.
+func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step, error) {
+	var hmacKey []byte
+	var subjects map[string][]string
+	steps := make([]Step, 0, len(job.Spec.Operations))
+	for _, op := range job.Spec.Operations {
+		c, ok := Collection(in.Dataset, op.Collection)
+		if !ok {
+			return nil, fmt.Errorf("%w: collection %s is not in Dataset %s", ErrInvalid, op.Collection, in.Dataset.Name)
+		}
+		dc, err := ToDriver(in.StoreType, c)
+		if err != nil {
+			return nil, err
+		}
+		d := datastore.Operation{
+			Collection: dc,
+			Delete:     op.Action == retentionv1.ActionDelete,
+			BatchSize:  int(job.Spec.BatchSize),
+		}
+		if d.BatchSize <= 0 {
+			d.BatchSize = 1000
+		}
+		if op.ByAge {
+			if job.Spec.Cutoff == nil {
+				return nil, fmt.Errorf("%w: operation on %s selects byAge but the job has no cutoff", ErrInvalid, op.Collection)
+			}
+			if c.TimestampField == "" && !ageFromMetadata(dc.TimestampSource) {
+				return nil, fmt.Errorf("%w: collection %s has no timestampField, so it cannot be purged by age", ErrInvalid, op.Collection)
+			}
+			cutoff := job.Spec.Cutoff.UTC()
+			d.Cutoff = &cutoff
+		}
+		if op.BySubject {
+			if subjects == nil {
+				if subjects, err = readSubjects(ctx, in.Reader, job); err != nil {
+					return nil, err
+				}
+			}
+			d.Subjects = subjects
+			if d.Via, err = PathToIdentities(in.Dataset, in.StoreType, c, subjects); err != nil {
+				return nil, err
+			}
+		}
+		for _, f := range op.Fields {
+			if f.Strategy == retentionv1.StrategyHMAC && hmacKey == nil {
+				if hmacKey, err = readHMACKey(ctx, in.Reader, in.Dataset); err != nil {
+					return nil, err
+				}
+			}
+			d.Fields = append(d.Fields, datastore.FieldMask{Field: string(f.Name), Strategy: Strategy(f.Anonymization, hmacKey)})
+		}
+		effect, err := holds.For(ctx, in.Reader, in.Holds, in.Dataset.Name, c, in.Now)
+		if err != nil {
+			return nil, err
+		}
+		d.Held = effect.Held
+		steps = append(steps, Step{Op: d, BlockedBy: effect.Blocked, HeldBy: effect.By})
+	}
+	return steps, nil
+}
+
+func ageFromMetadata(source string) bool {
+	switch retentionv1.TimestampSource(source) {
+	case retentionv1.TimestampLastModified, retentionv1.TimestampIdleTime, retentionv1.TimestampStreamID, retentionv1.TimestampSortedSetScore:
+		return true
+	}
+	return false
+}
+
+// PathToIdentities finds how a collection reaches the subjects' identities:
+// none when it holds one of the identity types itself, otherwise the
+// shortest chain of declared references to a collection that does.
+func PathToIdentities(ds *retentionv1.Dataset, storeType retentionv1.DataStoreType, c *retentionv1.Collection, subjects map[string][]string) ([]datastore.Hop, error) {
+	holdsIdentity := func(c *retentionv1.Collection) bool {
+		for _, id := range c.Identities {
+			if len(subjects[string(id.Type)]) > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	if holdsIdentity(c) {
+		return nil, nil
+	}
+	type node struct {
+		c    *retentionv1.Collection
+		hops []datastore.Hop
+	}
+	seen := map[retentionv1.Identifier]bool{c.Name: true}
+	queue := []node{{c: c}}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		for _, ref := range n.c.References {
+			parent, ok := Collection(ds, ref.Collection)
+			if !ok {
+				return nil, fmt.Errorf("%w: collection %s refers to unknown collection %s", ErrInvalid, n.c.Name, ref.Collection)
+			}
+			if seen[parent.Name] {
+				continue
+			}
+			seen[parent.Name] = true
+			pc, err := ToDriver(storeType, parent)
+			if err != nil {
+				return nil, err
+			}
+			target := string(ref.TargetField)
+			if target == "" {
+				if len(parent.PrimaryKey) != 1 {
+					return nil, fmt.Errorf("%w: reference %s.%s → %s needs targetField (or a single-column primaryKey on %s)", ErrInvalid, n.c.Name, ref.Field, parent.Name, parent.Name)
+				}
+				target = string(parent.PrimaryKey[0])
+			}
+			hops := append(append([]datastore.Hop(nil), n.hops...), datastore.Hop{Field: string(ref.Field), Parent: pc, ParentField: target})
+			if holdsIdentity(parent) {
+				return hops, nil
+			}
+			queue = append(queue, node{c: parent, hops: hops})
+		}
+	}
+	return nil, fmt.Errorf("%w: collection %s holds none of the subject's identity types and no reference leads to one that does", ErrInvalid, c.Name)
+}
+
+func readSubjects(ctx context.Context, r client.Reader, job *retentionv1.PurgeJob) (map[string][]string, error) {
+	if job.Spec.SubjectsSecretRef == nil {
+		return nil, fmt.Errorf("%w: operations bySubject need subjectsSecretRef", ErrInvalid)
+	}
+	secret, err := connect.GetSecret(ctx, r, job.Namespace, job.Spec.SubjectsSecretRef.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	for k, v := range secret.Data {
+		if vs := holds.SplitValues(string(v)); len(vs) > 0 {
+			out[k] = vs
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: subjects Secret %s holds no identities", ErrInvalid, job.Spec.SubjectsSecretRef.Name)
+	}
+	return out, nil
+}
+
+func readHMACKey(ctx context.Context, r client.Reader, ds *retentionv1.Dataset) ([]byte, error) {
+	if ds.Spec.HMACKeySecretRef == nil {
+		return nil, fmt.Errorf("%w: strategy HMAC needs hmacKeySecretRef on Dataset %s", ErrInvalid, ds.Name)
+	}
+	key, err := connect.SecretKey(ctx, r, ds.Namespace, *ds.Spec.HMACKeySecretRef)
+	if err != nil {
+		return nil, err
+	}
+	if len(key) < 16 {
+		return nil, fmt.Errorf("%w: the HMAC key of Dataset %s is shorter than 16 bytes", ErrInvalid, ds.Name)
+	}
+	return key, nil
+}
