@@ -194,7 +194,7 @@ func TestPurgeJobHeldSubjectsSurvive(t *testing.T) {
 	ns, conn := fixture(t, 400, 300)
 	create(t, &retentionv1.LegalHold{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "case-42"},
-		Spec: retentionv1.LegalHoldSpec{Reason: "Case 42", Subjects: []retentionv1.SubjectIdentity{{Type: "user_id", Value: "7"}}},
+		Spec:       retentionv1.LegalHoldSpec{Reason: "Case 42", Subjects: []retentionv1.SubjectIdentity{{Type: "user_id", Value: "7"}}},
 	})
 	heldExpired := count(t, conn, `SELECT count(*) FROM events WHERE user_id = '7' AND ts < $1`, base)
 
@@ -261,7 +261,9 @@ func TestPurgeJobResumesAfterRestartWithExactTotals(t *testing.T) {
 	first := startManager(t, controllers.Options{PurgeJobBatchesPerSlice: 1})
 	create(t, job)
 	mid := waitFor(t, &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "resume"}}, 60*time.Second, "5 batches",
-		func(j *retentionv1.PurgeJob) bool { return len(j.Status.Operations) == 1 && j.Status.Operations[0].Batches >= 5 })
+		func(j *retentionv1.PurgeJob) bool {
+			return len(j.Status.Operations) == 1 && j.Status.Operations[0].Batches >= 5
+		})
 	first.stop() // graceful: the batch in flight finishes and is checkpointed
 
 	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(mid), mid); err != nil {

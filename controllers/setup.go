@@ -13,6 +13,7 @@ import (
 type Options struct {
 	// Parallel reconciles per controller.
 	DataStoreConcurrency int
+	PolicyConcurrency    int
 	PurgeJobConcurrency  int
 	// PurgeJobSlice bounds the time one PurgeJob reconcile executes batches
 	// before checkpointing and yielding (default 10s).
@@ -28,6 +29,9 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 		For(&retentionv1.DataStore{}).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(o.DataStoreConcurrency, 1)}).
 		Complete(&DataStoreReconciler{Deps: deps}); err != nil {
+		return err
+	}
+	if err := (&RetentionPolicyReconciler{Deps: deps}).SetupWithManager(mgr, o.PolicyConcurrency); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).

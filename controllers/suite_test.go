@@ -49,6 +49,12 @@ type manager struct {
 // (graceful: in-flight reconciles finish, as on a real shutdown).
 func startManager(t *testing.T, opts controllers.Options) *manager {
 	t.Helper()
+	return startManagerWithClock(t, opts, nil)
+}
+
+// startManagerWithClock runs the controllers with a fixed notion of now.
+func startManagerWithClock(t *testing.T, opts controllers.Options, clock func() time.Time) *manager {
+	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:         env.Scheme,
 		Metrics:        metricsserver.Options{BindAddress: "0"},
@@ -60,7 +66,7 @@ func startManager(t *testing.T, opts controllers.Options) *manager {
 		t.Fatal(err)
 	}
 	pool := &connect.Pool{Reader: mgr.GetAPIReader(), Open: all.Open}
-	deps := controllers.Deps{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("lethe"), Pool: pool}
+	deps := controllers.Deps{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("lethe"), Pool: pool, Clock: clock}
 	if err := controllers.Setup(mgr, deps, opts); err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,20 @@ type Operation struct {
 	// +required
 	Action Action `json:"action"`
 
-	// ByAge selects records whose timestamp is strictly before the job's cutoff.
+	// ByAge selects records whose timestamp is strictly before the cutoff
+	// (this operation's, or else the job's).
 	// +optional
 	ByAge bool `json:"byAge,omitempty"`
+
+	// Cutoff overrides the job's cutoff for this operation, so one run can
+	// apply several storage periods (a policy's rules). An absolute instant.
+	// +optional
+	Cutoff *metav1.Time `json:"cutoff,omitempty"`
+
+	// Rule names the RetentionPolicy rule this operation comes from, for the
+	// audit trail.
+	// +optional
+	Rule Identifier `json:"rule,omitempty"`
 
 	// BySubject selects records of the subjects in the job's subjectsSecretRef.
 	// +optional
@@ -35,7 +46,7 @@ type Operation struct {
 
 // PurgeJobSpec is one execution against one Dataset, fixed at creation:
 // retries and resumption after a crash touch exactly the same records.
-// +kubebuilder:validation:XValidation:rule="!self.operations.exists(o, has(o.byAge) && o.byAge) || has(self.cutoff)",message="operations byAge need cutoff"
+// +kubebuilder:validation:XValidation:rule="has(self.cutoff) || self.operations.all(o, !has(o.byAge) || !o.byAge || has(o.cutoff))",message="operations byAge need a cutoff (on the job or the operation)"
 // +kubebuilder:validation:XValidation:rule="!self.operations.exists(o, has(o.bySubject) && o.bySubject) || has(self.subjectsSecretRef)",message="operations bySubject need subjectsSecretRef"
 type PurgeJobSpec struct {
 	// DatasetRef names the Dataset, in the same namespace.

@@ -148,9 +148,10 @@ type RunSummary struct {
 	// PurgeJob that executed the run.
 	PurgeJob string `json:"purgeJob"`
 
-	// Cutoff of the run, fixed when it was created.
+	// ScheduledTime is the instant the run was scheduled for; each rule's
+	// cutoff is this instant minus the rule's olderThan.
 	// +optional
-	Cutoff *metav1.Time `json:"cutoff,omitempty"`
+	ScheduledTime *metav1.Time `json:"scheduledTime,omitempty"`
 
 	// Result: Succeeded, Failed, Stalled or Running.
 	// +optional
@@ -200,6 +201,11 @@ type RetentionPolicyStatus struct {
 	// +listType=set
 	Active []string `json:"active,omitempty"`
 
+	// LastRunNowToken is the value of the run-now annotation last acted on;
+	// setting the annotation to a new value starts one more run.
+	// +optional
+	LastRunNowToken string `json:"lastRunNowToken,omitempty"`
+
 	// LastRun summarizes the most recent run.
 	// +optional
 	LastRun *RunSummary `json:"lastRun,omitempty"`
@@ -213,7 +219,7 @@ type RetentionPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Dataset",type=string,JSONPath=`.spec.datasetRef.name`
 // +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=`.spec.schedule`
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
-// +kubebuilder:printcolumn:name="Last Run",type=date,JSONPath=`.status.lastScheduleTime`
+// +kubebuilder:printcolumn:name="Last Run",type=date,JSONPath=`.status.lastRun.scheduledTime`
 // +kubebuilder:printcolumn:name="Rows",type=integer,JSONPath=`.status.lastRun.rowsMatched`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Next Run",type=date,JSONPath=`.status.nextScheduleTime`,priority=1

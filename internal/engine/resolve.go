@@ -147,13 +147,17 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 			d.BatchSize = 1000
 		}
 		if op.ByAge {
-			if job.Spec.Cutoff == nil {
-				return nil, fmt.Errorf("%w: operation on %s selects byAge but the job has no cutoff", ErrInvalid, op.Collection)
+			cutoffAt := job.Spec.Cutoff
+			if op.Cutoff != nil {
+				cutoffAt = op.Cutoff
+			}
+			if cutoffAt == nil {
+				return nil, fmt.Errorf("%w: operation on %s selects byAge but has no cutoff", ErrInvalid, op.Collection)
 			}
 			if c.TimestampField == "" && !ageFromMetadata(dc.TimestampSource) {
 				return nil, fmt.Errorf("%w: collection %s has no timestampField, so it cannot be purged by age", ErrInvalid, op.Collection)
 			}
-			cutoff := job.Spec.Cutoff.UTC()
+			cutoff := cutoffAt.UTC()
 			d.Cutoff = &cutoff
 		}
 		if op.BySubject {

@@ -1,0 +1,442 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/schedule"
+)
+
+// RetentionPolicy annotations, labels and reasons.
+const (
+	// AnnotationRunNow requests a run now; its value is any token, and each
+	// new token starts one run (the run's name derives from it).
+	AnnotationRunNow = "retention.lethe.dev/run-now"
+	// AnnotationReleaseRun names a run (PurgeJob) stopped by its safety limit
+	// that may proceed; it releases that run only.
+	AnnotationReleaseRun = "retention.lethe.dev/release-run"
+	// AnnotationScheduledTime on a PurgeJob records the instant it ran for.
+	AnnotationScheduledTime = "retention.lethe.dev/scheduled-time"
+	// LabelPolicy on a PurgeJob names the RetentionPolicy that created it.
+	LabelPolicy = "retention.lethe.dev/policy"
+
+	ReasonInvalidSchedule = "InvalidSchedule"
+	ReasonScheduled       = "Scheduled"
+	ReasonSuspended       = "Suspended"
+	ReasonRunInProgress   = "RunInProgress"
+	ReasonRunFailed       = "RunFailed"
+	ReasonNotYetEffective = "NotYetEffective"
+
+	policyIndex = "spec.datasetRef.name"
+)
+
+// RetentionPolicyReconciler schedules a policy's runs: each due run becomes a
+// PurgeJob with its cutoffs fixed as absolute instants.
+type RetentionPolicyReconciler struct {
+	Deps
+}
+
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=retentionpolicies,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=retentionpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=datasets,verbs=get;list;watch
+
+// SetupWithManager registers the controller: it owns its PurgeJobs and
+// follows its Dataset.
+func (r *RetentionPolicyReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &retentionv1.RetentionPolicy{}, policyIndex, func(o client.Object) []string {
+		return []string{string(o.(*retentionv1.RetentionPolicy).Spec.DatasetRef.Name)}
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("retentionpolicy").
+		For(&retentionv1.RetentionPolicy{}).
+		Owns(&retentionv1.PurgeJob{}).
+		Watches(&retentionv1.Dataset{}, handler.EnqueueRequestsFromMapFunc(r.policiesOfDataset)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
+		Complete(r)
+}
+
+func (r *RetentionPolicyReconciler) policiesOfDataset(ctx context.Context, o client.Object) []reconcile.Request {
+	var list retentionv1.RetentionPolicyList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{policyIndex: o.GetName()}); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, p := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)})
+	}
+	return out
+}
+
+// Reconcile: get → gates (schedule, Dataset, rules) → runs (history, release,
+// status of the last run) → schedule the next run → status.
+func (r *RetentionPolicyReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var p retentionv1.RetentionPolicy
+	if err := r.Get(ctx, req.NamespacedName, &p); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !p.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	before := p.DeepCopy()
+	p.Status.ObservedGeneration = p.Generation
+	now := r.now()
+
+	result, err := r.reconcile(ctx, &p, now)
+	if !equality.Semantic.DeepEqual(before.Status, p.Status) {
+		if perr := r.Status().Patch(ctx, &p, client.MergeFrom(before)); perr != nil {
+			return reconcile.Result{}, errors.Join(err, perr)
+		}
+	}
+	return result, err
+}
+
+func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, p *retentionv1.RetentionPolicy, now time.Time) (reconcile.Result, error) {
+	// Gates: a valid schedule, an existing Dataset, rules that plan.
+	sched, err := schedule.Parse(string(p.Spec.Schedule), string(p.Spec.TimeZone))
+	if err != nil {
+		retentionv1.MarkStalled(p, ReasonInvalidSchedule, err.Error())
+		p.Status.NextScheduleTime = nil
+		return reconcile.Result{}, nil
+	}
+	var ds retentionv1.Dataset
+	if err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: string(p.Spec.DatasetRef.Name)}, &ds); err != nil {
+		if apierrors.IsNotFound(err) {
+			retentionv1.MarkStalled(p, retentionv1.ReasonDatasetNotFound, fmt.Sprintf("Dataset %s not found", p.Spec.DatasetRef.Name))
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	if _, err := engine.PolicyOperations(p, &ds, now); err != nil {
+		retentionv1.MarkStalled(p, retentionv1.ReasonInvalidSpec, err.Error())
+		return reconcile.Result{}, nil
+	}
+
+	// Runs: history, safety releases, the last run's outcome.
+	jobs, err := r.runs(ctx, p)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if err := r.release(ctx, p, jobs); err != nil {
+		return reconcile.Result{}, err
+	}
+	active := summarize(p, jobs)
+	if err := r.pruneHistory(ctx, p, jobs); err != nil {
+		return reconcile.Result{}, err
+	}
+
+	// Schedule: a run requested now, or the next due run.
+	created, err := r.startDueRun(ctx, p, &ds, sched, active, now)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if created != nil {
+		active = append(active, created)
+		p.Status.Active = append(p.Status.Active, created.Name)
+	}
+	next := nextRun(p, sched, now)
+	if next.IsZero() {
+		p.Status.NextScheduleTime = nil
+	} else {
+		p.Status.NextScheduleTime = &metav1.Time{Time: next}
+	}
+
+	// Status.
+	r.setReady(p, active, jobs)
+	if next.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	return reconcile.Result{RequeueAfter: max(next.Sub(now), time.Second)}, nil
+}
+
+// runs lists the policy's PurgeJobs, newest first.
+func (r *RetentionPolicyReconciler) runs(ctx context.Context, p *retentionv1.RetentionPolicy) ([]retentionv1.PurgeJob, error) {
+	var list retentionv1.PurgeJobList
+	if err := r.List(ctx, &list, client.InNamespace(p.Namespace), client.MatchingLabels{LabelPolicy: p.Name}); err != nil {
+		return nil, err
+	}
+	jobs := slices.DeleteFunc(list.Items, func(j retentionv1.PurgeJob) bool { return !metav1.IsControlledBy(&j, p) })
+	slices.SortFunc(jobs, func(a, b retentionv1.PurgeJob) int {
+		return scheduledTime(&b).Compare(scheduledTime(&a))
+	})
+	return jobs, nil
+}
+
+func scheduledTime(j *retentionv1.PurgeJob) time.Time {
+	if t, err := time.Parse(time.RFC3339, j.Annotations[AnnotationScheduledTime]); err == nil {
+		return t
+	}
+	return j.CreationTimestamp.Time
+}
+
+// release propagates the policy's release-run annotation to the named run,
+// if it is this policy's and stopped by its safety limit.
+func (r *RetentionPolicyReconciler) release(ctx context.Context, p *retentionv1.RetentionPolicy, jobs []retentionv1.PurgeJob) error {
+	name := p.Annotations[AnnotationReleaseRun]
+	if name == "" {
+		return nil
+	}
+	for i := range jobs {
+		j := &jobs[i]
+		if j.Name != name || j.Status.Phase != PhaseStalled || released(j) {
+			continue
+		}
+		patch := client.MergeFrom(j.DeepCopy())
+		if j.Annotations == nil {
+			j.Annotations = map[string]string{}
+		}
+		j.Annotations[AnnotationReleaseSafetyLimit] = "true"
+		if err := r.Patch(ctx, j, patch); err != nil {
+			return fmt.Errorf("releasing run %s: %w", name, err)
+		}
+		r.Recorder.Eventf(p, j, "Normal", "RunReleased", "Release", "Run %s released past its safety limit by annotation", name)
+	}
+	return nil
+}
+
+// summarize fills lastRun, lastSuccessfulTime and active from the runs, and
+// returns the active ones.
+func summarize(p *retentionv1.RetentionPolicy, jobs []retentionv1.PurgeJob) []*retentionv1.PurgeJob {
+	var active []*retentionv1.PurgeJob
+	p.Status.Active = nil
+	for i := range jobs {
+		j := &jobs[i]
+		if !finished(j) {
+			active = append(active, j)
+			p.Status.Active = append(p.Status.Active, j.Name)
+		}
+		if j.Status.Phase == PhaseSucceeded && j.Status.CompletionTime != nil &&
+			(p.Status.LastSuccessfulTime == nil || j.Status.CompletionTime.After(p.Status.LastSuccessfulTime.Time)) {
+			p.Status.LastSuccessfulTime = j.Status.CompletionTime.DeepCopy()
+		}
+	}
+	if len(jobs) > 0 {
+		j := &jobs[0]
+		at := metav1.NewTime(scheduledTime(j))
+		p.Status.LastRun = &retentionv1.RunSummary{
+			PurgeJob: j.Name, ScheduledTime: &at, Result: j.Status.Phase,
+			RowsMatched: j.Status.Matched, RowsDeleted: j.Status.Deleted, RowsAnonymized: j.Status.Anonymized,
+		}
+		if p.Status.LastRun.Result == "" {
+			p.Status.LastRun.Result = PhasePending
+		}
+		if j.Status.StartTime != nil && j.Status.CompletionTime != nil {
+			p.Status.LastRun.Duration = j.Status.CompletionTime.Sub(j.Status.StartTime.Time).Round(time.Millisecond).String()
+		}
+	}
+	return active
+}
+
+// pruneHistory deletes finished runs beyond the history limits.
+func (r *RetentionPolicyReconciler) pruneHistory(ctx context.Context, p *retentionv1.RetentionPolicy, jobs []retentionv1.PurgeJob) error {
+	keepOK, keepFailed := limit(p.Spec.SuccessfulRunsHistoryLimit, 3), limit(p.Spec.FailedRunsHistoryLimit, 1)
+	for i := range jobs {
+		j := &jobs[i]
+		switch j.Status.Phase {
+		case PhaseSucceeded:
+			if keepOK > 0 {
+				keepOK--
+				continue
+			}
+		case PhaseFailed:
+			if keepFailed > 0 {
+				keepFailed--
+				continue
+			}
+		default:
+			continue
+		}
+		if err := r.Delete(ctx, j, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func limit(v *int32, def int) int {
+	if v == nil {
+		return def
+	}
+	return int(*v)
+}
+
+// startDueRun creates the PurgeJob of a run that is due now, if any.
+func (r *RetentionPolicyReconciler) startDueRun(ctx context.Context, p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, sched *schedule.Schedule, active []*retentionv1.PurgeJob, now time.Time) (*retentionv1.PurgeJob, error) {
+	runAt, name, manual := time.Time{}, "", false
+	if token := p.Annotations[AnnotationRunNow]; token != "" && token != p.Status.LastRunNowToken {
+		runAt, name, manual = now, manualRunName(p.Name, token), true
+	}
+	if name == "" {
+		if p.Spec.Suspend || notYetEffective(p, now) {
+			return nil, nil
+		}
+		var last time.Time
+		if p.Status.LastScheduleTime != nil {
+			last = p.Status.LastScheduleTime.Time
+		}
+		var deadline *time.Duration
+		if p.Spec.StartingDeadlineSeconds != nil {
+			d := time.Duration(*p.Spec.StartingDeadlineSeconds) * time.Second
+			deadline = &d
+		}
+		due, ok, skipped := schedule.Due(sched, last, p.CreationTimestamp.Time, now, deadline)
+		if !ok {
+			if skipped != "" && !due.IsZero() {
+				// Missed beyond the starting deadline: record it once, run later ones.
+				p.Status.LastScheduleTime = &metav1.Time{Time: due}
+				r.Recorder.Eventf(p, nil, "Warning", "MissedRun", "Schedule", "Skipped the run due at %s: %s", due.Format(time.RFC3339), skipped)
+			}
+			return nil, nil
+		}
+		runAt, name = due, schedule.RunName(p.Name, due)
+	}
+
+	if len(active) > 0 {
+		switch p.Spec.ConcurrencyPolicy {
+		case retentionv1.ConcurrencyReplace:
+			for _, j := range active {
+				if err := r.Delete(ctx, j, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+					return nil, err
+				}
+			}
+		default: // Forbid: wait for the active run; the due run stays due.
+			return nil, nil
+		}
+	}
+
+	ops, err := engine.PolicyOperations(p, ds, runAt)
+	if err != nil {
+		return nil, err
+	}
+	job := &retentionv1.PurgeJob{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:   p.Namespace,
+			Name:        name,
+			Labels:      map[string]string{LabelPolicy: p.Name},
+			Annotations: map[string]string{AnnotationScheduledTime: runAt.UTC().Format(time.RFC3339)},
+		},
+		Spec: retentionv1.PurgeJobSpec{
+			DatasetRef: p.Spec.DatasetRef,
+			Mode:       p.Spec.Mode,
+			Operations: ops,
+			BatchSize:  p.Spec.BatchSize,
+			Safety:     p.Spec.Safety.DeepCopy(),
+		},
+	}
+	if err := controllerutil.SetControllerReference(p, job, r.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := r.Create(ctx, job); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("creating run %s: %w", name, err)
+		}
+		// Created by an earlier reconcile whose status write was lost: the
+		// run exists, so record it as started and create nothing.
+		job = nil
+	}
+	if manual {
+		p.Status.LastRunNowToken = p.Annotations[AnnotationRunNow]
+	} else {
+		p.Status.LastScheduleTime = &metav1.Time{Time: runAt}
+	}
+	if job == nil {
+		return nil, nil
+	}
+	log.FromContext(ctx).Info("Started run", "purgeJob", name, "scheduledTime", runAt, "manual", manual)
+	r.Recorder.Eventf(p, job, "Normal", "RunStarted", "Schedule", "Started run %s (%s mode, %d operations)", name, p.Spec.Mode, len(ops))
+	return job, nil
+}
+
+func manualRunName(policy, token string) string {
+	sum := sha256.Sum256([]byte(token))
+	if len(policy) > 40 {
+		policy = policy[:40]
+	}
+	return fmt.Sprintf("%s-now-%s", policy, hex.EncodeToString(sum[:4]))
+}
+
+func notYetEffective(p *retentionv1.RetentionPolicy, now time.Time) bool {
+	return p.Spec.EffectiveFrom != nil && now.Before(p.Spec.EffectiveFrom.Time)
+}
+
+// nextRun is the next scheduled activation, none while suspended.
+func nextRun(p *retentionv1.RetentionPolicy, sched *schedule.Schedule, now time.Time) time.Time {
+	if p.Spec.Suspend {
+		return time.Time{}
+	}
+	from := now
+	if notYetEffective(p, now) {
+		from = p.Spec.EffectiveFrom.Time.Add(-time.Nanosecond)
+	}
+	return sched.Next(from)
+}
+
+// setReady: Ready while idle and healthy; Reconciling while a run executes
+// (so kubectl wait --for=condition=Ready waits for it); Stalled when the
+// last run stopped at its safety limit or failed.
+func (r *RetentionPolicyReconciler) setReady(p *retentionv1.RetentionPolicy, active []*retentionv1.PurgeJob, jobs []retentionv1.PurgeJob) {
+	for _, j := range active {
+		if j.Status.Phase == PhaseStalled {
+			c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled)
+			msg := fmt.Sprintf("Run %s is stalled", j.Name)
+			reason := ReasonRunFailed
+			if c != nil {
+				reason = c.Reason
+				msg = fmt.Sprintf("Run %s: %s", j.Name, c.Message)
+			}
+			if reason == retentionv1.ReasonSafetyLimitExceeded {
+				msg = fmt.Sprintf("Run %s would exceed the safety limit and changed nothing; to let that run proceed, annotate this policy with %s=%s", j.Name, AnnotationReleaseRun, j.Name)
+			}
+			retentionv1.MarkStalled(p, reason, msg)
+			return
+		}
+	}
+	if len(active) > 0 {
+		retentionv1.MarkReconciling(p, ReasonRunInProgress, fmt.Sprintf("Run %s in progress", active[0].Name))
+		return
+	}
+	if len(jobs) > 0 && jobs[0].Status.Phase == PhaseFailed {
+		msg := fmt.Sprintf("The last run, %s, failed", jobs[0].Name)
+		if c := meta.FindStatusCondition(jobs[0].Status.Conditions, retentionv1.ConditionStalled); c != nil {
+			msg += ": " + c.Message
+		}
+		retentionv1.MarkStalled(p, ReasonRunFailed, msg)
+		return
+	}
+	switch {
+	case p.Spec.Suspend:
+		retentionv1.MarkReady(p, ReasonSuspended, "Suspended: no new runs are scheduled")
+	case notYetEffective(p, r.now()):
+		retentionv1.MarkReady(p, ReasonNotYetEffective, fmt.Sprintf("Enforcement starts at %s", p.Spec.EffectiveFrom.UTC().Format(time.RFC3339)))
+	default:
+		msg := "Scheduled"
+		if p.Status.NextScheduleTime != nil {
+			msg = fmt.Sprintf("Next run at %s", p.Status.NextScheduleTime.UTC().Format(time.RFC3339))
+		}
+		if p.Status.LastRun != nil {
+			msg += fmt.Sprintf("; last run %s: %s, %d deleted, %d anonymized", p.Status.LastRun.PurgeJob, p.Status.LastRun.Result, p.Status.LastRun.RowsDeleted, p.Status.LastRun.RowsAnonymized)
+		}
+		retentionv1.MarkReady(p, ReasonScheduled, msg)
+	}
+}

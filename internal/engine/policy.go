@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/schedule"
+)
+
+// PolicyOperations plans one run of a RetentionPolicy scheduled at runAt: one
+// operation per (rule, selected collection), each with its cutoff fixed as
+// runAt minus the rule's olderThan, ordered children before parents along
+// the Dataset's references. Errors wrap ErrInvalid and name the rule.
+func PolicyOperations(p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, runAt time.Time) ([]retentionv1.Operation, error) {
+	var ops []retentionv1.Operation
+	for _, rule := range p.Spec.Rules {
+		age, err := schedule.ParseRetention(string(rule.OlderThan))
+		if err != nil {
+			return nil, fmt.Errorf("%w: rule %s: %v", ErrInvalid, rule.Name, err)
+		}
+		cutoff := metav1.NewTime(age.Before(runAt))
+		selected, err := SelectCollections(ds, rule)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range selected {
+			source := c.TimestampSource
+			if source == "" && c.Prefix != "" {
+				source = retentionv1.TimestampLastModified
+			}
+			if c.TimestampField == "" && !ageFromMetadata(string(source)) {
+				return nil, fmt.Errorf("%w: rule %s selects collection %s, which has no timestampField to age its records by", ErrInvalid, rule.Name, c.Name)
+			}
+			op := retentionv1.Operation{Collection: c.Name, Action: rule.Action, ByAge: true, Cutoff: cutoff.DeepCopy(), Rule: rule.Name}
+			if rule.Action == retentionv1.ActionAnonymize {
+				if op.Fields = anonymizedFields(c, rule); len(op.Fields) == 0 {
+					return nil, fmt.Errorf("%w: rule %s anonymizes collection %s, but none of its fields has an anonymize strategy; add one in the Dataset or list fields in the rule", ErrInvalid, rule.Name, c.Name)
+				}
+			}
+			ops = append(ops, op)
+		}
+	}
+	return OrderChildrenFirst(ds, ops), nil
+}
+
+// SelectCollections returns the collections a rule selects, by name or by
+// category, in Dataset order.
+func SelectCollections(ds *retentionv1.Dataset, rule retentionv1.RetentionRule) ([]*retentionv1.Collection, error) {
+	for _, name := range rule.Collections {
+		if _, ok := Collection(ds, name); !ok {
+			return nil, fmt.Errorf("%w: rule %s selects collection %s, which Dataset %s does not declare", ErrInvalid, rule.Name, name, ds.Name)
+		}
+	}
+	var out []*retentionv1.Collection
+	for i := range ds.Spec.Collections {
+		c := &ds.Spec.Collections[i]
+		if slices.Contains(rule.Collections, c.Name) || categoryMatch(c, rule.Categories) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: rule %s selects no collection of Dataset %s (categories %v)", ErrInvalid, rule.Name, ds.Name, rule.Categories)
+	}
+	return out, nil
+}
+
+func categoryMatch(c *retentionv1.Collection, cats []retentionv1.Category) bool {
+	for _, cat := range cats {
+		if slices.Contains(c.Categories, cat) {
+			return true
+		}
+		for _, f := range c.Fields {
+			if slices.Contains(f.Categories, cat) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// anonymizedFields: the rule's own fields if it lists any; otherwise the
+// Dataset's fields with a strategy — all of them when the collection is
+// selected by name or by a collection-level category, only those of the
+// rule's categories when selected through field categories.
+func anonymizedFields(c *retentionv1.Collection, rule retentionv1.RetentionRule) []retentionv1.FieldAnonymization {
+	if len(rule.Fields) > 0 {
+		return rule.Fields
+	}
+	all := slices.Contains(rule.Collections, c.Name)
+	for _, cat := range rule.Categories {
+		all = all || slices.Contains(c.Categories, cat)
+	}
+	var out []retentionv1.FieldAnonymization
+	for _, f := range c.Fields {
+		if f.Anonymize == nil {
+			continue
+		}
+		if all || slices.ContainsFunc(f.Categories, func(fc retentionv1.Category) bool { return slices.Contains(rule.Categories, fc) }) {
+			out = append(out, retentionv1.FieldAnonymization{Name: f.Name, Anonymization: *f.Anonymize})
+		}
+	}
+	return out
+}
+
+// OrderChildrenFirst orders operations so that a collection referring to
+// another (child → parent, by the Dataset's references) comes first; the
+// order is otherwise stable. Reference cycles keep their declared order.
+func OrderChildrenFirst(ds *retentionv1.Dataset, ops []retentionv1.Operation) []retentionv1.Operation {
+	depth := map[retentionv1.Identifier]int{}
+	var visit func(name retentionv1.Identifier, seen map[retentionv1.Identifier]bool) int
+	visit = func(name retentionv1.Identifier, seen map[retentionv1.Identifier]bool) int {
+		if d, ok := depth[name]; ok {
+			return d
+		}
+		c, ok := Collection(ds, name)
+		if !ok || seen[name] {
+			return 0
+		}
+		seen[name] = true
+		d := 0
+		for _, ref := range c.References {
+			d = max(d, visit(ref.Collection, seen)+1)
+		}
+		depth[name] = d
+		return d
+	}
+	out := slices.Clone(ops)
+	// Deeper collections (further from the root parents) first.
+	slices.SortStableFunc(out, func(a, b retentionv1.Operation) int {
+		return visit(b.Collection, map[retentionv1.Identifier]bool{}) - visit(a.Collection, map[retentionv1.Identifier]bool{})
+	})
+	return out
+}
