@@ -9,6 +9,7 @@ import (
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=512
 // +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_:./*{}-]+$')",message="must contain only letters, digits and _ : . / - * { } (placeholders are written {identity_type})"
+// +kubebuilder:validation:XValidation:rule="self.matches('[A-Za-z0-9]')",message="must contain a literal part or a {placeholder}: a pattern of only wildcards and separators selects every key of the database"
 type KeyPattern string
 
 // ObjectPrefix is an S3 key prefix with identity placeholders, such as
@@ -181,6 +182,7 @@ type Collection struct {
 }
 
 // DatasetSpec is the personal-data map of one DataStore.
+// +kubebuilder:validation:XValidation:rule="has(self.hmacKeySecretRef) || !self.collections.exists(c, has(c.fields) && c.fields.exists(f, has(f.anonymize) && f.anonymize.strategy == 'HMAC'))",message="strategy HMAC needs hmacKeySecretRef (the Secret key holding the HMAC key)"
 type DatasetSpec struct {
 	// DataStoreRef names the DataStore, in the same namespace, holding the data.
 	// +required

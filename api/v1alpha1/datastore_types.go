@@ -45,7 +45,7 @@ type DataStoreSpec struct {
 	// s3.endpoint.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
-	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9]([-A-Za-z0-9.:]*[A-Za-z0-9])?$')",message="must be a host name or IP address"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$') || isIP(self)",message="must be a host name or IP address, without a port (the port goes in port)"
 	Host string `json:"host,omitempty"`
 
 	// Port of the server. Defaults to the store's standard port (5432, 3306,

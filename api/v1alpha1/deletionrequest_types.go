@@ -73,6 +73,7 @@ type ActionOverride struct {
 
 // DeletionRequestSpec names a data subject to erase everywhere in scope. It is
 // immutable: create a new request to change anything.
+// +kubebuilder:validation:XValidation:rule="self.reason != 'Minor' || !has(self.reviewWindow) || self.reviewWindow.startsWith('0')",message="reason Minor is erased at once: leave reviewWindow unset or 0h"
 type DeletionRequestSpec struct {
 	// Subject to erase.
 	// +required
@@ -124,8 +125,10 @@ type DeletionRequestSpec struct {
 
 // PlannedCollection is one step of an erasure plan.
 type PlannedCollection struct {
-	// Dataset and Collection erased in this step.
-	Dataset    string `json:"dataset"`
+	// Dataset erased in this step.
+	Dataset string `json:"dataset"`
+
+	// Collection erased in this step.
 	Collection string `json:"collection"`
 
 	// Action taken.
@@ -141,9 +144,14 @@ type PlannedCollection struct {
 
 // ReceiptEntry records what was done in one collection.
 type ReceiptEntry struct {
-	Dataset    string `json:"dataset"`
+	// Dataset holding the collection.
+	Dataset string `json:"dataset"`
+
+	// Collection erased.
 	Collection string `json:"collection"`
-	Action     Action `json:"action"`
+
+	// Action taken: Delete or Anonymize.
+	Action Action `json:"action"`
 
 	// Rows deleted or anonymized.
 	Rows int64 `json:"rows"`

@@ -145,11 +145,15 @@ type PurgeJobStatus struct {
 	// +optional
 	Operations []OperationStatus `json:"operations,omitempty"`
 
-	// Matched, Deleted and Anonymized are totals over all operations.
+	// Matched is how many records all operations matched when counted.
 	// +optional
 	Matched int64 `json:"matched,omitempty"`
+
+	// Deleted is how many records all operations deleted.
 	// +optional
 	Deleted int64 `json:"deleted,omitempty"`
+
+	// Anonymized is how many records all operations anonymized.
 	// +optional
 	Anonymized int64 `json:"anonymized,omitempty"`
 }
