@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -23,6 +24,7 @@ type Env struct {
 	Client client.Client
 	Scheme *runtime.Scheme
 	Root   string // repository root
+	Assets string // directory of kube-apiserver, etcd and kubectl
 	env    *envtest.Environment
 }
 
@@ -71,21 +73,26 @@ func Start() (*Env, error) {
 		return nil, err
 	}
 	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		Scheme:                scheme,
+		BinaryAssetsDirectory:    assets,
+		CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing:    true,
+		Scheme:                   scheme,
+		ControlPlaneStartTimeout: 2 * time.Minute, // 2 shared cores: a cold start can be slow
+		ControlPlaneStopTimeout:  time.Minute,
 	}
+	start := time.Now()
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest control plane from %s: %w", assets, err)
 	}
+	fmt.Printf("envtest: kube-apiserver and etcd from %s started in %s, %d CRDs installed\n",
+		assets, time.Since(start).Round(time.Millisecond), len(env.CRDs))
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		_ = env.Stop()
 		return nil, err
 	}
-	return &Env{Config: cfg, Client: c, Scheme: scheme, Root: root, env: env}, nil
+	return &Env{Config: cfg, Client: c, Scheme: scheme, Root: root, Assets: assets, env: env}, nil
 }
 
 // Stop stops the control plane.

@@ -13,9 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,8 +21,9 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
 const (
@@ -37,7 +36,6 @@ var (
 	repoRoot string
 	// assetsDir holds kube-apiserver, etcd and kubectl.
 	assetsDir string
-	testEnv   *envtest.Environment
 	cfg       *rest.Config
 	k8s       client.Client
 	// kubeconfig is a kubeconfig file for the envtest apiserver, for kubectl.
@@ -52,48 +50,26 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	var err error
-	repoRoot, err = findRepoRoot()
+	repoRoot, err = testenv.Root()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "admission tests:", err)
 		return 1
 	}
-	assetsDir = filepath.Join(repoRoot, "bin", "k8s")
-	var missing []string
-	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
-		if fi, err := os.Stat(filepath.Join(assetsDir, b)); err != nil || fi.Mode()&0o111 == 0 {
-			missing = append(missing, filepath.Join(assetsDir, b))
-		}
-	}
-	if len(missing) > 0 {
-		fmt.Fprintf(os.Stderr, "admission tests: control-plane binaries missing: %s\n"+
-			"run `make controlplane` (builds kube-apiserver, etcd and kubectl from Go modules into bin/k8s) and try again\n",
-			strings.Join(missing, ", "))
-		return 1
-	}
-	// The binaries in bin/k8s are the ones under test; do not let an
-	// unrelated KUBEBUILDER_ASSETS from the environment win over them.
-	os.Setenv("KUBEBUILDER_ASSETS", assetsDir)
-
-	testEnv = &envtest.Environment{
-		BinaryAssetsDirectory:    assetsDir,
-		CRDDirectoryPaths:        []string{filepath.Join(repoRoot, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing:    true,
-		ControlPlaneStartTimeout: 2 * time.Minute, // 2 shared cores: a cold start can be slow
-		ControlPlaneStopTimeout:  time.Minute,
-	}
-	start := time.Now()
-	cfg, err = testEnv.Start()
+	env, err := testenv.Start()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "admission tests: starting envtest (kube-apiserver + etcd from bin/k8s):", err)
+		fmt.Fprintln(os.Stderr, "admission tests:", err)
 		return 1
 	}
 	defer func() {
-		if err := testEnv.Stop(); err != nil {
+		if err := env.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "admission tests: stopping envtest:", err)
 		}
 	}()
-	fmt.Printf("envtest: kube-apiserver and etcd from %s started in %s, %d CRDs installed\n",
-		assetsDir, time.Since(start).Round(time.Millisecond), len(testEnv.CRDs))
+	assetsDir, cfg = env.Assets, env.Config
+	if _, err := os.Stat(filepath.Join(assetsDir, "kubectl")); err != nil {
+		fmt.Fprintln(os.Stderr, "admission tests: kubectl missing in", assetsDir, "- run `make controlplane`")
+		return 1
+	}
 
 	k8s, err = client.New(cfg, client.Options{})
 	if err != nil {
@@ -114,47 +90,18 @@ func run(m *testing.M) int {
 		v.GitVersion, v.Major, v.Minor, v.GoVersion, v.Platform, cfg.Host)
 	fmt.Println("kube-apiserver version:", serverVersion)
 
-	admin, err := testEnv.AddUser(envtest.User{Name: "lethe-admission-test", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "admission tests: adding a kubectl user:", err)
-		return 1
-	}
-	kc, err := admin.KubeConfig()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "admission tests: kubeconfig:", err)
-		return 1
-	}
 	dir, err := os.MkdirTemp("", "lethe-admission-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "admission tests:", err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		fmt.Fprintln(os.Stderr, "admission tests:", err)
+	if kubeconfig, err = env.Kubeconfig(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "admission tests: kubeconfig:", err)
 		return 1
 	}
 
 	return m.Run()
-}
-
-// findRepoRoot walks up from the test's working directory to go.mod.
-func findRepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // newNamespace creates a fresh namespace for one test and deletes it after.
