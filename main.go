@@ -4,6 +4,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ import (
 func main() {
 	var (
 		metricsAddr, probeAddr, namespaces string
+		digestKeyFile                      string
 		leaderElect                        bool
 		options                            controllers.Options
 	)
@@ -38,6 +40,8 @@ func main() {
 	flag.StringVar(&namespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
 	flag.IntVar(&options.DataStoreConcurrency, "datastore-concurrency", 2, "Parallel DataStore reconciles.")
 	flag.IntVar(&options.PolicyConcurrency, "policy-concurrency", 2, "Parallel RetentionPolicy reconciles.")
+	flag.IntVar(&options.RequestConcurrency, "deletionrequest-concurrency", 4, "Parallel DeletionRequest reconciles.")
+	flag.StringVar(&digestKeyFile, "digest-key-file", "", "File holding the key of the HMAC digests that stand for data subjects in status, receipts and the erasure ledger (mount a Secret). Falls back to $LETHE_DIGEST_KEY.")
 	flag.IntVar(&options.PurgeJobConcurrency, "purgejob-concurrency", 4, "Parallel PurgeJob reconciles (jobs executing at once).")
 	flag.DurationVar(&options.PurgeJobSlice, "purgejob-slice", 10*time.Second, "How long one PurgeJob reconcile executes batches before checkpointing and yielding.")
 	opts := zap.Options{Development: false}
@@ -73,6 +77,11 @@ func main() {
 		log.Error(err, "unable to create manager")
 		os.Exit(1)
 	}
+	key, err := digestKey(digestKeyFile)
+	if err != nil {
+		log.Error(err, "unable to read the digest key")
+		os.Exit(1)
+	}
 	pool := &connect.Pool{Reader: mgr.GetAPIReader(), Open: all.Open}
 	defer pool.Close()
 	deps := controllers.Deps{
@@ -80,6 +89,7 @@ func main() {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("lethe"),
 		Pool:      pool,
+		DigestKey: key,
 	}
 	if err := controllers.Setup(mgr, deps, options); err != nil {
 		log.Error(err, "unable to set up controllers")
@@ -98,4 +108,24 @@ func main() {
 		log.Error(err, "manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// digestKey reads the subject-digest key. Without one, digests would not be
+// comparable across restarts (and the erasure ledger would be useless), so
+// Lethe refuses to start rather than invent a key.
+func digestKey(file string) ([]byte, error) {
+	var key []byte
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		key = []byte(strings.TrimSpace(string(b)))
+	} else {
+		key = []byte(os.Getenv("LETHE_DIGEST_KEY"))
+	}
+	if len(key) < 32 {
+		return nil, fmt.Errorf("the digest key must be at least 32 bytes: set --digest-key-file (a mounted Secret) or LETHE_DIGEST_KEY")
+	}
+	return key, nil
 }

@@ -26,6 +26,9 @@ type Deps struct {
 	Pool      *connect.Pool
 	// Clock returns the current time; nil means time.Now (tests fix it).
 	Clock func() time.Time
+	// DigestKey keys the HMAC digests that stand for subjects in status,
+	// receipts and the erasure ledger.
+	DigestKey []byte
 }
 
 func (d *Deps) now() time.Time {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -178,13 +179,16 @@ func (r *RetentionPolicyReconciler) runs(ctx context.Context, p *retentionv1.Ret
 	}
 	jobs := slices.DeleteFunc(list.Items, func(j retentionv1.PurgeJob) bool { return !metav1.IsControlledBy(&j, p) })
 	slices.SortFunc(jobs, func(a, b retentionv1.PurgeJob) int {
-		return scheduledTime(&b).Compare(scheduledTime(&a))
+		if c := scheduledTime(&b).Compare(scheduledTime(&a)); c != 0 {
+			return c
+		}
+		return strings.Compare(b.Name, a.Name)
 	})
 	return jobs, nil
 }
 
 func scheduledTime(j *retentionv1.PurgeJob) time.Time {
-	if t, err := time.Parse(time.RFC3339, j.Annotations[AnnotationScheduledTime]); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, j.Annotations[AnnotationScheduledTime]); err == nil {
 		return t
 	}
 	return j.CreationTimestamp.Time
@@ -334,7 +338,7 @@ func (r *RetentionPolicyReconciler) startDueRun(ctx context.Context, p *retentio
 			Namespace:   p.Namespace,
 			Name:        name,
 			Labels:      map[string]string{LabelPolicy: p.Name},
-			Annotations: map[string]string{AnnotationScheduledTime: runAt.UTC().Format(time.RFC3339)},
+			Annotations: map[string]string{AnnotationScheduledTime: runAt.UTC().Format(time.RFC3339Nano)},
 		},
 		Spec: retentionv1.PurgeJobSpec{
 			DatasetRef: p.Spec.DatasetRef,

@@ -14,6 +14,7 @@ type Options struct {
 	// Parallel reconciles per controller.
 	DataStoreConcurrency int
 	PolicyConcurrency    int
+	RequestConcurrency   int
 	PurgeJobConcurrency  int
 	// PurgeJobSlice bounds the time one PurgeJob reconcile executes batches
 	// before checkpointing and yielding (default 10s).
@@ -32,6 +33,9 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 		return err
 	}
 	if err := (&RetentionPolicyReconciler{Deps: deps}).SetupWithManager(mgr, o.PolicyConcurrency); err != nil {
+		return err
+	}
+	if err := (&DeletionRequestReconciler{Deps: deps}).SetupWithManager(mgr, o.RequestConcurrency); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).

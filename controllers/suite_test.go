@@ -1,7 +1,9 @@
 package controllers_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"fmt"
 	"os"
 	"sync"
@@ -27,8 +29,29 @@ import (
 
 var env *testenv.Env
 
+// managerLogs keeps everything the managers log, so tests can prove that no
+// subject identifier ever reaches a log line.
+var managerLogs syncBuffer
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func TestMain(m *testing.M) {
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(false)))
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(os.Stderr, &managerLogs)), zap.UseDevMode(false)))
 	var err error
 	env, err = testenv.Start()
 	if err != nil {
@@ -66,7 +89,8 @@ func startManagerWithClock(t *testing.T, opts controllers.Options, clock func() 
 		t.Fatal(err)
 	}
 	pool := &connect.Pool{Reader: mgr.GetAPIReader(), Open: all.Open}
-	deps := controllers.Deps{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("lethe"), Pool: pool, Clock: clock}
+	deps := controllers.Deps{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("lethe"), Pool: pool, Clock: clock,
+		DigestKey: []byte("test-digest-key-0123456789abcdef0123")}
 	if err := controllers.Setup(mgr, deps, opts); err != nil {
 		t.Fatal(err)
 	}

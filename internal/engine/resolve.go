@@ -22,6 +22,10 @@ import (
 // ErrInvalid marks a job that cannot run as specified; retrying cannot help.
 var ErrInvalid = errors.New("invalid PurgeJob")
 
+// ErrNoPath: a collection holds none of the subject's identity types and no
+// reference leads to one that does (it is not the subject's data).
+var ErrNoPath = fmt.Errorf("%w: no path to the subject's identities", ErrInvalid)
+
 // Step is one resolved operation.
 type Step struct {
 	Op datastore.Operation
@@ -248,7 +252,7 @@ func PathToIdentities(ds *retentionv1.Dataset, storeType retentionv1.DataStoreTy
 			queue = append(queue, node{c: parent, hops: hops})
 		}
 	}
-	return nil, fmt.Errorf("%w: collection %s holds none of the subject's identity types and no reference leads to one that does", ErrInvalid, c.Name)
+	return nil, fmt.Errorf("%w: collection %s holds none of the subject's identity types and no reference leads to one that does", ErrNoPath, c.Name)
 }
 
 func readSubjects(ctx context.Context, r client.Reader, job *retentionv1.PurgeJob) (map[string][]string, error) {

@@ -53,8 +53,22 @@ var (
 		Name: "lethe_datastore_up",
 		Help: "1 when the last probe of the DataStore succeeded, 0 otherwise.",
 	}, []string{"namespace", "datastore", "type"})
+
+	// DeletionRequestDeadline is the time left until a pending request's
+	// deadline, in seconds; negative when overdue. Labels name the request
+	// object, never the subject.
+	DeletionRequestDeadline = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lethe_deletionrequest_deadline_seconds",
+		Help: "Seconds left until a pending DeletionRequest's deadline (negative when overdue).",
+	}, []string{"namespace", "deletionrequest"})
+
+	// DeletionRequests counts finished DeletionRequests by result.
+	DeletionRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lethe_deletionrequests_total",
+		Help: "Finished DeletionRequests by result (Completed, Failed).",
+	}, []string{"namespace", "result"})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(RowsDeleted, RowsAnonymized, Batches, BatchDuration, Errors, PurgeJobs, DataStoreUp)
+	ctrlmetrics.Registry.MustRegister(RowsDeleted, RowsAnonymized, Batches, BatchDuration, Errors, PurgeJobs, DataStoreUp, DeletionRequestDeadline, DeletionRequests)
 }

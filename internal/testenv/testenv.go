@@ -112,3 +112,13 @@ func (e *Env) Kubeconfig(dir string) (string, error) {
 	path := filepath.Join(dir, "kubeconfig")
 	return path, os.WriteFile(path, data, 0o600)
 }
+
+// UserClient returns a client authenticated as the named user (member of
+// system:masters), for tests of what the API server records about who did what.
+func (e *Env) UserClient(name string) (client.Client, error) {
+	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(user.Config(), client.Options{Scheme: e.Scheme})
+}

@@ -1,0 +1,760 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/connect"
+	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/digest"
+	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/holds"
+	"github.com/lethe-dev/lethe/internal/metrics"
+	"github.com/lethe-dev/lethe/internal/schedule"
+)
+
+// DeletionRequest phases, condition types, reasons and annotations.
+const (
+	DRPending          = "Pending"
+	DRReviewing        = "Reviewing"
+	DRAwaitingApproval = "AwaitingApproval"
+	DRHeld             = "Held"
+	DRRunning          = "Running"
+	DRCompleted        = "Completed"
+	DRFailed           = "Failed"
+
+	ConditionReviewWindowPassed = "ReviewWindowPassed"
+	ConditionApproved           = "Approved"
+	ConditionHeld               = "Held"
+	ConditionDeadlineMet        = "DeadlineMet"
+
+	ReasonInReview           = "InReview"
+	ReasonWindowPassed       = "WindowPassed"
+	ReasonAwaitingApproval   = "AwaitingApproval"
+	ReasonApproved           = "Approved"
+	ReasonSelfApproval       = "SelfApproval"
+	ReasonNotRequired        = "NotRequired"
+	ReasonNotHeld            = "NotHeld"
+	ReasonOnTrack            = "OnTrack"
+	ReasonAnsweredInTime     = "AnsweredInTime"
+	ReasonOverdue            = "Overdue"
+	ReasonErasing            = "Erasing"
+	ReasonErased             = "Erased"
+	ReasonVerificationFailed = "VerificationFailed"
+	ReasonErasureFailed      = "ErasureFailed"
+	ReasonNothingInScope     = "NothingInScope"
+
+	// AnnotationRequestedBy carries the creator's user name; the
+	// ValidatingAdmissionPolicy in config/admission checks it against the
+	// API server's authentication when approval is required.
+	AnnotationRequestedBy = "retention.lethe.dev/requested-by"
+	// AnnotationApprovedBy carries the approver's user name, checked the
+	// same way: it must be the user making the change, and not the creator.
+	AnnotationApprovedBy = "retention.lethe.dev/approved-by"
+	// LabelDeletionRequest on PurgeJobs and Secrets names their request.
+	LabelDeletionRequest = "retention.lethe.dev/deletion-request"
+	// LedgerConfigMap holds the erasure ledger of a namespace: one line per
+	// completed request, keyed digests only.
+	LedgerConfigMap = "lethe-erasure-ledger"
+)
+
+// DeletionRequestReconciler erases one subject across the Datasets in scope:
+// plan → review window → approval → legal holds → PurgeJobs → verification
+// → receipt and ledger.
+type DeletionRequestReconciler struct {
+	Deps
+}
+
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=deletionrequests,verbs=get;list;watch;update;patch;delete
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=deletionrequests/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;update
+
+// SetupWithManager registers the controller; it owns its PurgeJobs and
+// re-checks held requests when LegalHolds change.
+func (r *DeletionRequestReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("deletionrequest").
+		For(&retentionv1.DeletionRequest{}).
+		Owns(&retentionv1.PurgeJob{}).
+		Watches(&retentionv1.LegalHold{}, handler.EnqueueRequestsFromMapFunc(r.heldRequests)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
+		Complete(r)
+}
+
+func (r *DeletionRequestReconciler) heldRequests(ctx context.Context, o client.Object) []reconcile.Request {
+	var list retentionv1.DeletionRequestList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, dr := range list.Items {
+		if dr.Status.Phase == DRHeld {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&dr)})
+		}
+	}
+	return out
+}
+
+// Reconcile reads top to bottom: get → finished/TTL → subject → deadline →
+// plan → gates → execute → verify → receipt.
+func (r *DeletionRequestReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var dr retentionv1.DeletionRequest
+	if err := r.Get(ctx, req.NamespacedName, &dr); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !dr.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	before := dr.DeepCopy()
+	res, err := r.reconcile(ctx, &dr)
+	if !equality.Semantic.DeepEqual(before.Status, dr.Status) {
+		if perr := r.Status().Patch(ctx, &dr, client.MergeFrom(before)); perr != nil {
+			return reconcile.Result{}, errors.Join(err, perr)
+		}
+	}
+	return res, err
+}
+
+func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retentionv1.DeletionRequest) (reconcile.Result, error) {
+	now := r.now()
+	dr.Status.ObservedGeneration = dr.Generation
+	if dr.Status.Phase == DRCompleted || dr.Status.Phase == DRFailed {
+		return r.expire(ctx, dr, now)
+	}
+	if dr.Status.Phase == "" {
+		dr.Status.Phase = DRPending
+		retentionv1.MarkReconciling(dr, retentionv1.ReasonProgressing, "Planning the erasure")
+	}
+
+	// Subject: identities, digest, timeline.
+	identities, err := r.identities(ctx, dr)
+	if err != nil {
+		if errors.Is(err, connect.ErrSecretNotFound) {
+			retentionv1.MarkStalled(dr, retentionv1.ReasonSecretNotFound, err.Error())
+			return reconcile.Result{RequeueAfter: time.Minute}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	dr.Status.SubjectDigest = digest.Subject(r.DigestKey, identities)
+	if err := r.timeline(dr); err != nil {
+		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, err.Error())
+		return reconcile.Result{}, nil
+	}
+	r.deadline(dr, now)
+
+	// Plan: every collection of every Dataset in scope that reaches the subject.
+	datasets, err := r.datasetsInScope(ctx, dr)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	plan, steps, err := r.plan(dr, datasets, identities)
+	if err != nil {
+		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, err.Error())
+		return reconcile.Result{}, nil
+	}
+	dr.Status.Plan = plan
+
+	// Gates, in order: review window, approval, legal holds.
+	if wait := dr.Status.NotBefore.Time.Sub(now); wait > 0 {
+		dr.Status.Phase = DRReviewing
+		retentionv1.SetCondition(dr, ConditionReviewWindowPassed, metav1.ConditionFalse, ReasonInReview, fmt.Sprintf("In review until %s", dr.Status.NotBefore.UTC().Format(time.RFC3339)))
+		retentionv1.MarkReconciling(dr, ReasonInReview, fmt.Sprintf("Review window open until %s; %d collections planned", dr.Status.NotBefore.UTC().Format(time.RFC3339), len(plan)))
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	retentionv1.SetCondition(dr, ConditionReviewWindowPassed, metav1.ConditionTrue, ReasonWindowPassed, "The review window has passed")
+	if !r.approved(dr) {
+		return reconcile.Result{}, nil
+	}
+	if held, err := r.held(ctx, dr, datasets, identities, now); err != nil || held {
+		return reconcile.Result{RequeueAfter: time.Minute}, err
+	}
+	if len(plan) == 0 {
+		return r.complete(ctx, dr, nil, now, ReasonNothingInScope)
+	}
+
+	// Execute: one PurgeJob per Dataset, children first inside each.
+	jobs, err := r.ensureJobs(ctx, dr, steps, identities)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	for _, j := range jobs {
+		switch j.Status.Phase {
+		case PhaseFailed, PhaseStalled:
+			msg := fmt.Sprintf("PurgeJob %s %s", j.Name, strings.ToLower(j.Status.Phase))
+			if c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled); c != nil {
+				msg += ": " + c.Message
+			}
+			return r.fail(dr, ReasonErasureFailed, msg, now)
+		case PhaseSucceeded:
+		default:
+			dr.Status.Phase = DRRunning
+			retentionv1.MarkReconciling(dr, ReasonErasing, fmt.Sprintf("Erasing: %d PurgeJobs", len(jobs)))
+			return reconcile.Result{}, nil // the jobs' progress requeues this request
+		}
+	}
+
+	// Verify: nothing identifiable left anywhere in the plan.
+	if dr.Spec.DryRun {
+		return r.complete(ctx, dr, jobs, now, ReasonDryRunCompleted)
+	}
+	if msg, err := r.verify(ctx, steps, identities); err != nil {
+		return reconcile.Result{}, err
+	} else if msg != "" {
+		return r.fail(dr, ReasonVerificationFailed, msg, now)
+	}
+	return r.complete(ctx, dr, jobs, now, ReasonErased)
+}
+
+// identities reads the subject: inline identities and the identity Secret.
+func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentionv1.DeletionRequest) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, id := range dr.Spec.Subject.Identities {
+		out[string(id.Type)] = append(out[string(id.Type)], id.Value)
+	}
+	if ref := dr.Spec.Subject.IdentitiesSecretRef; ref != nil {
+		s, err := connect.GetSecret(ctx, r.APIReader, dr.Namespace, ref.Name)
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range s.Data {
+			out[k] = append(out[k], holds.SplitValues(string(v))...)
+		}
+	}
+	for k, vs := range out {
+		slices.Sort(vs)
+		out[k] = slices.Compact(vs)
+	}
+	return out, nil
+}
+
+// timeline fixes notBefore and the deadline from the creation time.
+func (r *DeletionRequestReconciler) timeline(dr *retentionv1.DeletionRequest) error {
+	created := dr.CreationTimestamp.Time
+	window := "0h"
+	if dr.Spec.Reason == retentionv1.ReasonAccountCancellation {
+		window = "48h"
+	}
+	if dr.Spec.ReviewWindow != nil && dr.Spec.Reason != retentionv1.ReasonMinor {
+		window = string(*dr.Spec.ReviewWindow)
+	}
+	w, err := schedule.ParseWait(window)
+	if err != nil {
+		return fmt.Errorf("reviewWindow: %w", err)
+	}
+	deadline := string(dr.Spec.Deadline)
+	if deadline == "" {
+		deadline = "30d"
+	}
+	d, err := schedule.ParseRetention(deadline)
+	if err != nil {
+		return fmt.Errorf("deadline: %w", err)
+	}
+	dr.Status.NotBefore = &metav1.Time{Time: w.After(created)}
+	dr.Status.DeadlineTime = &metav1.Time{Time: d.After(created)}
+	return nil
+}
+
+// deadline sets the DeadlineMet condition and metric; an overdue request
+// raises one Warning event when it becomes overdue.
+func (r *DeletionRequestReconciler) deadline(dr *retentionv1.DeletionRequest, now time.Time) {
+	left := dr.Status.DeadlineTime.Sub(now)
+	metrics.DeletionRequestDeadline.WithLabelValues(dr.Namespace, dr.Name).Set(left.Seconds())
+	if left >= 0 {
+		retentionv1.SetCondition(dr, ConditionDeadlineMet, metav1.ConditionTrue, ReasonOnTrack, fmt.Sprintf("%s left until the deadline %s", humanDuration(left), dr.Status.DeadlineTime.UTC().Format(time.RFC3339)))
+		return
+	}
+	c := meta.FindStatusCondition(dr.Status.Conditions, ConditionDeadlineMet)
+	if c == nil || c.Reason != ReasonOverdue {
+		r.Recorder.Eventf(dr, nil, "Warning", ReasonOverdue, "Deadline", "Overdue: the deadline %s passed %s ago", dr.Status.DeadlineTime.UTC().Format(time.RFC3339), humanDuration(-left))
+	}
+	retentionv1.SetCondition(dr, ConditionDeadlineMet, metav1.ConditionFalse, ReasonOverdue, fmt.Sprintf("Overdue by %s (deadline %s)", humanDuration(-left), dr.Status.DeadlineTime.UTC().Format(time.RFC3339)))
+}
+
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
+// datasetsInScope lists the Datasets the request covers, by name.
+func (r *DeletionRequestReconciler) datasetsInScope(ctx context.Context, dr *retentionv1.DeletionRequest) ([]retentionv1.Dataset, error) {
+	var list retentionv1.DatasetList
+	opts := []client.ListOption{client.InNamespace(dr.Namespace)}
+	if s := dr.Spec.Scope; s != nil && s.Selector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(s.Selector)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
+	}
+	if err := r.List(ctx, &list, opts...); err != nil {
+		return nil, err
+	}
+	out := list.Items
+	if s := dr.Spec.Scope; s != nil && len(s.Datasets) > 0 {
+		out = slices.DeleteFunc(out, func(d retentionv1.Dataset) bool { return !slices.Contains(s.Datasets, retentionv1.ObjectName(d.Name)) })
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// datasetSteps is the planned erasure of one Dataset.
+type datasetSteps struct {
+	dataset *retentionv1.Dataset
+	ops     []retentionv1.Operation
+}
+
+// plan walks each Dataset's identity graph: every collection holding one of
+// the subject's identity types directly or through references, with its
+// action (the request's override, else the Dataset's), children first.
+func (r *DeletionRequestReconciler) plan(dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, identities map[string][]string) ([]retentionv1.PlannedCollection, []datasetSteps, error) {
+	var plan []retentionv1.PlannedCollection
+	var steps []datasetSteps
+	for i := range datasets {
+		ds := &datasets[i]
+		var ops []retentionv1.Operation
+		via := map[retentionv1.Identifier]string{}
+		for ci := range ds.Spec.Collections {
+			c := &ds.Spec.Collections[ci]
+			hops, err := engine.PathToIdentities(ds, "", c, identities)
+			if errors.Is(err, engine.ErrNoPath) {
+				continue // holds none of this subject's identities
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			action := c.Action
+			if action == "" {
+				action = retentionv1.ActionDelete
+			}
+			for _, o := range dr.Spec.Overrides {
+				if string(o.Dataset) == ds.Name && o.Collection == c.Name {
+					action = o.Action
+				}
+			}
+			op := retentionv1.Operation{Collection: c.Name, Action: action, BySubject: true}
+			if action == retentionv1.ActionAnonymize {
+				for _, f := range c.Fields {
+					if f.Anonymize != nil {
+						op.Fields = append(op.Fields, retentionv1.FieldAnonymization{Name: f.Name, Anonymization: *f.Anonymize})
+					}
+				}
+				if len(op.Fields) == 0 {
+					return nil, nil, fmt.Errorf("collection %s of Dataset %s is to be anonymized, but none of its fields has an anonymize strategy", c.Name, ds.Name)
+				}
+			}
+			ops = append(ops, op)
+			via[c.Name] = describeVia(c, hops)
+		}
+		if len(ops) == 0 {
+			continue
+		}
+		ops = engine.OrderChildrenFirst(ds, ops)
+		for order, op := range ops {
+			plan = append(plan, retentionv1.PlannedCollection{Dataset: ds.Name, Collection: string(op.Collection), Action: op.Action, Order: int32(order), Via: via[op.Collection]})
+		}
+		steps = append(steps, datasetSteps{dataset: ds, ops: ops})
+	}
+	return plan, steps, nil
+}
+
+func describeVia(c *retentionv1.Collection, hops []datastore.Hop) string {
+	if len(hops) == 0 {
+		var types []string
+		for _, id := range c.Identities {
+			types = append(types, string(id.Type))
+		}
+		return "identity: " + strings.Join(types, ", ")
+	}
+	parts := []string{}
+	from := string(c.Name)
+	for _, h := range hops {
+		parts = append(parts, fmt.Sprintf("%s.%s → %s.%s", from, h.Field, h.Parent.Name, h.ParentField))
+		from = h.Parent.Name
+	}
+	return strings.Join(parts, ", ")
+}
+
+// approved checks the approval gate. The annotations are authenticated by
+// the ValidatingAdmissionPolicy; the creator check is repeated here.
+func (r *DeletionRequestReconciler) approved(dr *retentionv1.DeletionRequest) bool {
+	if !dr.Spec.RequireApproval {
+		retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionTrue, ReasonNotRequired, "No approval required")
+		return true
+	}
+	by, creator := dr.Annotations[AnnotationApprovedBy], dr.Annotations[AnnotationRequestedBy]
+	switch {
+	case by == "":
+		dr.Status.Phase = DRAwaitingApproval
+		msg := fmt.Sprintf("Awaiting approval: someone other than the creator annotates it with %s=<their user name>", AnnotationApprovedBy)
+		retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionFalse, ReasonAwaitingApproval, msg)
+		retentionv1.MarkReconciling(dr, ReasonAwaitingApproval, msg)
+		return false
+	case creator == "" || by == creator:
+		dr.Status.Phase = DRAwaitingApproval
+		msg := "The approval is not valid: the creator cannot approve their own request"
+		retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionFalse, ReasonSelfApproval, msg)
+		retentionv1.MarkStalled(dr, ReasonSelfApproval, msg)
+		return false
+	}
+	dr.Status.ApprovedBy = by
+	retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionTrue, ReasonApproved, "Approved by "+by)
+	return true
+}
+
+// held checks legal holds: a hold naming one of the subject's identities, or
+// keeping a whole planned collection, blocks the request until it ends.
+func (r *DeletionRequestReconciler) held(ctx context.Context, dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, identities map[string][]string, now time.Time) (bool, error) {
+	var list retentionv1.LegalHoldList
+	if err := r.List(ctx, &list, client.InNamespace(dr.Namespace)); err != nil {
+		return false, err
+	}
+	for _, p := range dr.Status.Plan {
+		ds := findDataset(datasets, p.Dataset)
+		c, _ := engine.Collection(ds, retentionv1.Identifier(p.Collection))
+		effect, err := holds.For(ctx, r.APIReader, list.Items, ds.Name, c, now)
+		if err != nil {
+			return false, err
+		}
+		hold := effect.Blocked
+		for typ, values := range identities {
+			for _, v := range values {
+				if hold == "" && slices.Contains(effect.Held[typ], v) {
+					hold = heldBy(ctx, r.APIReader, list.Items, ds.Name, c, typ, v, now)
+				}
+			}
+		}
+		if hold != "" {
+			dr.Status.Phase = DRHeld
+			msg := fmt.Sprintf("Blocked by LegalHold %s until it is released or expires", hold)
+			retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
+			retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
+			return true, nil
+		}
+	}
+	retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionFalse, ReasonNotHeld, "No legal hold applies")
+	return false, nil
+}
+
+// heldBy names the active hold that holds one identity.
+func heldBy(ctx context.Context, r client.Reader, all []retentionv1.LegalHold, dataset string, c *retentionv1.Collection, typ, value string, now time.Time) string {
+	for i := range all {
+		effect, err := holds.For(ctx, r, all[i:i+1], dataset, c, now)
+		if err == nil && slices.Contains(effect.Held[typ], value) {
+			return all[i].Name
+		}
+	}
+	return "unknown"
+}
+
+func findDataset(all []retentionv1.Dataset, name string) *retentionv1.Dataset {
+	for i := range all {
+		if all[i].Name == name {
+			return &all[i]
+		}
+	}
+	return &retentionv1.Dataset{}
+}
+
+// ensureJobs creates the subjects Secret and one PurgeJob per Dataset, named
+// deterministically so a repeated reconcile finds them instead of
+// duplicating them.
+func (r *DeletionRequestReconciler) ensureJobs(ctx context.Context, dr *retentionv1.DeletionRequest, steps []datasetSteps, identities map[string][]string) ([]*retentionv1.PurgeJob, error) {
+	secretName := dr.Name + "-subject"
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: secretName, Labels: map[string]string{LabelDeletionRequest: dr.Name}}, Data: map[string][]byte{}}
+	for typ, vs := range identities {
+		secret.Data[typ] = []byte(strings.Join(vs, "\n"))
+	}
+	if err := controllerutil.SetControllerReference(dr, secret, r.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating the subject Secret: %w", err)
+	}
+	var jobs []*retentionv1.PurgeJob
+	for _, s := range steps {
+		name := jobName(dr.Name, s.dataset.Name)
+		job := &retentionv1.PurgeJob{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: name}, job)
+		if apierrors.IsNotFound(err) {
+			mode := retentionv1.ModeEnforce
+			if dr.Spec.DryRun {
+				mode = retentionv1.ModeDryRun
+			}
+			job = &retentionv1.PurgeJob{
+				ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: name, Labels: map[string]string{LabelDeletionRequest: dr.Name}},
+				Spec: retentionv1.PurgeJobSpec{
+					DatasetRef:        retentionv1.LocalObjectReference{Name: retentionv1.ObjectName(s.dataset.Name)},
+					Mode:              mode,
+					SubjectsSecretRef: &retentionv1.SecretReference{Name: secretName},
+					Operations:        s.ops,
+				},
+			}
+			if err := controllerutil.SetControllerReference(dr, job, r.Scheme()); err != nil {
+				return nil, err
+			}
+			if err := r.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
+				return nil, fmt.Errorf("creating PurgeJob %s: %w", name, err)
+			}
+			r.Recorder.Eventf(dr, job, "Normal", "ErasureStarted", "Erase", "Started PurgeJob %s for Dataset %s (%d collections)", name, s.dataset.Name, len(s.ops))
+		} else if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, job)
+		if !slices.Contains(dr.Status.PurgeJobs, name) {
+			dr.Status.PurgeJobs = append(dr.Status.PurgeJobs, name)
+		}
+	}
+	return jobs, nil
+}
+
+func jobName(request, dataset string) string {
+	name := request + "-" + dataset
+	if len(name) <= 63 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	return name[:54] + "-" + hex.EncodeToString(sum[:4])
+}
+
+// verify queries every planned collection again for the subject: a Delete
+// collection must hold no matching record, and an Anonymize collection no
+// record still matching an identity field. It names the first collection
+// that fails.
+func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetSteps, identities map[string][]string) (string, error) {
+	for _, s := range steps {
+		var store retentionv1.DataStore
+		if err := r.Get(ctx, types.NamespacedName{Namespace: s.dataset.Namespace, Name: string(s.dataset.Spec.DataStoreRef.Name)}, &store); err != nil {
+			return "", err
+		}
+		d, err := r.Pool.Get(ctx, &store)
+		if err != nil {
+			return "", err
+		}
+		for _, op := range s.ops {
+			c, _ := engine.Collection(s.dataset, op.Collection)
+			dc, err := engine.ToDriver(store.Spec.Type, c)
+			if err != nil {
+				return "", err
+			}
+			hops, err := engine.PathToIdentities(s.dataset, store.Spec.Type, c, identities)
+			if err != nil {
+				return "", err
+			}
+			left, err := d.Count(ctx, datastore.Operation{Collection: dc, Subjects: identities, Via: hops, Delete: op.Action == retentionv1.ActionDelete})
+			if err != nil {
+				return "", fmt.Errorf("verifying %s/%s: %w", s.dataset.Name, op.Collection, err)
+			}
+			if left > 0 {
+				return fmt.Sprintf("Verification failed: %d records in collection %s of Dataset %s still identify the subject after erasure", left, op.Collection, s.dataset.Name), nil
+			}
+		}
+	}
+	return "", nil
+}
+
+// complete writes the receipt, appends the ledger entry and marks the request done.
+func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv1.DeletionRequest, jobs []*retentionv1.PurgeJob, now time.Time, reason string) (reconcile.Result, error) {
+	dry := reason == ReasonDryRunCompleted
+	receipt := &retentionv1.Receipt{SubjectDigest: dr.Status.SubjectDigest, Verified: !dry, CompletedAt: &metav1.Time{Time: now}}
+	for _, j := range jobs {
+		for i, op := range j.Spec.Operations {
+			if i >= len(j.Status.Operations) {
+				break
+			}
+			st := j.Status.Operations[i]
+			receipt.Entries = append(receipt.Entries, retentionv1.ReceiptEntry{
+				Dataset: string(j.Spec.DatasetRef.Name), Collection: string(op.Collection), Action: op.Action,
+				Rows: rowsOf(st, dry), CompletedAt: j.Status.CompletionTime,
+			})
+		}
+	}
+	sum, err := ReceiptSHA256(receipt)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	receipt.SHA256 = sum
+	if !dry {
+		if err := r.appendLedger(ctx, dr, receipt); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	dr.Status.Receipt = receipt
+	dr.Status.Phase = DRCompleted
+	dr.Status.CompletionTime = &metav1.Time{Time: now}
+	rows := int64(0)
+	for _, e := range receipt.Entries {
+		rows += e.Rows
+	}
+	msg := fmt.Sprintf("Erased: %d records in %d collections, verified; receipt sha256 %s", rows, len(receipt.Entries), sum[:12])
+	switch reason {
+	case ReasonNothingInScope:
+		msg = "No collection in scope holds this subject's identity types; nothing to erase"
+	case ReasonDryRunCompleted:
+		msg = fmt.Sprintf("Dry run: %d records in %d collections would be erased; nothing was changed", rows, len(receipt.Entries))
+	}
+	retentionv1.MarkReady(dr, reason, msg)
+	if c := meta.FindStatusCondition(dr.Status.Conditions, ConditionDeadlineMet); c != nil && c.Status == metav1.ConditionTrue {
+		retentionv1.SetCondition(dr, ConditionDeadlineMet, metav1.ConditionTrue, ReasonAnsweredInTime, fmt.Sprintf("Answered %s before the deadline", humanDuration(dr.Status.DeadlineTime.Sub(now))))
+	}
+	metrics.DeletionRequestDeadline.DeleteLabelValues(dr.Namespace, dr.Name)
+	metrics.DeletionRequests.WithLabelValues(dr.Namespace, DRCompleted).Inc()
+	r.Recorder.Eventf(dr, nil, "Normal", reason, "Erase", "%s", msg)
+	log.FromContext(ctx).Info("DeletionRequest completed", "subject", digest.Short(dr.Status.SubjectDigest), "records", rows)
+	return r.expire(ctx, dr, now)
+}
+
+// rowsOf is what a receipt entry reports: records changed, or for a dry
+// run the records that matched.
+func rowsOf(st retentionv1.OperationStatus, dry bool) int64 {
+	if dry {
+		return st.Matched
+	}
+	return st.Deleted + st.Anonymized
+}
+
+func (r *DeletionRequestReconciler) fail(dr *retentionv1.DeletionRequest, reason, msg string, now time.Time) (reconcile.Result, error) {
+	dr.Status.Phase = DRFailed
+	dr.Status.CompletionTime = &metav1.Time{Time: now}
+	retentionv1.MarkStalled(dr, reason, msg)
+	metrics.DeletionRequests.WithLabelValues(dr.Namespace, DRFailed).Inc()
+	r.Recorder.Eventf(dr, nil, "Warning", reason, "Erase", "%s", msg)
+	return reconcile.Result{}, nil
+}
+
+// ReceiptSHA256 is the SHA-256 of the receipt's canonical JSON without its
+// sha256 field (encoding/json sorts nothing, but the struct's field order
+// and the entries' plan order are fixed, which makes it canonical).
+func ReceiptSHA256(r *retentionv1.Receipt) (string, error) {
+	c := r.DeepCopy()
+	c.SHA256 = ""
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// ledgerEntry is one line of the erasure ledger: digests only.
+type ledgerEntry struct {
+	Request    string   `json:"request"`
+	Subject    string   `json:"subject"`
+	Identities []string `json:"identities"`
+	Receipt    string   `json:"receiptSHA256"`
+	Completed  string   `json:"completed"`
+}
+
+// appendLedger records the erasure in the namespace's ledger ConfigMap, one
+// key per request, so it outlives the request (ttlSecondsAfterFinished) and
+// a restored backup can be checked against it.
+func (r *DeletionRequestReconciler) appendLedger(ctx context.Context, dr *retentionv1.DeletionRequest, receipt *retentionv1.Receipt) error {
+	identities, err := r.identities(ctx, dr)
+	if err != nil {
+		return err
+	}
+	entry := ledgerEntry{Request: dr.Name, Subject: receipt.SubjectDigest, Receipt: receipt.SHA256, Completed: receipt.CompletedAt.UTC().Format(time.RFC3339)}
+	for typ, vs := range identities {
+		for _, v := range vs {
+			entry.Identities = append(entry.Identities, typ+"="+digest.Identity(r.DigestKey, typ, v))
+		}
+	}
+	slices.Sort(entry.Identities)
+	line, err := json.Marshal(entry)
+	if err != nil {
+		return err
+	}
+	var cm corev1.ConfigMap
+	err = r.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: LedgerConfigMap}, &cm)
+	if apierrors.IsNotFound(err) {
+		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: LedgerConfigMap,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "lethe"}}, Data: map[string]string{dr.Name: string(line)}}
+		return r.Create(ctx, &cm)
+	}
+	if err != nil {
+		return err
+	}
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data[dr.Name] = string(line)
+	return r.Update(ctx, &cm)
+}
+
+// expire deletes a finished request after ttlSecondsAfterFinished, with its
+// subject Secret and, if the request owns it, the identity Secret.
+func (r *DeletionRequestReconciler) expire(ctx context.Context, dr *retentionv1.DeletionRequest, now time.Time) (reconcile.Result, error) {
+	if dr.Spec.TTLSecondsAfterFinished == nil || dr.Status.CompletionTime == nil {
+		return reconcile.Result{}, nil
+	}
+	at := dr.Status.CompletionTime.Add(time.Duration(*dr.Spec.TTLSecondsAfterFinished) * time.Second)
+	if wait := at.Sub(now); wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	secrets := []string{dr.Name + "-subject"}
+	if ref := dr.Spec.Subject.IdentitiesSecretRef; ref != nil {
+		var s corev1.Secret
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: ref.Name}, &s); err == nil && metav1.IsControlledBy(&s, dr) || (err == nil && ownedBy(&s, dr)) {
+			secrets = append(secrets, ref.Name)
+		}
+	}
+	for _, name := range secrets {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: name}}
+		if err := r.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	var jobs retentionv1.PurgeJobList
+	if err := r.List(ctx, &jobs, client.InNamespace(dr.Namespace), client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(labels.Set{LabelDeletionRequest: dr.Name})}); err != nil {
+		return reconcile.Result{}, err
+	}
+	for i := range jobs.Items {
+		if err := r.Delete(ctx, &jobs.Items[i]); client.IgnoreNotFound(err) != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	if err := r.Delete(ctx, dr); client.IgnoreNotFound(err) != nil {
+		return reconcile.Result{}, err
+	}
+	log.FromContext(ctx).Info("DeletionRequest removed after its TTL; the ledger entry remains", "subject", digest.Short(dr.Status.SubjectDigest))
+	return reconcile.Result{}, nil
+}
+
+func ownedBy(o metav1.Object, owner metav1.Object) bool {
+	for _, ref := range o.GetOwnerReferences() {
+		if ref.UID == owner.GetUID() {
+			return true
+		}
+	}
+	return false
+}
