@@ -54,8 +54,12 @@ verify-generated: manifests generate ## Fail if generated code or manifests diff
 controlplane: ## Build (once, cached) kube-apiserver, etcd and kubectl from Go modules.
 	@hack/build-controlplane.sh >/dev/null
 
+.PHONY: versitygw
+versitygw: ## Build (once, cached) the versitygw S3 server the datastore tests start.
+	@hack/build-versitygw.sh >/dev/null
+
 .PHONY: test
-test: verify-generated vet controlplane ## Regenerate and verify, then run every test against a real control plane and real datastores.
+test: verify-generated vet controlplane versitygw ## Regenerate and verify, then run every test against a real control plane and real datastores.
 	go test ./... -count=1 -timeout 40m
 
 ##@ Build
@@ -72,9 +76,15 @@ run: manifests generate ## Run the manager against the cluster of the current ku
 docker-build: ## Build the container image IMG (needs a Docker engine).
 	docker build -t $(IMG) .
 
+# make demo KEEP=1 leaves everything running until Ctrl-C; DEMO_USERS sizes the data.
+DEMO_USERS ?= 20000
+
 .PHONY: demo
-demo: ## Start a local control plane and datastores, apply the samples and show what Lethe did.
-	@echo "make demo is not there yet: it lands with the demo issue. Run 'make test' meanwhile."
+demo: controlplane ## Start a local control plane and datastores, apply the samples and show what Lethe did (KEEP=1: leave it running).
+	@mkdir -p $(BIN)/demo
+	@echo "demo: building hack/demo (cached after the first time)..."
+	@go build -o $(BIN)/demo/lethe-demo ./hack/demo
+	@$(BIN)/demo/lethe-demo -users $(DEMO_USERS) -manager-log $(BIN)/demo/manager.log $(if $(filter-out 0 false no,$(KEEP)),-keep)
 
 .PHONY: bench
 bench: ## Run the benchmarks and print ratios against baselines measured in the same run.

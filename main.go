@@ -31,14 +31,20 @@ func main() {
 	var (
 		metricsAddr, probeAddr, namespaces string
 		digestKeyFile                      string
+		qps                                float64
+		burst                              int
 		leaderElect                        bool
 		options                            controllers.Options
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles at a time.")
+	flag.Float64Var(&qps, "kube-api-qps", 100, "Queries per second to the Kubernetes API (checkpoints and receipts are API writes).")
+	flag.IntVar(&burst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API.")
 	flag.StringVar(&namespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
 	flag.IntVar(&options.DataStoreConcurrency, "datastore-concurrency", 2, "Parallel DataStore reconciles.")
+	flag.IntVar(&options.DatasetConcurrency, "dataset-concurrency", 2, "Parallel Dataset reconciles.")
+	flag.IntVar(&options.LegalHoldConcurrency, "legalhold-concurrency", 2, "Parallel LegalHold reconciles.")
 	flag.IntVar(&options.PolicyConcurrency, "policy-concurrency", 2, "Parallel RetentionPolicy reconciles.")
 	flag.IntVar(&options.RequestConcurrency, "deletionrequest-concurrency", 4, "Parallel DeletionRequest reconciles.")
 	flag.StringVar(&digestKeyFile, "digest-key-file", "", "File holding the key of the HMAC digests that stand for data subjects in status, receipts and the erasure ledger (mount a Secret). Falls back to $LETHE_DIGEST_KEY.")
@@ -63,7 +69,9 @@ func main() {
 			}
 		}
 	}
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig := ctrl.GetConfigOrDie()
+	restConfig.QPS, restConfig.Burst = float32(qps), burst
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},

@@ -10,6 +10,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -89,4 +91,23 @@ func findCondition(conds []metav1.Condition, t string) *metav1.Condition {
 		}
 	}
 	return nil
+}
+
+// specOrMetadataChanged passes creations, spec changes and annotation or
+// label changes, but not a controller's own status writes (which would
+// otherwise reconcile the object again after every checkpoint).
+func specOrMetadataChanged() predicate.Predicate {
+	return predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{})
+}
+
+// purgeJobPhaseChanged passes PurgeJob events that matter to their producers:
+// creation, deletion and a change of phase — not every batch checkpoint.
+func purgeJobPhaseChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*retentionv1.PurgeJob)
+			n, ok2 := e.ObjectNew.(*retentionv1.PurgeJob)
+			return !ok1 || !ok2 || o.Status.Phase != n.Status.Phase
+		},
+	}
 }

@@ -4,11 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -27,18 +38,97 @@ type DataStoreReconciler struct {
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=datastores,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=datastores/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=datastores/finalizers,verbs=update
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=datasets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile probes the store and records the result.
+// FinalizerInUse keeps a DataStore while Datasets use it.
+const FinalizerInUse = "retention.lethe.dev/in-use"
+
+// SetupWithManager registers the DataStore controller. It reconciles on spec,
+// metadata and deletion changes (not on its own status writes; probes are
+// periodic), and when a Dataset starts or stops using a store.
+func (r *DataStoreReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	if err := indexDatasetsByDataStore(mgr); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("datastore").
+		For(&retentionv1.DataStore{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{},
+			predicate.AnnotationChangedPredicate{}, deletionOrFinalizersChanged()))).
+		Watches(&retentionv1.Dataset{}, storeOfDataset{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
+		Complete(r)
+}
+
+func deletionOrFinalizersChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero() ||
+				!slices.Equal(e.ObjectOld.GetFinalizers(), e.ObjectNew.GetFinalizers())
+		},
+	}
+}
+
+// storeOfDataset enqueues the DataStore a Dataset uses when the Dataset is
+// created or deleted, and both stores when its dataStoreRef changes. Status
+// updates of Datasets are ignored.
+type storeOfDataset struct{}
+
+var _ handler.EventHandler = storeOfDataset{}
+
+func (storeOfDataset) enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], o client.Object) {
+	if d, ok := o.(*retentionv1.Dataset); ok {
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: d.Namespace, Name: string(d.Spec.DataStoreRef.Name)}})
+	}
+}
+
+func (h storeOfDataset) Create(_ context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(q, e.Object)
+}
+
+func (h storeOfDataset) Update(_ context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	o, ok1 := e.ObjectOld.(*retentionv1.Dataset)
+	n, ok2 := e.ObjectNew.(*retentionv1.Dataset)
+	if ok1 && ok2 && o.Spec.DataStoreRef != n.Spec.DataStoreRef {
+		h.enqueue(q, o)
+		h.enqueue(q, n)
+	}
+}
+
+func (h storeOfDataset) Delete(_ context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(q, e.Object)
+}
+
+func (storeOfDataset) Generic(context.Context, event.GenericEvent, workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+}
+
+// Reconcile keeps the in-use finalizer, probes the store and records the
+// result.
 func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var ds retentionv1.DataStore
 	if err := r.Get(ctx, req.NamespacedName, &ds); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Pool.Forget(req.NamespacedName) // deleted before it ever had the finalizer
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
+	users, err := r.datasetsUsing(ctx, &ds)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
 	if !ds.DeletionTimestamp.IsZero() {
-		r.Pool.Forget(req.NamespacedName)
-		return reconcile.Result{}, nil
+		return r.finalize(ctx, &ds, users)
+	}
+	if !controllerutil.ContainsFinalizer(&ds, FinalizerInUse) {
+		patch := client.MergeFromWithOptions(ds.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.AddFinalizer(&ds, FinalizerInUse)
+		if err := r.Patch(ctx, &ds, patch); err != nil {
+			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
 	}
 	before := ds.DeepCopy()
+	ds.Status.Datasets = int32(len(users))
 	interval := probeInterval(&ds)
 
 	info, err := r.probe(ctx, &ds)
@@ -93,4 +183,65 @@ func probeInterval(ds *retentionv1.DataStore) time.Duration {
 		return 5 * time.Minute
 	}
 	return d
+}
+
+// datasetsUsing returns the names of the Datasets that use a DataStore,
+// sorted.
+func (r *DataStoreReconciler) datasetsUsing(ctx context.Context, ds *retentionv1.DataStore) ([]string, error) {
+	var list retentionv1.DatasetList
+	if err := r.List(ctx, &list, client.InNamespace(ds.Namespace), client.MatchingFields{DatasetDataStoreIndex: ds.Name}); err != nil {
+		// Without the index (a manager wired without SetupWithManager), list
+		// the namespace and filter.
+		if err := r.List(ctx, &list, client.InNamespace(ds.Namespace)); err != nil {
+			return nil, fmt.Errorf("listing Datasets of DataStore %s: %w", ds.Name, err)
+		}
+	}
+	names := make([]string, 0, len(list.Items))
+	for _, d := range list.Items {
+		if string(d.Spec.DataStoreRef.Name) == ds.Name {
+			names = append(names, d.Name)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// finalize lets a deleted DataStore go once no Dataset uses it; until then
+// it keeps the finalizer and says why (Ready=False, reason InUse). A Dataset
+// deletion triggers the next attempt.
+func (r *DataStoreReconciler) finalize(ctx context.Context, ds *retentionv1.DataStore, users []string) (reconcile.Result, error) {
+	key := types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}
+	if !controllerutil.ContainsFinalizer(ds, FinalizerInUse) {
+		r.Pool.Forget(key)
+		return reconcile.Result{}, nil
+	}
+	if len(users) > 0 {
+		before := ds.DeepCopy()
+		ds.Status.ObservedGeneration = ds.Generation
+		ds.Status.Datasets = int32(len(users))
+		shown := users[:min(len(users), 3)]
+		msg := fmt.Sprintf("Deletion waits: %d Datasets use this DataStore (%s", len(users), strings.Join(shown, ", "))
+		if len(users) > len(shown) {
+			msg += ", …"
+		}
+		msg += "); delete them or point them at another DataStore"
+		retentionv1.SetCondition(ds, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonInUse, msg)
+		retentionv1.RemoveCondition(ds, retentionv1.ConditionReconciling)
+		retentionv1.RemoveCondition(ds, retentionv1.ConditionStalled)
+		if err := r.Status().Patch(ctx, ds, client.MergeFrom(before)); err != nil {
+			return reconcile.Result{}, err
+		}
+		if c := findCondition(before.Status.Conditions, retentionv1.ConditionReady); c == nil || c.Reason != retentionv1.ReasonInUse {
+			r.Recorder.Eventf(ds, nil, "Warning", retentionv1.ReasonInUse, "Delete", "%s", msg)
+		}
+		return reconcile.Result{}, nil
+	}
+	r.Pool.Forget(key)
+	metrics.DataStoreUp.DeleteLabelValues(ds.Namespace, ds.Name, string(ds.Spec.Type))
+	patch := client.MergeFromWithOptions(ds.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(ds, FinalizerInUse)
+	if err := r.Patch(ctx, ds, patch); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	return reconcile.Result{}, nil
 }

@@ -1,12 +1,16 @@
 package controllers_test
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
@@ -108,5 +112,66 @@ func TestDataStoreUnreachableIsNotStalled(t *testing.T) {
 	}
 	if !hasCondition(ds, retentionv1.ConditionReconciling, metav1.ConditionTrue, "") {
 		t.Errorf("Reconciling should be True while retrying: %+v", ds.Status.Conditions)
+	}
+}
+
+func TestDataStoreDeletionWaitsForDatasets(t *testing.T) {
+	startLethe(t, time.Minute)
+	ns := namespace(t)
+	postgresStore(t, ns, "db")
+	storeKey := &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}}
+	waitFor(t, storeKey, 30*time.Second, "Ready with the in-use finalizer", func(d *retentionv1.DataStore) bool {
+		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonConnected) &&
+			slices.Contains(d.Finalizers, controllers.FinalizerInUse)
+	})
+	for _, name := range []string{"app", "billing"} {
+		create(t, &retentionv1.Dataset{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: retentionv1.DatasetSpec{
+				DataStoreRef: retentionv1.LocalObjectReference{Name: "db"},
+				Collections:  []retentionv1.Collection{{Name: "events"}},
+			},
+		})
+	}
+	waitFor(t, storeKey, 30*time.Second, "status.datasets = 2", func(d *retentionv1.DataStore) bool { return d.Status.Datasets == 2 })
+
+	ctx := context.Background()
+	if err := env.Client.Delete(ctx, storeKey); err != nil {
+		t.Fatal(err)
+	}
+	ds := waitFor(t, storeKey, 30*time.Second, "deletion blocked: Ready=False InUse", func(d *retentionv1.DataStore) bool {
+		return !d.DeletionTimestamp.IsZero() && hasCondition(d, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonInUse)
+	})
+	if msg := condition(ds, retentionv1.ConditionReady).Message; !strings.Contains(msg, "2 Datasets") || !strings.Contains(msg, "app") || !strings.Contains(msg, "billing") {
+		t.Errorf("InUse message should count and name the Datasets: %q", msg)
+	}
+	if condition(ds, retentionv1.ConditionStalled) != nil || condition(ds, retentionv1.ConditionReconciling) != nil {
+		t.Errorf("InUse is neither Stalled nor Reconciling: %+v", ds.Status.Conditions)
+	}
+	// A Dataset using a store being deleted is not Ready.
+	waitFor(t, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}}, 30*time.Second, "Dataset DataStoreNotReady",
+		func(d *retentionv1.Dataset) bool {
+			return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonDataStoreNotReady)
+		})
+
+	if err := env.Client.Delete(ctx, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, storeKey, 30*time.Second, "one Dataset left", func(d *retentionv1.DataStore) bool {
+		return d.Status.Datasets == 1 && strings.Contains(condition(d, retentionv1.ConditionReady).Message, "1 Datasets")
+	})
+	if err := env.Client.Delete(ctx, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := env.Client.Get(ctx, client.ObjectKeyFromObject(storeKey), &retentionv1.DataStore{})
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("DataStore still exists after its last Dataset was deleted (err %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

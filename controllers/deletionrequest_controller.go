@@ -20,12 +20,13 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/connect"
@@ -43,6 +44,7 @@ const (
 	DRReviewing        = "Reviewing"
 	DRAwaitingApproval = "AwaitingApproval"
 	DRHeld             = "Held"
+	DRQueued           = "Queued"
 	DRRunning          = "Running"
 	DRCompleted        = "Completed"
 	DRFailed           = "Failed"
@@ -62,6 +64,7 @@ const (
 	ReasonOnTrack            = "OnTrack"
 	ReasonAnsweredInTime     = "AnsweredInTime"
 	ReasonOverdue            = "Overdue"
+	ReasonQueued             = "Queued"
 	ReasonErasing            = "Erasing"
 	ReasonErased             = "Erased"
 	ReasonVerificationFailed = "VerificationFailed"
@@ -77,8 +80,8 @@ const (
 	AnnotationApprovedBy = "retention.lethe.dev/approved-by"
 	// LabelDeletionRequest on PurgeJobs and Secrets names their request.
 	LabelDeletionRequest = "retention.lethe.dev/deletion-request"
-	// LedgerConfigMap holds the erasure ledger of a namespace: one line per
-	// completed request, keyed digests only.
+	// LedgerConfigMap prefixes the ConfigMaps holding the erasure ledger of a
+	// namespace: one line per completed request, keyed digests only.
 	LedgerConfigMap = "lethe-erasure-ledger"
 )
 
@@ -87,7 +90,11 @@ const (
 // → receipt and ledger.
 type DeletionRequestReconciler struct {
 	Deps
+	Coalescer *Coalescer
+	Ledger    *Ledger
 }
+
+const requestJobIndex = "status.purgeJobs"
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=deletionrequests,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=deletionrequests/status,verbs=get;update;patch
@@ -97,13 +104,38 @@ type DeletionRequestReconciler struct {
 // SetupWithManager registers the controller; it owns its PurgeJobs and
 // re-checks held requests when LegalHolds change.
 func (r *DeletionRequestReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	if err := mgr.Add(r.Coalescer); err != nil {
+		return err
+	}
+	if err := mgr.Add(r.Ledger); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &retentionv1.DeletionRequest{}, requestJobIndex, func(o client.Object) []string {
+		return o.(*retentionv1.DeletionRequest).Status.PurgeJobs
+	}); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("deletionrequest").
-		For(&retentionv1.DeletionRequest{}).
-		Owns(&retentionv1.PurgeJob{}).
+		For(&retentionv1.DeletionRequest{}, builder.WithPredicates(specOrMetadataChanged())).
+		Watches(&retentionv1.PurgeJob{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfJob), builder.WithPredicates(purgeJobPhaseChanged())).
 		Watches(&retentionv1.LegalHold{}, handler.EnqueueRequestsFromMapFunc(r.heldRequests)).
+		WatchesRawSource(source.Channel(r.Coalescer.events, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Complete(r)
+}
+
+// requestsOfJob maps a PurgeJob to the requests it erases.
+func (r *DeletionRequestReconciler) requestsOfJob(ctx context.Context, o client.Object) []reconcile.Request {
+	var list retentionv1.DeletionRequestList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{requestJobIndex: o.GetName()}); err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, dr := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&dr)})
+	}
+	return out
 }
 
 func (r *DeletionRequestReconciler) heldRequests(ctx context.Context, o client.Object) []reconcile.Request {
@@ -177,6 +209,14 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, err.Error())
 		return reconcile.Result{}, nil
 	}
+	// Counts taken before erasure stay with the plan.
+	for i := range plan {
+		for _, old := range dr.Status.Plan {
+			if old.Dataset == plan[i].Dataset && old.Collection == plan[i].Collection {
+				plan[i].Matched = old.Matched
+			}
+		}
+	}
 	dr.Status.Plan = plan
 
 	// Gates, in order: review window, approval, legal holds.
@@ -194,13 +234,14 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		return reconcile.Result{RequeueAfter: time.Minute}, err
 	}
 	if len(plan) == 0 {
-		return r.complete(ctx, dr, nil, now, ReasonNothingInScope)
+		return r.complete(ctx, dr, now, ReasonNothingInScope)
 	}
 
-	// Execute: one PurgeJob per Dataset, children first inside each.
-	jobs, err := r.ensureJobs(ctx, dr, steps, identities)
-	if err != nil {
-		return reconcile.Result{}, err
+	// Execute: count the subject's records, then queue for a coalesced
+	// PurgeJob per Dataset (set-based statements over many subjects).
+	jobs, queued, err := r.execute(ctx, dr, steps, identities)
+	if err != nil || queued {
+		return reconcile.Result{RequeueAfter: 5 * time.Second}, err
 	}
 	for _, j := range jobs {
 		switch j.Status.Phase {
@@ -213,21 +254,21 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		case PhaseSucceeded:
 		default:
 			dr.Status.Phase = DRRunning
-			retentionv1.MarkReconciling(dr, ReasonErasing, fmt.Sprintf("Erasing: %d PurgeJobs", len(jobs)))
+			retentionv1.MarkReconciling(dr, ReasonErasing, fmt.Sprintf("Erasing with %d PurgeJobs", len(jobs)))
 			return reconcile.Result{}, nil // the jobs' progress requeues this request
 		}
 	}
 
 	// Verify: nothing identifiable left anywhere in the plan.
 	if dr.Spec.DryRun {
-		return r.complete(ctx, dr, jobs, now, ReasonDryRunCompleted)
+		return r.complete(ctx, dr, now, ReasonDryRunCompleted)
 	}
 	if msg, err := r.verify(ctx, steps, identities); err != nil {
 		return reconcile.Result{}, err
 	} else if msg != "" {
 		return r.fail(dr, ReasonVerificationFailed, msg, now)
 	}
-	return r.complete(ctx, dr, jobs, now, ReasonErased)
+	return r.complete(ctx, dr, now, ReasonErased)
 }
 
 // identities reads the subject: inline identities and the identity Secret.
@@ -486,65 +527,87 @@ func findDataset(all []retentionv1.Dataset, name string) *retentionv1.Dataset {
 	return &retentionv1.Dataset{}
 }
 
-// ensureJobs creates the subjects Secret and one PurgeJob per Dataset, named
-// deterministically so a repeated reconcile finds them instead of
-// duplicating them.
-func (r *DeletionRequestReconciler) ensureJobs(ctx context.Context, dr *retentionv1.DeletionRequest, steps []datasetSteps, identities map[string][]string) ([]*retentionv1.PurgeJob, error) {
-	secretName := dr.Name + "-subject"
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: secretName, Labels: map[string]string{LabelDeletionRequest: dr.Name}}, Data: map[string][]byte{}}
-	for typ, vs := range identities {
-		secret.Data[typ] = []byte(strings.Join(vs, "\n"))
-	}
-	if err := controllerutil.SetControllerReference(dr, secret, r.Scheme()); err != nil {
-		return nil, err
-	}
-	if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("creating the subject Secret: %w", err)
-	}
-	var jobs []*retentionv1.PurgeJob
-	for _, s := range steps {
-		name := jobName(dr.Name, s.dataset.Name)
-		job := &retentionv1.PurgeJob{}
-		err := r.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: name}, job)
-		if apierrors.IsNotFound(err) {
-			mode := retentionv1.ModeEnforce
-			if dr.Spec.DryRun {
-				mode = retentionv1.ModeDryRun
-			}
-			job = &retentionv1.PurgeJob{
-				ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: name, Labels: map[string]string{LabelDeletionRequest: dr.Name}},
-				Spec: retentionv1.PurgeJobSpec{
-					DatasetRef:        retentionv1.LocalObjectReference{Name: retentionv1.ObjectName(s.dataset.Name)},
-					Mode:              mode,
-					SubjectsSecretRef: &retentionv1.SecretReference{Name: secretName},
-					Operations:        s.ops,
-				},
-			}
-			if err := controllerutil.SetControllerReference(dr, job, r.Scheme()); err != nil {
-				return nil, err
-			}
-			if err := r.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
-				return nil, fmt.Errorf("creating PurgeJob %s: %w", name, err)
-			}
-			r.Recorder.Eventf(dr, job, "Normal", "ErasureStarted", "Erase", "Started PurgeJob %s for Dataset %s (%d collections)", name, s.dataset.Name, len(s.ops))
-		} else if err != nil {
-			return nil, err
-		}
-		jobs = append(jobs, job)
-		if !slices.Contains(dr.Status.PurgeJobs, name) {
+// execute counts the subject's records in every planned collection (the
+// receipt reports them), then hands each Dataset's operations to the
+// coalescer, and returns the PurgeJobs once they exist.
+func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1.DeletionRequest, steps []datasetSteps, identities map[string][]string) ([]*retentionv1.PurgeJob, bool, error) {
+	key := client.ObjectKeyFromObject(dr)
+	if len(dr.Status.PurgeJobs) < len(steps) {
+		if name := r.Coalescer.Assigned(key); name != "" && !slices.Contains(dr.Status.PurgeJobs, name) {
 			dr.Status.PurgeJobs = append(dr.Status.PurgeJobs, name)
 		}
 	}
-	return jobs, nil
+	if len(dr.Status.PurgeJobs) == 0 {
+		counts, err := r.countSubject(ctx, steps, identities)
+		if err != nil {
+			return nil, false, err
+		}
+		i := 0
+		for si, s := range steps {
+			for oi := range s.ops {
+				n := counts[si][oi]
+				dr.Status.Plan[i].Matched = &n
+				i++
+			}
+		}
+		mode := retentionv1.ModeEnforce
+		if dr.Spec.DryRun {
+			mode = retentionv1.ModeDryRun
+		}
+		for _, s := range steps {
+			r.Coalescer.Add(key, s.dataset.Name, mode, s.ops, identities)
+		}
+		dr.Status.Phase = DRQueued
+		retentionv1.MarkReconciling(dr, ReasonQueued, "Queued for erasure together with other requests")
+		return nil, true, nil
+	}
+	var jobs []*retentionv1.PurgeJob
+	for _, name := range dr.Status.PurgeJobs {
+		job := &retentionv1.PurgeJob{}
+		key := types.NamespacedName{Namespace: dr.Namespace, Name: name}
+		err := r.Get(ctx, key, job)
+		if apierrors.IsNotFound(err) {
+			err = r.APIReader.Get(ctx, key, job) // just created: the cache may lag
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		jobs = append(jobs, job)
+	}
+	return jobs, false, nil
 }
 
-func jobName(request, dataset string) string {
-	name := request + "-" + dataset
-	if len(name) <= 63 {
-		return name
+// countSubject counts the subject's records in each planned collection,
+// aligned with steps[i].ops[j].
+func (r *DeletionRequestReconciler) countSubject(ctx context.Context, steps []datasetSteps, identities map[string][]string) ([][]int64, error) {
+	out := make([][]int64, len(steps))
+	for si, s := range steps {
+		var store retentionv1.DataStore
+		if err := r.Get(ctx, types.NamespacedName{Namespace: s.dataset.Namespace, Name: string(s.dataset.Spec.DataStoreRef.Name)}, &store); err != nil {
+			return nil, err
+		}
+		d, err := r.Pool.Get(ctx, &store)
+		if err != nil {
+			return nil, err
+		}
+		for _, op := range s.ops {
+			c, _ := engine.Collection(s.dataset, op.Collection)
+			dc, err := engine.ToDriver(store.Spec.Type, c)
+			if err != nil {
+				return nil, err
+			}
+			hops, err := engine.PathToIdentities(s.dataset, store.Spec.Type, c, identities)
+			if err != nil {
+				return nil, err
+			}
+			n, err := d.Count(ctx, datastore.Operation{Collection: dc, Subjects: identities, Via: hops, Delete: op.Action == retentionv1.ActionDelete})
+			if err != nil {
+				return nil, fmt.Errorf("counting in %s/%s: %w", s.dataset.Name, op.Collection, err)
+			}
+			out[si] = append(out[si], n)
+		}
 	}
-	sum := sha256.Sum256([]byte(name))
-	return name[:54] + "-" + hex.EncodeToString(sum[:4])
+	return out, nil
 }
 
 // verify queries every planned collection again for the subject: a Delete
@@ -552,30 +615,13 @@ func jobName(request, dataset string) string {
 // record still matching an identity field. It names the first collection
 // that fails.
 func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetSteps, identities map[string][]string) (string, error) {
-	for _, s := range steps {
-		var store retentionv1.DataStore
-		if err := r.Get(ctx, types.NamespacedName{Namespace: s.dataset.Namespace, Name: string(s.dataset.Spec.DataStoreRef.Name)}, &store); err != nil {
-			return "", err
-		}
-		d, err := r.Pool.Get(ctx, &store)
-		if err != nil {
-			return "", err
-		}
-		for _, op := range s.ops {
-			c, _ := engine.Collection(s.dataset, op.Collection)
-			dc, err := engine.ToDriver(store.Spec.Type, c)
-			if err != nil {
-				return "", err
-			}
-			hops, err := engine.PathToIdentities(s.dataset, store.Spec.Type, c, identities)
-			if err != nil {
-				return "", err
-			}
-			left, err := d.Count(ctx, datastore.Operation{Collection: dc, Subjects: identities, Via: hops, Delete: op.Action == retentionv1.ActionDelete})
-			if err != nil {
-				return "", fmt.Errorf("verifying %s/%s: %w", s.dataset.Name, op.Collection, err)
-			}
-			if left > 0 {
+	counts, err := r.countSubject(ctx, steps, identities)
+	if err != nil {
+		return "", err
+	}
+	for si, s := range steps {
+		for oi, op := range s.ops {
+			if left := counts[si][oi]; left > 0 {
 				return fmt.Sprintf("Verification failed: %d records in collection %s of Dataset %s still identify the subject after erasure", left, op.Collection, s.dataset.Name), nil
 			}
 		}
@@ -584,20 +630,17 @@ func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetS
 }
 
 // complete writes the receipt, appends the ledger entry and marks the request done.
-func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv1.DeletionRequest, jobs []*retentionv1.PurgeJob, now time.Time, reason string) (reconcile.Result, error) {
+func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv1.DeletionRequest, now time.Time, reason string) (reconcile.Result, error) {
 	dry := reason == ReasonDryRunCompleted
 	receipt := &retentionv1.Receipt{SubjectDigest: dr.Status.SubjectDigest, Verified: !dry, CompletedAt: &metav1.Time{Time: now}}
-	for _, j := range jobs {
-		for i, op := range j.Spec.Operations {
-			if i >= len(j.Status.Operations) {
-				break
-			}
-			st := j.Status.Operations[i]
-			receipt.Entries = append(receipt.Entries, retentionv1.ReceiptEntry{
-				Dataset: string(j.Spec.DatasetRef.Name), Collection: string(op.Collection), Action: op.Action,
-				Rows: rowsOf(st, dry), CompletedAt: j.Status.CompletionTime,
-			})
+	for _, p := range dr.Status.Plan {
+		var rows int64
+		if p.Matched != nil {
+			rows = *p.Matched
 		}
+		receipt.Entries = append(receipt.Entries, retentionv1.ReceiptEntry{
+			Dataset: p.Dataset, Collection: p.Collection, Action: p.Action, Rows: rows, CompletedAt: &metav1.Time{Time: now},
+		})
 	}
 	sum, err := ReceiptSHA256(receipt)
 	if err != nil {
@@ -629,18 +672,10 @@ func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv
 	}
 	metrics.DeletionRequestDeadline.DeleteLabelValues(dr.Namespace, dr.Name)
 	metrics.DeletionRequests.WithLabelValues(dr.Namespace, DRCompleted).Inc()
+	r.Coalescer.Done(client.ObjectKeyFromObject(dr))
 	r.Recorder.Eventf(dr, nil, "Normal", reason, "Erase", "%s", msg)
 	log.FromContext(ctx).Info("DeletionRequest completed", "subject", digest.Short(dr.Status.SubjectDigest), "records", rows)
 	return r.expire(ctx, dr, now)
-}
-
-// rowsOf is what a receipt entry reports: records changed, or for a dry
-// run the records that matched.
-func rowsOf(st retentionv1.OperationStatus, dry bool) int64 {
-	if dry {
-		return st.Matched
-	}
-	return st.Deleted + st.Anonymized
 }
 
 func (r *DeletionRequestReconciler) fail(dr *retentionv1.DeletionRequest, reason, msg string, now time.Time) (reconcile.Result, error) {
@@ -648,6 +683,8 @@ func (r *DeletionRequestReconciler) fail(dr *retentionv1.DeletionRequest, reason
 	dr.Status.CompletionTime = &metav1.Time{Time: now}
 	retentionv1.MarkStalled(dr, reason, msg)
 	metrics.DeletionRequests.WithLabelValues(dr.Namespace, DRFailed).Inc()
+	metrics.DeletionRequestDeadline.DeleteLabelValues(dr.Namespace, dr.Name)
+	r.Coalescer.Done(client.ObjectKeyFromObject(dr))
 	r.Recorder.Eventf(dr, nil, "Warning", reason, "Erase", "%s", msg)
 	return reconcile.Result{}, nil
 }
@@ -694,21 +731,7 @@ func (r *DeletionRequestReconciler) appendLedger(ctx context.Context, dr *retent
 	if err != nil {
 		return err
 	}
-	var cm corev1.ConfigMap
-	err = r.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: LedgerConfigMap}, &cm)
-	if apierrors.IsNotFound(err) {
-		cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: LedgerConfigMap,
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "lethe"}}, Data: map[string]string{dr.Name: string(line)}}
-		return r.Create(ctx, &cm)
-	}
-	if err != nil {
-		return err
-	}
-	if cm.Data == nil {
-		cm.Data = map[string]string{}
-	}
-	cm.Data[dr.Name] = string(line)
-	return r.Update(ctx, &cm)
+	return r.Ledger.Append(ctx, dr.Namespace, ShardName(receipt.SubjectDigest, receipt.CompletedAt.Time), dr.Name, string(line))
 }
 
 // expire deletes a finished request after ttlSecondsAfterFinished, with its

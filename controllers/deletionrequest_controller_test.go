@@ -230,7 +230,7 @@ func TestDeletionRequestErasesTheSubjectEverywhereAndNobodyElse(t *testing.T) {
 	}
 	// The ledger keeps digests of the identities, never the identities.
 	var ledger corev1.ConfigMap
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: controllers.LedgerConfigMap}, &ledger); err != nil {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: controllers.ShardName(r.SubjectDigest, r.CompletedAt.Time)}, &ledger); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(ledger.Data["ada"], r.SHA256) || !strings.Contains(ledger.Data["ada"], "email=hmac-sha256:") {

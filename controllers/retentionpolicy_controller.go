@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -71,8 +72,8 @@ func (r *RetentionPolicyReconciler) SetupWithManager(mgr ctrl.Manager, concurren
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("retentionpolicy").
-		For(&retentionv1.RetentionPolicy{}).
-		Owns(&retentionv1.PurgeJob{}).
+		For(&retentionv1.RetentionPolicy{}, builder.WithPredicates(specOrMetadataChanged())).
+		Owns(&retentionv1.PurgeJob{}, builder.WithPredicates(purgeJobPhaseChanged())).
 		Watches(&retentionv1.Dataset{}, handler.EnqueueRequestsFromMapFunc(r.policiesOfDataset)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Complete(r)

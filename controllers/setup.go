@@ -4,6 +4,7 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -13,6 +14,8 @@ import (
 type Options struct {
 	// Parallel reconciles per controller.
 	DataStoreConcurrency int
+	DatasetConcurrency   int
+	LegalHoldConcurrency int
 	PolicyConcurrency    int
 	RequestConcurrency   int
 	PurgeJobConcurrency  int
@@ -21,26 +24,35 @@ type Options struct {
 	PurgeJobSlice time.Duration
 	// PurgeJobBatchesPerSlice bounds the batches per reconcile (0: no bound).
 	PurgeJobBatchesPerSlice int
+	// CoalesceWindow is how long ready DeletionRequests gather before one
+	// PurgeJob erases them together (default 200ms); CoalesceMaxSubjects
+	// bounds how many (default 500; 1 disables coalescing).
+	CoalesceWindow      time.Duration
+	CoalesceMaxSubjects int
 }
 
 // Setup registers every controller with the manager.
 func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
-	if err := ctrl.NewControllerManagedBy(mgr).
-		Named("datastore").
-		For(&retentionv1.DataStore{}).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(o.DataStoreConcurrency, 1)}).
-		Complete(&DataStoreReconciler{Deps: deps}); err != nil {
+	if err := (&DataStoreReconciler{Deps: deps}).SetupWithManager(mgr, o.DataStoreConcurrency); err != nil {
+		return err
+	}
+	if err := (&DatasetReconciler{Deps: deps}).SetupWithManager(mgr, o.DatasetConcurrency); err != nil {
+		return err
+	}
+	if err := (&LegalHoldReconciler{Deps: deps}).SetupWithManager(mgr, o.LegalHoldConcurrency); err != nil {
 		return err
 	}
 	if err := (&RetentionPolicyReconciler{Deps: deps}).SetupWithManager(mgr, o.PolicyConcurrency); err != nil {
 		return err
 	}
-	if err := (&DeletionRequestReconciler{Deps: deps}).SetupWithManager(mgr, o.RequestConcurrency); err != nil {
+	coalescer := NewCoalescer(deps)
+	coalescer.Window, coalescer.MaxSubjects = o.CoalesceWindow, o.CoalesceMaxSubjects
+	if err := (&DeletionRequestReconciler{Deps: deps, Coalescer: coalescer, Ledger: NewLedger(deps.Client, deps.APIReader)}).SetupWithManager(mgr, o.RequestConcurrency); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("purgejob").
-		For(&retentionv1.PurgeJob{}).
+		For(&retentionv1.PurgeJob{}, builder.WithPredicates(specOrMetadataChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(o.PurgeJobConcurrency, 1)}).
 		Complete(&PurgeJobReconciler{Deps: deps, SliceDuration: o.PurgeJobSlice, MaxBatchesPerSlice: o.PurgeJobBatchesPerSlice})
 }

@@ -3,8 +3,8 @@ package controllers_test
 import (
 	"bytes"
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"testing"

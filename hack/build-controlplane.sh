@@ -30,7 +30,7 @@ build() {
   fi
   echo "control plane: building $name from $pkg (first time only; this can take minutes)..." >&2
   local start=$SECONDS
-  ( while sleep 30; do echo "control plane: still building $name ($((SECONDS - start))s)..." >&2; done ) &
+  ( while sleep 30; do echo "control plane: still building $name ($((SECONDS - start))s)..." >&2; done ) >/dev/null &
   local ticker=$!
   trap 'kill $ticker 2>/dev/null || true' RETURN
   (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags="$ldflags" -o "$cache/$name.tmp" "$pkg")

@@ -140,6 +140,11 @@ type PlannedCollection struct {
 	// Via is how the subject is reached: an identity field or a reference path.
 	// +optional
 	Via string `json:"via,omitempty"`
+
+	// Matched is how many of the subject's records the collection held when
+	// counted just before erasure.
+	// +optional
+	Matched *int64 `json:"matched,omitempty"`
 }
 
 // ReceiptEntry records what was done in one collection.
@@ -189,8 +194,9 @@ type DeletionRequestStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Phase: Pending, Reviewing, AwaitingApproval, Held, Running, Completed,
-	// Failed.
+	// Phase: Pending, Reviewing, AwaitingApproval, Held, Queued (waiting, at
+	// most a fraction of a second, to be erased together with other requests
+	// in one set-based PurgeJob), Running, Completed, Failed.
 	// +optional
 	Phase string `json:"phase,omitempty"`
 

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,23 +41,39 @@ type Pool struct {
 }
 
 type entry struct {
-	version string // DataStore UID/generation + Secret resourceVersion
-	driver  datastore.Driver
+	version  string // DataStore UID/generation + Secret resourceVersion
+	driver   datastore.Driver
+	resolved time.Time
 }
+
+// revalidate is how long a driver is handed out without re-reading its
+// Secret: rotated credentials are picked up within this time, and hot paths
+// (one Get per request and batch) cost no API read.
+const revalidate = 30 * time.Second
 
 // Get returns the driver for a DataStore, opening it if needed.
 func (p *Pool) Get(ctx context.Context, ds *retentionv1.DataStore) (datastore.Driver, error) {
+	key := types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}
+	prefix := fmt.Sprintf("%s/%d/", ds.UID, ds.Generation)
+	p.mu.Lock()
+	if e, ok := p.drivers[key]; ok && strings.HasPrefix(e.version, prefix) && time.Since(e.resolved) < revalidate {
+		p.mu.Unlock()
+		return e.driver, nil
+	}
+	p.mu.Unlock()
+
 	cfg, secretVersion, err := Resolve(ctx, p.Reader, ds)
 	if err != nil {
 		return nil, err
 	}
-	key := types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}
-	version := fmt.Sprintf("%s/%d/%s", ds.UID, ds.Generation, secretVersion)
+	version := prefix + secretVersion
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if e, ok := p.drivers[key]; ok {
 		if e.version == version {
+			e.resolved = time.Now()
+			p.drivers[key] = e
 			return e.driver, nil
 		}
 		_ = e.driver.Close()
@@ -69,7 +86,7 @@ func (p *Pool) Get(ctx context.Context, ds *retentionv1.DataStore) (datastore.Dr
 	if p.drivers == nil {
 		p.drivers = map[types.NamespacedName]entry{}
 	}
-	p.drivers[key] = entry{version: version, driver: d}
+	p.drivers[key] = entry{version: version, driver: d, resolved: time.Now()}
 	return d, nil
 }
 

@@ -87,6 +87,9 @@ func Start() (*Env, error) {
 	}
 	fmt.Printf("envtest: kube-apiserver and etcd from %s started in %s, %d CRDs installed\n",
 		assets, time.Since(start).Round(time.Millisecond), len(env.CRDs))
+	// Tests and benchmarks write in bursts; client-go's default limits
+	// (5 QPS) would measure the client, not Lethe.
+	cfg.QPS, cfg.Burst = 1000, 2000
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		_ = env.Stop()

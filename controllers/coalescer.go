@@ -1,0 +1,245 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+)
+
+// LabelCoalesced marks PurgeJobs and Secrets that erase several requests'
+// subjects together.
+const LabelCoalesced = "retention.lethe.dev/coalesced"
+
+// Coalescer gathers DeletionRequests that passed their gates and, once per
+// window, erases each group of them with one PurgeJob: one set-based
+// statement per collection and batch (`= ANY($1)`) instead of one per
+// subject. A group shares namespace, Dataset, the planned operations and
+// mode, so the same statements are right for every member.
+//
+// It runs in the elected leader. If the manager stops after creating a
+// group's PurgeJob but before its members recorded it, those members are
+// queued again on restart and their records are visited twice: a second
+// delete finds nothing; a second anonymization rewrites already anonymized
+// fields.
+type Coalescer struct {
+	Deps
+	// Window is how long requests gather before a PurgeJob starts (default 200ms).
+	Window time.Duration
+	// MaxSubjects bounds the requests of one PurgeJob (default 500).
+	MaxSubjects int
+
+	events chan event.GenericEvent
+
+	mu       sync.Mutex
+	groups   map[string]*erasureGroup
+	assigned map[types.NamespacedName]string // request → PurgeJob, until it completes
+}
+
+type erasureGroup struct {
+	namespace, dataset string
+	mode               retentionv1.Mode
+	ops                []retentionv1.Operation
+	members            map[types.NamespacedName]map[string][]string
+	order              []types.NamespacedName
+}
+
+// NewCoalescer returns a coalescer whose Events feed the DeletionRequest
+// controller, so members are reconciled as soon as their PurgeJob exists.
+func NewCoalescer(deps Deps) *Coalescer {
+	return &Coalescer{Deps: deps, events: make(chan event.GenericEvent, 1024),
+		groups: map[string]*erasureGroup{}, assigned: map[types.NamespacedName]string{}}
+}
+
+// Events is the channel of requests to reconcile after a flush.
+func (c *Coalescer) Events() <-chan event.GenericEvent { return c.events }
+
+// Assigned returns the PurgeJob erasing a request, if one was started.
+func (c *Coalescer) Assigned(req types.NamespacedName) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.assigned[req]
+}
+
+// Done forgets a finished request.
+func (c *Coalescer) Done(req types.NamespacedName) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.assigned, req)
+}
+
+// Add queues a request's erasure of one Dataset. Adding again is harmless.
+func (c *Coalescer) Add(req types.NamespacedName, dataset string, mode retentionv1.Mode, ops []retentionv1.Operation, identities map[string][]string) {
+	key := groupKey(req.Namespace, dataset, mode, ops, identities)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.assigned[req]; ok {
+		return
+	}
+	g := c.groups[key]
+	if g == nil {
+		g = &erasureGroup{namespace: req.Namespace, dataset: dataset, mode: mode, ops: ops, members: map[types.NamespacedName]map[string][]string{}}
+		c.groups[key] = g
+	}
+	if _, ok := g.members[req]; !ok {
+		g.order = append(g.order, req)
+	}
+	g.members[req] = identities
+}
+
+// groupKey: requests share a PurgeJob only when its statements are right for
+// all of them — same Dataset, mode, operations and identity types (the
+// types decide how each collection reaches the subject).
+func groupKey(ns, dataset string, mode retentionv1.Mode, ops []retentionv1.Operation, identities map[string][]string) string {
+	var types []string
+	for t := range identities {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%s/%s/%s", ns, dataset, mode, strings.Join(types, ","))
+	for _, op := range ops {
+		fmt.Fprintf(&b, "|%s:%s", op.Collection, op.Action)
+		for _, f := range op.Fields {
+			fmt.Fprintf(&b, ":%s=%s", f.Name, f.Strategy)
+		}
+	}
+	return b.String()
+}
+
+// Start flushes the groups once per window until ctx ends (manager.Runnable).
+func (c *Coalescer) Start(ctx context.Context) error {
+	window := c.Window
+	if window <= 0 {
+		window = 200 * time.Millisecond
+	}
+	t := time.NewTicker(window)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			c.flush(ctx)
+		}
+	}
+}
+
+// NeedLeaderElection: only the leader starts PurgeJobs.
+func (c *Coalescer) NeedLeaderElection() bool { return true }
+
+func (c *Coalescer) flush(ctx context.Context) {
+	c.mu.Lock()
+	groups := c.groups
+	c.groups = map[string]*erasureGroup{}
+	c.mu.Unlock()
+	max := c.MaxSubjects
+	if max <= 0 {
+		max = 500
+	}
+	for _, g := range groups {
+		for start := 0; start < len(g.order); start += max {
+			members := g.order[start:min(start+max, len(g.order))]
+			name, err := c.start(ctx, g, members)
+			c.mu.Lock()
+			for _, m := range members {
+				if err != nil {
+					// Try again at the next window.
+					c.requeue(g, m)
+					continue
+				}
+				c.assigned[m] = name
+			}
+			c.mu.Unlock()
+			if err != nil {
+				log.FromContext(ctx).Error(err, "starting a coalesced erasure; retrying", "dataset", g.dataset, "requests", len(members))
+				continue
+			}
+			for _, m := range members {
+				c.events <- event.GenericEvent{Object: &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name}}}
+			}
+		}
+	}
+}
+
+// requeue puts a member back (c.mu held).
+func (c *Coalescer) requeue(g *erasureGroup, m types.NamespacedName) {
+	key := groupKey(g.namespace, g.dataset, g.mode, g.ops, g.members[m])
+	ng := c.groups[key]
+	if ng == nil {
+		ng = &erasureGroup{namespace: g.namespace, dataset: g.dataset, mode: g.mode, ops: g.ops, members: map[types.NamespacedName]map[string][]string{}}
+		c.groups[key] = ng
+	}
+	if _, ok := ng.members[m]; !ok {
+		ng.order = append(ng.order, m)
+	}
+	ng.members[m] = g.members[m]
+}
+
+// start creates the subjects Secret and the PurgeJob of some members.
+func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.NamespacedName) (string, error) {
+	union := map[string][]string{}
+	names := make([]string, 0, len(members))
+	for _, m := range members {
+		names = append(names, m.Name)
+		for t, vs := range g.members[m] {
+			union[t] = append(union[t], vs...)
+		}
+	}
+	slices.Sort(names)
+	sum := sha256.Sum256([]byte(strings.Join(names, "\x00") + time.Now().String()))
+	name := fmt.Sprintf("erase-%s-%s", truncate(g.dataset, 40), hex.EncodeToString(sum[:5]))
+	labels := map[string]string{LabelCoalesced: "true"}
+
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name, Labels: labels}, Data: map[string][]byte{}}
+	for t, vs := range union {
+		slices.Sort(vs)
+		secret.Data[t] = []byte(strings.Join(slices.Compact(vs), "\n"))
+	}
+	if err := c.Create(ctx, secret); err != nil {
+		return "", fmt.Errorf("creating subjects Secret: %w", err)
+	}
+	job := &retentionv1.PurgeJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name, Labels: labels,
+			Annotations: map[string]string{"retention.lethe.dev/requests": fmt.Sprint(len(members))}},
+		Spec: retentionv1.PurgeJobSpec{
+			DatasetRef:        retentionv1.LocalObjectReference{Name: retentionv1.ObjectName(g.dataset)},
+			Mode:              g.mode,
+			SubjectsSecretRef: &retentionv1.SecretReference{Name: name},
+			Operations:        g.ops,
+		},
+	}
+	if err := c.Create(ctx, job); err != nil {
+		_ = c.Delete(ctx, secret)
+		return "", fmt.Errorf("creating PurgeJob: %w", err)
+	}
+	// The Secret goes with the job.
+	patch := client.MergeFrom(secret.DeepCopy())
+	secret.OwnerReferences = []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "PurgeJob", Name: job.Name, UID: job.UID}}
+	if err := c.Patch(ctx, secret, patch); err != nil {
+		log.FromContext(ctx).Error(err, "setting the owner of a subjects Secret", "purgeJob", name)
+	}
+	r := c.Recorder
+	r.Eventf(job, nil, "Normal", "Coalesced", "Erase", "Erasing %d DeletionRequests' subjects together in Dataset %s", len(members), g.dataset)
+	return name, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

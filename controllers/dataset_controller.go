@@ -1,0 +1,710 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/connect"
+	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/engine"
+)
+
+// Dataset reasons beyond the shared ones.
+const (
+	ReasonValidated          = "Validated"
+	ReasonCollectionNotFound = "CollectionNotFound"
+	ReasonFieldNotFound      = "FieldNotFound"
+)
+
+// DatasetDataStoreIndex is the cache index of Datasets by the name of the
+// DataStore they use (spec.dataStoreRef.name).
+const DatasetDataStoreIndex = "spec.dataStoreRef.name"
+
+// DatasetReconciler validates each Dataset against its live store: every
+// declared collection and field must exist; it reports the collections found
+// and which collection is reachable from which identity type.
+type DatasetReconciler struct {
+	Deps
+	// RecheckInterval is how soon a Dataset that is not Ready (missing table
+	// or column, store not ready) is checked again: migrations may fix it
+	// (default 2m).
+	RecheckInterval time.Duration
+	// ResyncInterval is how often a validated Dataset is checked again, so a
+	// migration that drops a declared column is noticed (default 10m).
+	ResyncInterval time.Duration
+}
+
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=datasets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=datasets/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=datastores,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the Dataset controller. A Dataset is validated
+// again when its DataStore becomes Ready (or stops being Ready).
+func (r *DatasetReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
+	if err := indexDatasetsByDataStore(mgr); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("dataset").
+		For(&retentionv1.Dataset{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&retentionv1.DataStore{}, handler.EnqueueRequestsFromMapFunc(r.datasetsOfStore),
+			builder.WithPredicates(storeAvailabilityChanged())).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
+		Complete(r)
+}
+
+// indexed remembers the managers whose caches already index Datasets by
+// DataStore: the Dataset and DataStore controllers both need the index, and
+// registering it twice on one cache is an error.
+var indexed sync.Map
+
+func indexDatasetsByDataStore(mgr ctrl.Manager) error {
+	if _, loaded := indexed.LoadOrStore(mgr, true); loaded {
+		return nil
+	}
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &retentionv1.Dataset{}, DatasetDataStoreIndex,
+		func(o client.Object) []string {
+			return []string{string(o.(*retentionv1.Dataset).Spec.DataStoreRef.Name)}
+		})
+	if err != nil {
+		indexed.Delete(mgr)
+		return fmt.Errorf("indexing Datasets by DataStore: %w", err)
+	}
+	return nil
+}
+
+// datasetsOfStore lists the Datasets that use a DataStore.
+func (r *DatasetReconciler) datasetsOfStore(ctx context.Context, o client.Object) []reconcile.Request {
+	var list retentionv1.DatasetList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{DatasetDataStoreIndex: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing Datasets of a DataStore", "dataStore", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, d := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: d.Namespace, Name: d.Name}})
+	}
+	return reqs
+}
+
+// storeAvailabilityChanged passes DataStore events that can change a
+// Dataset's validation: creation, deletion, a spec change, the start of
+// deletion and Ready turning True or False. Routine probes, which only move
+// status.lastProbeTime, are filtered out.
+func storeAvailabilityChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*retentionv1.DataStore)
+			n, ok2 := e.ObjectNew.(*retentionv1.DataStore)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return o.Generation != n.Generation ||
+				o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero() ||
+				retentionv1.IsReady(o) != retentionv1.IsReady(n)
+		},
+	}
+}
+
+func (r *DatasetReconciler) recheckInterval() time.Duration {
+	if r.RecheckInterval > 0 {
+		return r.RecheckInterval
+	}
+	return 2 * time.Minute
+}
+
+func (r *DatasetReconciler) resyncInterval() time.Duration {
+	if r.ResyncInterval > 0 {
+		return r.ResyncInterval
+	}
+	return 10 * time.Minute
+}
+
+// Reconcile reads top to bottom: get → gates (DataStore Ready) → validate
+// (spec, then live schema) → status.
+func (r *DatasetReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var ds retentionv1.Dataset
+	if err := r.Get(ctx, req.NamespacedName, &ds); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ds.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, nil
+	}
+	before := ds.DeepCopy()
+	ds.Status.ObservedGeneration = ds.Generation
+
+	// Gate: the DataStore exists and is Ready.
+	store, why, err := r.readyStore(ctx, &ds)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if store == nil {
+		retentionv1.MarkNotReady(&ds, retentionv1.ReasonDataStoreNotReady, why)
+		return r.save(ctx, before, &ds, reconcile.Result{RequeueAfter: r.recheckInterval()})
+	}
+	driver, err := r.Pool.Get(ctx, store)
+	if err != nil {
+		reason, msg := classify(err)
+		retentionv1.MarkNotReady(&ds, reason, msg+"; retrying")
+		if _, serr := r.save(ctx, before, &ds, reconcile.Result{}); serr != nil {
+			return reconcile.Result{}, serr
+		}
+		return reconcile.Result{}, fmt.Errorf("opening DataStore %s: %w", store.Name, err)
+	}
+
+	// Validate the spec, then every collection against the live store.
+	dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	v := validateDataset(dctx, &ds, store, driver)
+	if v.transient == nil {
+		v.transient = r.checkHMACKey(ctx, &ds, v)
+	}
+	if v.transient != nil {
+		reason, msg := classify(v.transient)
+		retentionv1.MarkNotReady(&ds, reason, "Validation failed: "+msg+"; retrying")
+		if _, serr := r.save(ctx, before, &ds, reconcile.Result{}); serr != nil {
+			return reconcile.Result{}, serr
+		}
+		return reconcile.Result{}, fmt.Errorf("validating Dataset against DataStore %s: %w", store.Name, v.transient)
+	}
+	ds.Status.Collections = v.collections
+	ds.Status.IdentityGraph = v.graph
+	if reason, msg := v.verdict(); reason != "" {
+		// A missing table or column needs a human (or a migration): Stalled,
+		// but checked again periodically since the schema can change.
+		retentionv1.MarkStalled(&ds, reason, msg)
+		return r.save(ctx, before, &ds, reconcile.Result{RequeueAfter: r.recheckInterval()})
+	}
+	retentionv1.MarkReady(&ds, ReasonValidated, fmt.Sprintf("%d collections validated against DataStore %s; %d identity paths",
+		len(ds.Spec.Collections), store.Name, len(v.graph)))
+	return r.save(ctx, before, &ds, reconcile.Result{RequeueAfter: r.resyncInterval()})
+}
+
+// checkHMACKey checks that the HMAC key Secret named by the Dataset exists
+// and holds a long enough key, so a missing Secret shows now rather than in
+// the middle of a run. It returns only errors that retrying may fix.
+func (r *DatasetReconciler) checkHMACKey(ctx context.Context, ds *retentionv1.Dataset, v *validation) error {
+	ref := ds.Spec.HMACKeySecretRef
+	if ref == nil {
+		return nil
+	}
+	key, err := connect.SecretKey(ctx, r.APIReader, ds.Namespace, *ref)
+	switch {
+	case errors.Is(err, connect.ErrSecretNotFound):
+		v.add(retentionv1.ReasonSecretNotFound, "hmacKeySecretRef: %v", err)
+	case err != nil:
+		return fmt.Errorf("reading the HMAC key Secret: %w", err)
+	case len(key) < 16:
+		v.add(retentionv1.ReasonInvalidSpec, "hmacKeySecretRef: the key in Secret %s is shorter than 16 bytes", ref.Name)
+	}
+	return nil
+}
+
+// readyStore returns the Dataset's DataStore when it is Ready, else nil and
+// why not.
+func (r *DatasetReconciler) readyStore(ctx context.Context, ds *retentionv1.Dataset) (*retentionv1.DataStore, string, error) {
+	name := string(ds.Spec.DataStoreRef.Name)
+	var store retentionv1.DataStore
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ds.Namespace, Name: name}, &store); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Sprintf("DataStore %s not found", name), nil
+		}
+		return nil, "", err
+	}
+	switch {
+	case !store.DeletionTimestamp.IsZero():
+		return nil, fmt.Sprintf("DataStore %s is being deleted", name), nil
+	case !retentionv1.IsReady(&store):
+		msg := fmt.Sprintf("DataStore %s is not Ready", name)
+		if c := findCondition(store.Status.Conditions, retentionv1.ConditionReady); c != nil && c.Reason != "" {
+			msg += " (" + c.Reason + ")"
+		}
+		return nil, msg, nil
+	}
+	return &store, "", nil
+}
+
+// save patches status and records an event when Ready changes.
+func (r *DatasetReconciler) save(ctx context.Context, before, ds *retentionv1.Dataset, res reconcile.Result) (reconcile.Result, error) {
+	if err := r.Status().Patch(ctx, ds, client.MergeFrom(before)); err != nil {
+		return reconcile.Result{}, fmt.Errorf("saving Dataset status: %w", err)
+	}
+	was := findCondition(before.Status.Conditions, retentionv1.ConditionReady)
+	now := findCondition(ds.Status.Conditions, retentionv1.ConditionReady)
+	if now != nil && (was == nil || was.Status != now.Status || was.Reason != now.Reason) {
+		kind := "Normal"
+		if now.Status != "True" {
+			kind = "Warning"
+		}
+		r.Recorder.Eventf(ds, nil, kind, now.Reason, "Validate", "%s", now.Message)
+	}
+	return res, nil
+}
+
+// --- validation -------------------------------------------------------------
+
+// problem is one thing wrong with a Dataset, by condition reason.
+type problem struct{ reason, msg string }
+
+// validation is the result of checking a Dataset against its store.
+type validation struct {
+	collections []retentionv1.CollectionStatus
+	graph       []retentionv1.IdentityPath
+	problems    []problem
+	// transient is an error retrying may fix (store unreachable); when set,
+	// the rest is incomplete.
+	transient error
+}
+
+// reasonOrder ranks reasons: the Ready reason is the first that has a problem.
+var reasonOrder = []string{retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound, ReasonCollectionNotFound, ReasonFieldNotFound}
+
+// verdict returns the Ready reason and message, or "" when all is well. The
+// message lists up to five problems, most serious first.
+func (v *validation) verdict() (string, string) {
+	if len(v.problems) == 0 {
+		return "", ""
+	}
+	sorted := slices.Clone(v.problems)
+	slices.SortStableFunc(sorted, func(a, b problem) int {
+		return slices.Index(reasonOrder, a.reason) - slices.Index(reasonOrder, b.reason)
+	})
+	msgs := make([]string, 0, 5)
+	for i, p := range sorted {
+		if i == 5 {
+			msgs = append(msgs, fmt.Sprintf("and %d more", len(sorted)-5))
+			break
+		}
+		msgs = append(msgs, p.msg)
+	}
+	return sorted[0].reason, strings.Join(msgs, "; ")
+}
+
+func (v *validation) add(reason, format string, args ...any) {
+	v.problems = append(v.problems, problem{reason: reason, msg: fmt.Sprintf(format, args...)})
+}
+
+// described is what validation learned of one collection.
+type described struct {
+	c     *retentionv1.Collection
+	dc    datastore.Collection
+	info  *datastore.CollectionInfo // nil when not found or not described
+	found bool
+	notes []string // per-collection messages for status
+}
+
+// validateDataset checks the spec, then describes every collection.
+func validateDataset(ctx context.Context, ds *retentionv1.Dataset, store *retentionv1.DataStore, d datastore.Driver) *validation {
+	v := &validation{}
+	sql := store.Spec.Type == retentionv1.DataStorePostgreSQL || store.Spec.Type == retentionv1.DataStoreMySQL
+	byName := map[string]*described{}
+	order := make([]*described, 0, len(ds.Spec.Collections))
+	for i := range ds.Spec.Collections {
+		c := &ds.Spec.Collections[i]
+		x := &described{c: c}
+		byName[string(c.Name)] = x
+		order = append(order, x)
+	}
+
+	// Spec checks that need no store.
+	usesHMAC := false
+	for _, x := range order {
+		checkSpec(v, x, store.Spec.Type, byName)
+		for _, f := range x.c.Fields {
+			if f.Anonymize != nil && f.Anonymize.Strategy == retentionv1.StrategyHMAC {
+				usesHMAC = true
+			}
+		}
+	}
+	if usesHMAC && ds.Spec.HMACKeySecretRef == nil {
+		v.add(retentionv1.ReasonInvalidSpec, "strategy HMAC needs spec.hmacKeySecretRef")
+	}
+
+	// Live checks.
+	for _, x := range order {
+		if x.dc.Name == "" { // not convertible: already reported
+			continue
+		}
+		probe := x.dc
+		probe.PrimaryKey = nil // checked below, so a missing key column is reported as a field
+		info, err := d.Describe(ctx, probe)
+		switch {
+		case err == nil:
+			x.info, x.found = &info, true
+		case errors.Is(err, datastore.ErrNotFound):
+			what := notFoundWhat(store, x.dc)
+			x.notes = append(x.notes, what+" not found")
+			v.add(ReasonCollectionNotFound, "collection %s: %s not found", x.c.Name, what)
+		case errors.Is(err, datastore.ErrInvalid):
+			x.notes = append(x.notes, err.Error())
+			v.add(retentionv1.ReasonInvalidSpec, "collection %s: %v", x.c.Name, err)
+		default:
+			v.transient = err
+			return v
+		}
+		if x.found && sql {
+			checkFields(v, x)
+		}
+	}
+	if sql {
+		checkReferenceTargets(v, order, byName)
+	}
+
+	for _, x := range order {
+		st := retentionv1.CollectionStatus{Name: string(x.c.Name), Found: x.found, Message: strings.Join(x.notes, "; ")}
+		if x.info != nil {
+			st.EstimatedRows = &x.info.EstimatedRows
+			st.Partitioned = x.info.Partitioned
+		}
+		v.collections = append(v.collections, st)
+	}
+	v.graph = identityGraph(order, byName, store)
+	return v
+}
+
+func notFoundWhat(store *retentionv1.DataStore, dc datastore.Collection) string {
+	switch store.Spec.Type {
+	case retentionv1.DataStoreS3:
+		if store.Spec.S3 != nil {
+			return "bucket " + store.Spec.S3.Bucket
+		}
+		return "bucket"
+	case retentionv1.DataStoreRedis:
+		return "key pattern " + dc.Pattern
+	case retentionv1.DataStorePostgreSQL:
+		return "table " + dc.Schema + "." + dc.Table
+	default:
+		return "table " + dc.Table
+	}
+}
+
+// checkSpec checks one collection against the store type and the rest of
+// the Dataset, and converts it for the driver (x.dc stays empty when it
+// cannot be).
+func checkSpec(v *validation, x *described, storeType retentionv1.DataStoreType, byName map[string]*described) {
+	c := x.c
+	for _, ref := range c.References {
+		if _, ok := byName[string(ref.Collection)]; !ok {
+			v.add(retentionv1.ReasonInvalidSpec, "collection %s: reference %s refers to unknown collection %s", c.Name, ref.Field, ref.Collection)
+		}
+	}
+	switch storeType {
+	case retentionv1.DataStorePostgreSQL, retentionv1.DataStoreMySQL:
+		if c.KeyPattern != "" || c.Prefix != "" {
+			v.add(retentionv1.ReasonInvalidSpec, "collection %s: a %s store holds tables, not key patterns or prefixes", c.Name, storeType)
+			return
+		}
+		for _, id := range c.Identities {
+			if id.Field == "" {
+				v.add(retentionv1.ReasonInvalidSpec, "collection %s: identity %s needs field", c.Name, id.Type)
+			}
+		}
+	case retentionv1.DataStoreRedis, retentionv1.DataStoreS3:
+		pattern, what := string(c.KeyPattern), "keyPattern"
+		if storeType == retentionv1.DataStoreS3 {
+			pattern, what = string(c.Prefix), "prefix"
+		}
+		if pattern == "" {
+			v.add(retentionv1.ReasonInvalidSpec, "collection %s: a %s collection needs %s", c.Name, storeType, what)
+			return
+		}
+		if c.Table != "" || c.Schema != "" {
+			v.add(retentionv1.ReasonInvalidSpec, "collection %s: table and schema are only for SQL collections", c.Name)
+		}
+		declared := map[string]bool{}
+		for _, id := range c.Identities {
+			declared[string(id.Type)] = true
+		}
+		used, err := placeholders(pattern)
+		if err != nil {
+			v.add(retentionv1.ReasonInvalidSpec, "collection %s: %s: %v", c.Name, what, err)
+			return
+		}
+		for _, p := range used {
+			if !declared[p] {
+				v.add(retentionv1.ReasonInvalidSpec, "collection %s: %s placeholder {%s} is not an identity type declared by the collection", c.Name, what, p)
+			}
+		}
+		for _, id := range c.Identities {
+			if id.Field == "" && !slices.Contains(used, string(id.Type)) {
+				v.add(retentionv1.ReasonInvalidSpec, "collection %s: identity %s has no field and no {%s} placeholder in %s", c.Name, id.Type, id.Type, what)
+			}
+		}
+	}
+	dc, err := engine.ToDriver(storeType, c)
+	if err != nil {
+		v.add(retentionv1.ReasonInvalidSpec, "%s", strings.TrimPrefix(err.Error(), engine.ErrInvalid.Error()+": "))
+		return
+	}
+	x.dc = dc
+}
+
+// placeholders returns the {identity_type} placeholders of a key pattern or
+// prefix, in order, without repeats.
+func placeholders(pattern string) ([]string, error) {
+	var out []string
+	for rest := pattern; ; {
+		open := strings.IndexByte(rest, '{')
+		closeAt := strings.IndexByte(rest, '}')
+		if open < 0 {
+			if closeAt >= 0 {
+				return nil, errors.New("unmatched '}'")
+			}
+			return out, nil
+		}
+		if closeAt < 0 || closeAt < open {
+			return nil, errors.New("unmatched '{' or '}'")
+		}
+		name := rest[open+1 : closeAt]
+		if name == "" || strings.IndexByte(name, '{') >= 0 || !identityTypePattern(name) {
+			return nil, fmt.Errorf("placeholder {%s} is not an identity type (lowercase letters, digits, underscores)", name)
+		}
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+		rest = rest[closeAt+1:]
+	}
+}
+
+func identityTypePattern(s string) bool {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// checkFields checks that every declared field of a found SQL collection is
+// a column of its table.
+func checkFields(v *validation, x *described) {
+	c := x.c
+	seen := map[string]bool{}
+	check := func(field retentionv1.Identifier) {
+		f := string(field)
+		if f == "" || seen[f] {
+			return
+		}
+		seen[f] = true
+		if _, ok := x.info.Columns[f]; !ok {
+			x.notes = append(x.notes, "field "+f+" not found")
+			v.add(ReasonFieldNotFound, "field %s.%s not found", c.Name, f)
+		}
+	}
+	if x.dc.TimestampSource == string(retentionv1.TimestampColumn) {
+		check(c.TimestampField)
+	}
+	for _, id := range c.Identities {
+		check(id.Field)
+	}
+	for _, f := range c.Fields {
+		check(f.Name)
+	}
+	for _, pk := range c.PrimaryKey {
+		check(pk)
+	}
+	for _, ref := range c.References {
+		check(ref.Field)
+	}
+}
+
+// primaryKey is a collection's declared primary key, else the discovered one.
+func (x *described) primaryKey() []string {
+	if len(x.c.PrimaryKey) > 0 {
+		out := make([]string, len(x.c.PrimaryKey))
+		for i, k := range x.c.PrimaryKey {
+			out[i] = string(k)
+		}
+		return out
+	}
+	if x.info != nil {
+		return x.info.PrimaryKey
+	}
+	return nil
+}
+
+// refTarget is the field a reference points at: targetField, else the
+// single-column primary key of the target ("" when there is none).
+func refTarget(ref retentionv1.Reference, target *described) string {
+	if ref.TargetField != "" {
+		return string(ref.TargetField)
+	}
+	if pk := target.primaryKey(); len(pk) == 1 {
+		return pk[0]
+	}
+	return ""
+}
+
+// checkReferenceTargets checks that each reference's target field exists.
+func checkReferenceTargets(v *validation, order []*described, byName map[string]*described) {
+	for _, x := range order {
+		for _, ref := range x.c.References {
+			t, ok := byName[string(ref.Collection)]
+			if !ok || !t.found {
+				continue // unknown collection or missing table: already reported
+			}
+			target := refTarget(ref, t)
+			if target == "" {
+				v.add(retentionv1.ReasonInvalidSpec, "collection %s: reference %s → %s needs targetField: %s has no single-column primary key",
+					x.c.Name, ref.Field, ref.Collection, ref.Collection)
+				continue
+			}
+			if _, ok := t.info.Columns[target]; !ok {
+				t.notes = append(t.notes, "field "+target+" not found")
+				v.add(ReasonFieldNotFound, "field %s.%s not found (target of reference %s.%s)", t.c.Name, target, x.c.Name, ref.Field)
+			}
+		}
+	}
+}
+
+// --- identity graph ---------------------------------------------------------
+
+// edge says that child.field refers to parent.parentField.
+type edge struct {
+	field, parent, parentField string
+}
+
+func (e edge) hop(child string) string {
+	return child + "." + e.field + " → " + e.parent + "." + e.parentField
+}
+
+// edges returns, for each collection, the references leading out of it:
+// declared ones first, then foreign keys discovered in the live schema that
+// point at another declared collection.
+func edges(order []*described, byName map[string]*described, store *retentionv1.DataStore) map[string][]edge {
+	type tableKey struct{ schema, table string }
+	byTable := map[tableKey][]string{}
+	for _, x := range order {
+		if x.dc.Table == "" {
+			continue
+		}
+		k := tableKey{x.dc.Schema, x.dc.Table}
+		if store.Spec.Type == retentionv1.DataStoreMySQL {
+			k.schema = string(store.Spec.Database)
+		}
+		byTable[k] = append(byTable[k], string(x.c.Name))
+	}
+	out := map[string][]edge{}
+	for _, x := range order {
+		child := string(x.c.Name)
+		add := func(e edge) {
+			if e.parent == child || slices.Contains(out[child], e) {
+				return
+			}
+			out[child] = append(out[child], e)
+		}
+		for _, ref := range x.c.References {
+			t, ok := byName[string(ref.Collection)]
+			if !ok {
+				continue
+			}
+			target := refTarget(ref, t)
+			if target == "" {
+				continue
+			}
+			add(edge{field: string(ref.Field), parent: string(ref.Collection), parentField: target})
+		}
+		if x.info == nil {
+			continue
+		}
+		for _, fk := range x.info.ForeignKeys {
+			for _, parent := range byTable[tableKey{fk.RefSchema, fk.RefTable}] {
+				add(edge{field: joinCols(fk.Columns), parent: parent, parentField: joinCols(fk.RefColumns)})
+			}
+		}
+	}
+	return out
+}
+
+func joinCols(cols []string) string {
+	if len(cols) == 1 {
+		return cols[0]
+	}
+	return "(" + strings.Join(cols, ",") + ")"
+}
+
+// identityGraph lists, for each identity type declared anywhere in the
+// Dataset, every collection that holds it directly or reaches a collection
+// that does through references (shortest path, breadth first).
+func identityGraph(order []*described, byName map[string]*described, store *retentionv1.DataStore) []retentionv1.IdentityPath {
+	holds := map[string]map[string]bool{} // identity type → collections holding it
+	for _, x := range order {
+		for _, id := range x.c.Identities {
+			t := string(id.Type)
+			if holds[t] == nil {
+				holds[t] = map[string]bool{}
+			}
+			holds[t][string(x.c.Name)] = true
+		}
+	}
+	types := make([]string, 0, len(holds))
+	for t := range holds {
+		types = append(types, t)
+	}
+	slices.Sort(types)
+	out := edges(order, byName, store)
+
+	var graph []retentionv1.IdentityPath
+	for _, t := range types {
+		for _, x := range order {
+			name := string(x.c.Name)
+			if holds[t][name] {
+				graph = append(graph, retentionv1.IdentityPath{Identity: t, Collection: name})
+				continue
+			}
+			if via, ok := pathTo(name, holds[t], out); ok {
+				graph = append(graph, retentionv1.IdentityPath{Identity: t, Collection: name, Via: via})
+			}
+		}
+	}
+	return graph
+}
+
+// pathTo finds the shortest chain of references from a collection to one of
+// the targets, as hops.
+func pathTo(from string, targets map[string]bool, out map[string][]edge) ([]string, bool) {
+	type node struct {
+		name string
+		hops []string
+	}
+	seen := map[string]bool{from: true}
+	queue := []node{{name: from}}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		for _, e := range out[n.name] {
+			if seen[e.parent] {
+				continue
+			}
+			seen[e.parent] = true
+			hops := append(slices.Clone(n.hops), e.hop(n.name))
+			if targets[e.parent] {
+				return hops, true
+			}
+			queue = append(queue, node{name: e.parent, hops: hops})
+		}
+	}
+	return nil, false
+}

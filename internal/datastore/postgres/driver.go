@@ -1,0 +1,235 @@
+package postgres
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/lethe-dev/lethe/internal/datastore"
+)
+
+// Defaults used when the Config leaves a limit at zero. They match the
+// DataStore API defaults.
+const (
+	DefaultMaxConnections   = 4
+	DefaultStatementTimeout = 5 * time.Second
+	DefaultLockTimeout      = 1 * time.Second
+	defaultConnectTimeout   = 10 * time.Second
+)
+
+// Driver is the PostgreSQL implementation of datastore.Driver. It is safe for
+// concurrent use.
+type Driver struct {
+	pool             *pgxpool.Pool
+	statementTimeout time.Duration
+	lockTimeout      time.Duration
+
+	mu    sync.RWMutex
+	cache map[tableKey]*table
+
+	// deleteShape selects the DELETE statement shape; see shapeFor.
+	deleteShape deleteShape
+}
+
+var _ datastore.Driver = (*Driver)(nil)
+
+// New opens a connection pool for cfg. It does not connect yet: Probe does,
+// and so does the first operation. Errors are classified like every other
+// error of the driver (a bad config is datastore.ErrInvalid).
+func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
+	const op = "open"
+	if cfg.Type != "" && !strings.EqualFold(cfg.Type, "PostgreSQL") {
+		return nil, invalid(op, "config type %q is not PostgreSQL", cfg.Type)
+	}
+	if cfg.Host == "" {
+		return nil, invalid(op, "host is required")
+	}
+	if cfg.Database == "" {
+		return nil, invalid(op, "database is required")
+	}
+	port := cfg.Port
+	if port == 0 {
+		port = 5432
+	}
+	if port < 0 || port > 65535 {
+		return nil, invalid(op, "port %d out of range", cfg.Port)
+	}
+	sslmode, ok := map[string]string{
+		"": "prefer", "Disable": "disable", "Prefer": "prefer", "Require": "require", "VerifyFull": "verify-full",
+	}[cfg.TLS]
+	if !ok {
+		return nil, invalid(op, "unknown TLS mode %q", cfg.TLS)
+	}
+
+	u := url.URL{
+		Scheme:   "postgres",
+		Host:     net.JoinHostPort(cfg.Host, strconv.Itoa(port)),
+		Path:     "/" + cfg.Database,
+		RawQuery: url.Values{"sslmode": {sslmode}}.Encode(),
+	}
+	if cfg.Username != "" || cfg.Password != "" {
+		u.User = url.UserPassword(cfg.Username, cfg.Password)
+	}
+	pc, err := pgxpool.ParseConfig(u.String())
+	if err != nil {
+		// The parse error may quote the connection string; keep it out.
+		return nil, invalid(op, "invalid connection settings for %s", cfg.String())
+	}
+	maxConns := cfg.MaxConnections
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConnections
+	}
+	pc.MaxConns = int32(maxConns)
+	pc.MinConns = 0
+	pc.MaxConnIdleTime = 5 * time.Minute
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = defaultConnectTimeout
+	}
+	rp := pc.ConnConfig.RuntimeParams
+	rp["application_name"] = "lethe"
+	// Cursors carry key values as text and are parsed back on possibly
+	// another connection: pin the formats that make the text round-trip.
+	rp["datestyle"] = "ISO, MDY"
+	rp["intervalstyle"] = "postgres"
+	rp["extra_float_digits"] = "3"
+	// Batch statements differ only in their parameters (cursor, cutoff,
+	// subjects); a cached generic plan chosen for one cursor can be very
+	// wrong for another, so always plan with the actual values.
+	rp["plan_cache_mode"] = "force_custom_plan"
+
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	d := &Driver{
+		pool:             pool,
+		statementTimeout: cfg.StatementTimeout,
+		lockTimeout:      cfg.LockTimeout,
+		cache:            map[tableKey]*table{},
+		deleteShape:      shapeAuto,
+	}
+	if d.statementTimeout <= 0 {
+		d.statementTimeout = DefaultStatementTimeout
+	}
+	if d.lockTimeout <= 0 {
+		d.lockTimeout = DefaultLockTimeout
+	}
+	return d, nil
+}
+
+// Probe connects, checks the credentials and reports the server version.
+func (d *Driver) Probe(ctx context.Context) (datastore.ServerInfo, error) {
+	var v string
+	if err := d.pool.QueryRow(ctx, "SELECT current_setting('server_version')").Scan(&v); err != nil {
+		return datastore.ServerInfo{}, classify("probe", err)
+	}
+	return datastore.ServerInfo{Version: "PostgreSQL " + v}, nil
+}
+
+// Close releases the pool's connections.
+func (d *Driver) Close() error {
+	d.pool.Close()
+	return nil
+}
+
+// querier is what a transaction body uses of its connection.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// begin is the statement opening a batch transaction with the configured
+// timeouts set LOCAL, so they end with the transaction and never leak into
+// the pooled session. SET does not take bind parameters; these are integers
+// formatted here. Read-only transactions (counting) keep the lock timeout
+// but are bounded by the caller's context instead of the statement timeout:
+// an exact count of a large table legitimately takes longer than one batch.
+func (d *Driver) begin(readOnly bool) []string {
+	if readOnly {
+		return []string{"BEGIN READ ONLY", "SET LOCAL lock_timeout = " + strconv.FormatInt(ms(d.lockTimeout), 10)}
+	}
+	return []string{"BEGIN",
+		"SET LOCAL lock_timeout = " + strconv.FormatInt(ms(d.lockTimeout), 10),
+		"SET LOCAL statement_timeout = " + strconv.FormatInt(ms(d.statementTimeout), 10)}
+}
+
+// inTx runs fn in one transaction on one pooled connection: BEGIN and the
+// SET LOCALs go in one round trip, then fn's statements, then COMMIT. On
+// error the transaction is rolled back (a connection left unusable is
+// discarded by the pool).
+func (d *Driver) inTx(ctx context.Context, op string, readOnly bool, fn func(querier) error) error {
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return classify(op, err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, strings.Join(d.begin(readOnly), "; ")); err != nil {
+		rollback(ctx, conn)
+		return classify(op, err)
+	}
+	if err := fn(conn); err != nil {
+		rollback(ctx, conn)
+		return classify(op, err)
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		rollback(ctx, conn)
+		return classify(op, err)
+	}
+	return nil
+}
+
+func rollback(ctx context.Context, conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() != 'I' && !conn.Conn().IsClosed() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = conn.Exec(rctx, "ROLLBACK")
+	}
+}
+
+// oneShot runs one statement as its own transaction in a single round trip:
+// BEGIN, the SET LOCALs, the statement and COMMIT are pipelined, and the
+// statement's one row is scanned into dest. If the statement fails the
+// server skips the COMMIT, and the pool discards the connection, whose open
+// transaction the server then rolls back.
+func (d *Driver) oneShot(ctx context.Context, op string, readOnly bool, sql string, args []any, dest ...any) error {
+	b := &pgx.Batch{}
+	for _, s := range d.begin(readOnly) {
+		b.Queue(s)
+	}
+	b.Queue(sql, args...)
+	b.Queue("COMMIT")
+	br := d.pool.SendBatch(ctx, b)
+	err := func() error {
+		for range d.begin(readOnly) {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if err := br.QueryRow().Scan(dest...); err != nil {
+			return err
+		}
+		_, err := br.Exec()
+		return err
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return classify(op, err)
+}
+
+func ms(d time.Duration) int64 {
+	m := d.Milliseconds()
+	if m < 1 {
+		m = 1
+	}
+	return m
+}

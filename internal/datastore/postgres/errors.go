@@ -1,0 +1,181 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/lethe-dev/lethe/internal/datastore"
+)
+
+// Error is an error from the server or the connection, classified for the
+// engine. Its message names the operation, the SQLSTATE and the schema objects
+// involved (table, column, constraint), never a value: PostgreSQL's own
+// message and detail can quote row values and subject identifiers (invalid
+// input syntax, key (...)=(...) is still referenced), so they are kept out of
+// Error() on purpose. errors.Is(err, datastore.ErrUnavailable) and friends work
+// through Unwrap; errors.As can reach the original *pgconn.PgError when a
+// caller really needs it, and must then not log it.
+type Error struct {
+	Op         string // what the driver was doing, e.g. "delete batch on \"public\".\"events\""
+	SQLState   string // five-character SQLSTATE, empty for connection-level errors
+	Constraint string
+	Table      string
+	Column     string
+	Class      error // one of datastore.ErrUnavailable, ErrAuthentication, ErrNotFound, ErrInvalid
+	reason     string
+	cause      error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("postgres: ")
+	b.WriteString(e.Op)
+	b.WriteString(": ")
+	b.WriteString(e.Class.Error())
+	if e.reason != "" {
+		b.WriteString(": ")
+		b.WriteString(e.reason)
+	}
+	if e.SQLState != "" {
+		b.WriteString(" (SQLSTATE ")
+		b.WriteString(e.SQLState)
+		if e.Table != "" {
+			fmt.Fprintf(&b, ", table %q", e.Table)
+		}
+		if e.Column != "" {
+			fmt.Fprintf(&b, ", column %q", e.Column)
+		}
+		if e.Constraint != "" {
+			fmt.Fprintf(&b, ", constraint %q", e.Constraint)
+		}
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Unwrap exposes the class and the original error to errors.Is and errors.As.
+func (e *Error) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.Class}
+	}
+	return []error{e.Class, e.cause}
+}
+
+// invalid and notFound build driver-side errors (validation before anything is
+// sent). Messages name identifiers only.
+func invalid(op, format string, args ...any) error {
+	return &Error{Op: op, Class: datastore.ErrInvalid, reason: fmt.Sprintf(format, args...)}
+}
+
+func notFound(op, format string, args ...any) error {
+	return &Error{Op: op, Class: datastore.ErrNotFound, reason: fmt.Sprintf(format, args...)}
+}
+
+// classify turns an error from pgx into an *Error. Context cancellation by the
+// caller is returned as is (wrapped with the operation), since it is neither
+// the store's fault nor a reason to back off.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var le *Error
+	if errors.As(err, &le) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		e := &Error{Op: op, SQLState: pe.Code, Constraint: pe.ConstraintName, Table: pe.TableName, Column: pe.ColumnName, cause: err}
+		e.Class, e.reason = classifyState(pe.Code)
+		return e
+	}
+	e := &Error{Op: op, Class: datastore.ErrUnavailable, cause: err}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
+		e.reason = "timed out"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		e.reason = "connection refused"
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, pgconn.ErrConnClosed):
+		e.reason = "connection lost"
+	default:
+		var ne net.Error
+		var ce *pgconn.ConnectError
+		var de *net.DNSError
+		switch {
+		case errors.As(err, &de):
+			e.reason = "host name lookup failed"
+		case errors.As(err, &ne), errors.As(err, &ce):
+			e.reason = "connection failed"
+		case pgconn.SafeToRetry(err):
+			e.reason = "connection busy or closed"
+		default:
+			// Not a server error and not recognisably the network: most
+			// likely a value pgx could not encode or decode. That does not
+			// get better by retrying. pgx quotes the value in such messages,
+			// so only the Go type of the error is named.
+			e.Class = datastore.ErrInvalid
+			e.reason = fmt.Sprintf("client error (%T)", err)
+		}
+	}
+	return e
+}
+
+// classifyState maps a SQLSTATE to a class and a short, value-free reason.
+func classifyState(code string) (error, string) {
+	switch code {
+	case "28P01", "28000":
+		return datastore.ErrAuthentication, "authentication failed"
+	case "42501":
+		return datastore.ErrAuthentication, "permission denied"
+	case "42P01":
+		return datastore.ErrNotFound, "undefined table"
+	case "42703":
+		return datastore.ErrNotFound, "undefined column"
+	case "3F000":
+		return datastore.ErrNotFound, "undefined schema"
+	case "3D000":
+		return datastore.ErrNotFound, "database does not exist"
+	case "57014":
+		return datastore.ErrUnavailable, "statement timeout or cancelled"
+	case "55P03":
+		return datastore.ErrUnavailable, "lock timeout"
+	case "40001":
+		return datastore.ErrUnavailable, "serialization failure"
+	case "40P01":
+		return datastore.ErrUnavailable, "deadlock detected"
+	case "57P01":
+		return datastore.ErrUnavailable, "server shutting down (admin shutdown)"
+	case "57P02":
+		return datastore.ErrUnavailable, "server crashed"
+	case "57P03":
+		return datastore.ErrUnavailable, "server not accepting connections yet"
+	case "25006":
+		return datastore.ErrUnavailable, "read-only transaction (standby or read-only server)"
+	case "23503":
+		return datastore.ErrInvalid, "foreign key violation: delete referencing rows first"
+	}
+	switch {
+	case strings.HasPrefix(code, "08"):
+		return datastore.ErrUnavailable, "connection exception"
+	case strings.HasPrefix(code, "53"):
+		return datastore.ErrUnavailable, "insufficient resources"
+	case strings.HasPrefix(code, "58"):
+		return datastore.ErrUnavailable, "system error"
+	case strings.HasPrefix(code, "22"):
+		return datastore.ErrInvalid, "data exception (a value does not fit the column type)"
+	case strings.HasPrefix(code, "23"):
+		return datastore.ErrInvalid, "integrity constraint violation"
+	case strings.HasPrefix(code, "42"):
+		return datastore.ErrInvalid, "syntax error or access rule violation"
+	}
+	return datastore.ErrInvalid, "server error"
+}

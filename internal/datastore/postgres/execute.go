@@ -1,0 +1,632 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lethe-dev/lethe/internal/datastore"
+)
+
+const (
+	// DefaultBatchSize is used when an Operation leaves BatchSize at zero.
+	DefaultBatchSize = 1000
+	// MaxBatchSize caps BatchSize (the API's maximum).
+	MaxBatchSize = 100000
+)
+
+// mode is how batches walk the collection. It is fixed by the first batch and
+// recorded in the cursor, so a resumed job walks the same way even if an index
+// appeared or disappeared in between.
+type mode string
+
+const (
+	// modeUnbounded: delete by subject. Every batch takes the first n
+	// matching rows with no lower bound; deleted rows are gone, so nothing is
+	// visited twice and nothing, not even a row inserted for the subject
+	// while the job runs, is left behind.
+	modeUnbounded mode = "s"
+	// modeTime: delete by age along an index on the timestamp. The lower
+	// bound is inclusive (ts >= last ts): rows of the last timestamp that are
+	// still there are simply found again.
+	modeTime mode = "t"
+	// modeTimeKey: anonymize by age along an index on the timestamp. The
+	// bound is strict on (ts, primary key), so no row is masked twice.
+	modeTimeKey mode = "tk"
+	// modeKey: strict bound on the primary key (anonymize by subject, or no
+	// usable index on the timestamp).
+	modeKey mode = "k"
+)
+
+// cursorState is the JSON behind Batch.Cursor.
+type cursorState struct {
+	V     int      `json:"v"`
+	Table string   `json:"t"`           // tag of table and action, catches a cursor handed to another operation
+	Mode  mode     `json:"m,omitempty"` // walk, fixed by the first batch
+	Parts bool     `json:"p,omitempty"` // partition phase over (or not applicable)
+	Key   []string `json:"k,omitempty"` // text of the last key columns (see mode)
+	Done  bool     `json:"d,omitempty"` // nothing left; the key is dropped
+}
+
+func (c cursorState) encode() string {
+	b, _ := json.Marshal(c)
+	return string(b)
+}
+
+func decodeCursor(desc, s string) (cursorState, error) {
+	var c cursorState
+	if s == "" {
+		return c, nil
+	}
+	if err := json.Unmarshal([]byte(s), &c); err != nil || c.V != 1 {
+		// The cursor holds key values: never quote it.
+		return c, invalid(desc, "cursor is not a cursor of this driver")
+	}
+	return c, nil
+}
+
+func tableTag(k tableKey, del bool) string {
+	h := fnv.New32a()
+	h.Write([]byte(k.schema + "\x00" + k.name + "\x00" + strconv.FormatBool(del)))
+	return strconv.FormatUint(uint64(h.Sum32()), 36)
+}
+
+// modes lists the walks valid for o, the preferred one first.
+func modes(o datastore.Operation, p *plan) []mode {
+	switch {
+	case o.Delete && p.subject:
+		return []mode{modeUnbounded}
+	case p.subject:
+		return []mode{modeKey}
+	case o.Delete && p.t.leading[p.ts.Name]:
+		return []mode{modeTime, modeKey}
+	case o.Delete:
+		return []mode{modeKey, modeTime}
+	case p.t.leading[p.ts.Name]:
+		return []mode{modeTimeKey, modeKey}
+	default:
+		return []mode{modeKey, modeTimeKey}
+	}
+}
+
+// keyCols are the columns a mode orders by and keeps in the cursor.
+func (p *plan) keyCols(m mode) []column {
+	switch m {
+	case modeTime:
+		return []column{*p.ts}
+	case modeTimeKey:
+		cols := []column{*p.ts}
+		for _, c := range p.pk {
+			if c.Name != p.ts.Name {
+				cols = append(cols, c)
+			}
+		}
+		return cols
+	case modeKey:
+		return p.pk
+	}
+	return nil
+}
+
+// lowerBound is the cursor condition on alias t.
+func lowerBound(desc string, a *args, m mode, keys []column, key []string) (string, error) {
+	if len(key) == 0 || m == modeUnbounded {
+		return "", nil
+	}
+	if len(key) != len(keys) {
+		return "", invalid(desc, "cursor does not match the collection's key")
+	}
+	phs := make([]string, len(key))
+	for i, k := range key {
+		phs[i] = a.add(k) + "::text::" + keys[i].castType
+	}
+	if m == modeTime {
+		return fmt.Sprintf("%s >= %s", ref("t", keys[0].Name), phs[0]), nil
+	}
+	refs := make([]string, len(keys))
+	for i, c := range keys {
+		refs[i] = ref("t", c.Name)
+	}
+	cond := fmt.Sprintf("(%s) > (%s)", strings.Join(refs, ", "), strings.Join(phs, ", "))
+	if m == modeTimeKey && len(keys) > 1 {
+		// Gives an index on the timestamp alone a start key; the row
+		// comparison then only breaks ties.
+		cond = fmt.Sprintf("%s >= %s AND %s", refs[0], phs[0], cond)
+	}
+	return cond, nil
+}
+
+func orderBy(alias string, keys []column, desc bool) string {
+	parts := make([]string, len(keys))
+	for i, c := range keys {
+		parts[i] = ref(alias, c.Name)
+		if desc {
+			parts[i] += " DESC"
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func batchSize(n int) int {
+	switch {
+	case n <= 0:
+		return DefaultBatchSize
+	case n > MaxBatchSize:
+		return MaxBatchSize
+	}
+	return n
+}
+
+// Count returns how many records the operation would touch now: the same
+// condition Execute uses, without cursor or limit, in a read-only
+// transaction. On static data it equals the sum of Execute's Affected.
+func (d *Driver) Count(ctx context.Context, o datastore.Operation) (int64, error) {
+	p, err := d.plan(ctx, "count", o)
+	if err != nil {
+		return 0, err
+	}
+	sql := "SELECT count(*) FROM " + p.t.key.ident() + " AS t\nWHERE " + p.cond
+	var n int64
+	err = d.oneShot(ctx, p.desc, true, sql, p.a.vals, &n)
+	d.forgetOnNotFound(err, p.keys...)
+	return n, err
+}
+
+// Total returns the exact number of rows of the collection.
+func (d *Driver) Total(ctx context.Context, c datastore.Collection) (int64, error) {
+	key, err := keyOf("total", c)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = d.oneShot(ctx, "total of "+key.ident(), true, "SELECT count(*) FROM "+key.ident(), nil, &n)
+	d.forgetOnNotFound(err, key)
+	return n, err
+}
+
+// Execute runs one batch of o from cursor, in its own transaction. See the
+// package documentation for the statements and why resuming is exact.
+func (d *Driver) Execute(ctx context.Context, o datastore.Operation, cursor string) (datastore.Batch, error) {
+	verb := "anonymize"
+	if o.Delete {
+		verb = "delete"
+	}
+	key, err := keyOf(verb, o.Collection)
+	if err != nil {
+		return datastore.Batch{}, err
+	}
+	desc := verb + " on " + key.ident()
+	cur, err := decodeCursor(desc, cursor)
+	if err != nil {
+		return datastore.Batch{}, err
+	}
+	tag := tableTag(key, o.Delete)
+	if cursor != "" && cur.Table != tag {
+		return datastore.Batch{}, invalid(desc, "cursor belongs to another operation")
+	}
+	if cur.Done {
+		return datastore.Batch{Cursor: cursor, Done: true}, nil
+	}
+
+	p, err := d.plan(ctx, verb, o)
+	if err != nil {
+		return datastore.Batch{}, err
+	}
+	valid := modes(o, p)
+	if cur.Mode == "" {
+		cur.Mode = valid[0]
+	} else if !slices.Contains(valid, cur.Mode) {
+		return datastore.Batch{}, invalid(desc, "cursor belongs to another operation")
+	}
+	cur.V, cur.Table = 1, tag
+
+	var fields []maskField
+	if !o.Delete {
+		if fields, err = maskFields(p, o); err != nil {
+			return datastore.Batch{}, err
+		}
+	}
+
+	if !cur.Parts {
+		if partitionPath(o, p) {
+			n, dropped, err := d.dropExpiredPartition(ctx, p)
+			if err != nil {
+				d.forgetOnNotFound(err, p.keys...)
+				return datastore.Batch{}, err
+			}
+			if dropped {
+				return datastore.Batch{Affected: n, PartitionsDropped: 1, Cursor: cur.encode()}, nil
+			}
+		}
+		cur.Parts = true
+	}
+
+	n := batchSize(o.BatchSize)
+	var b datastore.Batch
+	if o.Delete {
+		b, err = d.deleteBatch(ctx, p, &cur, n)
+	} else {
+		b, err = d.anonymizeBatch(ctx, p, fields, &cur, n)
+	}
+	if err != nil {
+		d.forgetOnNotFound(err, p.keys...)
+		return datastore.Batch{}, err
+	}
+	if cur.Done {
+		cur.Key = nil
+	}
+	b.Done = cur.Done
+	b.Cursor = cur.encode()
+	return b, nil
+}
+
+// deleteShape is how the DELETE addresses the rows its batch selected.
+type deleteShape int
+
+const (
+	// shapeAuto picks shapeCtid for plain tables and shapeKey for
+	// partitioned ones (ctid is only unique within one partition).
+	shapeAuto deleteShape = iota
+	shapeKey
+	shapeCtid
+)
+
+// DeleteShape names a delete statement shape, for benchmarks comparing them.
+type DeleteShape string
+
+const (
+	// DeleteShapeAuto is the default (see the package documentation).
+	DeleteShapeAuto DeleteShape = "auto"
+	// DeleteShapeKey joins the batch on the primary key.
+	DeleteShapeKey DeleteShape = "key"
+	// DeleteShapeCtid addresses the batch's rows by ctid (plain tables only;
+	// partitioned tables always use the key).
+	DeleteShapeCtid DeleteShape = "ctid"
+)
+
+// SetDeleteShape overrides the delete statement shape. It exists for
+// benchmarks; call it before the driver is used.
+func (d *Driver) SetDeleteShape(s DeleteShape) {
+	d.deleteShape = map[DeleteShape]deleteShape{DeleteShapeKey: shapeKey, DeleteShapeCtid: shapeCtid}[s]
+}
+
+func (d *Driver) shapeFor(p *plan) deleteShape {
+	if p.t.rangePartitioned || p.t.partKey != "" {
+		return shapeKey
+	}
+	if d.deleteShape == shapeAuto {
+		return shapeCtid
+	}
+	return d.deleteShape
+}
+
+// deleteBatch selects up to n matching rows after the cursor in key order and
+// deletes them, in one statement. On a plain table:
+//
+//	WITH s AS MATERIALIZED (SELECT ARRAY(SELECT t.ctid FROM tbl AS t
+//	                        WHERE <cond> AND <after cursor> ORDER BY <key> LIMIT n) AS tids),
+//	     d AS (DELETE FROM tbl AS t WHERE t.ctid = ANY((SELECT tids FROM s)::tid[])
+//	           AND <cond> RETURNING <key>)
+//	SELECT cardinality(tids), count(d), <greatest key of d as text>
+//
+// On a partitioned table, where a ctid is only unique within one partition,
+// the batch is a CTE b of primary key, walk key and partition key columns and
+// the DELETE finds rows by primary key, bounding the partition key by the
+// batch's range so the executor prunes every other partition:
+// WHERE t.part >= (SELECT min(part) FROM b) AND t.part <= (SELECT max(part) FROM b)
+// AND (t.pk1, …) IN (SELECT pk1, … FROM b). (SetDeleteShape(DeleteShapeKey) on
+// a plain table uses WHERE t.pk1 = ANY(ARRAY(SELECT pk1 FROM b)) instead of
+// the partition bounds.)
+//
+// The condition is repeated in the DELETE so that a row changed by a
+// concurrent transaction between the scan and the delete is re-checked on
+// its new version (READ COMMITTED re-evaluates the DELETE's own WHERE) and
+// left alone if it no longer matches; with ctids, a row updated in between
+// has a new ctid and is left alone too. If fewer rows were deleted than
+// selected the cursor does not advance, so the next batch looks at the same
+// range again; the operation is done only when a batch selected fewer than n
+// rows and deleted all of them.
+func (d *Driver) deleteBatch(ctx context.Context, p *plan, cur *cursorState, n int) (datastore.Batch, error) {
+	a := args{vals: slices.Clone(p.a.vals)}
+	keys := p.keyCols(cur.Mode)
+	lower, err := lowerBound(p.desc, &a, cur.Mode, keys, cur.Key)
+	if err != nil {
+		return datastore.Batch{}, err
+	}
+	where := p.cond
+	if lower != "" {
+		where += "\n  AND " + lower
+	}
+
+	if cur.Mode == modeTime {
+		return d.rangeDeleteBatch(ctx, p, cur, n, a, where)
+	}
+	order := ""
+	if cur.Mode != modeUnbounded {
+		order = "\n  ORDER BY " + orderBy("t", keys, false)
+	}
+	sql, err := d.batchDeleteSQL(p, where, order, keys, n)
+	if err != nil {
+		return datastore.Batch{}, err
+	}
+	var selected, deleted int64
+	var last []string
+	if err := d.oneShot(ctx, p.desc, false, sql, a.vals, &selected, &deleted, &last); err != nil {
+		return datastore.Batch{}, err
+	}
+	advance(cur, selected, deleted, last, n)
+	return datastore.Batch{Affected: deleted}, nil
+}
+
+// advance moves the cursor after a batch that selected and deleted rows.
+func advance(cur *cursorState, selected, deleted int64, last []string, n int) {
+	switch {
+	case deleted < selected:
+		// Some selected rows changed before they could be deleted: look at
+		// the same range again.
+	case selected < int64(n):
+		cur.Done = true
+	case cur.Mode != modeUnbounded:
+		cur.Key = last
+	}
+}
+
+// batchDeleteSQL is the statement deleting the first n matching rows in key
+// order: by ctid on plain tables, by primary key on partitioned ones.
+func (d *Driver) batchDeleteSQL(p *plan, where, order string, keys []column, n int) (string, error) {
+	tbl := p.t.key.ident()
+	if d.shapeFor(p) == shapeCtid {
+		return ctidDelete(tbl, where, order, p.cond, keys, n), nil
+	}
+	return keyDelete(p, tbl, where, order, keys, n)
+}
+
+// rangeDeleteBatch is a delete batch along an index on the timestamp, one
+// statement: it reads from the index the timestamp of the (n+1)-th row at or
+// after the cursor (before the cutoff) and deletes the matching rows strictly
+// before it with a plain range DELETE:
+//
+//	WITH s AS MATERIALIZED (SELECT t.ts AS b FROM tbl AS t
+//	                        WHERE t.ts < $cutoff AND t.ts >= $cursor ORDER BY t.ts OFFSET n LIMIT 1),
+//	     d AS (DELETE FROM tbl AS t WHERE <cond> AND t.ts >= $cursor
+//	           AND t.ts < coalesce((SELECT b FROM s), 'infinity') RETURNING 1)
+//	SELECT (SELECT b::text FROM s), (SELECT count(*) FROM d)
+//
+// This costs about what the unbounded DELETE costs per row, touches at most n
+// rows (counted among the rows present when the batch starts) and needs no
+// separate selection: a concurrently changed row is re-checked by the DELETE
+// itself. The next batch starts at the bound. When at most n rows are left
+// there is no bound, the DELETE takes the rest and the operation is done:
+// that statement deleted every row that matched at its snapshot. When more
+// than n rows share the cursor's timestamp (or every row of the range is
+// held) the range deletes nothing, so the batch then deletes the first n
+// matching rows at or after the cursor by ctid (or key) instead.
+func (d *Driver) rangeDeleteBatch(ctx context.Context, p *plan, cur *cursorState, n int, a args, where string) (datastore.Batch, error) {
+	ts := ref("t", p.ts.Name)
+	tbl := p.t.key.ident()
+	ra := args{vals: slices.Clone(a.vals)}
+	bconds := []string{fmt.Sprintf("%s < %s::%s", ts, ra.add(p.cutoff.value), p.cutoff.sqlType)}
+	if len(cur.Key) == 1 {
+		bconds = append(bconds, fmt.Sprintf("%s >= %s::text::%s", ts, ra.add(cur.Key[0]), p.ts.castType))
+	}
+	// The bound's text conversion stays outside the scan: rows skipped by
+	// OFFSET are projected too.
+	sql := fmt.Sprintf(`WITH s AS MATERIALIZED (
+  SELECT %[1]s AS b FROM %[2]s AS t
+  WHERE %[3]s
+  ORDER BY %[1]s OFFSET %[4]d LIMIT 1
+), d AS (
+  DELETE FROM %[2]s AS t
+  WHERE %[5]s
+    AND %[1]s < coalesce((SELECT s.b FROM s), 'infinity'::%[6]s)
+  RETURNING 1
+)
+SELECT (SELECT s.b::text FROM s), (SELECT count(*) FROM d)`,
+		ts, tbl, strings.Join(bconds, " AND "), n, where, p.ts.base)
+	var bound *string
+	var deleted int64
+	if err := d.oneShot(ctx, p.desc, false, sql, ra.vals, &bound, &deleted); err != nil {
+		return datastore.Batch{}, err
+	}
+	switch {
+	case bound == nil:
+		cur.Done = true
+	case deleted > 0:
+		cur.Key = []string{*bound}
+	default:
+		sql, err := d.batchDeleteSQL(p, where, "\n  ORDER BY "+ts, []column{*p.ts}, n)
+		if err != nil {
+			return datastore.Batch{}, err
+		}
+		var selected int64
+		var last []string
+		if err := d.oneShot(ctx, p.desc, false, sql, a.vals, &selected, &deleted, &last); err != nil {
+			return datastore.Batch{}, err
+		}
+		advance(cur, selected, deleted, last, n)
+	}
+	return datastore.Batch{Affected: deleted}, nil
+}
+
+// lastKey is an expression giving the text of the greatest key among the
+// rows of CTE src (whose key columns are named by cols), NULL when src is
+// empty. Only that one row's key is converted to text.
+func lastKey(src string, cols []string) string {
+	if len(cols) == 0 {
+		return "NULL::text[]"
+	}
+	if len(cols) == 1 {
+		return fmt.Sprintf("(SELECT ARRAY[max(%s)::text] FROM %s HAVING count(*) > 0)", cols[0], src)
+	}
+	texts, ord := make([]string, len(cols)), make([]string, len(cols))
+	for i, c := range cols {
+		texts[i] = "l." + c + "::text"
+		ord[i] = c + " DESC"
+	}
+	return fmt.Sprintf("(SELECT ARRAY[%s] FROM (SELECT %s FROM %s ORDER BY %s LIMIT 1) AS l)",
+		strings.Join(texts, ", "), strings.Join(cols, ", "), src, strings.Join(ord, ", "))
+}
+
+// ctidDelete is the statement for plain tables: the batch is one array of
+// ctids, the DELETE a TID scan. The cursor comes from the deleted rows; it is
+// only used when every selected row was deleted, and then they are the same
+// rows.
+func ctidDelete(tbl, where, order, cond string, keys []column, n int) string {
+	ret := "1"
+	cols := make([]string, len(keys))
+	if len(keys) > 0 {
+		r := make([]string, len(keys))
+		for i, c := range keys {
+			cols[i] = "k" + strconv.Itoa(i)
+			r[i] = ref("t", c.Name) + " AS " + cols[i]
+		}
+		ret = strings.Join(r, ", ")
+	}
+	return fmt.Sprintf(`WITH s AS MATERIALIZED (
+  SELECT ARRAY(SELECT t.ctid FROM %[1]s AS t
+  WHERE %[2]s%[3]s
+  LIMIT %[4]d) AS tids
+), d AS (
+  DELETE FROM %[1]s AS t
+  WHERE t.ctid = ANY((SELECT s.tids FROM s)::tid[])
+    AND %[5]s
+  RETURNING %[6]s
+)
+SELECT (SELECT cardinality(s.tids) FROM s), (SELECT count(*) FROM d), %[7]s`,
+		tbl, where, order, n, cond, ret, lastKey("d", cols))
+}
+
+// keyDelete is the statement for partitioned tables (and the key shape):
+// the batch carries primary key, walk key and partition key columns, and the
+// DELETE finds its rows by primary key.
+func keyDelete(p *plan, tbl, where, order string, keys []column, n int) (string, error) {
+	var carry []column
+	alias := map[string]string{}
+	want := append(slices.Clone(p.pk), keys...)
+	if p.t.partKey != "" {
+		pc, err := p.t.col(p.desc, p.t.partKey)
+		if err != nil {
+			return "", err
+		}
+		want = append(want, pc)
+	}
+	for _, c := range want {
+		if _, ok := alias[c.Name]; !ok {
+			alias[c.Name] = "c" + strconv.Itoa(len(carry))
+			carry = append(carry, c)
+		}
+	}
+	sel := make([]string, len(carry))
+	for i, c := range carry {
+		sel[i] = ref("t", c.Name) + " AS " + alias[c.Name]
+	}
+	l, r := make([]string, len(p.pk)), make([]string, len(p.pk))
+	for i, c := range p.pk {
+		l[i], r[i] = ref("t", c.Name), alias[c.Name]
+	}
+	in := fmt.Sprintf("(%s) IN (SELECT %s FROM b)", strings.Join(l, ", "), strings.Join(r, ", "))
+	var addr string
+	if pk := p.t.partKey; pk != "" {
+		// Bounding the partition key by the batch's own range lets the
+		// executor prune every other partition (a key = ANY(...) probe
+		// would visit each partition's index).
+		addr = fmt.Sprintf("%[1]s >= (SELECT min(%[2]s) FROM b) AND %[1]s <= (SELECT max(%[2]s) FROM b)\n    AND %[3]s",
+			ref("t", pk), alias[pk], in)
+	} else {
+		// The leading key column as = ANY(array) makes the planner probe
+		// the primary key index once per batch row; a plain join against
+		// b lets it hash-join every row matching the condition.
+		first := p.pk[0]
+		addr = fmt.Sprintf("%s = ANY(ARRAY(SELECT b.%s FROM b))", ref("t", first.Name), alias[first.Name])
+		if len(p.pk) > 1 {
+			addr += "\n    AND " + in
+		}
+	}
+	cols := make([]string, len(keys))
+	for i, c := range keys {
+		cols[i] = alias[c.Name]
+	}
+	return fmt.Sprintf(`WITH b AS MATERIALIZED (
+  SELECT %[1]s
+  FROM %[2]s AS t
+  WHERE %[3]s%[4]s
+  LIMIT %[5]d
+), d AS (
+  DELETE FROM %[2]s AS t
+  WHERE %[6]s
+    AND %[7]s
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM d), %[8]s`,
+		strings.Join(sel, ", "), tbl, where, order, n, addr, p.cond, lastKey("b", cols)), nil
+}
+
+// partitionPath says whether o may drop whole partitions: a plain age-based
+// delete (no subjects, no holds) on a table range-partitioned on exactly the
+// timestamp column.
+func partitionPath(o datastore.Operation, p *plan) bool {
+	return o.Delete && p.cutoff != nil && len(o.Subjects) == 0 && len(o.Held) == 0 &&
+		p.t.rangePartitioned && p.t.partKey != "" && p.t.partKey == p.ts.Name
+}
+
+// partitionBound extracts the upper bound literal of a single-column range
+// partition from pg_get_expr(relpartbound): FOR VALUES FROM (...) TO ('…').
+// MAXVALUE and DEFAULT partitions do not match and are never dropped.
+const partitionBound = `^FOR VALUES FROM \(.*\) TO \('([^']*)'\)$`
+
+// dropExpiredPartition drops the first partition whose upper bound is at or
+// before the cutoff, in one transaction: DETACH (which takes the parent's
+// lock, bounded by lock_timeout), count its rows for Affected, DROP. Every row
+// of such a partition is strictly before its upper bound, hence before the
+// cutoff. The bound literal is read and cast back in the same session, so
+// the session's TimeZone and DateStyle cancel out.
+func (d *Driver) dropExpiredPartition(ctx context.Context, p *plan) (int64, bool, error) { //nolint:gocognit
+	var affected int64
+	var dropped bool
+	keyType := "timestamptz"
+	switch p.ts.base {
+	case "timestamp":
+		keyType = "timestamp"
+	case "date":
+		keyType = "date"
+	}
+	find := fmt.Sprintf(`
+SELECT n.nspname, c.relname
+FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL (SELECT substring(pg_catalog.pg_get_expr(c.relpartbound, c.oid) FROM $2) AS ub) AS x
+WHERE i.inhparent = $1::text::regclass AND x.ub IS NOT NULL AND x.ub::%[1]s <= $3::%[2]s
+ORDER BY x.ub::%[1]s
+LIMIT 1`, keyType, p.cutoff.sqlType)
+	err := d.inTx(ctx, "drop expired partition of "+p.t.key.ident(), false, func(tx querier) error {
+		var nsp, rel string
+		err := tx.QueryRow(ctx, find, p.t.key.ident(), partitionBound, p.cutoff.value).Scan(&nsp, &rel)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		child := pgx.Identifier{nsp, rel}.Sanitize()
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+p.t.key.ident()+" DETACH PARTITION "+child); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+child).Scan(&affected); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "DROP TABLE "+child); err != nil {
+			return err
+		}
+		dropped = true
+		return nil
+	})
+	return affected, dropped, err
+}

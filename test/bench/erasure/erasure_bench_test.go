@@ -1,0 +1,310 @@
+// Package erasure benchmarks DeletionRequests end to end: a real control
+// plane, the Lethe manager in process and a real PostgreSQL holding a
+// six-table schema with foreign keys. It reports completed requests per
+// second for a burst of requests, coalesced (the product) and with one
+// PurgeJob per request (the baseline, in the same run), and the latency of
+// one request on an idle system.
+//
+//	go test ./test/bench/erasure/ -run '^$' -bench . -benchtime 1x
+//
+// LETHE_BENCH_REQUESTS sets the burst size (default 1000).
+package erasure
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/connect"
+	"github.com/lethe-dev/lethe/internal/datastore/all"
+	"github.com/lethe-dev/lethe/internal/testenv"
+	"github.com/lethe-dev/lethe/internal/testharness"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	log.SetLogger(logDiscard())
+	var err error
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer func() { _ = env.Stop() }()
+	testharness.Main(m)
+}
+
+// startManager runs Lethe with API limits fit for a burst; coalesce=false
+// makes every request its own PurgeJob (the baseline).
+func startManager(b *testing.B, coalesce bool) {
+	b.Helper()
+	cfg := *env.Config
+	cfg.QPS, cfg.Burst = 1000, 2000
+	mgr, err := ctrl.NewManager(&cfg, ctrl.Options{
+		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr(true)},
+		Client:     client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := &connect.Pool{Reader: mgr.GetAPIReader(), Open: all.Open}
+	deps := controllers.Deps{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("lethe"), Pool: pool,
+		DigestKey: []byte("bench-digest-key-0123456789abcdef0123")}
+	opts := controllers.Options{RequestConcurrency: 8, PurgeJobConcurrency: 4, CoalesceWindow: 100 * time.Millisecond}
+	if !coalesce {
+		opts.CoalesceMaxSubjects = 1
+	}
+	if err := controllers.Setup(mgr, deps, opts); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); defer pool.Close(); _ = mgr.Start(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+}
+
+// warmUp waits for the DataStore to be Ready and erases one subject, so
+// measurements start with caches synced and connections open.
+func warmUp(b *testing.B, ns string, id int) {
+	b.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		var ds retentionv1.DataStore
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "db"}, &ds); err == nil && retentionv1.IsReady(&ds) {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("DataStore not Ready")
+		}
+	}
+	must(b, env.Client.Create(ctx, request(ns, id)))
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		var dr retentionv1.DeletionRequest
+		must(b, env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("req-%d", id)}, &dr))
+		if dr.Status.Phase == controllers.DRCompleted {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("warm-up request did not complete")
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// fixture creates a namespace, a DataStore on a fresh database with the
+// six-table schema for `users` users, and the Dataset.
+func fixture(b *testing.B, users int) string {
+	b.Helper()
+	ctx := context.Background()
+	pg := testharness.Postgres(b)
+	conn, err := pgx.Connect(ctx, pg.DSN)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, sql := range []string{
+		`CREATE TABLE users (id text PRIMARY KEY, email text UNIQUE NOT NULL)`,
+		`CREATE TABLE devices (id bigint PRIMARY KEY, user_id text NOT NULL REFERENCES users(id), device_id text)`,
+		`CREATE INDEX ON devices (user_id)`,
+		`CREATE TABLE sessions (id bigint PRIMARY KEY, device_id bigint NOT NULL REFERENCES devices(id), token text)`,
+		`CREATE INDEX ON sessions (device_id)`,
+		`CREATE TABLE orders (id bigint PRIMARY KEY, user_id text REFERENCES users(id), shipping_address text)`,
+		`CREATE INDEX ON orders (user_id)`,
+		`CREATE TABLE order_items (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES orders(id), gift_note text)`,
+		`CREATE INDEX ON order_items (order_id)`,
+		`CREATE TABLE support_messages (id bigint PRIMARY KEY, user_id text NOT NULL REFERENCES users(id), body text)`,
+		`CREATE INDEX ON support_messages (user_id)`,
+		`INSERT INTO users SELECT 'u' || i, 'u' || i || '@example.org' FROM generate_series(1, $1) i`,
+		`INSERT INTO devices SELECT i, 'u' || (1 + i % $1), 'dev' || i FROM generate_series(1, 2 * $1) i`,
+		`INSERT INTO sessions SELECT i, 1 + i % (2 * $1), 'tok' || i FROM generate_series(1, 4 * $1) i`,
+		`INSERT INTO orders SELECT i, 'u' || (1 + i % $1), 'addr' || i FROM generate_series(1, 3 * $1) i`,
+		`INSERT INTO order_items SELECT i, 1 + i % (3 * $1), 'note' || i FROM generate_series(1, 6 * $1) i`,
+		`INSERT INTO support_messages SELECT i, 'u' || (1 + i % $1), 'help' || i FROM generate_series(1, 2 * $1) i`,
+		`ANALYZE`,
+	} {
+		args := []any{}
+		if containsParam(sql) {
+			args = append(args, users)
+		}
+		if _, err := conn.Exec(ctx, sql, args...); err != nil {
+			b.Fatalf("%s: %v", sql, err)
+		}
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "lethe-bench-"}}
+	must(b, env.Client.Create(ctx, ns))
+	must(b, env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "db"},
+		StringData: map[string]string{"username": pg.User, "password": pg.Password}}))
+	must(b, env.Client.Create(ctx, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "db"},
+		Spec: retentionv1.DataStoreSpec{Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr(int32(pg.Port)),
+			Database: retentionv1.Identifier(pg.Database), TLS: retentionv1.TLSDisable, CredentialsSecretRef: &retentionv1.SecretReference{Name: "db"},
+			Limits: retentionv1.DataStoreLimits{MaxConnections: 8}}}))
+	ref := func(field, coll, target string) []retentionv1.Reference {
+		return []retentionv1.Reference{{Field: retentionv1.Identifier(field), Collection: retentionv1.Identifier(coll), TargetField: retentionv1.Identifier(target)}}
+	}
+	must(b, env.Client.Create(ctx, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "app"},
+		Spec: retentionv1.DatasetSpec{DataStoreRef: retentionv1.LocalObjectReference{Name: "db"}, Collections: []retentionv1.Collection{
+			{Name: "users", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "id"}, {Type: "email", Field: "email"}}},
+			{Name: "devices", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "user_id"}}, References: ref("user_id", "users", "id")},
+			{Name: "sessions", References: ref("device_id", "devices", "id")},
+			{Name: "orders", Action: retentionv1.ActionAnonymize, Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "user_id"}}, References: ref("user_id", "users", "id"),
+				Fields: []retentionv1.DataField{{Name: "user_id", Anonymize: &retentionv1.Anonymization{Strategy: retentionv1.StrategyNull}},
+					{Name: "shipping_address", Anonymize: &retentionv1.Anonymization{Strategy: retentionv1.StrategyNull}}}},
+			{Name: "order_items", Action: retentionv1.ActionAnonymize, References: ref("order_id", "orders", "id"),
+				Fields: []retentionv1.DataField{{Name: "gift_note", Anonymize: &retentionv1.Anonymization{Strategy: retentionv1.StrategyNull}}}},
+			{Name: "support_messages", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "user_id"}}, References: ref("user_id", "users", "id")},
+		}}}))
+	return ns.Name
+}
+
+func containsParam(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i] == '$' && s[i+1] == '1' {
+			return true
+		}
+	}
+	return false
+}
+
+func must(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+func request(ns string, i int) *retentionv1.DeletionRequest {
+	return &retentionv1.DeletionRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("req-%d", i)},
+		Spec: retentionv1.DeletionRequestSpec{Reason: retentionv1.ReasonSubjectRequest,
+			Subject: retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "user_id", Value: fmt.Sprintf("u%d", i)}}}},
+	}
+}
+
+// burst creates n requests from 8 clients at once and waits until all are
+// Completed; it returns requests per second from the first create.
+func burst(b *testing.B, ns string, n int) float64 {
+	b.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 1; i <= n; i++ {
+		next <- i
+	}
+	close(next)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := env.Client.Create(ctx, request(ns, i)); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		var list retentionv1.DeletionRequestList
+		must(b, env.Client.List(ctx, &list, client.InNamespace(ns)))
+		completed, failed := 0, 0
+		for _, dr := range list.Items {
+			if !strings.HasPrefix(dr.Name, "req-") || dr.Name == fmt.Sprintf("req-%d", n+50) {
+				continue
+			}
+			switch dr.Status.Phase {
+			case controllers.DRCompleted:
+				completed++
+			case controllers.DRFailed:
+				failed++
+			}
+		}
+		if failed > 0 {
+			b.Fatalf("%d requests failed", failed)
+		}
+		if completed == n {
+			return float64(n) / time.Since(start).Seconds()
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("only %d of %d requests completed", completed, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func requests(b *testing.B) int {
+	if v, err := strconv.Atoi(os.Getenv("LETHE_BENCH_REQUESTS")); err == nil && v > 0 {
+		return v
+	}
+	return 1000
+}
+
+// BenchmarkErasureThroughput: completed requests/s for a burst, coalesced
+// vs one PurgeJob per request, and the ratio.
+func BenchmarkErasureThroughput(b *testing.B) {
+	n := requests(b)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		ns := fixture(b, n+100)
+		startManager(b, true)
+		warmUp(b, ns, n+50)
+		b.StartTimer()
+		coalesced := burst(b, ns, n)
+		b.StopTimer()
+
+		nsBase := fixture(b, n+100)
+		startManager(b, false)
+		warmUp(b, nsBase, n+50)
+		baseline := burst(b, nsBase, n)
+		b.ReportMetric(coalesced, "req/s")
+		b.ReportMetric(baseline, "baseline-req/s")
+		b.ReportMetric(coalesced/baseline, "x-baseline")
+		b.Logf("%d requests: coalesced %.1f req/s, one PurgeJob per request %.1f req/s (%.1fx)", n, coalesced, baseline, coalesced/baseline)
+	}
+}
+
+// BenchmarkErasureLatencyIdle: one request on an idle system, create to Completed.
+func BenchmarkErasureLatencyIdle(b *testing.B) {
+	ns := fixture(b, 1000)
+	startManager(b, true)
+	warmUp(b, ns, 999)
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		must(b, env.Client.Create(context.Background(), request(ns, 500+i)))
+		phase := ""
+		for {
+			var dr retentionv1.DeletionRequest
+			must(b, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("req-%d", 500+i)}, &dr))
+			if dr.Status.Phase != phase {
+				phase = dr.Status.Phase
+				b.Logf("%6.3fs %s", time.Since(start).Seconds(), phase)
+			}
+			if dr.Status.Phase == controllers.DRCompleted {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		total += time.Since(start)
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "s/request")
+}
