@@ -87,8 +87,8 @@ demo: controlplane ## Start a local control plane and datastores, apply the samp
 	@$(BIN)/demo/lethe-demo -users $(DEMO_USERS) -manager-log $(BIN)/demo/manager.log $(if $(filter-out 0 false no,$(KEEP)),-keep)
 
 .PHONY: bench
-bench: ## Run the benchmarks and print ratios against baselines measured in the same run.
-	@echo "make bench: no benchmarks yet; they land with the purge engine."
+bench: controlplane versitygw ## Run the benchmarks and print ratios against baselines measured in the same run.
+	@hack/bench.sh
 
 ##@ Deployment
 
