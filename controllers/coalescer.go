@@ -46,7 +46,7 @@ type Coalescer struct {
 
 	mu       sync.Mutex
 	groups   map[string]*erasureGroup
-	assigned map[types.NamespacedName]string // request → PurgeJob, until it completes
+	assigned map[types.NamespacedName]map[string]string // request → Dataset → PurgeJob, until it completes
 }
 
 type erasureGroup struct {
@@ -61,17 +61,24 @@ type erasureGroup struct {
 // controller, so members are reconciled as soon as their PurgeJob exists.
 func NewCoalescer(deps Deps) *Coalescer {
 	return &Coalescer{Deps: deps, events: make(chan event.GenericEvent, 1024),
-		groups: map[string]*erasureGroup{}, assigned: map[types.NamespacedName]string{}}
+		groups: map[string]*erasureGroup{}, assigned: map[types.NamespacedName]map[string]string{}}
 }
 
 // Events is the channel of requests to reconcile after a flush.
 func (c *Coalescer) Events() <-chan event.GenericEvent { return c.events }
 
-// Assigned returns the PurgeJob erasing a request, if one was started.
-func (c *Coalescer) Assigned(req types.NamespacedName) string {
+// Assigned returns the PurgeJobs started for a request, one per Dataset.
+func (c *Coalescer) Assigned(req types.NamespacedName) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.assigned[req]
+	var out []string
+	for _, job := range c.assigned[req] {
+		if job != "" { // "" is in flight
+			out = append(out, job)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Done forgets a finished request.
@@ -86,7 +93,7 @@ func (c *Coalescer) Add(req types.NamespacedName, dataset string, mode retention
 	key := groupKey(req.Namespace, dataset, mode, ops, identities)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.assigned[req]; ok {
+	if _, ok := c.assigned[req][dataset]; ok {
 		return
 	}
 	g := c.groups[key]
@@ -145,6 +152,16 @@ func (c *Coalescer) flush(ctx context.Context) {
 	c.mu.Lock()
 	groups := c.groups
 	c.groups = map[string]*erasureGroup{}
+	// Mark members in flight, so that an Add while their PurgeJob is being
+	// created does not queue them a second time.
+	for _, g := range groups {
+		for _, m := range g.order {
+			if c.assigned[m] == nil {
+				c.assigned[m] = map[string]string{}
+			}
+			c.assigned[m][g.dataset] = ""
+		}
+	}
 	c.mu.Unlock()
 	max := c.MaxSubjects
 	if max <= 0 {
@@ -158,10 +175,11 @@ func (c *Coalescer) flush(ctx context.Context) {
 			for _, m := range members {
 				if err != nil {
 					// Try again at the next window.
+					delete(c.assigned[m], g.dataset)
 					c.requeue(g, m)
 					continue
 				}
-				c.assigned[m] = name
+				c.assigned[m][g.dataset] = name
 			}
 			c.mu.Unlock()
 			if err != nil {

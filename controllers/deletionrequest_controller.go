@@ -532,22 +532,24 @@ func findDataset(all []retentionv1.Dataset, name string) *retentionv1.Dataset {
 // coalescer, and returns the PurgeJobs once they exist.
 func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1.DeletionRequest, steps []datasetSteps, identities map[string][]string) ([]*retentionv1.PurgeJob, bool, error) {
 	key := client.ObjectKeyFromObject(dr)
-	if len(dr.Status.PurgeJobs) < len(steps) {
-		if name := r.Coalescer.Assigned(key); name != "" && !slices.Contains(dr.Status.PurgeJobs, name) {
+	for _, name := range r.Coalescer.Assigned(key) {
+		if !slices.Contains(dr.Status.PurgeJobs, name) {
 			dr.Status.PurgeJobs = append(dr.Status.PurgeJobs, name)
 		}
 	}
-	if len(dr.Status.PurgeJobs) == 0 {
-		counts, err := r.countSubject(ctx, steps, identities)
-		if err != nil {
-			return nil, false, err
-		}
-		i := 0
-		for si, s := range steps {
-			for oi := range s.ops {
-				n := counts[si][oi]
-				dr.Status.Plan[i].Matched = &n
-				i++
+	if len(dr.Status.PurgeJobs) < len(steps) {
+		if dr.Status.Phase != DRQueued {
+			counts, err := r.countSubject(ctx, steps, identities)
+			if err != nil {
+				return nil, false, err
+			}
+			i := 0
+			for si, s := range steps {
+				for oi := range s.ops {
+					n := counts[si][oi]
+					dr.Status.Plan[i].Matched = &n
+					i++
+				}
 			}
 		}
 		mode := retentionv1.ModeEnforce
