@@ -44,6 +44,10 @@ const (
 	AnnotationReleaseSafetyLimit = "retention.lethe.dev/release-safety-limit"
 )
 
+// batchTimeout bounds one batch and its checkpoint, which run to completion
+// even when the manager is shutting down.
+const batchTimeout = 2 * time.Minute
+
 // PurgeJobReconciler executes PurgeJobs batch by batch, checkpointing
 // progress in status so that a restarted manager resumes where it stopped.
 type PurgeJobReconciler struct {
@@ -254,10 +258,15 @@ func (j *jobRun) execute(ctx context.Context) (reconcile.Result, error) {
 				}
 				return reconcile.Result{RequeueAfter: time.Millisecond}, nil
 			}
+			// A batch and its checkpoint are not interrupted by shutdown: the
+			// transaction is bounded by the store's statement timeout, and
+			// the checkpoint must record what it committed.
+			batchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 			started := time.Now()
-			b, err := j.driver.Execute(ctx, s.Op, st.Cursor)
+			b, err := j.driver.Execute(batchCtx, s.Op, st.Cursor)
 			metrics.BatchDuration.WithLabelValues(string(j.store.Spec.Type)).Observe(time.Since(started).Seconds())
 			if err != nil {
+				cancel()
 				return j.fail(ctx, err)
 			}
 			batches++
@@ -265,7 +274,9 @@ func (j *jobRun) execute(ctx context.Context) (reconcile.Result, error) {
 			if b.Done {
 				st.Phase = PhaseSucceeded
 			}
-			if err := j.saveStatus(ctx); err != nil {
+			err = j.saveStatus(batchCtx)
+			cancel()
+			if err != nil {
 				return reconcile.Result{}, err
 			}
 			if b.Done {
