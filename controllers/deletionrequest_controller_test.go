@@ -507,3 +507,40 @@ func TestDeletionRequestVerificationNamesTheCollectionLeftIdentifiable(t *testin
 		t.Fatalf("conditions: %+v", failed.Status.Conditions)
 	}
 }
+
+func TestDeletionRequestTTLRemovesTheRequestAndKeepsTheLedger(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, _ := appFixture(t)
+	// The identity Secret is owned by the request, so it goes with it.
+	dr := adaRequest(ns, "short-lived")
+	dr.Spec.Subject.IdentitiesSecretRef.Name = "ada-owned"
+	dr.Spec.TTLSecondsAfterFinished = ptr(int32(2))
+	create(t, dr)
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-owned",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "DeletionRequest", Name: dr.Name, UID: dr.UID}}},
+		StringData: map[string]string{"user_id": adaID}})
+	done := waitRequest(t, ns, "short-lived", controllers.DRCompleted)
+	receipt := done.Status.Receipt
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(dr), &retentionv1.DeletionRequest{})
+		if err != nil && client.IgnoreNotFound(err) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the request was not removed after ttlSecondsAfterFinished")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "ada-owned"}, &corev1.Secret{}); client.IgnoreNotFound(err) != nil || err == nil {
+		t.Errorf("the identity Secret owned by the request is still there (err %v)", err)
+	}
+	var ledger corev1.ConfigMap
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: controllers.ShardName(receipt.SubjectDigest, receipt.CompletedAt.Time)}, &ledger); err != nil {
+		t.Fatal(err)
+	}
+	if line := ledger.Data["short-lived"]; !strings.Contains(line, receipt.SHA256) || strings.Contains(line, adaID) {
+		t.Errorf("ledger line after TTL: %q", line)
+	}
+}
