@@ -179,6 +179,9 @@ func (c *Coalescer) flush(ctx context.Context) {
 					c.requeue(g, m)
 					continue
 				}
+				if c.assigned[m] == nil { // finished meanwhile (e.g. failed)
+					continue
+				}
 				c.assigned[m][g.dataset] = name
 			}
 			c.mu.Unlock()

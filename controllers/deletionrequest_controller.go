@@ -255,7 +255,10 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		default:
 			dr.Status.Phase = DRRunning
 			retentionv1.MarkReconciling(dr, ReasonErasing, fmt.Sprintf("Erasing with %d PurgeJobs", len(jobs)))
-			return reconcile.Result{}, nil // the jobs' progress requeues this request
+			// A job's phase change requeues this request through the index
+			// on status.purgeJobs; the timer covers an event that arrived
+			// before this request's own status reached the cache.
+			return reconcile.Result{RequeueAfter: 2 * time.Second}, nil
 		}
 	}
 

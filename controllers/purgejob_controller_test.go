@@ -372,3 +372,38 @@ func assertEvent(t *testing.T, ns, name, reason string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// An age purge of a collection without the held identity type (sessions
+// reach users through devices) still keeps the held subject's records.
+func TestPurgeJobHoldReachesThroughReferences(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := appFixture(t)
+	ds := &retentionv1.Dataset{}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app"}, ds); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(ds.DeepCopy())
+	for i := range ds.Spec.Collections {
+		if ds.Spec.Collections[i].Name == "sessions" {
+			ds.Spec.Collections[i].TimestampField = "started_at"
+		}
+	}
+	if err := env.Client.Patch(context.Background(), ds, patch); err != nil {
+		t.Fatal(err)
+	}
+	create(t, &retentionv1.LegalHold{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-case"},
+		Spec: retentionv1.LegalHoldSpec{SubjectsSecretRef: &retentionv1.SecretReference{Name: "ada"}}})
+	create(t, &retentionv1.PurgeJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sessions"},
+		Spec: retentionv1.PurgeJobSpec{DatasetRef: retentionv1.LocalObjectReference{Name: "app"}, Mode: retentionv1.ModeEnforce,
+			Cutoff:     &metav1.Time{Time: time.Now().Add(time.Hour)},
+			Operations: []retentionv1.Operation{{Collection: "sessions", Action: retentionv1.ActionDelete, ByAge: true}}},
+	})
+	job := waitPhase(t, ns, "sessions", controllers.PhaseSucceeded)
+	if left := count(t, conn, `SELECT count(*) FROM sessions`); left != 12 || job.Status.Deleted != 24 {
+		t.Errorf("%d sessions left (want Ada's 12), %d deleted (want 24)", left, job.Status.Deleted)
+	}
+	if ada := adaLeft(t, conn)["sessions"]; ada != 12 {
+		t.Errorf("the held subject kept %d of 12 sessions", ada)
+	}
+}

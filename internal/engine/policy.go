@@ -40,6 +40,14 @@ func PolicyOperations(p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, r
 				if op.Fields = anonymizedFields(c, rule); len(op.Fields) == 0 {
 					return nil, fmt.Errorf("%w: rule %s anonymizes collection %s, but none of its fields has an anonymize strategy; add one in the Dataset or list fields in the rule", ErrInvalid, rule.Name, c.Name)
 				}
+				for _, f := range op.Fields {
+					// Every run selects all records older than its cutoff,
+					// including those anonymized by earlier runs; HMAC is the
+					// one strategy that is not idempotent.
+					if f.Strategy == retentionv1.StrategyHMAC {
+						return nil, fmt.Errorf("%w: rule %s would anonymize %s.%s with HMAC on every run, hashing the hash again; use Null, Fixed, Redact, PartialMask or Generalize in a retention rule (HMAC is for erasure requests)", ErrInvalid, rule.Name, c.Name, f.Name)
+					}
+				}
 			}
 			ops = append(ops, op)
 		}

@@ -188,6 +188,19 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 			return nil, err
 		}
 		d.Held = effect.Held
+		if len(d.Held) > 0 && len(d.Subjects) == 0 {
+			// An age purge of a collection that holds no held identity type
+			// itself (order_items) excludes held subjects through the
+			// references that lead to one that does (orders.user_id).
+			switch hops, err := PathToIdentities(in.Dataset, in.StoreType, c, d.Held); {
+			case err == nil:
+				d.Via = hops
+			case errors.Is(err, ErrNoPath):
+				// Nothing links this collection to the held identities.
+			default:
+				return nil, err
+			}
+		}
 		steps = append(steps, Step{Op: d, BlockedBy: effect.Blocked, HeldBy: effect.By})
 	}
 	return steps, nil
