@@ -15,6 +15,7 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/metrics"
 )
@@ -263,13 +264,23 @@ func (j *jobRun) execute(ctx context.Context) (reconcile.Result, error) {
 			// the checkpoint must record what it committed.
 			batchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 			started := time.Now()
-			b, err := j.driver.Execute(batchCtx, s.Op, st.Cursor)
+			cursor, err := digest.Open(j.r.DigestKey, st.Cursor)
+			if err != nil {
+				cancel()
+				return j.fail(ctx, fmt.Errorf("%w: %v", engine.ErrInvalid, err))
+			}
+			b, err := j.driver.Execute(batchCtx, s.Op, cursor)
 			metrics.BatchDuration.WithLabelValues(string(j.store.Spec.Type)).Observe(time.Since(started).Seconds())
 			if err != nil {
 				cancel()
 				return j.fail(ctx, err)
 			}
 			batches++
+			// The cursor may hold a key that is personal data: status keeps it sealed.
+			if b.Cursor, err = digest.Seal(j.r.DigestKey, b.Cursor); err != nil {
+				cancel()
+				return reconcile.Result{}, err
+			}
 			j.record(st, s, b)
 			if b.Done {
 				st.Phase = PhaseSucceeded

@@ -107,7 +107,8 @@ type OperationStatus struct {
 	// Batches executed.
 	Batches int64 `json:"batches"`
 
-	// Cursor is the resumption point after the last committed batch (opaque).
+	// Cursor is the resumption point after the last committed batch, sealed
+	// (encrypted) because it may hold a key that is personal data.
 	// +optional
 	Cursor string `json:"cursor,omitempty"`
 

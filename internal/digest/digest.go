@@ -5,7 +5,13 @@
 package digest
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 	"slices"
@@ -44,4 +50,58 @@ func Short(d string) string {
 		return d[:12]
 	}
 	return d
+}
+
+// Seal encrypts a driver cursor for storage in status: a cursor holds the
+// last key of a batch, which may itself be personal data (a table keyed by
+// email). AES-256-GCM under a key derived from the digest key.
+func Seal(key []byte, plaintext string) (string, error) {
+	if plaintext == "" {
+		return "", nil
+	}
+	aead, err := cursorAEAD(key)
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return "sealed:" + base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, []byte(plaintext), []byte("lethe-cursor"))), nil
+}
+
+// Open decrypts what Seal produced.
+func Open(key []byte, sealed string) (string, error) {
+	if sealed == "" {
+		return "", nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(sealed, "sealed:"))
+	if err != nil {
+		return "", fmt.Errorf("cursor is not sealed: %w", err)
+	}
+	aead, err := cursorAEAD(key)
+	if err != nil {
+		return "", err
+	}
+	if len(raw) < aead.NonceSize() {
+		return "", errors.New("cursor is too short")
+	}
+	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte("lethe-cursor"))
+	if err != nil {
+		return "", fmt.Errorf("cursor cannot be opened with this manager's key: %w", err)
+	}
+	return string(plain), nil
+}
+
+func cursorAEAD(key []byte) (cipher.AEAD, error) {
+	if len(key) == 0 {
+		return nil, errors.New("no digest key configured")
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("lethe cursor encryption"))
+	block, err := aes.NewCipher(m.Sum(nil))
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
