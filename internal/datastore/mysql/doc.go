@@ -34,15 +34,21 @@
 // together make one pass over the table, like pt-archiver); subject erasures
 // let the optimizer start from the identity index.
 //
-// A delete batch on MariaDB is one statement:
+// A delete batch reads the keys of the next n matching rows through the key
+// index, without locking, and deletes the matching rows between the first and
+// the last of those keys:
 //
-//	DELETE FROM t WHERE <match> AND key > <cursor> ORDER BY key LIMIT n RETURNING key
+//	SELECT key FROM t FORCE INDEX (PRIMARY) WHERE <match> AND key > <cursor> ORDER BY key LIMIT n
+//	DELETE FROM t WHERE <match> AND key >= <first> AND key <= <last> ORDER BY key LIMIT n
 //
-// MySQL has no RETURNING; it reads the key of the batch's n-th row
-// (SELECT … ORDER BY key LIMIT 1 OFFSET n-1) and deletes
-// WHERE <match> AND key > <cursor> AND key <= <that key> ORDER BY key LIMIT n.
-// (A third way, locking the keys with SELECT … FOR UPDATE and deleting by key
-// list, is slower on both; see the benchmark in this package.)
+// Both statements are bounded on the key, so the optimizer cannot prefer the
+// timestamp index and sort the whole expired range (single-table DELETE takes
+// no index hint), and the DELETE re-checks the predicate, so rows changed in
+// between are respected. BenchmarkDeleteModes in this package compares it
+// with one DELETE … ORDER BY key LIMIT n RETURNING key (MariaDB) and with
+// locking the keys (SELECT … FOR UPDATE) and deleting by key list; on
+// 100,000 rows, three quarters expired, batch 1000, it was 3.4× and 5.8×
+// faster than those, on a heavily loaded machine.
 //
 // An anonymize batch locks its rows (SELECT key, fields … ORDER BY key
 // LIMIT n FOR UPDATE), computes the new values in Go with mask.Strategy.Apply
@@ -127,10 +133,12 @@
 //
 // # MySQL and MariaDB
 //
-// Differences handled: the statement time limit (see above); DELETE …
-// RETURNING (MariaDB only); the isolation variable (transaction_isolation in
-// MySQL 8 and MariaDB 11.1+, tx_isolation before); MariaDB's INET4/INET6
-// types (IP); MariaDB's system-versioned tables, which keep deleted rows in
-// their history and are refused with ErrInvalid; the timeout error numbers
-// (1969 MariaDB, 3024 MySQL).
+// Differences handled: the statement time limit (see above); the isolation
+// variable (transaction_isolation in MySQL 8 and MariaDB 11.1+, tx_isolation
+// before), found by asking the server; MariaDB's INET4/INET6 types (IP);
+// MariaDB's system-versioned tables, which keep deleted rows in their history
+// and are refused with ErrInvalid; the timeout error numbers (1969 MariaDB,
+// 3024 MySQL). The MySQL path is tested against MariaDB with the dialect
+// switched (MariaDB reads the MAX_EXECUTION_TIME hint as a comment), not
+// against a MySQL server.
 package mysql

@@ -130,9 +130,6 @@ func (d *Driver) deleteBatch(ctx context.Context, p *plan, last []any) (int64, [
 	mode := d.deleteMode
 	if mode == deleteAuto {
 		mode = deleteRange
-		if d.mariaDB {
-			mode = deleteReturning
-		}
 	}
 	switch mode {
 	case deleteReturning:
@@ -186,37 +183,26 @@ func (d *Driver) deleteReturning(ctx context.Context, p *plan, last []any) (int6
 	return n, next, err
 }
 
-// deleteRange: find the key of the batch's last row (without locking), then
-// delete the matching rows between the cursor and that key, at most n. The
-// batch is full when that key exists, even if rows went away in between.
+// deleteRange: read the keys of the next n matching rows in key order
+// (without locking, through the key index), then delete the matching rows
+// between the first and the last of them, at most n. Both statements are
+// bounded on both sides of the key, so neither can wander off into a sort of
+// the whole timestamp range. The batch is full when n keys were found, even
+// if some of those rows went away in between.
 func (d *Driver) deleteRange(ctx context.Context, p *plan, last []any) (int64, []string, bool, error) {
 	w, args := p.where(last)
 	q := d.stmtPrefix() + "SELECT " + d.selectHint() + p.keyList() + " FROM " + p.from() + " WHERE " + w +
-		" ORDER BY " + p.keyList() + " LIMIT 1 OFFSET " + strconv.Itoa(p.batch-1)
-	vals := make([]any, len(p.key))
-	ptrs := make([]any, len(p.key))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	err := d.db.QueryRowContext(ctx, q, args...).Scan(ptrs...)
-	var next []string
-	var upper []any
-	switch err {
-	case nil:
-		if next, upper, err = p.encodeKey(vals); err != nil {
-			return 0, nil, false, err
-		}
-		k, kargs := keyAtMost(p.t.name, p.key, upper)
-		w += " AND " + k
-		args = append(args, kargs...)
-	case sql.ErrNoRows:
-		// Fewer than n rows are left: delete them (the last batch).
-	default:
-		return 0, nil, false, classify(p.op, err)
-	}
-	del := d.stmtPrefix() + "DELETE FROM " + p.qtable + " WHERE " + w +
 		" ORDER BY " + p.keyList() + " LIMIT " + strconv.Itoa(p.batch)
-	res, err := d.db.ExecContext(ctx, del, args...)
+	keys, next, err := p.readKeys(ctx, d.db, q, args)
+	if err != nil || len(keys) == 0 {
+		return 0, nil, false, err
+	}
+	lo, loArgs := keyAtLeast(p.t.name, p.key, keys[0])
+	hi, hiArgs := keyAtMost(p.t.name, p.key, keys[len(keys)-1])
+	del := d.stmtPrefix() + "DELETE FROM " + p.qtable + " WHERE " + p.match + " AND " + lo + " AND " + hi +
+		" ORDER BY " + p.keyList() + " LIMIT " + strconv.Itoa(p.batch)
+	dargs := append(append(append([]any(nil), p.matchArgs...), loArgs...), hiArgs...)
+	res, err := d.db.ExecContext(ctx, del, dargs...)
 	if err != nil {
 		return 0, nil, false, classify(p.op, err)
 	}
@@ -224,7 +210,7 @@ func (d *Driver) deleteRange(ctx context.Context, p *plan, last []any) (int64, [
 	if err != nil {
 		return 0, nil, false, classify(p.op, err)
 	}
-	return n, next, next != nil || n == int64(p.batch), nil
+	return n, next, len(keys) == p.batch, nil
 }
 
 // deleteKeys: lock the batch's rows and read their keys, then delete by key.
@@ -237,7 +223,7 @@ func (d *Driver) deleteKeys(ctx context.Context, p *plan, last []any) (int64, []
 	w, args := p.where(last)
 	q := d.stmtPrefix() + "SELECT " + d.selectHint() + p.keyList() + " FROM " + p.from() + " WHERE " + w +
 		" ORDER BY " + p.keyList() + " LIMIT " + strconv.Itoa(p.batch) + " FOR UPDATE"
-	keys, err := p.readKeys(ctx, tx, q, args)
+	keys, next, err := p.readKeys(ctx, tx, q, args)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -261,18 +247,21 @@ func (d *Driver) deleteKeys(ctx context.Context, p *plan, last []any) (int64, []
 	if err := tx.Commit(); err != nil {
 		return 0, nil, classify(p.op, err)
 	}
-	next, _, err := p.encodeKey(keys[len(keys)-1])
-	return n, next, err
+	return n, next, nil
 }
 
-// readKeys runs a key SELECT and returns the bindable keys.
-func (p *plan) readKeys(ctx context.Context, tx *sql.Tx, q string, args []any) ([][]any, error) {
-	rows, err := tx.QueryContext(ctx, q, args...)
+// readKeys runs a key SELECT and returns the bindable keys and the cursor
+// strings of the last one.
+func (p *plan) readKeys(ctx context.Context, db interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, q string, args []any) ([][]any, []string, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, classify(p.op, err)
+		return nil, nil, classify(p.op, err)
 	}
 	defer rows.Close()
 	var keys [][]any
+	var last []string
 	for rows.Next() {
 		vals := make([]any, len(p.key))
 		ptrs := make([]any, len(p.key))
@@ -280,18 +269,19 @@ func (p *plan) readKeys(ctx context.Context, tx *sql.Tx, q string, args []any) (
 			ptrs[i] = &vals[i]
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, classify(p.op, err)
+			return nil, nil, classify(p.op, err)
 		}
-		_, bind, err := p.encodeKey(vals)
+		strs, bind, err := p.encodeKey(vals)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		keys = append(keys, bind)
+		last = strs
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify(p.op, err)
+		return nil, nil, classify(p.op, err)
 	}
-	return keys, nil
+	return keys, last, nil
 }
 
 // encodeKey turns a key read from the server into cursor strings and bind
@@ -579,6 +569,11 @@ func keyPlaceholder(c *column) string {
 // (a > ?) OR (a = ? AND b > ?) so that the range optimizer uses the index.
 func keyAfter(table string, key []*column, last []any) (string, []any) {
 	return keyCompare(table, key, last, ">", false)
+}
+
+// keyAtLeast is "key >= first".
+func keyAtLeast(table string, key []*column, first []any) (string, []any) {
+	return keyCompare(table, key, first, ">", true)
 }
 
 // keyAtMost is "key <= last".
