@@ -100,6 +100,26 @@ func specOrMetadataChanged() predicate.Predicate {
 	return predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{})
 }
 
+// purgeJobFinished passes PurgeJob events that end a job for the requests it
+// erases: deletion, or a change into Succeeded, Failed or Stalled.
+func purgeJobFinished() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc: func(event.CreateEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*retentionv1.PurgeJob)
+			n, ok2 := e.ObjectNew.(*retentionv1.PurgeJob)
+			if !ok1 || !ok2 {
+				return true
+			}
+			switch n.Status.Phase {
+			case PhaseSucceeded, PhaseFailed, PhaseStalled:
+				return o.Status.Phase != n.Status.Phase
+			}
+			return false
+		},
+	}
+}
+
 // purgeJobPhaseChanged passes PurgeJob events that matter to their producers:
 // creation, deletion and a change of phase — not every batch checkpoint.
 func purgeJobPhaseChanged() predicate.Predicate {

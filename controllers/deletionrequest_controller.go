@@ -118,7 +118,7 @@ func (r *DeletionRequestReconciler) SetupWithManager(mgr ctrl.Manager, concurren
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("deletionrequest").
 		For(&retentionv1.DeletionRequest{}, builder.WithPredicates(specOrMetadataChanged())).
-		Watches(&retentionv1.PurgeJob{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfJob), builder.WithPredicates(purgeJobPhaseChanged())).
+		Watches(&retentionv1.PurgeJob{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfJob), builder.WithPredicates(purgeJobFinished())).
 		Watches(&retentionv1.LegalHold{}, handler.EnqueueRequestsFromMapFunc(r.heldRequests)).
 		WatchesRawSource(source.Channel(r.Coalescer.events, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
@@ -258,7 +258,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 			// A job's phase change requeues this request through the index
 			// on status.purgeJobs; the timer covers an event that arrived
 			// before this request's own status reached the cache.
-			return reconcile.Result{RequeueAfter: 2 * time.Second}, nil
+			return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
 		}
 	}
 
