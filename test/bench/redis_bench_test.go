@@ -3,8 +3,8 @@
 //
 //	go test ./test/bench -run '^$' -bench Redis -benchtime 3x
 //
-// LETHE_BENCH_ROWS sets the number of keys (default 200,000; e.g. 20000 for
-// a quick run).
+// The benchmark erases 200,000 keys; LETHE_BENCH_ROWS lowers that (e.g.
+// 20000 for a quick run), LETHE_BENCH_REDIS_KEYS sets it.
 package bench
 
 import (
@@ -28,16 +28,27 @@ import (
 // file of the package.
 func TestMain(m *testing.M) { testharness.Main(m) }
 
-// kvRows returns LETHE_BENCH_ROWS, or def.
-func kvRows(b *testing.B, def int) int {
+// kvRows returns def, or LETHE_BENCH_ROWS when that is smaller: the
+// variable shrinks every benchmark of the package for a quick run (its
+// PostgreSQL default is 1,000,000, which would be a long S3 run). override,
+// when set, names a variable that sets this benchmark's size exactly.
+func kvRows(b *testing.B, def int, override string) int {
+	n := def
 	if s := os.Getenv("LETHE_BENCH_ROWS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
 			b.Fatalf("LETHE_BENCH_ROWS=%q is not a positive number", s)
 		}
-		return n
+		n = min(n, v)
 	}
-	return def
+	if s := os.Getenv(override); override != "" && s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			b.Fatalf("%s=%q is not a positive number", override, s)
+		}
+		n = v
+	}
+	return n
 }
 
 // BenchmarkRedisErase erases every key of a collection (200,000 keys,
@@ -49,10 +60,11 @@ func kvRows(b *testing.B, def int) int {
 //   - lethe-subjects: Driver.Execute erasing all users in one operation
 //     (coalesced: one SCAN pass, values parsed back, UNLINK up to 1,000 keys
 //     per command, batches of 1,000);
-//   - lethe-hashfield-age: Driver.Execute deleting by a hash field older than
-//     the cutoff (HGET pipeline, then a compare-and-unlink script per batch).
+//   - lethe-hashfield-age: Driver.Execute deleting hashes whose ts field
+//     (Unix seconds) is older than the cutoff (one script per 1,000 keys
+//     reads, compares and unlinks).
 func BenchmarkRedisErase(b *testing.B) {
-	n := kvRows(b, 200_000)
+	n := kvRows(b, 200_000, "LETHE_BENCH_REDIS_KEYS")
 	const perUser = 100
 	users := max(n/perUser, 1)
 	subjects := make([]string, users)

@@ -4,7 +4,8 @@
 //
 //	go test ./test/bench -run '^$' -bench S3 -benchtime 3x
 //
-// LETHE_BENCH_ROWS sets the number of objects (default 5,000).
+// The benchmark deletes 5,000 objects; LETHE_BENCH_ROWS lowers that (e.g.
+// 1000 for a quick run), LETHE_BENCH_S3_OBJECTS sets it.
 // LETHE_BENCH_S3_LATENCY (a Go duration, e.g. 5ms) puts a proxy in front of
 // the server that delays every chunk of bytes by that much in each direction,
 // so a request/response costs about twice that: loopback has no latency, which
@@ -39,13 +40,14 @@ import (
 //   - baseline-delete-per-object: list, then one DeleteObject request per
 //     key, sequentially (run first; the others report ×baseline);
 //   - lethe-batch1000: Driver.Execute with BatchSize 1,000: one listing page
-//     and one DeleteObjects request of 1,000 keys per batch;
-//   - lethe-batch5000: BatchSize 5,000: four DeleteObjects requests of 1,000
-//     keys in flight at once;
+//     and DeleteObjects for 1,000 keys per batch (four requests of 250 in
+//     flight);
+//   - lethe-batch5000: BatchSize 5,000: DeleteObjects requests of 1,000 keys,
+//     four in flight;
 //   - lethe-subjects: erasing all users in one operation (one listing per
 //     user prefix, BatchSize 1,000).
 func BenchmarkS3Delete(b *testing.B) {
-	n := kvRows(b, 5_000)
+	n := kvRows(b, 5_000, "LETHE_BENCH_S3_OBJECTS")
 	const perUser = 50
 	users := max(n/perUser, 1)
 	var subjects []string

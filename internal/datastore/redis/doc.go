@@ -28,8 +28,10 @@
 //     (an integer or decimal) or an RFC 3339 time strictly before the cutoff.
 //     Keys that are not hashes, lack the field or hold something else cannot
 //     be dated and are never selected by age (Describe reports key types).
-//     Deletion re-checks the field inside a script (compare-and-unlink), so a
-//     key the application refreshes between the read and the delete survives.
+//     Whole Unix seconds are read, compared and unlinked in one script; other
+//     forms are parsed by Lethe and unlinked by a script only if the field
+//     still holds the value read, so a key the application refreshes in
+//     between survives.
 //   - SortedSetScore: members whose score (Unix seconds) is strictly less
 //     than the cutoff are trimmed (ZREMRANGEBYSCORE, or ZREMRANGEBYRANK on
 //     the lowest ranks in steps of BatchSize members so a huge set never

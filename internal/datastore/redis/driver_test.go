@@ -640,3 +640,24 @@ func TestSparseScan(t *testing.T) {
 		t.Errorf("%d keys left, want 30005", n)
 	}
 }
+
+// TestHashFieldFractionalCutoff: with a cutoff inside a second, the whole
+// second before it is older and the next one is not.
+func TestHashFieldFractionalCutoff(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	cut := cutoff.Add(500 * time.Millisecond)
+	e.must(t,
+		e.rdb.HSet(ctx, "h:a:x", "ts", strconv.FormatInt(cutoff.Unix(), 10)),
+		e.rdb.HSet(ctx, "h:b:x", "ts", strconv.FormatInt(cutoff.Unix()+1, 10)),
+		e.rdb.HSet(ctx, "h:c:x", "ts", strconv.FormatInt(cutoff.Unix(), 10)+".4"),
+		e.rdb.HSet(ctx, "h:d:x", "ts", strconv.FormatInt(cutoff.Unix(), 10)+".5"),
+	)
+	op := datastore.Operation{Collection: datastore.Collection{Pattern: "h:{user_id}:*", TimestampField: "ts"}, Delete: true, Cutoff: &cut}
+	if n := run(t, e.d, op); n != 2 {
+		t.Errorf("deleted %d, want 2", n)
+	}
+	if got := e.keys(t); !slices.Equal(got, []string{"h:b:x", "h:d:x"}) {
+		t.Errorf("keys left %q", got)
+	}
+}

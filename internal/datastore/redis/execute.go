@@ -30,6 +30,30 @@ for i, k in ipairs(KEYS) do
 end
 return n`)
 
+	// KEYS: keys; ARGV[1]: hash field; ARGV[2]: threshold in Unix seconds.
+	// Unlinks the keys whose field holds whole Unix seconds below the
+	// threshold, at once; returns {unlinked, {index, value, …}} with the
+	// values written otherwise (RFC 3339, decimals…), which the client
+	// parses and deletes with casUnlinkScript.
+	ageUnlinkScript = newScript(`
+local t = tonumber(ARGV[2])
+local n = 0
+local other = {}
+for i, k in ipairs(KEYS) do
+  local v = redis.pcall('HGET', k, ARGV[1])
+  if type(v) == 'string' then
+    if #v <= 15 and string.match(v, '^%d+$') then
+      if tonumber(v) < t then
+        n = n + redis.call('UNLINK', k)
+      end
+    else
+      other[#other + 1] = i
+      other[#other + 1] = v
+    end
+  end
+end
+return {n, other}`)
+
 	// KEYS: keys; ARGV[1]: cutoff in Unix milliseconds. Unlinks the keys
 	// whose last access (server TIME − OBJECT IDLETIME) is before it.
 	idleUnlinkScript = newScript(`
@@ -237,11 +261,11 @@ func (d *Driver) apply(ctx context.Context, pl *plan, keys []string, dry bool) (
 	case "":
 		return d.eraseKeys(ctx, pl, keys, dry)
 	case sourceHashField:
-		cands, read, err := d.hashAged(ctx, pl, keys)
-		if err != nil || dry {
-			return int64(len(cands)), err
+		if !dry {
+			return d.ageUnlink(ctx, pl, keys)
 		}
-		return d.casUnlink(ctx, pl.field, cands, read)
+		cands, _, err := d.hashAged(ctx, pl, keys)
+		return int64(len(cands)), err
 	case sourceIdleTime:
 		if dry {
 			cands, err := d.idleAged(ctx, pl, keys)
@@ -342,6 +366,57 @@ func (d *Driver) hashAged(ctx context.Context, pl *plan, keys []string) ([]strin
 // ignorable: a missing key or field, or a key of another type.
 func ignorable(err error) bool {
 	return errors.Is(err, goredis.Nil) || (err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE"))
+}
+
+// ageUnlink deletes the keys whose timestamp field is before the cutoff:
+// whole Unix seconds are compared inside one script; other values come back,
+// are parsed here, and the old ones are deleted if still unchanged.
+func (d *Driver) ageUnlink(ctx context.Context, pl *plan, keys []string) (int64, error) {
+	threshold := pl.cutoff.Unix() // v < cutoff ⟺ v < ⌈cutoff⌉ for whole seconds v
+	if pl.cutoff.Nanosecond() > 0 {
+		threshold++
+	}
+	pipe := d.client.Pipeline()
+	pipe.ScriptLoad(ctx, ageUnlinkScript.src)
+	type part struct {
+		keys []string
+		cmd  *goredis.Cmd
+	}
+	var parts []part
+	for i := 0; i < len(keys); i += chunk {
+		ks := keys[i:min(i+chunk, len(keys))]
+		parts = append(parts, part{ks, ageUnlinkScript.EvalSha(ctx, pipe, ks, pl.field, threshold)})
+	}
+	_, err := pipe.Exec(ctx)
+	var (
+		n          int64
+		cands, old []string
+	)
+	for _, p := range parts {
+		res, cerr := p.cmd.Slice()
+		if cerr != nil || len(res) != 2 {
+			continue
+		}
+		m, _ := res[0].(int64)
+		n += m
+		other, _ := res[1].([]any)
+		for j := 0; j+1 < len(other); j += 2 {
+			i, _ := other[j].(int64)
+			v, _ := other[j+1].(string)
+			if i < 1 || int(i) > len(p.keys) {
+				continue
+			}
+			if t, ok := parseTimestamp(v); ok && t.Before(pl.cutoff) {
+				cands = append(cands, p.keys[i-1])
+				old = append(old, v)
+			}
+		}
+	}
+	if err != nil {
+		return n, classify("unlink", err)
+	}
+	m, err := d.casUnlink(ctx, pl.field, cands, old)
+	return n + m, err
 }
 
 // casUnlink unlinks the keys whose field still holds the value read.

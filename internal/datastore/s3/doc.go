@@ -39,7 +39,8 @@
 // # Deletion
 //
 // Selected objects are deleted with DeleteObjects, up to 1,000 keys per
-// request (four requests in flight when a batch is bigger). In a bucket whose
+// request and four requests in flight (a batch of 1,000 goes as four
+// requests of 250: servers work through one request key by key). In a bucket whose
 // versioning is Enabled or Suspended (checked at every batch), the listing
 // includes versions (ListObjectVersions) and each version and delete marker
 // is deleted by version ID, so nothing stays retrievable; a key's versions

@@ -19,9 +19,11 @@ const (
 	defaultBatch       = 1000
 	// deleteChunk is the most keys one DeleteObjects request may carry.
 	deleteChunk = 1000
-	// deleteParallel is how many DeleteObjects requests one batch sends at
-	// once when it has more than deleteChunk entries.
+	// deleteParallel is how many DeleteObjects requests one batch has in
+	// flight at once; minDeleteChunk the fewest keys worth a request of their
+	// own.
 	deleteParallel = 4
+	minDeleteChunk = 100
 )
 
 // plan is an Operation checked and compiled for this driver.
@@ -402,9 +404,10 @@ func (d *Driver) count(ctx context.Context, pl *plan) (int64, error) {
 
 type entryKey struct{ key, version string }
 
-// remove deletes the entries with DeleteObjects, 1,000 per request, and
-// returns how many records went (delete markers removed are not records).
-// Failures are reported by count and error code, never by key.
+// remove deletes the entries with DeleteObjects (at most 1,000 keys per
+// request, four requests in flight) and returns how many records went
+// (delete markers removed are not records). Failures are reported by count
+// and error code, never by key.
 func (d *Driver) remove(ctx context.Context, entries []minio.ObjectInfo, versioned bool) (int64, error) {
 	if len(entries) == 0 {
 		return 0, nil
@@ -422,8 +425,12 @@ func (d *Driver) remove(ctx context.Context, entries []minio.ObjectInfo, version
 		wg  sync.WaitGroup
 		sem = make(chan struct{}, deleteParallel)
 	)
-	for i := 0; i < len(entries); i += deleteChunk {
-		part := entries[i:min(i+deleteChunk, len(entries))]
+	// Split into up to deleteParallel requests in flight: servers work
+	// through one DeleteObjects request key by key, so a batch of 1,000 goes
+	// as four requests of 250 (but never requests of fewer than 100 keys).
+	size := min(deleteChunk, max(minDeleteChunk, (len(entries)+deleteParallel-1)/deleteParallel))
+	for i := 0; i < len(entries); i += size {
+		part := entries[i:min(i+size, len(entries))]
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
