@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -324,7 +325,7 @@ func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, fields []maskField
 		return nil
 	})
 	if err != nil {
-		if e, ok := err.(*Error); ok && e.Op == "" {
+		if e := (*Error)(nil); errors.As(err, &e) && e.Op == "" {
 			e.Op = p.desc
 		}
 		return datastore.Batch{}, err

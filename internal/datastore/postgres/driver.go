@@ -100,10 +100,10 @@ func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
 	rp["datestyle"] = "ISO, MDY"
 	rp["intervalstyle"] = "postgres"
 	rp["extra_float_digits"] = "3"
-	// Batch statements differ only in their parameters (cursor, cutoff,
-	// subjects); a cached generic plan chosen for one cursor can be very
-	// wrong for another, so always plan with the actual values.
-	rp["plan_cache_mode"] = "force_custom_plan"
+	// Statements are prepared once per connection and re-executed for
+	// every batch; the server's default plan cache mode (auto) plans the
+	// first executions with the actual values and keeps a generic plan
+	// only when it is no worse, which saves a replanning per batch.
 
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {

@@ -30,6 +30,7 @@ type Error struct {
 	Column     string
 	Class      error // one of datastore.ErrUnavailable, ErrAuthentication, ErrNotFound, ErrInvalid
 	reason     string
+	detail     string // connection-level errors only: the network error's text
 	cause      error
 }
 
@@ -42,6 +43,11 @@ func (e *Error) Error() string {
 	if e.reason != "" {
 		b.WriteString(": ")
 		b.WriteString(e.reason)
+	}
+	if e.detail != "" {
+		b.WriteString(" (")
+		b.WriteString(e.detail)
+		b.WriteString(")")
 	}
 	if e.SQLState != "" {
 		b.WriteString(" (SQLSTATE ")
@@ -104,6 +110,7 @@ func classify(op string, err error) error {
 		e.reason = "timed out"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		e.reason = "connection refused"
+		e.detail = err.Error()
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, pgconn.ErrConnClosed):
 		e.reason = "connection lost"
 	default:
@@ -115,6 +122,9 @@ func classify(op string, err error) error {
 			e.reason = "host name lookup failed"
 		case errors.As(err, &ne), errors.As(err, &ce):
 			e.reason = "connection failed"
+			// Dial, DNS and TLS errors carry host names and ports, never
+			// row values; they are what an operator needs to fix.
+			e.detail = err.Error()
 		case pgconn.SafeToRetry(err):
 			e.reason = "connection busy or closed"
 		default:

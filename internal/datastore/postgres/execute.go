@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lethe-dev/lethe/internal/datastore"
 )
@@ -284,15 +285,17 @@ type DeleteShape string
 const (
 	// DeleteShapeAuto is the default (see the package documentation).
 	DeleteShapeAuto DeleteShape = "auto"
-	// DeleteShapeKey joins the batch on the primary key.
+	// DeleteShapeKey addresses the batch's rows by primary key.
 	DeleteShapeKey DeleteShape = "key"
 	// DeleteShapeCtid addresses the batch's rows by ctid (plain tables only;
 	// partitioned tables always use the key).
 	DeleteShapeCtid DeleteShape = "ctid"
 )
 
-// SetDeleteShape overrides the delete statement shape. It exists for
-// benchmarks; call it before the driver is used.
+// SetDeleteShape overrides how delete batches that select rows first (by
+// subject, without a timestamp index, or within a run of equal timestamps)
+// address them. It exists for benchmarks and tests comparing the shapes;
+// call it before the driver is used.
 func (d *Driver) SetDeleteShape(s DeleteShape) {
 	d.deleteShape = map[DeleteShape]deleteShape{DeleteShapeKey: shapeKey, DeleteShapeCtid: shapeCtid}[s]
 }
@@ -388,16 +391,16 @@ func (d *Driver) batchDeleteSQL(p *plan, where, order string, keys []column, n i
 	return keyDelete(p, tbl, where, order, keys, n)
 }
 
-// rangeDeleteBatch is a delete batch along an index on the timestamp, one
-// statement: it reads from the index the timestamp of the (n+1)-th row at or
-// after the cursor (before the cutoff) and deletes the matching rows strictly
-// before it with a plain range DELETE:
+// rangeDeleteBatch is a delete batch along an index on the timestamp. In
+// one transaction and two round trips it reads from the index alone the
+// timestamp of the (n+1)-th row at or after the cursor (before the cutoff),
+// then deletes the matching rows strictly before it with a plain range
+// DELETE:
 //
-//	WITH s AS MATERIALIZED (SELECT t.ts AS b FROM tbl AS t
-//	                        WHERE t.ts < $cutoff AND t.ts >= $cursor ORDER BY t.ts OFFSET n LIMIT 1),
-//	     d AS (DELETE FROM tbl AS t WHERE <cond> AND t.ts >= $cursor
-//	           AND t.ts < coalesce((SELECT b FROM s), 'infinity') RETURNING 1)
-//	SELECT (SELECT b::text FROM s), (SELECT count(*) FROM d)
+//	BEGIN; SET LOCAL …;
+//	SELECT s.b::text FROM (SELECT t.ts AS b FROM tbl AS t
+//	  WHERE t.ts < $cutoff AND t.ts >= $cursor ORDER BY t.ts OFFSET n LIMIT 1) AS s
+//	DELETE FROM tbl AS t WHERE <cond> AND t.ts >= $cursor AND t.ts < $bound; COMMIT
 //
 // This costs about what the unbounded DELETE costs per row, touches at most n
 // rows (counted among the rows present when the batch starts) and needs no
@@ -407,34 +410,77 @@ func (d *Driver) batchDeleteSQL(p *plan, where, order string, keys []column, n i
 // that statement deleted every row that matched at its snapshot. When more
 // than n rows share the cursor's timestamp (or every row of the range is
 // held) the range deletes nothing, so the batch then deletes the first n
-// matching rows at or after the cursor by ctid (or key) instead.
+// matching rows at or after the cursor by ctid (or key) instead, in a second
+// transaction. (One statement with the bound in a CTE costs about 50% more
+// server CPU per row, measured: the DELETE then has to go through a CTE with
+// RETURNING to report its count.)
 func (d *Driver) rangeDeleteBatch(ctx context.Context, p *plan, cur *cursorState, n int, a args, where string) (datastore.Batch, error) {
 	ts := ref("t", p.ts.Name)
 	tbl := p.t.key.ident()
-	ra := args{vals: slices.Clone(a.vals)}
-	bconds := []string{fmt.Sprintf("%s < %s::%s", ts, ra.add(p.cutoff.value), p.cutoff.sqlType)}
+	var ba args
+	bconds := []string{fmt.Sprintf("%s < %s::%s", ts, ba.add(p.cutoff.value), p.cutoff.sqlType)}
 	if len(cur.Key) == 1 {
-		bconds = append(bconds, fmt.Sprintf("%s >= %s::text::%s", ts, ra.add(cur.Key[0]), p.ts.castType))
+		bconds = append(bconds, fmt.Sprintf("%s >= %s::text::%s", ts, ba.add(cur.Key[0]), p.ts.castType))
 	}
-	// The bound's text conversion stays outside the scan: rows skipped by
-	// OFFSET are projected too.
-	sql := fmt.Sprintf(`WITH s AS MATERIALIZED (
-  SELECT %[1]s AS b FROM %[2]s AS t
-  WHERE %[3]s
-  ORDER BY %[1]s OFFSET %[4]d LIMIT 1
-), d AS (
-  DELETE FROM %[2]s AS t
-  WHERE %[5]s
-    AND %[1]s < coalesce((SELECT s.b FROM s), 'infinity'::%[6]s)
-  RETURNING 1
-)
-SELECT (SELECT s.b::text FROM s), (SELECT count(*) FROM d)`,
-		ts, tbl, strings.Join(bconds, " AND "), n, where, p.ts.base)
+	// The text conversion stays outside the scan: rows skipped by OFFSET
+	// are projected too.
+	boundSQL := fmt.Sprintf("SELECT s.b::text FROM (\n  SELECT %[1]s AS b FROM %[2]s AS t\n  WHERE %[3]s\n  ORDER BY %[1]s OFFSET %[4]d LIMIT 1) AS s",
+		ts, tbl, strings.Join(bconds, " AND "), n)
+
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return datastore.Batch{}, classify(p.desc, err)
+	}
+	defer conn.Release()
+	fail := func(err error) (datastore.Batch, error) {
+		rollback(ctx, conn)
+		return datastore.Batch{}, classify(p.desc, err)
+	}
+	begin := d.begin(false)
+	b1 := &pgx.Batch{}
+	for _, s := range begin {
+		b1.Queue(s)
+	}
+	b1.Queue(boundSQL, ba.vals...)
 	var bound *string
-	var deleted int64
-	if err := d.oneShot(ctx, p.desc, false, sql, ra.vals, &bound, &deleted); err != nil {
-		return datastore.Batch{}, err
+	err = sendBatch(ctx, conn, b1, func(br pgx.BatchResults) error {
+		for range begin {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		err := br.QueryRow().Scan(&bound)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fail(err)
 	}
+	del := "DELETE FROM " + tbl + " AS t\nWHERE " + where
+	da := args{vals: slices.Clone(a.vals)}
+	if bound != nil {
+		del += fmt.Sprintf("\n  AND %s < %s::text::%s", ts, da.add(*bound), p.ts.castType)
+	}
+	b2 := &pgx.Batch{}
+	b2.Queue(del, da.vals...)
+	b2.Queue("COMMIT")
+	var deleted int64
+	err = sendBatch(ctx, conn, b2, func(br pgx.BatchResults) error {
+		tag, err := br.Exec()
+		if err != nil {
+			return err
+		}
+		deleted = tag.RowsAffected()
+		_, err = br.Exec()
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	conn.Release()
+
 	switch {
 	case bound == nil:
 		cur.Done = true
@@ -453,6 +499,17 @@ SELECT (SELECT s.b::text FROM s), (SELECT count(*) FROM d)`,
 		advance(cur, selected, deleted, last, n)
 	}
 	return datastore.Batch{Affected: deleted}, nil
+}
+
+// sendBatch sends b pipelined on conn, lets read consume the results and
+// closes them.
+func sendBatch(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, read func(pgx.BatchResults) error) error {
+	br := conn.SendBatch(ctx, b)
+	err := read(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // lastKey is an expression giving the text of the greatest key among the
@@ -582,11 +639,14 @@ func partitionPath(o datastore.Operation, p *plan) bool {
 const partitionBound = `^FOR VALUES FROM \(.*\) TO \('([^']*)'\)$`
 
 // dropExpiredPartition drops the first partition whose upper bound is at or
-// before the cutoff, in one transaction: DETACH (which takes the parent's
-// lock, bounded by lock_timeout), count its rows for Affected, DROP. Every row
-// of such a partition is strictly before its upper bound, hence before the
-// cutoff. The bound literal is read and cast back in the same session, so
-// the session's TimeZone and DateStyle cancel out.
+// before the cutoff, in one transaction: lock the partition against writes
+// and count its rows for Affected, DETACH it (which takes the parent's lock,
+// bounded by lock_timeout), DROP it. Every row of such a partition is
+// strictly before its upper bound, hence before the cutoff. The bound literal
+// is read and cast back in the same session, so the session's TimeZone and
+// DateStyle cancel out. The count runs under the statement timeout like any
+// batch statement: a partition too large to count within it fails with
+// ErrUnavailable until the timeout is raised.
 func (d *Driver) dropExpiredPartition(ctx context.Context, p *plan) (int64, bool, error) { //nolint:gocognit
 	var affected int64
 	var dropped bool
@@ -616,10 +676,17 @@ LIMIT 1`, keyType, p.cutoff.sqlType)
 			return err
 		}
 		child := pgx.Identifier{nsp, rel}.Sanitize()
-		if _, err := tx.Exec(ctx, "ALTER TABLE "+p.t.key.ident()+" DETACH PARTITION "+child); err != nil {
+		// Counting under a SHARE lock on the partition alone keeps rows from
+		// being added or removed while the application keeps using the
+		// parent; the parent is locked exclusively only by DETACH, for the
+		// DETACH and the DROP.
+		if _, err := tx.Exec(ctx, "LOCK TABLE ONLY "+child+" IN SHARE MODE"); err != nil {
 			return err
 		}
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+child).Scan(&affected); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+p.t.key.ident()+" DETACH PARTITION "+child); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "DROP TABLE "+child); err != nil {

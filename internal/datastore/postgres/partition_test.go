@@ -108,6 +108,24 @@ func TestPartitionPathNeedsNoHolds(t *testing.T) {
 	if n := e.int(`SELECT count(*) FROM events WHERE ts < $1`, cut); n != e.int(`SELECT count(*) FROM events WHERE ts < $1 AND user_id = 3`, cut) || n == 0 {
 		t.Fatalf("expired rows left: %d, want exactly the held ones", n)
 	}
+
+	// Erasing a subject across partitions (rows addressed by primary key,
+	// the partition key bounded by each batch's range).
+	erase := datastore.Operation{Collection: coll, Delete: true, Subjects: map[string][]string{"user_id": {"5", "3"}},
+		Held: map[string][]string{"user_id": {"3"}}, BatchSize: 70}
+	want = e.int(`SELECT count(*) FROM events WHERE user_id = 5`)
+	if n := count(t, d, erase); n != want || n == 0 {
+		t.Fatalf("erase Count = %d, want %d", n, want)
+	}
+	if r := drain(t, d, erase, "", 50); r.affected != want {
+		t.Fatalf("erased %d, want %d", r.affected, want)
+	}
+	if n := e.int(`SELECT count(*) FROM events WHERE user_id = 5`); n != 0 {
+		t.Fatalf("%d rows of the erased subject left", n)
+	}
+	if n := e.int(`SELECT count(*) FROM events WHERE user_id = 3`); n == 0 {
+		t.Fatal("held subject's rows were erased")
+	}
 }
 
 // TestPartitionBoundWallClock proves the partition bounds of a table
