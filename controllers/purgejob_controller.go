@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -201,7 +203,7 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 	}
 	job.Status.Phase = PhaseRunning
 	retentionv1.MarkReconciling(job, ReasonRunning, fmt.Sprintf("Executing %d operations, %d records matched", len(j.steps), total))
-	j.r.Recorder.Eventf(job, nil, "Normal", "Started", "Execute", "Started: %d operations, %d records matched at cutoff %s", len(j.steps), total, cutoffString(job))
+	j.r.Recorder.Eventf(job, nil, "Normal", "Started", "Execute", "Started: %d operations, %d records matched, %s", len(j.steps), total, cutoffString(job))
 	if err := j.saveStatus(ctx); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -445,9 +447,22 @@ func (j *jobRun) saveStatus(ctx context.Context) error {
 	return nil
 }
 
+// cutoffString describes the job's cutoffs for its Started event.
 func cutoffString(job *retentionv1.PurgeJob) string {
-	if job.Spec.Cutoff == nil {
-		return "none"
+	if job.Spec.Cutoff != nil {
+		return "cutoff " + job.Spec.Cutoff.UTC().Format(time.RFC3339)
 	}
-	return job.Spec.Cutoff.UTC().Format(time.RFC3339)
+	var cutoffs []string
+	for _, op := range job.Spec.Operations {
+		if op.Cutoff != nil {
+			c := op.Cutoff.UTC().Format(time.RFC3339)
+			if !slices.Contains(cutoffs, c) {
+				cutoffs = append(cutoffs, c)
+			}
+		}
+	}
+	if len(cutoffs) == 0 {
+		return "no cutoff (by subject)"
+	}
+	return "cutoffs " + strings.Join(cutoffs, ", ")
 }

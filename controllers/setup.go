@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -33,6 +34,9 @@ type Options struct {
 
 // Setup registers every controller with the manager.
 func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
+	if len(deps.DigestKey) < 32 {
+		return fmt.Errorf("a digest key of at least 32 bytes is required (it keys subject digests and seals cursors)")
+	}
 	if err := (&DataStoreReconciler{Deps: deps}).SetupWithManager(mgr, o.DataStoreConcurrency); err != nil {
 		return err
 	}

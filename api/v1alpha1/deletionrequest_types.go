@@ -249,7 +249,7 @@ type DeletionRequestStatus struct {
 // +kubebuilder:resource:shortName=dr;delreq,categories=lethe
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.spec.reason`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
-// +kubebuilder:printcolumn:name="Deadline",type=date,JSONPath=`.status.deadlineTime`
+// +kubebuilder:printcolumn:name="Deadline",type=string,JSONPath=`.status.deadlineTime`
 // +kubebuilder:printcolumn:name="On Time",type=string,JSONPath=`.status.conditions[?(@.type=="DeadlineMet")].status`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Subject",type=string,JSONPath=`.status.subjectDigest`,priority=1

@@ -222,7 +222,7 @@ type RetentionPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Last Run",type=date,JSONPath=`.status.lastRun.scheduledTime`
 // +kubebuilder:printcolumn:name="Rows",type=integer,JSONPath=`.status.lastRun.rowsMatched`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Next Run",type=date,JSONPath=`.status.nextScheduleTime`,priority=1
+// +kubebuilder:printcolumn:name="Next Run",type=string,JSONPath=`.status.nextScheduleTime`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type RetentionPolicy struct {
 	metav1.TypeMeta   `json:",inline"`

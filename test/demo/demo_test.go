@@ -1,0 +1,302 @@
+// Package demo is the smoke test of `make demo`: it runs the demo's whole
+// flow (hack/demo/demo.Run) with a small data set and checks that the counts
+// it reports are what the database holds, that they agree with what Lethe
+// says it did, and that everything the demo started is gone afterwards.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/hack/demo/demo"
+)
+
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	var pgAddr string
+	var jobs retentionv1.PurgeJobList
+	start := time.Now()
+	rep, err := demo.Run(ctx, demo.Options{
+		Users: 500,
+		Out:   &out,
+		// Every store: a missing server is a failure here, not a skip.
+		RequireStores: true,
+		Hooks: demo.Hooks{
+			Loaded: func(ctx context.Context, r *demo.Report) error {
+				pgAddr = hostPort(t, r.PostgresURL)
+				return checkCounts(ctx, r.PostgresURL, "before", r.Before)
+			},
+			Done: func(ctx context.Context, r *demo.Report) error {
+				if err := checkCounts(ctx, r.PostgresURL, "after", r.After); err != nil {
+					return err
+				}
+				c, err := kubeClient(r.Kubeconfig)
+				if err != nil {
+					return err
+				}
+				return c.List(ctx, &jobs, client.InNamespace(r.Namespace))
+			},
+		},
+	})
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("demo.Run: %v", err)
+	}
+	t.Logf("the demo took %s", time.Since(start).Round(time.Millisecond))
+
+	t.Run("every store ran", func(t *testing.T) {
+		want := append([]string{demo.StorePostgres}, demo.StoreNames()...)
+		if strings.Join(rep.Stores, ",") != strings.Join(want, ",") {
+			t.Errorf("stores %v, want %v (skipped: %v)", rep.Stores, want, rep.Skipped)
+		}
+	})
+	t.Run("counts agree with Lethe's status", func(t *testing.T) {
+		checkAgainstStatus(t, rep, jobs.Items)
+	})
+	t.Run("promises kept", func(t *testing.T) {
+		for i, p := range rep.After.Promises {
+			before := rep.Before.Promises[i]
+			if before.Violations == 0 {
+				t.Errorf("%s on %s: no record past its period before the run; the sample data should have some", p.Name, p.Table)
+			}
+			if p.Violations != p.Held {
+				t.Errorf("%s on %s: %d records past their period after the run, only %d of them under legal hold", p.Name, p.Table, p.Violations, p.Held)
+			}
+		}
+		held := int64(0)
+		for _, p := range rep.After.Promises {
+			held += p.Held
+		}
+		if held == 0 {
+			t.Errorf("no record under legal hold is left past its period: the hold does not show")
+		}
+	})
+	t.Run("deletion requests", func(t *testing.T) {
+		if !rep.RequestsHandled {
+			if !strings.Contains(out.String(), "no DeletionRequest controller") {
+				t.Errorf("requests not handled, and the output does not say so")
+			}
+			return
+		}
+		for _, s := range rep.After.Subjects {
+			if s.UserID != demo.MinorUserID {
+				continue
+			}
+			for table, n := range s.Rows {
+				if n != 0 {
+					t.Errorf("%d records of the minor are left in %s", n, table)
+				}
+			}
+		}
+	})
+	t.Run("output shows the counts", func(t *testing.T) {
+		o := out.String()
+		i := strings.Index(o, "Records per table")
+		if i < 0 {
+			t.Fatalf("no table of records in the output")
+		}
+		section, _, _ := strings.Cut(o[i:], "\n\n")
+		lines := map[string][]string{}
+		for _, line := range strings.Split(section, "\n") {
+			if f := strings.Fields(line); len(f) > 2 {
+				lines[demo.Key(f[0], f[1])] = f
+			}
+		}
+		afterCol := 3
+		if rep.RequestsHandled {
+			afterCol = 4
+		}
+		for _, tc := range rep.Before.Tables {
+			k := demo.Key(tc.Store, tc.Table)
+			f := lines[k]
+			if len(f) <= afterCol {
+				t.Errorf("no line for %s in the output:\n%s", k, section)
+				continue
+			}
+			if after := rep.After.TableOf(tc.Store, tc.Table).Rows; f[2] != thousands(tc.Rows) || f[afterCol] != thousands(after) {
+				t.Errorf("%s: the output says %s before and %s after, the report %d and %d", k, f[2], f[afterCol], tc.Rows, after)
+			}
+		}
+		for _, want := range []string{"kubectl -n shop get lethe -o wide", "datastore.retention.lethe.dev/shop-postgres", "purgejob.retention.lethe.dev/" + rep.PolicyRun, "none left"} {
+			if !strings.Contains(o, want) {
+				t.Errorf("output lacks %q", want)
+			}
+		}
+	})
+	t.Run("everything stopped", func(t *testing.T) {
+		if !rep.Stopped || len(rep.Left) > 0 {
+			t.Errorf("stopped cleanly = %v; still running: %v", rep.Stopped, rep.Left)
+		}
+		if len(rep.Processes) < 3 {
+			t.Errorf("the demo recorded %d processes before stopping; expected at least etcd, kube-apiserver and postgres", len(rep.Processes))
+		}
+		if _, err := os.Stat(rep.Dir); !os.IsNotExist(err) {
+			t.Errorf("run directory %s still exists (%v)", rep.Dir, err)
+		}
+		if c, err := net.DialTimeout("tcp", pgAddr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("PostgreSQL still accepts connections on %s", pgAddr)
+		}
+		if left := children(); len(left) > 0 {
+			t.Errorf("processes started by the test are still running: %v", left)
+		}
+	})
+}
+
+// checkCounts counts every table again, with SQL of its own, and compares.
+func checkCounts(ctx context.Context, url, when string, s demo.Snapshot) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	anonymized := map[string]string{
+		"devices":          `user_agent IS NULL`,
+		"browsing_logs":    `host(ip_address) ~ '(\.0|::)$'`,
+		"orders":           `host(buyer_ip) ~ '(\.0|::)$' OR shipping_name = '[removed]'`,
+		"support_messages": `body !~ '[^*]'`,
+	}
+	var errs []string
+	for _, table := range demo.Tables {
+		var rows, anon int64
+		cond := "false"
+		if a, ok := anonymized[table]; ok {
+			cond = a
+		}
+		if err := conn.QueryRow(ctx, fmt.Sprintf(`SELECT count(*), count(*) FILTER (WHERE %s) FROM %s`, cond, table)).Scan(&rows, &anon); err != nil {
+			return err
+		}
+		got := s.Table(table)
+		if got.Rows != rows {
+			errs = append(errs, fmt.Sprintf("%s %s: the demo reports %d rows, the database holds %d", when, table, got.Rows, rows))
+		}
+		if _, ok := anonymized[table]; ok && got.Anonymized != anon {
+			errs = append(errs, fmt.Sprintf("%s %s: the demo reports %d anonymized rows, the database holds %d", when, table, got.Anonymized, anon))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+// stores maps the demo's Datasets to the stores they live in.
+var stores = map[string]string{"shop": demo.StorePostgres, "shop-sessions": "Redis", "shop-uploads": "S3", "shop-newsletter": "MariaDB"}
+
+// checkAgainstStatus compares what each store lost, counted by the demo,
+// with what the PurgeJobs say they deleted: the policy runs between the
+// first two snapshots, the erasures between the last two.
+func checkAgainstStatus(t *testing.T, rep *demo.Report, jobs []retentionv1.PurgeJob) {
+	policyRuns := map[string]bool{}
+	for _, name := range rep.PolicyRuns {
+		policyRuns[name] = true
+	}
+	deleted := map[bool]map[string]int64{true: {}, false: {}} // by policy run or not, then store/collection
+	anonymized := map[string]int64{}
+	for _, j := range jobs {
+		if j.Status.Phase != "Succeeded" {
+			t.Errorf("purgejob/%s: phase %q", j.Name, j.Status.Phase)
+		}
+		store, ok := stores[string(j.Spec.DatasetRef.Name)]
+		if !ok {
+			t.Errorf("purgejob/%s works on unknown Dataset %s", j.Name, j.Spec.DatasetRef.Name)
+			continue
+		}
+		for _, op := range j.Status.Operations {
+			deleted[policyRuns[j.Name]][demo.Key(store, op.Collection)] += op.Deleted
+			if policyRuns[j.Name] {
+				anonymized[demo.Key(store, op.Collection)] += op.Anonymized
+			}
+		}
+	}
+	if len(policyRuns) != 1+2 { // the samples' policy, Redis's and MariaDB's
+		t.Errorf("policy runs %v, want three", rep.PolicyRuns)
+	}
+	for _, tc := range rep.Before.Tables {
+		k := demo.Key(tc.Store, tc.Table)
+		afterPolicy, after := rep.AfterPolicy.TableOf(tc.Store, tc.Table), rep.After.TableOf(tc.Store, tc.Table)
+		if got := tc.Rows - afterPolicy.Rows; got != deleted[true][k] {
+			t.Errorf("%s: %d records fewer after the policy runs, the PurgeJobs say they deleted %d", k, got, deleted[true][k])
+		}
+		if rep.RequestsHandled {
+			if got := afterPolicy.Rows - after.Rows; got != deleted[false][k] {
+				t.Errorf("%s: %d records fewer after the deletion requests, their PurgeJobs say they deleted %d", k, got, deleted[false][k])
+			}
+		}
+	}
+	// Devices are anonymized by one operation, and none was before.
+	if got, want := rep.AfterPolicy.Table("devices").Anonymized, anonymized[demo.Key(demo.StorePostgres, "devices")]; got != want || got == 0 {
+		t.Errorf("devices: %d anonymized rows in the database after the policy run, the PurgeJob says %d", got, want)
+	}
+}
+
+func kubeClient(kubeconfig string) (client.Client, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	s := runtime.NewScheme()
+	if err := retentionv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: s})
+}
+
+func hostPort(t *testing.T, url string) string {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+}
+
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// children lists the processes this test process still has below it.
+func children() []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	self := strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == self && f[0] != "Z" {
+			cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			out = append(out, e.Name()+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
+		}
+	}
+	return out
+}
