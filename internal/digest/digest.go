@@ -9,11 +9,11 @@ import (
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strings"
 )
