@@ -23,8 +23,6 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
-	"github.com/lethe-dev/lethe/internal/connect"
-	"github.com/lethe-dev/lethe/internal/datastore/all"
 )
 
 func main() {
@@ -90,15 +88,8 @@ func main() {
 		log.Error(err, "unable to read the digest key")
 		os.Exit(1)
 	}
-	pool := &connect.Pool{Reader: mgr.GetAPIReader(), Open: all.Open}
-	defer pool.Close()
-	deps := controllers.Deps{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("lethe"),
-		Pool:      pool,
-		DigestKey: key,
-	}
+	deps := controllers.NewDeps(mgr, key)
+	defer deps.Pool.Close()
 	if err := controllers.Setup(mgr, deps, options); err != nil {
 		log.Error(err, "unable to set up controllers")
 		os.Exit(1)

@@ -9,6 +9,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/connect"
+	"github.com/lethe-dev/lethe/internal/datastore/all"
 )
 
 // Options tune the controllers.
@@ -59,4 +61,17 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 		For(&retentionv1.PurgeJob{}, builder.WithPredicates(specOrMetadataChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(o.PurgeJobConcurrency, 1)}).
 		Complete(&PurgeJobReconciler{Deps: deps, SliceDuration: o.PurgeJobSlice, MaxBatchesPerSlice: o.PurgeJobBatchesPerSlice})
+}
+
+// NewDeps wires what the reconcilers share from a manager: its clients, an
+// event recorder and a pool of drivers for every datastore type. Close the
+// pool (deps.Pool.Close) when the manager stops.
+func NewDeps(mgr ctrl.Manager, digestKey []byte) Deps {
+	return Deps{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("lethe"),
+		Pool:      &connect.Pool{Reader: mgr.GetAPIReader(), Open: all.Open},
+		DigestKey: digestKey,
+	}
 }

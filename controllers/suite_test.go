@@ -21,8 +21,6 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
-	"github.com/lethe-dev/lethe/internal/connect"
-	"github.com/lethe-dev/lethe/internal/datastore/all"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
@@ -88,9 +86,9 @@ func startManagerWithClock(t *testing.T, opts controllers.Options, clock func() 
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := &connect.Pool{Reader: mgr.GetAPIReader(), Open: all.Open}
-	deps := controllers.Deps{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("lethe"), Pool: pool, Clock: clock,
-		DigestKey: []byte("test-digest-key-0123456789abcdef0123")}
+	deps := controllers.NewDeps(mgr, []byte("test-digest-key-0123456789abcdef0123"))
+	deps.Clock = clock
+	pool := deps.Pool
 	if err := controllers.Setup(mgr, deps, opts); err != nil {
 		t.Fatal(err)
 	}

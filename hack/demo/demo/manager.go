@@ -19,8 +19,6 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/lethe-dev/lethe/controllers"
-	"github.com/lethe-dev/lethe/internal/connect"
-	"github.com/lethe-dev/lethe/internal/datastore/all"
 )
 
 // manager is the Lethe manager running in the demo's process, wired as
@@ -69,14 +67,11 @@ func startManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme,
 	if err != nil {
 		return nil, err
 	}
-	pool := &connect.Pool{Reader: mgr.GetAPIReader(), Open: all.Open}
-	deps := controllers.Deps{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("lethe"), Pool: pool,
-		// The key of the subject digests in status, receipts and the erasure
-		// ledger (main.go reads it from a mounted Secret): a fresh one for a
-		// throwaway cluster.
-		DigestKey: []byte(randomHex(32)),
-	}
+	// The key of the subject digests in status, receipts and the erasure
+	// ledger (main.go reads it from a mounted Secret): a fresh one for a
+	// throwaway cluster.
+	deps := controllers.NewDeps(mgr, []byte(randomHex(32)))
+	pool := deps.Pool
 	// The defaults of main.go's flags.
 	opts := controllers.Options{DataStoreConcurrency: 2, PolicyConcurrency: 2, PurgeJobConcurrency: 4, PurgeJobSlice: 10 * time.Second}
 	if err := controllers.Setup(mgr, deps, opts); err != nil {

@@ -31,8 +31,6 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
-	"github.com/lethe-dev/lethe/internal/connect"
-	"github.com/lethe-dev/lethe/internal/datastore/all"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
@@ -64,9 +62,8 @@ func startManager(b *testing.B, coalesce bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pool := &connect.Pool{Reader: mgr.GetAPIReader(), Open: all.Open}
-	deps := controllers.Deps{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("lethe"), Pool: pool,
-		DigestKey: []byte("bench-digest-key-0123456789abcdef0123")}
+	deps := controllers.NewDeps(mgr, []byte("bench-digest-key-0123456789abcdef0123"))
+	pool := deps.Pool
 	opts := controllers.Options{RequestConcurrency: 8, PurgeJobConcurrency: 4, CoalesceWindow: 100 * time.Millisecond}
 	if !coalesce {
 		opts.CoalesceMaxSubjects = 1
