@@ -56,8 +56,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	defer func() { _ = env.Stop() }()
-	testharness.Main(m)
+	// os.Exit skips deferred calls: stop the control plane explicitly, or
+	// kube-apiserver and etcd outlive the test binary.
+	code := testharness.Run(m)
+	_ = env.Stop()
+	os.Exit(code)
 }
 
 // manager is a running Lethe manager in the test process.

@@ -54,7 +54,12 @@ var (
 // Main runs the tests of a package, then stops every server the harness
 // started and removes their directories, and exits with m.Run's code. Call it
 // from TestMain. SIGINT and SIGTERM also stop the servers before exiting.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit: it returns m.Run's code after stopping the
+// servers, so a TestMain can stop what it started itself (a control plane)
+// before exiting.
+func Run(m *testing.M) int {
 	mainCalled.Store(true)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -74,7 +79,7 @@ func Main(m *testing.M) {
 	code := m.Run()
 	signal.Stop(sigs)
 	shutdown()
-	os.Exit(code)
+	return code
 }
 
 // shutdown stops every server and removes the temp directory. It is

@@ -44,8 +44,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	defer func() { _ = env.Stop() }()
-	testharness.Main(m)
+	code := testharness.Run(m)
+	_ = env.Stop()
+	os.Exit(code)
 }
 
 // startManager runs Lethe with API limits fit for a burst; coalesce=false
