@@ -4,14 +4,18 @@
 package controllers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -130,4 +134,25 @@ func purgeJobPhaseChanged() predicate.Predicate {
 			return !ok1 || !ok2 || o.Status.Phase != n.Status.Phase
 		},
 	}
+}
+
+// listRequests lists objects with the cached client and returns a reconcile
+// request for each: the body of every "which objects does this event
+// concern" map function. A failed list is logged and enqueues nothing.
+func listRequests(ctx context.Context, c client.Reader, list client.ObjectList, opts ...client.ListOption) []reconcile.Request {
+	if err := c.List(ctx, list, opts...); err != nil {
+		log.FromContext(ctx).Error(err, "listing objects to enqueue", "kind", fmt.Sprintf("%T", list))
+		return nil
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(items))
+	for _, it := range items {
+		if o, ok := it.(client.Object); ok {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
+		}
+	}
+	return out
 }

@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -94,16 +93,7 @@ func indexDatasetsByDataStore(mgr ctrl.Manager) error {
 
 // datasetsOfStore lists the Datasets that use a DataStore.
 func (r *DatasetReconciler) datasetsOfStore(ctx context.Context, o client.Object) []reconcile.Request {
-	var list retentionv1.DatasetList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{DatasetDataStoreIndex: o.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "listing Datasets of a DataStore", "dataStore", o.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, d := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: d.Namespace, Name: d.Name}})
-	}
-	return reqs
+	return listRequests(ctx, r, &retentionv1.DatasetList{}, client.InNamespace(o.GetNamespace()), client.MatchingFields{DatasetDataStoreIndex: o.GetName()})
 }
 
 // storeAvailabilityChanged passes DataStore events that can change a

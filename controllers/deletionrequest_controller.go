@@ -127,15 +127,7 @@ func (r *DeletionRequestReconciler) SetupWithManager(mgr ctrl.Manager, concurren
 
 // requestsOfJob maps a PurgeJob to the requests it erases.
 func (r *DeletionRequestReconciler) requestsOfJob(ctx context.Context, o client.Object) []reconcile.Request {
-	var list retentionv1.DeletionRequestList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{requestJobIndex: o.GetName()}); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, dr := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&dr)})
-	}
-	return out
+	return listRequests(ctx, r, &retentionv1.DeletionRequestList{}, client.InNamespace(o.GetNamespace()), client.MatchingFields{requestJobIndex: o.GetName()})
 }
 
 func (r *DeletionRequestReconciler) heldRequests(ctx context.Context, o client.Object) []reconcile.Request {

@@ -70,16 +70,7 @@ func (r *LegalHoldReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int
 }
 
 func (r *LegalHoldReconciler) holdsOfNamespace(ctx context.Context, o client.Object) []reconcile.Request {
-	var list retentionv1.LegalHoldList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
-		log.FromContext(ctx).Error(err, "listing LegalHolds", "namespace", o.GetNamespace())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, h := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: h.Namespace, Name: h.Name}})
-	}
-	return reqs
+	return listRequests(ctx, r, &retentionv1.LegalHoldList{}, client.InNamespace(o.GetNamespace()))
 }
 
 // purgeJobProgressChanged passes PurgeJob events that can change what a hold

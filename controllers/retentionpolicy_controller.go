@@ -80,15 +80,7 @@ func (r *RetentionPolicyReconciler) SetupWithManager(mgr ctrl.Manager, concurren
 }
 
 func (r *RetentionPolicyReconciler) policiesOfDataset(ctx context.Context, o client.Object) []reconcile.Request {
-	var list retentionv1.RetentionPolicyList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{policyIndex: o.GetName()}); err != nil {
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, p := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)})
-	}
-	return out
+	return listRequests(ctx, r, &retentionv1.RetentionPolicyList{}, client.InNamespace(o.GetNamespace()), client.MatchingFields{policyIndex: o.GetName()})
 }
 
 // Reconcile: get → gates (schedule, Dataset, rules) → runs (history, release,
