@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -24,17 +23,30 @@ import (
 // subjects together.
 const LabelCoalesced = "retention.lethe.dev/coalesced"
 
+// AnnotationDeletionRequests on a coalesced PurgeJob lists the names of the
+// DeletionRequests it erases, comma-separated. It is how a request finds its
+// jobs after a manager restart and how a finished job wakes its requests.
+const AnnotationDeletionRequests = "retention.lethe.dev/deletion-requests"
+
+// maxMemberBytes bounds the member names of one PurgeJob, so the annotation
+// stays far below the API server's 256 KiB limit for all annotations.
+const maxMemberBytes = 64 << 10
+
 // Coalescer gathers DeletionRequests that passed their gates and, once per
 // window, erases each group of them with one PurgeJob: one set-based
 // statement per collection and batch (`= ANY($1)`) instead of one per
 // subject. A group shares namespace, Dataset, the planned operations and
 // mode, so the same statements are right for every member.
 //
-// It runs in the elected leader. If the manager stops after creating a
-// group's PurgeJob but before its members recorded it, those members are
-// queued again on restart and their records are visited twice: a second
-// delete finds nothing; a second anonymization rewrites already anonymized
-// fields.
+// Each PurgeJob names its members in an annotation, so a restarted manager
+// finds the jobs of every queued request and never erases a subject twice;
+// a member is queued again only when the manager stopped between creating
+// the subjects Secret and the PurgeJob (nothing ran yet).
+//
+// After a job succeeds, its members are verified together: one count per
+// collection over the union of their identities. Only when that finds
+// something left is each member counted on its own, to name the failure.
+// It runs in the elected leader.
 type Coalescer struct {
 	Deps
 	// Window is how long requests gather before a PurgeJob starts (default 200ms).
@@ -42,11 +54,22 @@ type Coalescer struct {
 	// MaxSubjects bounds the requests of one PurgeJob (default 500).
 	MaxSubjects int
 
-	events chan event.GenericEvent
-
 	mu       sync.Mutex
 	groups   map[string]*erasureGroup
 	assigned map[types.NamespacedName]map[string]string // request → Dataset → PurgeJob, until it completes
+	jobs     map[string]*jobMembers                      // namespace/PurgeJob → its members, until they complete
+}
+
+// jobMembers is what the coalescer remembers of a PurgeJob it started: the
+// union of its members' identities and, once computed, the verification
+// counts over that union.
+type jobMembers struct {
+	union     map[string][]string
+	remaining map[types.NamespacedName]bool
+
+	mu       sync.Mutex // held while verifying, so members wait for one count
+	verified bool
+	left     []int64 // per operation, over the union
 }
 
 type erasureGroup struct {
@@ -57,35 +80,63 @@ type erasureGroup struct {
 	order              []types.NamespacedName
 }
 
-// NewCoalescer returns a coalescer whose Events feed the DeletionRequest
-// controller, so members are reconciled as soon as their PurgeJob exists.
+// NewCoalescer returns an empty coalescer; add it to the manager.
 func NewCoalescer(deps Deps) *Coalescer {
-	return &Coalescer{Deps: deps, events: make(chan event.GenericEvent, 1024),
-		groups: map[string]*erasureGroup{}, assigned: map[types.NamespacedName]map[string]string{}}
+	return &Coalescer{Deps: deps, groups: map[string]*erasureGroup{},
+		assigned: map[types.NamespacedName]map[string]string{}, jobs: map[string]*jobMembers{}}
 }
 
-// Events is the channel of requests to reconcile after a flush.
-func (c *Coalescer) Events() <-chan event.GenericEvent { return c.events }
-
-// Assigned returns the PurgeJobs started for a request, one per Dataset.
-func (c *Coalescer) Assigned(req types.NamespacedName) []string {
+// Assigned returns the PurgeJobs started for a request, one per Dataset,
+// and the Datasets whose PurgeJob is being created right now.
+func (c *Coalescer) Assigned(req types.NamespacedName) (jobs, inFlight []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []string
-	for _, job := range c.assigned[req] {
-		if job != "" { // "" is in flight
-			out = append(out, job)
+	for dataset, job := range c.assigned[req] {
+		if job == "" {
+			inFlight = append(inFlight, dataset)
+		} else {
+			jobs = append(jobs, job)
 		}
 	}
-	slices.Sort(out)
-	return out
+	slices.Sort(jobs)
+	return jobs, inFlight
 }
 
-// Done forgets a finished request.
+// Done forgets a finished request, and a PurgeJob once all its members are done.
 func (c *Coalescer) Done(req types.NamespacedName) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.assigned, req)
+	for key, j := range c.jobs {
+		if strings.HasPrefix(key, req.Namespace+"/") {
+			delete(j.remaining, req)
+			if len(j.remaining) == 0 {
+				delete(c.jobs, key)
+			}
+		}
+	}
+}
+
+// Verified reports, for a succeeded PurgeJob this coalescer started, how
+// many records per operation still match any of its members' identities;
+// verify counts them, once per job, whichever member asks first. ok is false
+// for a job it does not know (started before a restart).
+func (c *Coalescer) Verified(namespace, job string, verify func(union map[string][]string) ([]int64, error)) (left []int64, ok bool, err error) {
+	c.mu.Lock()
+	j := c.jobs[namespace+"/"+job]
+	c.mu.Unlock()
+	if j == nil {
+		return nil, false, nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.verified {
+		if j.left, err = verify(j.union); err != nil {
+			return nil, true, err // a later member tries again
+		}
+		j.verified = true
+	}
+	return j.left, true, nil
 }
 
 // Add queues a request's erasure of one Dataset. Adding again is harmless.
@@ -163,13 +214,8 @@ func (c *Coalescer) flush(ctx context.Context) {
 		}
 	}
 	c.mu.Unlock()
-	max := c.MaxSubjects
-	if max <= 0 {
-		max = 500
-	}
 	for _, g := range groups {
-		for start := 0; start < len(g.order); start += max {
-			members := g.order[start:min(start+max, len(g.order))]
+		for _, members := range c.split(g.order) {
 			name, err := c.start(ctx, g, members)
 			c.mu.Lock()
 			for _, m := range members {
@@ -179,21 +225,38 @@ func (c *Coalescer) flush(ctx context.Context) {
 					c.requeue(g, m)
 					continue
 				}
-				if c.assigned[m] == nil { // finished meanwhile (e.g. failed)
-					continue
+				if c.assigned[m] != nil { // nil: finished meanwhile (e.g. failed)
+					c.assigned[m][g.dataset] = name
 				}
-				c.assigned[m][g.dataset] = name
 			}
 			c.mu.Unlock()
 			if err != nil {
 				log.FromContext(ctx).Error(err, "starting a coalesced erasure; retrying", "dataset", g.dataset, "requests", len(members))
-				continue
-			}
-			for _, m := range members {
-				c.events <- event.GenericEvent{Object: &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name}}}
 			}
 		}
 	}
+}
+
+// split cuts a group's members into PurgeJobs of at most MaxSubjects
+// requests and maxMemberBytes of names.
+func (c *Coalescer) split(order []types.NamespacedName) [][]types.NamespacedName {
+	limit := c.MaxSubjects
+	if limit <= 0 {
+		limit = 500
+	}
+	var out [][]types.NamespacedName
+	start, size := 0, 0
+	for i, m := range order {
+		if i > start && (i-start >= limit || size+len(m.Name)+1 > maxMemberBytes) {
+			out = append(out, order[start:i])
+			start, size = i, 0
+		}
+		size += len(m.Name) + 1
+	}
+	if start < len(order) {
+		out = append(out, order[start:])
+	}
+	return out
 }
 
 // requeue puts a member back (c.mu held).
@@ -235,7 +298,7 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 	}
 	job := &retentionv1.PurgeJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name, Labels: labels,
-			Annotations: map[string]string{"retention.lethe.dev/requests": fmt.Sprint(len(members))}},
+			Annotations: map[string]string{AnnotationDeletionRequests: strings.Join(names, ",")}},
 		Spec: retentionv1.PurgeJobSpec{
 			DatasetRef:        retentionv1.LocalObjectReference{Name: retentionv1.ObjectName(g.dataset)},
 			Mode:              g.mode,
@@ -247,6 +310,13 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 		_ = c.Delete(ctx, secret)
 		return "", fmt.Errorf("creating PurgeJob: %w", err)
 	}
+	jm := &jobMembers{union: union, remaining: map[types.NamespacedName]bool{}}
+	for _, m := range members {
+		jm.remaining[m] = true
+	}
+	c.mu.Lock()
+	c.jobs[g.namespace+"/"+name] = jm
+	c.mu.Unlock()
 	// The Secret goes with the job.
 	patch := client.MergeFrom(secret.DeepCopy())
 	secret.OwnerReferences = []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "PurgeJob", Name: job.Name, UID: job.UID}}

@@ -26,7 +26,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/connect"
@@ -94,7 +93,16 @@ type DeletionRequestReconciler struct {
 	Ledger    *Ledger
 }
 
-const requestJobIndex = "status.purgeJobs"
+// jobRequestIndex indexes PurgeJobs by the DeletionRequests they erase.
+const jobRequestIndex = "metadata.annotations.deletionRequests"
+
+func jobRequests(job client.Object) []string {
+	v := job.GetAnnotations()[AnnotationDeletionRequests]
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=deletionrequests,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=deletionrequests/status,verbs=get;update;patch
@@ -110,9 +118,7 @@ func (r *DeletionRequestReconciler) SetupWithManager(mgr ctrl.Manager, concurren
 	if err := mgr.Add(r.Ledger); err != nil {
 		return err
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &retentionv1.DeletionRequest{}, requestJobIndex, func(o client.Object) []string {
-		return o.(*retentionv1.DeletionRequest).Status.PurgeJobs
-	}); err != nil {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &retentionv1.PurgeJob{}, jobRequestIndex, jobRequests); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -120,14 +126,17 @@ func (r *DeletionRequestReconciler) SetupWithManager(mgr ctrl.Manager, concurren
 		For(&retentionv1.DeletionRequest{}, builder.WithPredicates(specOrMetadataChanged())).
 		Watches(&retentionv1.PurgeJob{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfJob), builder.WithPredicates(purgeJobFinished())).
 		Watches(&retentionv1.LegalHold{}, handler.EnqueueRequestsFromMapFunc(r.heldRequests)).
-		WatchesRawSource(source.Channel(r.Coalescer.events, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Complete(r)
 }
 
-// requestsOfJob maps a PurgeJob to the requests it erases.
-func (r *DeletionRequestReconciler) requestsOfJob(ctx context.Context, o client.Object) []reconcile.Request {
-	return listRequests(ctx, r, &retentionv1.DeletionRequestList{}, client.InNamespace(o.GetNamespace()), client.MatchingFields{requestJobIndex: o.GetName()})
+// requestsOfJob maps a PurgeJob to the requests it erases (its annotation).
+func (r *DeletionRequestReconciler) requestsOfJob(_ context.Context, o client.Object) []reconcile.Request {
+	var out []reconcile.Request
+	for _, name := range jobRequests(o) {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}})
+	}
+	return out
 }
 
 func (r *DeletionRequestReconciler) heldRequests(ctx context.Context, o client.Object) []reconcile.Request {
@@ -233,6 +242,8 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// PurgeJob per Dataset (set-based statements over many subjects).
 	jobs, queued, err := r.execute(ctx, dr, steps, identities)
 	if err != nil || queued {
+		// A finished PurgeJob wakes its requests (its annotation names
+		// them); the timer shows a long erasure as Running.
 		return reconcile.Result{RequeueAfter: 5 * time.Second}, err
 	}
 	for _, j := range jobs {
@@ -247,9 +258,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		default:
 			dr.Status.Phase = DRRunning
 			retentionv1.MarkReconciling(dr, ReasonErasing, fmt.Sprintf("Erasing with %d PurgeJobs", len(jobs)))
-			// A job's phase change requeues this request through the index
-			// on status.purgeJobs; the timer covers an event that arrived
-			// before this request's own status reached the cache.
+			// The job's end requeues this request; the timer is a fallback.
 			return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
 		}
 	}
@@ -258,7 +267,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	if dr.Spec.DryRun {
 		return r.complete(ctx, dr, now, ReasonDryRunCompleted)
 	}
-	if msg, err := r.verify(ctx, steps, identities); err != nil {
+	if msg, err := r.verify(ctx, steps, jobs, identities); err != nil {
 		return reconcile.Result{}, err
 	} else if msg != "" {
 		return r.fail(dr, ReasonVerificationFailed, msg, now)
@@ -523,55 +532,90 @@ func findDataset(all []retentionv1.Dataset, name string) *retentionv1.Dataset {
 }
 
 // execute counts the subject's records in every planned collection (the
-// receipt reports them), then hands each Dataset's operations to the
-// coalescer, and returns the PurgeJobs once they exist.
+// receipt reports them), hands each Dataset's operations to the coalescer,
+// and returns the PurgeJobs once one exists for every Dataset.
 func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1.DeletionRequest, steps []datasetSteps, identities map[string][]string) ([]*retentionv1.PurgeJob, bool, error) {
-	key := client.ObjectKeyFromObject(dr)
-	for _, name := range r.Coalescer.Assigned(key) {
-		if !slices.Contains(dr.Status.PurgeJobs, name) {
-			dr.Status.PurgeJobs = append(dr.Status.PurgeJobs, name)
+	jobs, err := r.jobsOf(ctx, dr)
+	if err != nil {
+		return nil, false, err
+	}
+	var missing []datasetSteps
+	for _, s := range steps {
+		if jobFor(jobs, s.dataset.Name) == nil {
+			missing = append(missing, s)
 		}
 	}
-	if len(dr.Status.PurgeJobs) < len(steps) {
-		if dr.Status.Phase != DRQueued {
-			counts, err := r.countSubject(ctx, steps, identities)
-			if err != nil {
-				return nil, false, err
-			}
-			i := 0
-			for si, s := range steps {
-				for oi := range s.ops {
-					n := counts[si][oi]
-					dr.Status.Plan[i].Matched = &n
-					i++
-				}
-			}
+	if len(missing) == 0 {
+		dr.Status.PurgeJobs = dr.Status.PurgeJobs[:0]
+		for _, j := range jobs {
+			dr.Status.PurgeJobs = append(dr.Status.PurgeJobs, j.Name)
 		}
-		mode := retentionv1.ModeEnforce
-		if dr.Spec.DryRun {
-			mode = retentionv1.ModeDryRun
-		}
-		for _, s := range steps {
-			r.Coalescer.Add(key, s.dataset.Name, mode, s.ops, identities)
-		}
-		dr.Status.Phase = DRQueued
-		retentionv1.MarkReconciling(dr, ReasonQueued, "Queued for erasure together with other requests")
-		return nil, true, nil
+		return jobs, false, nil
 	}
-	var jobs []*retentionv1.PurgeJob
-	for _, name := range dr.Status.PurgeJobs {
-		job := &retentionv1.PurgeJob{}
-		key := types.NamespacedName{Namespace: dr.Namespace, Name: name}
-		err := r.Get(ctx, key, job)
-		if apierrors.IsNotFound(err) {
-			err = r.APIReader.Get(ctx, key, job) // just created: the cache may lag
-		}
+	if dr.Status.Phase != DRQueued {
+		counts, err := r.countSubject(ctx, steps, identities)
 		if err != nil {
 			return nil, false, err
 		}
+		i := 0
+		for si, s := range steps {
+			for oi := range s.ops {
+				n := counts[si][oi]
+				dr.Status.Plan[i].Matched = &n
+				i++
+			}
+		}
+	}
+	mode := retentionv1.ModeEnforce
+	if dr.Spec.DryRun {
+		mode = retentionv1.ModeDryRun
+	}
+	for _, s := range missing {
+		r.Coalescer.Add(client.ObjectKeyFromObject(dr), s.dataset.Name, mode, s.ops, identities)
+	}
+	dr.Status.Phase = DRQueued
+	retentionv1.MarkReconciling(dr, ReasonQueued, "Queued for erasure together with other requests")
+	return nil, true, nil
+}
+
+// jobsOf returns the PurgeJobs erasing this request: those the coalescer
+// just started (the cache may not have them yet) and those naming the
+// request in their annotation, sorted by name.
+func (r *DeletionRequestReconciler) jobsOf(ctx context.Context, dr *retentionv1.DeletionRequest) ([]*retentionv1.PurgeJob, error) {
+	var list retentionv1.PurgeJobList
+	if err := r.List(ctx, &list, client.InNamespace(dr.Namespace), client.MatchingFields{jobRequestIndex: dr.Name}); err != nil {
+		return nil, err
+	}
+	var jobs []*retentionv1.PurgeJob
+	for i := range list.Items {
+		jobs = append(jobs, &list.Items[i])
+	}
+	started, _ := r.Coalescer.Assigned(client.ObjectKeyFromObject(dr))
+	for _, name := range started {
+		if slices.ContainsFunc(jobs, func(j *retentionv1.PurgeJob) bool { return j.Name == name }) {
+			continue
+		}
+		job := &retentionv1.PurgeJob{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: name}, job)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
 		jobs = append(jobs, job)
 	}
-	return jobs, false, nil
+	slices.SortFunc(jobs, func(a, b *retentionv1.PurgeJob) int { return strings.Compare(a.Name, b.Name) })
+	return jobs, nil
+}
+
+func jobFor(jobs []*retentionv1.PurgeJob, dataset string) *retentionv1.PurgeJob {
+	for _, j := range jobs {
+		if string(j.Spec.DatasetRef.Name) == dataset {
+			return j
+		}
+	}
+	return nil
 }
 
 // countSubject counts the subject's records in each planned collection,
@@ -579,47 +623,72 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 func (r *DeletionRequestReconciler) countSubject(ctx context.Context, steps []datasetSteps, identities map[string][]string) ([][]int64, error) {
 	out := make([][]int64, len(steps))
 	for si, s := range steps {
-		var store retentionv1.DataStore
-		if err := r.Get(ctx, types.NamespacedName{Namespace: s.dataset.Namespace, Name: string(s.dataset.Spec.DataStoreRef.Name)}, &store); err != nil {
-			return nil, err
-		}
-		d, err := r.Pool.Get(ctx, &store)
+		n, err := r.countStep(ctx, s, identities)
 		if err != nil {
 			return nil, err
 		}
-		for _, op := range s.ops {
-			c, _ := engine.Collection(s.dataset, op.Collection)
-			dc, err := engine.ToDriver(store.Spec.Type, c)
-			if err != nil {
-				return nil, err
-			}
-			hops, err := engine.PathToIdentities(s.dataset, store.Spec.Type, c, identities)
-			if err != nil {
-				return nil, err
-			}
-			n, err := d.Count(ctx, datastore.Operation{Collection: dc, Subjects: identities, Via: hops, Delete: op.Action == retentionv1.ActionDelete})
-			if err != nil {
-				return nil, fmt.Errorf("counting in %s/%s: %w", s.dataset.Name, op.Collection, err)
-			}
-			out[si] = append(out[si], n)
+		out[si] = n
+	}
+	return out, nil
+}
+
+// countStep counts the records of these identities in each of one Dataset's
+// planned collections.
+func (r *DeletionRequestReconciler) countStep(ctx context.Context, s datasetSteps, identities map[string][]string) ([]int64, error) {
+	var store retentionv1.DataStore
+	if err := r.Get(ctx, types.NamespacedName{Namespace: s.dataset.Namespace, Name: string(s.dataset.Spec.DataStoreRef.Name)}, &store); err != nil {
+		return nil, err
+	}
+	d, err := r.Pool.Get(ctx, &store)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, 0, len(s.ops))
+	for _, op := range s.ops {
+		c, _ := engine.Collection(s.dataset, op.Collection)
+		dc, err := engine.ToDriver(store.Spec.Type, c)
+		if err != nil {
+			return nil, err
 		}
+		hops, err := engine.PathToIdentities(s.dataset, store.Spec.Type, c, identities)
+		if err != nil {
+			return nil, err
+		}
+		n, err := d.Count(ctx, datastore.Operation{Collection: dc, Subjects: identities, Via: hops, Delete: op.Action == retentionv1.ActionDelete})
+		if err != nil {
+			return nil, fmt.Errorf("counting in %s/%s: %w", s.dataset.Name, op.Collection, err)
+		}
+		out = append(out, n)
 	}
 	return out, nil
 }
 
 // verify queries every planned collection again for the subject: a Delete
 // collection must hold no matching record, and an Anonymize collection no
-// record still matching an identity field. It names the first collection
-// that fails.
-func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetSteps, identities map[string][]string) (string, error) {
-	counts, err := r.countSubject(ctx, steps, identities)
-	if err != nil {
-		return "", err
-	}
-	for si, s := range steps {
+// record still matching an identity field. Requests erased by one PurgeJob
+// are verified together (one count per collection over all their subjects);
+// only a Dataset where that finds something is counted for this subject
+// alone. It names the first collection that fails.
+func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetSteps, jobs []*retentionv1.PurgeJob, identities map[string][]string) (string, error) {
+	for _, s := range steps {
+		if job := jobFor(jobs, s.dataset.Name); job != nil {
+			left, ok, err := r.Coalescer.Verified(job.Namespace, job.Name, func(union map[string][]string) ([]int64, error) {
+				return r.countStep(ctx, s, union)
+			})
+			if err != nil {
+				return "", err
+			}
+			if ok && !slices.ContainsFunc(left, func(n int64) bool { return n > 0 }) {
+				continue
+			}
+		}
+		left, err := r.countStep(ctx, s, identities)
+		if err != nil {
+			return "", err
+		}
 		for oi, op := range s.ops {
-			if left := counts[si][oi]; left > 0 {
-				return fmt.Sprintf("Verification failed: %d records in collection %s of Dataset %s still identify the subject after erasure", left, op.Collection, s.dataset.Name), nil
+			if left[oi] > 0 {
+				return fmt.Sprintf("Verification failed: %d records in collection %s of Dataset %s still identify the subject after erasure", left[oi], op.Collection, s.dataset.Name), nil
 			}
 		}
 	}
