@@ -57,7 +57,7 @@ type Coalescer struct {
 	mu       sync.Mutex
 	groups   map[string]*erasureGroup
 	assigned map[types.NamespacedName]map[string]string // request → Dataset → PurgeJob, until it completes
-	jobs     map[string]*jobMembers                      // namespace/PurgeJob → its members, until they complete
+	jobs     map[string]*jobMembers                     // namespace/PurgeJob → its members, until they complete
 }
 
 // jobMembers is what the coalescer remembers of a PurgeJob it started: the
