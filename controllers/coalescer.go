@@ -323,8 +323,6 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 	if err := c.Patch(ctx, secret, patch); err != nil {
 		log.FromContext(ctx).Error(err, "setting the owner of a subjects Secret", "purgeJob", name)
 	}
-	r := c.Recorder
-	r.Eventf(job, nil, "Normal", "Coalesced", "Erase", "Erasing %d DeletionRequests' subjects together in Dataset %s", len(members), g.dataset)
 	return name, nil
 }
 

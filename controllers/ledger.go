@@ -19,10 +19,12 @@ import (
 // one, so a burst of completed requests costs a few API writes instead of
 // one contended write each. Append returns once its line is stored.
 //
-// The ledger of a namespace is sharded by month and by the first hex digit
-// of the subject digest (ConfigMaps hold at most 1 MiB), named
-// lethe-erasure-ledger-<yyyymm>-<digit>; each key is a request name and each
-// value a JSON line of keyed digests.
+// The ledger of a namespace is sharded by day (UTC) and by the first hex
+// digit of the subject digest, named lethe-erasure-ledger-<yyyymmdd>-<digit>;
+// each key is a request name and each value a JSON line of keyed digests
+// (about 350 bytes). Daily shards keep every write small and the ledger far
+// from the 1 MiB limit of a ConfigMap: 16 shards a day hold about 45,000
+// erasures per namespace and day.
 type Ledger struct {
 	Client client.Client
 	Reader client.Reader
@@ -47,7 +49,7 @@ func ShardName(subjectDigest string, at time.Time) string {
 	if d != "" {
 		digit = d[:1]
 	}
-	return fmt.Sprintf("%s-%s-%s", LedgerConfigMap, at.UTC().Format("200601"), digit)
+	return fmt.Sprintf("%s-%s-%s", LedgerConfigMap, at.UTC().Format("20060102"), digit)
 }
 
 // Append stores one line and waits until it is written.

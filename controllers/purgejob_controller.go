@@ -203,7 +203,7 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 	}
 	job.Status.Phase = PhaseRunning
 	retentionv1.MarkReconciling(job, ReasonRunning, fmt.Sprintf("Executing %d operations, %d records matched", len(j.steps), total))
-	j.r.Recorder.Eventf(job, nil, "Normal", "Started", "Execute", "Started: %d operations, %d records matched, %s", len(j.steps), total, cutoffString(job))
+	j.r.Recorder.Eventf(job, nil, "Normal", "Started", "Execute", "Started: %d operations, %d records matched, %s", len(j.steps), total, scopeString(job))
 	if err := j.saveStatus(ctx); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -447,7 +447,16 @@ func (j *jobRun) saveStatus(ctx context.Context) error {
 	return nil
 }
 
-// cutoffString describes the job's cutoffs for its Started event.
+// scopeString describes what the job selects, for its Started event: its
+// cutoffs, or how many DeletionRequests' subjects it erases together.
+func scopeString(job *retentionv1.PurgeJob) string {
+	if n := len(jobRequests(job)); n > 0 {
+		return fmt.Sprintf("the subjects of %d DeletionRequests", n)
+	}
+	return cutoffString(job)
+}
+
+// cutoffString describes the job's cutoffs.
 func cutoffString(job *retentionv1.PurgeJob) string {
 	if job.Spec.Cutoff != nil {
 		return "cutoff " + job.Spec.Cutoff.UTC().Format(time.RFC3339)
