@@ -211,3 +211,41 @@ func equalCounts(a, b map[string]int64) bool {
 	}
 	return true
 }
+
+// A phone number shared by more people than the derivation bound stops the
+// request before anything is erased: erasing them all would erase others.
+func TestDeletionRequestStopsWhenDerivationIsTooBroad(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn, rc := graphFixture(t)
+	mustExec(t, conn, `CREATE TABLE phones (user_id text NOT NULL, phone text NOT NULL, PRIMARY KEY (user_id, phone))`)
+	mustExec(t, conn, `INSERT INTO phones SELECT 'usr_'||g, '+1-555-0100' FROM generate_series(1, 9) g`)
+	mustExec(t, conn, `INSERT INTO phones VALUES ($1, '+1-555-0100')`, adaID)
+	var ds retentionv1.Dataset
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "shop"}, &ds); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(ds.DeepCopy())
+	ds.Spec.Collections = append(ds.Spec.Collections, retentionv1.Collection{Name: "phones",
+		Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "user_id"}, {Type: "phone", Field: "phone"}}})
+	if err := env.Client.Patch(context.Background(), &ds, patch); err != nil {
+		t.Fatal(err)
+	}
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-phone"}, StringData: map[string]string{"phone": "+1-555-0100"}})
+	dr := emailRequest(ns, "shared")
+	dr.Spec.Subject.IdentitiesSecretRef.Name = "by-phone"
+	create(t, dr)
+	got := waitFor(t, dr, 60*time.Second, "Stalled DerivationLimit", func(d *retentionv1.DeletionRequest) bool {
+		return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonDerivationLimit)
+	})
+	time.Sleep(time.Second)
+	if left := graphSnapshot(t, conn, rc, adaID); left["users"] != 1 || left["orders"] != 3 || left["sessions"] != 2 {
+		t.Fatalf("records erased although derivation was stopped: %v (%s)", left, got.Status.Phase)
+	}
+	if n := count(t, conn, `SELECT count(*) FROM phones`); n != 10 {
+		t.Fatalf("phones: %d rows left, want 10", n)
+	}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "shared-subject"}, &corev1.Secret{}); err == nil {
+		t.Error("a Secret of derived identities was kept although derivation stopped")
+	}
+	assertNoPersonalData(t, ns)
+}
