@@ -178,6 +178,7 @@ func (r *DatasetReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	}
 	ds.Status.Collections = v.collections
 	ds.Status.IdentityGraph = v.graph
+	ds.Status.ForeignKeys = v.foreignKeys
 	if reason, msg := v.verdict(); reason != "" {
 		// A missing table or column needs a human (or a migration): Stalled,
 		// but checked again periodically since the schema can change.
@@ -259,6 +260,7 @@ type problem struct{ reason, msg string }
 type validation struct {
 	collections []retentionv1.CollectionStatus
 	graph       []retentionv1.IdentityPath
+	foreignKeys []retentionv1.DiscoveredReference
 	problems    []problem
 	// transient is an error retrying may fix (store unreachable); when set,
 	// the rest is incomplete.
@@ -368,6 +370,7 @@ func validateDataset(ctx context.Context, ds *retentionv1.Dataset, store *retent
 		v.collections = append(v.collections, st)
 	}
 	v.graph = identityGraph(order, byName, store)
+	v.foreignKeys = discoveredForeignKeys(order, store)
 	return v
 }
 
@@ -622,6 +625,40 @@ func edges(order []*described, byName map[string]*described, store *retentionv1.
 		for _, fk := range x.info.ForeignKeys {
 			for _, parent := range byTable[tableKey{fk.RefSchema, fk.RefTable}] {
 				add(edge{field: joinCols(fk.Columns), parent: parent, parentField: joinCols(fk.RefColumns)})
+			}
+		}
+	}
+	return out
+}
+
+// discoveredForeignKeys lists the single-column foreign keys of the live
+// schema between two declared collections, for erasure planning (a composite
+// key cannot be followed with one field per hop and is only shown in the
+// identity graph).
+func discoveredForeignKeys(order []*described, store *retentionv1.DataStore) []retentionv1.DiscoveredReference {
+	type tableKey struct{ schema, table string }
+	byTable := map[tableKey][]string{}
+	for _, x := range order {
+		if x.dc.Table == "" {
+			continue
+		}
+		k := tableKey{x.dc.Schema, x.dc.Table}
+		if store.Spec.Type == retentionv1.DataStoreMySQL {
+			k.schema = string(store.Spec.Database)
+		}
+		byTable[k] = append(byTable[k], string(x.c.Name))
+	}
+	var out []retentionv1.DiscoveredReference
+	for _, x := range order {
+		if x.info == nil {
+			continue
+		}
+		for _, fk := range x.info.ForeignKeys {
+			if len(fk.Columns) != 1 || len(fk.RefColumns) != 1 {
+				continue
+			}
+			for _, parent := range byTable[tableKey{fk.RefSchema, fk.RefTable}] {
+				out = append(out, retentionv1.DiscoveredReference{Collection: string(x.c.Name), Field: fk.Columns[0], TargetCollection: parent, TargetField: fk.RefColumns[0], Constraint: fk.Name})
 			}
 		}
 	}

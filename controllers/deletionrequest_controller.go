@@ -205,20 +205,24 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	plan, steps, err := r.plan(dr, datasets, identities)
+	if name := unvalidated(datasets); name != "" {
+		// Foreign keys come from the Dataset's validation: a plan made
+		// before it would miss the collections only they reach.
+		retentionv1.MarkReconciling(dr, retentionv1.ReasonProgressing, fmt.Sprintf("Waiting for Dataset %s to be validated against its store", name))
+		return reconcile.Result{RequeueAfter: 2 * time.Second}, nil
+	}
+	// Before the stores are read, the plan includes what identity types the
+	// given ones may be derived into (email → user_id through users).
+	planTypes, mayDerive := identityTypes(identities), map[string]string{}
+	for t, how := range derivable(datasets, planTypes) {
+		planTypes[t], mayDerive[t] = true, how
+	}
+	plan, _, err := r.plan(dr, datasets, planTypes, mayDerive)
 	if err != nil {
 		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, err.Error())
 		return reconcile.Result{}, nil
 	}
-	// Counts taken before erasure stay with the plan.
-	for i := range plan {
-		for _, old := range dr.Status.Plan {
-			if old.Dataset == plan[i].Dataset && old.Collection == plan[i].Collection {
-				plan[i].Matched = old.Matched
-			}
-		}
-	}
-	dr.Status.Plan = plan
+	setPlan(dr, plan)
 
 	// Gates, in order: review window, approval, legal holds.
 	if wait := dr.Status.NotBefore.Time.Sub(now); wait > 0 {
@@ -231,6 +235,25 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	if !r.approved(dr) {
 		return reconcile.Result{}, nil
 	}
+
+	// Derive further identities from the stores (kept in the request's own
+	// Secret, never in status), then plan with what was actually found, so
+	// a hold on a derived identity blocks the request.
+	identities, derivedFrom, err := r.derive(ctx, dr, datasets, identities)
+	if err != nil {
+		var se stallError
+		if errors.As(err, &se) {
+			retentionv1.MarkStalled(dr, se.reason, se.msg)
+			return reconcile.Result{RequeueAfter: time.Minute}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	plan, steps, err := r.plan(dr, datasets, identityTypes(identities), derivedFrom)
+	if err != nil {
+		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, err.Error())
+		return reconcile.Result{}, nil
+	}
+	setPlan(dr, plan)
 	if held, err := r.held(ctx, dr, datasets, identities, now); err != nil || held {
 		return reconcile.Result{RequeueAfter: time.Minute}, err
 	}
@@ -379,19 +402,34 @@ type datasetSteps struct {
 	ops     []retentionv1.Operation
 }
 
+// setPlan replaces the plan; counts taken before erasure stay with it.
+func setPlan(dr *retentionv1.DeletionRequest, plan []retentionv1.PlannedCollection) {
+	for i := range plan {
+		for _, old := range dr.Status.Plan {
+			if old.Dataset == plan[i].Dataset && old.Collection == plan[i].Collection {
+				plan[i].Matched = old.Matched
+			}
+		}
+	}
+	dr.Status.Plan = plan
+}
+
 // plan walks each Dataset's identity graph: every collection holding one of
-// the subject's identity types directly or through references, with its
-// action (the request's override, else the Dataset's), children first.
-func (r *DeletionRequestReconciler) plan(dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, identities map[string][]string) ([]retentionv1.PlannedCollection, []datasetSteps, error) {
+// the identity types directly or through references and discovered foreign
+// keys, with its action (the request's override, else the Dataset's),
+// children first. derivedFrom says which types were (or may be) derived,
+// and how, for status.plan[].via.
+func (r *DeletionRequestReconciler) plan(dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, have map[string]bool, derivedFrom map[string]string) ([]retentionv1.PlannedCollection, []datasetSteps, error) {
 	var plan []retentionv1.PlannedCollection
 	var steps []datasetSteps
 	for i := range datasets {
 		ds := &datasets[i]
 		var ops []retentionv1.Operation
 		via := map[retentionv1.Identifier]string{}
+		graph := engine.NewGraph(ds)
 		for ci := range ds.Spec.Collections {
 			c := &ds.Spec.Collections[ci]
-			hops, err := engine.PathToIdentities(ds, "", c, identities)
+			path, err := graph.Path(c, func(t string) bool { return have[t] })
 			if errors.Is(err, engine.ErrNoPath) {
 				continue // holds none of this subject's identities
 			}
@@ -419,7 +457,7 @@ func (r *DeletionRequestReconciler) plan(dr *retentionv1.DeletionRequest, datase
 				}
 			}
 			ops = append(ops, op)
-			via[c.Name] = describeVia(c, hops)
+			via[c.Name] = describeVia(ds, c, path, have, derivedFrom)
 		}
 		if len(ops) == 0 {
 			continue
@@ -431,23 +469,6 @@ func (r *DeletionRequestReconciler) plan(dr *retentionv1.DeletionRequest, datase
 		steps = append(steps, datasetSteps{dataset: ds, ops: ops})
 	}
 	return plan, steps, nil
-}
-
-func describeVia(c *retentionv1.Collection, hops []datastore.Hop) string {
-	if len(hops) == 0 {
-		var types []string
-		for _, id := range c.Identities {
-			types = append(types, string(id.Type))
-		}
-		return "identity: " + strings.Join(types, ", ")
-	}
-	parts := []string{}
-	from := string(c.Name)
-	for _, h := range hops {
-		parts = append(parts, fmt.Sprintf("%s.%s → %s.%s", from, h.Field, h.Parent.Name, h.ParentField))
-		from = h.Parent.Name
-	}
-	return strings.Join(parts, ", ")
 }
 
 // approved checks the approval gate. The annotations are authenticated by
@@ -782,7 +803,7 @@ type ledgerEntry struct {
 // key per request, so it outlives the request (ttlSecondsAfterFinished) and
 // a restored backup can be checked against it.
 func (r *DeletionRequestReconciler) appendLedger(ctx context.Context, dr *retentionv1.DeletionRequest, receipt *retentionv1.Receipt) error {
-	identities, err := r.identities(ctx, dr)
+	identities, err := r.ledgerIdentities(ctx, dr)
 	if err != nil {
 		return err
 	}

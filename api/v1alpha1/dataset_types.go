@@ -240,6 +240,27 @@ type IdentityPath struct {
 	Via []string `json:"via,omitempty"`
 }
 
+// DiscoveredReference is a single-column foreign key found in the live
+// schema from one collection of the Dataset to another. Erasure follows it
+// like a declared reference; a declared reference on the same field wins.
+type DiscoveredReference struct {
+	// Collection holding the foreign key (the child).
+	Collection string `json:"collection"`
+
+	// Field of the child holding the foreign key.
+	Field string `json:"field"`
+
+	// TargetCollection is the collection referred to (the parent).
+	TargetCollection string `json:"targetCollection"`
+
+	// TargetField is the referred-to field of the parent.
+	TargetField string `json:"targetField"`
+
+	// Constraint is the foreign key's name in the store.
+	// +optional
+	Constraint string `json:"constraint,omitempty"`
+}
+
 // DatasetStatus is the observed state of a Dataset.
 type DatasetStatus struct {
 	// ObservedGeneration is the generation the status was computed for.
@@ -260,6 +281,14 @@ type DatasetStatus struct {
 	// IdentityGraph lists which collection is reached from which identity.
 	// +optional
 	IdentityGraph []IdentityPath `json:"identityGraph,omitempty"`
+
+	// ForeignKeys are the single-column foreign keys between collections of
+	// this Dataset found in the live schema at the last validation. Erasure
+	// planning and PurgeJobs follow them (children first) where no declared
+	// reference covers the same field.
+	// +optional
+	// +listType=atomic
+	ForeignKeys []DiscoveredReference `json:"foreignKeys,omitempty"`
 }
 
 // Dataset is the personal-data map of one DataStore: its collections, the

@@ -115,31 +115,15 @@ func anonymizedFields(c *retentionv1.Collection, rule retentionv1.RetentionRule)
 }
 
 // OrderChildrenFirst orders operations so that a collection referring to
-// another (child → parent, by the Dataset's references) comes first; the
-// order is otherwise stable. Reference cycles keep their declared order.
+// another (child → parent, by the Dataset's references and the foreign keys
+// discovered in the live schema) comes first; the order is otherwise stable.
+// Cycles keep their declared order where they close.
 func OrderChildrenFirst(ds *retentionv1.Dataset, ops []retentionv1.Operation) []retentionv1.Operation {
-	depth := map[retentionv1.Identifier]int{}
-	var visit func(name retentionv1.Identifier, seen map[retentionv1.Identifier]bool) int
-	visit = func(name retentionv1.Identifier, seen map[retentionv1.Identifier]bool) int {
-		if d, ok := depth[name]; ok {
-			return d
-		}
-		c, ok := Collection(ds, name)
-		if !ok || seen[name] {
-			return 0
-		}
-		seen[name] = true
-		d := 0
-		for _, ref := range c.References {
-			d = max(d, visit(ref.Collection, seen)+1)
-		}
-		depth[name] = d
-		return d
-	}
+	depth := NewGraph(ds).depths()
 	out := slices.Clone(ops)
 	// Deeper collections (further from the root parents) first.
 	slices.SortStableFunc(out, func(a, b retentionv1.Operation) int {
-		return visit(b.Collection, map[retentionv1.Identifier]bool{}) - visit(a.Collection, map[retentionv1.Identifier]bool{})
+		return depth[b.Collection] - depth[a.Collection]
 	})
 	return out
 }

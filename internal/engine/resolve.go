@@ -216,56 +216,16 @@ func ageFromMetadata(source string) bool {
 
 // PathToIdentities finds how a collection reaches the subjects' identities:
 // none when it holds one of the identity types itself, otherwise the
-// shortest chain of declared references to a collection that does.
+// shortest chain of declared references to a collection that does, or,
+// when declared references lead nowhere, of references and the foreign keys
+// the Dataset controller discovered (see Graph.Path). Planning, counting,
+// execution and verification all resolve paths here, from the same Dataset.
 func PathToIdentities(ds *retentionv1.Dataset, storeType retentionv1.DataStoreType, c *retentionv1.Collection, subjects map[string][]string) ([]datastore.Hop, error) {
-	holdsIdentity := func(c *retentionv1.Collection) bool {
-		for _, id := range c.Identities {
-			if len(subjects[string(id.Type)]) > 0 {
-				return true
-			}
-		}
-		return false
+	path, err := NewGraph(ds).Path(c, func(t string) bool { return len(subjects[t]) > 0 })
+	if err != nil {
+		return nil, err
 	}
-	if holdsIdentity(c) {
-		return nil, nil
-	}
-	type node struct {
-		c    *retentionv1.Collection
-		hops []datastore.Hop
-	}
-	seen := map[retentionv1.Identifier]bool{c.Name: true}
-	queue := []node{{c: c}}
-	for len(queue) > 0 {
-		n := queue[0]
-		queue = queue[1:]
-		for _, ref := range n.c.References {
-			parent, ok := Collection(ds, ref.Collection)
-			if !ok {
-				return nil, fmt.Errorf("%w: collection %s refers to unknown collection %s", ErrInvalid, n.c.Name, ref.Collection)
-			}
-			if seen[parent.Name] {
-				continue
-			}
-			seen[parent.Name] = true
-			pc, err := ToDriver(storeType, parent)
-			if err != nil {
-				return nil, err
-			}
-			target := string(ref.TargetField)
-			if target == "" {
-				if len(parent.PrimaryKey) != 1 {
-					return nil, fmt.Errorf("%w: reference %s.%s → %s needs targetField (or a single-column primaryKey on %s)", ErrInvalid, n.c.Name, ref.Field, parent.Name, parent.Name)
-				}
-				target = string(parent.PrimaryKey[0])
-			}
-			hops := append(append([]datastore.Hop(nil), n.hops...), datastore.Hop{Field: string(ref.Field), Parent: pc, ParentField: target})
-			if holdsIdentity(parent) {
-				return hops, nil
-			}
-			queue = append(queue, node{c: parent, hops: hops})
-		}
-	}
-	return nil, fmt.Errorf("%w: collection %s holds none of the subject's identity types and no reference leads to one that does", ErrNoPath, c.Name)
+	return Hops(ds, storeType, path)
 }
 
 func readSubjects(ctx context.Context, r client.Reader, job *retentionv1.PurgeJob) (map[string][]string, error) {

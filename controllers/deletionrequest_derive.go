@@ -1,0 +1,366 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/digest"
+	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/holds"
+)
+
+// Identity derivation: a SQL collection that holds two identity types (users
+// with user_id and email) links them, so a request naming only the email
+// also reaches what is keyed by the user_id (a Redis pattern
+// session:{user_id}:*, a table with only a user_id column). The derived
+// values are personal data: they live only in the request's own Secret
+// <request>-subject (owned by the request, removed with it and by
+// ttlSecondsAfterFinished), never in status, events, logs or metrics.
+const (
+	ReasonIdentitiesDerived = "IdentitiesDerived"
+	ReasonDerivationLimit   = "DerivationLimit"
+	ReasonDerivationFailed  = "DerivationFailed"
+
+	// maxDerivedValues bounds the values derived for one identity type: more
+	// means the identity the request names is shared (a family's phone) and
+	// erasing them all would erase other people.
+	maxDerivedValues = 8
+	// maxDerivationRounds bounds the chain email → user_id → account_id….
+	maxDerivationRounds = 4
+
+	// annotationDerivedFrom on the subject Secret records, per derived type,
+	// from which types and collection it was derived (no values).
+	annotationDerivedFrom = "retention.lethe.dev/derived-from"
+)
+
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;delete
+
+// subjectSecretName is the request's own Secret of derived identities.
+func subjectSecretName(dr *retentionv1.DeletionRequest) string { return dr.Name + "-subject" }
+
+// linking is a collection that links identity types: a SQL table with two or
+// more identity fields.
+type linking struct {
+	ds *retentionv1.Dataset
+	c  *retentionv1.Collection
+}
+
+func linkingCollections(datasets []retentionv1.Dataset) []linking {
+	var out []linking
+	for i := range datasets {
+		ds := &datasets[i]
+		for ci := range ds.Spec.Collections {
+			c := &ds.Spec.Collections[ci]
+			if c.KeyPattern != "" || c.Prefix != "" {
+				continue
+			}
+			n := 0
+			for _, id := range c.Identities {
+				if id.Field != "" {
+					n++
+				}
+			}
+			if n >= 2 {
+				out = append(out, linking{ds: ds, c: c})
+			}
+		}
+	}
+	return out
+}
+
+// derivationRounds runs the derivation order on types only: each round, every
+// type not yet known that a linking collection holds beside a known type
+// becomes known, from those types via that collection; a type is derived
+// once, in the first round that reaches it (known types are never widened,
+// so a shared phone number cannot pull in another person's user_id). lookup,
+// when set, reads the values and may leave a type underived; commit, when
+// set, runs after each round that found something, so the values found
+// become the next round's inputs.
+func derivationRounds(links []linking, known map[string]bool, lookup func(l linking, from []string, want string) (bool, error), commit func()) (map[string]string, error) {
+	known = maps.Clone(known)
+	how := map[string]string{}
+	for round := 0; round < maxDerivationRounds; round++ {
+		found := map[string]string{}
+		for _, l := range links {
+			var from []string
+			for _, id := range l.c.Identities {
+				if id.Field != "" && known[string(id.Type)] && !slices.Contains(from, string(id.Type)) {
+					from = append(from, string(id.Type))
+				}
+			}
+			if len(from) == 0 {
+				continue
+			}
+			slices.Sort(from)
+			for _, id := range l.c.Identities {
+				t := string(id.Type)
+				if id.Field == "" || known[t] {
+					continue
+				}
+				ok := true
+				if lookup != nil {
+					var err error
+					if ok, err = lookup(l, from, t); err != nil {
+						return nil, err
+					}
+				}
+				if ok && found[t] == "" {
+					found[t] = strings.Join(from, ", ") + " via " + string(l.c.Name)
+				}
+			}
+		}
+		if len(found) == 0 {
+			break
+		}
+		for t, h := range found {
+			known[t] = true
+			how[t] = h
+		}
+		if commit != nil {
+			commit()
+		}
+	}
+	return how, nil
+}
+
+// derivable is what planning shows before the stores are read: which
+// identity types the given ones may lead to, and how.
+func derivable(datasets []retentionv1.Dataset, given map[string]bool) map[string]string {
+	how, _ := derivationRounds(linkingCollections(datasets), given, nil, nil)
+	return how
+}
+
+// derive returns the subject's identities with those derived from the
+// stores, and how each derived type was found. Once something is derived it
+// is kept in the request's Secret and the stores are not read again, so
+// verification, the receipt and a restarted manager see the same identities
+// after the erasure has deleted the records they were read from. Nothing is
+// derived once the erasure has been queued.
+func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, identities map[string][]string) (map[string][]string, map[string]string, error) {
+	key := types.NamespacedName{Namespace: dr.Namespace, Name: subjectSecretName(dr)}
+	var s corev1.Secret
+	switch err := r.APIReader.Get(ctx, key, &s); {
+	case err == nil:
+		if !ownedBy(&s, dr) {
+			return nil, nil, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s exists but is not owned by this request; Lethe keeps derived identities there", key.Name))
+		}
+		return mergeStored(identities, &s)
+	case !apierrors.IsNotFound(err):
+		return nil, nil, err
+	case dr.Status.Phase == DRQueued || dr.Status.Phase == DRRunning:
+		// Derivation found nothing before the erasure started (no Secret):
+		// the identities stay as they were, whatever the stores hold now.
+		return identities, map[string]string{}, nil
+	}
+
+	out := map[string][]string{}
+	known := map[string]bool{}
+	for t, vs := range identities {
+		if len(vs) > 0 {
+			out[t] = slices.Clone(vs)
+			known[t] = true
+		}
+	}
+	drivers := map[string]datastore.Driver{}
+	storeTypes := map[string]retentionv1.DataStoreType{}
+	derived := map[string][]string{}
+	lookup := func(l linking, from []string, want string) (bool, error) {
+		d, ok := drivers[l.ds.Name]
+		if !ok {
+			var store retentionv1.DataStore
+			if err := r.Get(ctx, types.NamespacedName{Namespace: l.ds.Namespace, Name: string(l.ds.Spec.DataStoreRef.Name)}, &store); err != nil {
+				return false, fmt.Errorf("deriving identities: DataStore of Dataset %s: %w", l.ds.Name, err)
+			}
+			var err error
+			if d, err = r.Pool.Get(ctx, &store); err != nil {
+				return false, fmt.Errorf("deriving identities: opening DataStore %s: %w", store.Name, err)
+			}
+			drivers[l.ds.Name], storeTypes[l.ds.Name] = d, store.Spec.Type
+		}
+		lk, ok := d.(datastore.IdentityLookup)
+		if !ok {
+			return false, nil // the store cannot look identities up
+		}
+		dc, err := engine.ToDriver(storeTypes[l.ds.Name], l.c)
+		if err != nil {
+			return false, stalled(ReasonDerivationFailed, fmt.Sprintf("Deriving identities from collection %s of Dataset %s: %v", l.c.Name, l.ds.Name, err))
+		}
+		in := map[string][]string{}
+		for _, t := range from {
+			in[t] = out[t]
+		}
+		vals, err := lk.Lookup(ctx, dc, in, want, maxDerivedValues+1)
+		switch {
+		case errors.Is(err, datastore.ErrInvalid) || errors.Is(err, datastore.ErrNotFound):
+			return false, stalled(ReasonDerivationFailed, fmt.Sprintf("Deriving %s from collection %s of Dataset %s: %v", want, l.c.Name, l.ds.Name, err))
+		case err != nil:
+			return false, fmt.Errorf("deriving %s from collection %s of Dataset %s: %w", want, l.c.Name, l.ds.Name, err)
+		}
+		if len(vals) == 0 {
+			return false, nil
+		}
+		merged := append(derived[want], vals...)
+		slices.Sort(merged)
+		merged = slices.Compact(merged)
+		if len(merged) > maxDerivedValues {
+			return false, stalled(ReasonDerivationLimit, fmt.Sprintf("Deriving identities found more than %d values of type %s (from %s via collection %s of Dataset %s): the identity the request names is shared by several subjects; name the subject's identities explicitly in a new request",
+				maxDerivedValues, want, strings.Join(from, ", "), l.c.Name, l.ds.Name))
+		}
+		derived[want] = merged
+		return true, nil
+	}
+	// Values found in a round become the next round's inputs.
+	commit := func() {
+		for t, vs := range derived {
+			out[t] = vs
+		}
+	}
+	how, err := derivationRounds(linkingCollections(datasets), known, lookup, commit)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	if len(how) == 0 {
+		return out, how, nil // nothing derived: nothing to keep
+	}
+	s = corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{LabelDeletionRequest: dr.Name}},
+		Data:       map[string][]byte{},
+	}
+	for t := range how {
+		s.Data[t] = []byte(strings.Join(out[t], "\n"))
+	}
+	b, err := json.Marshal(how)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.Annotations = map[string]string{annotationDerivedFrom: string(b)}
+	if err := controllerutil.SetControllerReference(dr, &s, r.Scheme()); err != nil {
+		return nil, nil, err
+	}
+	if err := r.Create(ctx, &s); err != nil {
+		return nil, nil, fmt.Errorf("keeping derived identities in Secret %s: %w", key.Name, err)
+	}
+	kinds := slices.Sorted(maps.Keys(how))
+	r.Recorder.Eventf(dr, nil, "Normal", ReasonIdentitiesDerived, "Derive", "Derived identity types %s from the stores; kept in Secret %s", strings.Join(kinds, ", "), key.Name)
+	log.FromContext(ctx).Info("Derived identities", "subject", digest.Short(dr.Status.SubjectDigest), "types", kinds)
+	return out, how, nil
+}
+
+// mergeStored adds the identities kept in the request's Secret.
+func mergeStored(identities map[string][]string, s *corev1.Secret) (map[string][]string, map[string]string, error) {
+	how := map[string]string{}
+	if a := s.Annotations[annotationDerivedFrom]; a != "" {
+		if err := json.Unmarshal([]byte(a), &how); err != nil {
+			return nil, nil, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s: annotation %s is not valid JSON", s.Name, annotationDerivedFrom))
+		}
+	}
+	out := map[string][]string{}
+	for t, vs := range identities {
+		out[t] = slices.Clone(vs)
+	}
+	for t, v := range s.Data {
+		vs := append(out[t], holds.SplitValues(string(v))...)
+		slices.Sort(vs)
+		out[t] = slices.Compact(vs)
+	}
+	return out, how, nil
+}
+
+// identityTypes is the set of types with at least one value.
+func identityTypes(identities map[string][]string) map[string]bool {
+	out := map[string]bool{}
+	for t, vs := range identities {
+		if len(vs) > 0 {
+			out[t] = true
+		}
+	}
+	return out
+}
+
+// describeVia says how the plan reaches a collection: the identity types it
+// holds itself, or the path of references and foreign keys to a collection
+// that holds them; derived types say from what they were derived.
+func describeVia(ds *retentionv1.Dataset, c *retentionv1.Collection, path []engine.Edge, have map[string]bool, derivedFrom map[string]string) string {
+	end := c
+	if len(path) > 0 {
+		if p, ok := engine.Collection(ds, retentionv1.Identifier(path[len(path)-1].To)); ok {
+			end = p
+		}
+	}
+	var ids []string
+	for _, id := range end.Identities {
+		t := string(id.Type)
+		if !have[t] || slices.Contains(ids, t) {
+			continue
+		}
+		if h := derivedFrom[t]; h != "" {
+			t += " (derived from " + h + ")"
+		}
+		ids = append(ids, t)
+	}
+	identity := "identity: " + strings.Join(ids, ", ")
+	if len(path) == 0 {
+		return identity
+	}
+	parts := make([]string, len(path))
+	for i, e := range path {
+		parts[i] = e.String()
+	}
+	return strings.Join(parts, ", ") + "; " + identity
+}
+
+// unvalidated names a Dataset whose current generation the Dataset
+// controller has not yet checked against its live store ("" when all are):
+// its foreign keys are unknown until then. A Dataset checked and found
+// wanting (a missing table) counts as checked.
+func unvalidated(datasets []retentionv1.Dataset) string {
+	for i := range datasets {
+		ds := &datasets[i]
+		c := findCondition(ds.Status.Conditions, retentionv1.ConditionReady)
+		if ds.Status.ObservedGeneration != ds.Generation || c == nil || c.ObservedGeneration != ds.Generation {
+			return ds.Name
+		}
+		switch c.Reason {
+		case ReasonValidated, ReasonCollectionNotFound, ReasonFieldNotFound, retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound:
+		default:
+			return ds.Name
+		}
+	}
+	return ""
+}
+
+// ledgerIdentities are the request's identities with the derived ones kept
+// in its Secret, so a restored backup can be checked for records keyed by a
+// derived identity too (the ledger holds keyed digests only).
+func (r *DeletionRequestReconciler) ledgerIdentities(ctx context.Context, dr *retentionv1.DeletionRequest) (map[string][]string, error) {
+	identities, err := r.identities(ctx, dr)
+	if err != nil {
+		return nil, err
+	}
+	var s corev1.Secret
+	switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: subjectSecretName(dr)}, &s); {
+	case apierrors.IsNotFound(err):
+		return identities, nil
+	case err != nil:
+		return nil, err
+	case !ownedBy(&s, dr):
+		return identities, nil
+	}
+	out, _, err := mergeStored(identities, &s)
+	return out, err
+}

@@ -1,0 +1,31 @@
+package mysql
+
+import (
+	"context"
+	"slices"
+	"testing"
+)
+
+// Lookup turns one identity into another through a table holding both;
+// values that cannot be of the column's type match nothing; NULLs are not
+// returned; the limit bounds the answer.
+func TestLookupDerivesIdentities(t *testing.T) {
+	e := shop(t)
+	e.exec(`UPDATE users SET email = NULL WHERE id = 11`)
+	d := e.driver()
+	ctx := context.Background()
+	got, err := d.Lookup(ctx, usersC, map[string][]string{"email": {"u7@example.com", "u9@example.com", "nobody@example.com"}}, "user_id", 10)
+	if err != nil || !slices.Equal(sorted(got), []string{"7", "9"}) {
+		t.Fatalf("Lookup email → user_id = %v, %v", got, err)
+	}
+	got, err = d.Lookup(ctx, usersC, map[string][]string{"user_id": {"7", "11", "not-a-number"}}, "email", 10)
+	if err != nil || !slices.Equal(got, []string{"u7@example.com"}) {
+		t.Fatalf("Lookup user_id → email = %v, %v", got, err)
+	}
+	got, err = d.Lookup(ctx, usersC, map[string][]string{"user_id": {"1", "2", "3"}}, "email", 2)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Lookup with limit 2 = %v, %v", got, err)
+	}
+}
+
+func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
