@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -58,6 +59,16 @@ func TestCoalescedVerificationFailsOnlyTheRequestWithRecordsLeft(t *testing.T) {
 	gotAlan := waitRequest(t, ns, "alan", controllers.DRFailed)
 	if len(gotAda.Status.PurgeJobs) != 1 || !equalStrings(gotAda.Status.PurgeJobs, gotAlan.Status.PurgeJobs) {
 		t.Fatalf("the two requests were not erased by one PurgeJob: %v and %v", gotAda.Status.PurgeJobs, gotAlan.Status.PurgeJobs)
+	}
+	// Only users holds the email and phone the user_id could be derived
+	// into: deriving them changes nothing, so the stores are not read for it
+	// and no Secret of derived identities is kept.
+	var derived corev1.Secret
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "ada-subject"}, &derived); !apierrors.IsNotFound(err) {
+		t.Errorf("a Secret of derived identities was kept when nothing needed deriving (error %v)", err)
+	}
+	if condition(gotAda, controllers.ConditionIdentitiesDerived) != nil {
+		t.Errorf("conditions: %+v", gotAda.Status.Conditions)
 	}
 	if !gotAda.Status.Receipt.Verified {
 		t.Errorf("ada's receipt is not verified: %+v", gotAda.Status.Receipt)

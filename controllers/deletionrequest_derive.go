@@ -11,8 +11,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -31,9 +33,10 @@ import (
 // <request>-subject (owned by the request, removed with it and by
 // ttlSecondsAfterFinished), never in status, events, logs or metrics.
 const (
-	ReasonIdentitiesDerived = "IdentitiesDerived"
-	ReasonDerivationLimit   = "DerivationLimit"
-	ReasonDerivationFailed  = "DerivationFailed"
+	ConditionIdentitiesDerived = "IdentitiesDerived"
+	ReasonIdentitiesDerived    = "IdentitiesDerived"
+	ReasonDerivationLimit      = "DerivationLimit"
+	ReasonDerivationFailed     = "DerivationFailed"
 
 	// maxDerivedValues bounds the values derived for one identity type: more
 	// means the identity the request names is shared (a family's phone) and
@@ -152,19 +155,33 @@ func derivable(datasets []retentionv1.Dataset, given map[string]bool) map[string
 // derived once the erasure has been queued.
 func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, identities map[string][]string) (map[string][]string, map[string]string, error) {
 	key := types.NamespacedName{Namespace: dr.Namespace, Name: subjectSecretName(dr)}
+	stored := meta.IsStatusConditionTrue(dr.Status.Conditions, ConditionIdentitiesDerived)
+	if !stored {
+		if dr.Status.Phase == DRQueued || dr.Status.Phase == DRRunning {
+			// Nothing was derived before the erasure started: the
+			// identities stay as they were, whatever the stores hold now.
+			return identities, map[string]string{}, nil
+		}
+		needed, err := r.derivationNeeded(ctx, dr, datasets, identityTypes(identities))
+		if err != nil || !needed {
+			return identities, map[string]string{}, err
+		}
+	}
 	var s corev1.Secret
 	switch err := r.APIReader.Get(ctx, key, &s); {
 	case err == nil:
 		if !ownedBy(&s, dr) {
 			return nil, nil, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s exists but is not owned by this request; Lethe keeps derived identities there", key.Name))
 		}
-		return mergeStored(identities, &s)
+		out, how, err := mergeStored(identities, &s)
+		if err == nil {
+			markDerived(dr, how, key.Name)
+		}
+		return out, how, err
 	case !apierrors.IsNotFound(err):
 		return nil, nil, err
-	case dr.Status.Phase == DRQueued || dr.Status.Phase == DRRunning:
-		// Derivation found nothing before the erasure started (no Secret):
-		// the identities stay as they were, whatever the stores hold now.
-		return identities, map[string]string{}, nil
+	case stored:
+		return nil, nil, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s with the identities derived for this request is gone; recreate the request", key.Name))
 	}
 
 	out := map[string][]string{}
@@ -256,9 +273,72 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 		return nil, nil, fmt.Errorf("keeping derived identities in Secret %s: %w", key.Name, err)
 	}
 	kinds := slices.Sorted(maps.Keys(how))
+	markDerived(dr, how, key.Name)
 	r.Recorder.Eventf(dr, nil, "Normal", ReasonIdentitiesDerived, "Derive", "Derived identity types %s from the stores; kept in Secret %s", strings.Join(kinds, ", "), key.Name)
 	log.FromContext(ctx).Info("Derived identities", "subject", digest.Short(dr.Status.SubjectDigest), "types", kinds)
 	return out, how, nil
+}
+
+// markDerived records, without values, that identities were derived and
+// where they are kept: later passes (verification, the ledger, a restarted
+// manager) read that Secret only when this condition says it exists.
+func markDerived(dr *retentionv1.DeletionRequest, how map[string]string, secret string) {
+	var parts []string
+	for _, t := range slices.Sorted(maps.Keys(how)) {
+		parts = append(parts, t+" from "+how[t])
+	}
+	retentionv1.SetCondition(dr, ConditionIdentitiesDerived, metav1.ConditionTrue, ReasonIdentitiesDerived,
+		fmt.Sprintf("Derived %s; the values are kept in Secret %s", strings.Join(parts, "; "), secret))
+}
+
+// derivationNeeded says whether reading the stores for more identities can
+// change the erasure: a derivable type reaches a collection the named types
+// do not, or is held by a collection other than the linking ones it would be
+// read from (rows that carry only that identity), or a LegalHold on subjects
+// may name the subject by it. Otherwise the stores are not read and nothing
+// is kept.
+func (r *DeletionRequestReconciler) derivationNeeded(ctx context.Context, dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, given map[string]bool) (bool, error) {
+	how := derivable(datasets, given)
+	if len(how) == 0 {
+		return false, nil
+	}
+	var list retentionv1.LegalHoldList
+	if err := r.List(ctx, &list, client.InNamespace(dr.Namespace)); err != nil {
+		return false, err
+	}
+	now := r.now()
+	for i := range list.Items {
+		if holds.HasSubjects(&list.Items[i]) && holds.Phase(&list.Items[i], now) == holds.PhaseActive {
+			return true, nil
+		}
+	}
+	all := maps.Clone(given)
+	for t := range how {
+		all[t] = true
+	}
+	planGiven, _, err1 := r.plan(dr, datasets, given, nil)
+	planAll, _, err2 := r.plan(dr, datasets, all, how)
+	if err1 != nil || err2 != nil || len(planGiven) != len(planAll) {
+		return true, nil
+	}
+	links := map[*retentionv1.Collection]bool{}
+	for _, l := range linkingCollections(datasets) {
+		links[l.c] = true
+	}
+	for i := range datasets {
+		for ci := range datasets[i].Spec.Collections {
+			c := &datasets[i].Spec.Collections[ci]
+			if links[c] {
+				continue
+			}
+			for _, id := range c.Identities {
+				if how[string(id.Type)] != "" {
+					return true, nil
+				}
+			}
+		}
+	}
+	return false, nil
 }
 
 // mergeStored adds the identities kept in the request's Secret.
@@ -351,6 +431,9 @@ func (r *DeletionRequestReconciler) ledgerIdentities(ctx context.Context, dr *re
 	identities, err := r.identities(ctx, dr)
 	if err != nil {
 		return nil, err
+	}
+	if !meta.IsStatusConditionTrue(dr.Status.Conditions, ConditionIdentitiesDerived) {
+		return identities, nil
 	}
 	var s corev1.Secret
 	switch err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: subjectSecretName(dr)}, &s); {

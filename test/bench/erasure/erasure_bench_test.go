@@ -223,6 +223,8 @@ func burst(b *testing.B, ns string, n int) float64 {
 			}
 		}()
 	}
+	createdAt := make(chan time.Time, 1)
+	go func() { wg.Wait(); createdAt <- time.Now() }()
 	completed := map[string]bool{}
 	for len(completed) < n {
 		dr, ok := w.next()
@@ -240,7 +242,8 @@ func burst(b *testing.B, ns string, n int) float64 {
 		}
 	}
 	elapsed := time.Since(start)
-	wg.Wait()
+	created := <-createdAt
+	b.Logf("%d requests created in %.1fs, all completed in %.1fs", n, created.Sub(start).Seconds(), elapsed.Seconds())
 	return float64(n) / elapsed.Seconds()
 }
 
