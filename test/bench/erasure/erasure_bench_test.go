@@ -7,13 +7,17 @@
 //
 //	go test ./test/bench/erasure/ -run '^$' -bench . -benchtime 1x
 //
-// LETHE_BENCH_REQUESTS sets the burst size (default 1000).
+// LETHE_BENCH_REQUESTS sets the burst size (default 1000),
+// LETHE_BENCH_CONCURRENCY the parallel DeletionRequest reconciles (default 8),
+// and LETHE_BENCH_BASELINE=0 skips the baseline (for quick experiments).
 package erasure
 
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +60,7 @@ func startManager(b *testing.B, coalesce bool) {
 	b.Helper()
 	cfg := *env.Config
 	cfg.QPS, cfg.Burst = 1000, 2000
+	cfg.WrapTransport = apiCalls.wrap
 	mgr, err := ctrl.NewManager(&cfg, ctrl.Options{
 		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: ptr(true)},
@@ -66,7 +71,7 @@ func startManager(b *testing.B, coalesce bool) {
 	}
 	deps := controllers.NewDeps(mgr, []byte("bench-digest-key-0123456789abcdef0123"))
 	pool := deps.Pool
-	opts := controllers.Options{RequestConcurrency: 8, PurgeJobConcurrency: 4, CoalesceWindow: 100 * time.Millisecond}
+	opts := controllers.Options{RequestConcurrency: envInt("LETHE_BENCH_CONCURRENCY", 8), PurgeJobConcurrency: 4, CoalesceWindow: 100 * time.Millisecond}
 	if !coalesce {
 		opts.CoalesceMaxSubjects = 1
 	}
@@ -107,6 +112,69 @@ func warmUp(b *testing.B, ns string, id int) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// apiCalls counts the manager's requests to the API server by verb and
+// resource, so the benchmark can report what one erasure costs the API server.
+var apiCalls = &callCounter{counts: map[string]int{}}
+
+type callCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *callCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		if req.URL.Query().Get("watch") != "true" {
+			c.mu.Lock()
+			c.counts[req.Method+" "+resourceOf(req.URL.Path)]++
+			c.mu.Unlock()
+		}
+		return rt.RoundTrip(req)
+	})
+}
+
+// resourceOf names the resource of an API path: .../namespaces/<ns>/<resource>[/<name>[/<subresource>]].
+func resourceOf(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	i := slices.Index(parts, "namespaces")
+	if i < 0 || i+2 >= len(parts) {
+		return path
+	}
+	rest := parts[i+2:]
+	if len(rest) == 3 {
+		return rest[0] + "/" + rest[2]
+	}
+	return rest[0]
+}
+
+// take returns the counts since the last call and resets them.
+func (c *callCounter) take() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.counts
+	c.counts = map[string]int{}
+	return out
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// logCalls reports the manager's API calls per completed request.
+func logCalls(b *testing.B, n int, calls map[string]int) float64 {
+	total, writes := 0, 0
+	var lines []string
+	for k, v := range calls {
+		total += v
+		if !strings.HasPrefix(k, "GET ") {
+			writes += v
+		}
+		lines = append(lines, fmt.Sprintf("%s=%.2f", k, float64(v)/float64(n)))
+	}
+	slices.Sort(lines)
+	b.Logf("manager API calls per request: %.2f (%.2f writes): %s", float64(total)/float64(n), float64(writes)/float64(n), strings.Join(lines, " "))
+	return float64(writes) / float64(n)
+}
 
 // fixture creates a namespace, a DataStore on a fresh database with the
 // six-table schema for `users` users, and the Dataset.
@@ -244,7 +312,23 @@ func burst(b *testing.B, ns string, n int) float64 {
 	elapsed := time.Since(start)
 	created := <-createdAt
 	b.Logf("%d requests created in %.1fs, all completed in %.1fs", n, created.Sub(start).Seconds(), elapsed.Seconds())
+	logJobs(b, ns, start)
 	return float64(n) / elapsed.Seconds()
+}
+
+// logJobs summarizes the burst's PurgeJobs: how many, their requests, and
+// when they were created, started and finished (seconds after the burst began).
+func logJobs(b *testing.B, ns string, start time.Time) {
+	var jobs retentionv1.PurgeJobList
+	must(b, env.Client.List(context.Background(), &jobs, client.InNamespace(ns)))
+	for _, j := range jobs.Items {
+		if j.CreationTimestamp.Time.Before(start.Add(-time.Second)) || j.Status.StartTime == nil || j.Status.CompletionTime == nil {
+			continue
+		}
+		members := len(strings.Split(j.Annotations[controllers.AnnotationDeletionRequests], ","))
+		b.Logf("job %s: %3d requests, created %5.1fs started %5.1fs finished %5.1fs", j.Name, members,
+			j.CreationTimestamp.Sub(start).Seconds(), j.Status.StartTime.Sub(start).Seconds(), j.Status.CompletionTime.Sub(start).Seconds())
+	}
 }
 
 func failure(dr *retentionv1.DeletionRequest) string {
@@ -311,11 +395,13 @@ func (w *requestWatch) next() (*retentionv1.DeletionRequest, bool) {
 	return dr, true
 }
 
-func requests(b *testing.B) int {
-	if v, err := strconv.Atoi(os.Getenv("LETHE_BENCH_REQUESTS")); err == nil && v > 0 {
+func requests(*testing.B) int { return envInt("LETHE_BENCH_REQUESTS", 1000) }
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
 	}
-	return 1000
+	return def
 }
 
 // BenchmarkErasureThroughput: completed requests/s for a burst, coalesced
@@ -327,10 +413,16 @@ func BenchmarkErasureThroughput(b *testing.B) {
 		ns := fixture(b, n+100)
 		startManager(b, true)
 		warmUp(b, ns, n+50)
+		apiCalls.take()
 		b.StartTimer()
 		coalesced := burst(b, ns, n)
 		b.StopTimer()
+		b.ReportMetric(logCalls(b, n, apiCalls.take()), "api-writes/req")
 
+		if os.Getenv("LETHE_BENCH_BASELINE") == "0" {
+			b.ReportMetric(coalesced, "req/s")
+			continue
+		}
 		nsBase := fixture(b, n+100)
 		startManager(b, false)
 		warmUp(b, nsBase, n+50)
