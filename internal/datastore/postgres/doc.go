@@ -73,10 +73,13 @@
 //     not even a row inserted for the subject while the job runs (with random
 //     keys such as UUIDs a keyset cursor would skip those).
 //   - Delete by age along an index whose first column is the timestamp:
-//     each batch reads from the index the timestamp of the (BatchSize+1)-th
-//     row at or after the cursor and deletes the matching rows strictly
-//     before it with one plain range DELETE (t.ts >= $cursor AND t.ts <
-//     $bound), the same per-row work as one unbounded DELETE. The cursor is
+//     each batch reads from the index alone the timestamp of the
+//     (BatchSize+1)-th row at or after the cursor and deletes the matching
+//     rows strictly before it with one plain range DELETE (t.ts >= $cursor
+//     AND t.ts < the bound), the same per-row work as one unbounded DELETE
+//     plus one index-only pass. Both statements go in one pipeline (one round
+//     trip); the bound passes from the first to the second through a
+//     transaction-local setting (set_config, current_setting). The cursor is
 //     that bound, inclusive: rows at the bound timestamp are simply found
 //     again by the next batch. When more than BatchSize rows share one
 //     timestamp the batch deletes BatchSize of them by ctid instead.

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/lethe-dev/lethe/internal/datastore"
 )
@@ -391,32 +390,42 @@ func (d *Driver) batchDeleteSQL(p *plan, where, order string, keys []column, n i
 	return keyDelete(p, tbl, where, order, keys, n)
 }
 
-// rangeDeleteBatch is a delete batch along an index on the timestamp. In
-// one transaction and two round trips it reads from the index alone the
+// boundSetting is the transaction-local setting through which a range
+// delete batch hands its upper bound from the SELECT that finds it to the
+// DELETE that follows in the same pipeline.
+const boundSetting = "lethe.batch_bound"
+
+// rangeDeleteBatch is a delete batch along an index on the timestamp: one
+// transaction, pipelined in one round trip. It reads from the index alone the
 // timestamp of the (n+1)-th row at or after the cursor (before the cutoff),
-// then deletes the matching rows strictly before it with a plain range
-// DELETE:
+// keeps it in a transaction-local setting, and deletes the matching rows
+// strictly before it with a plain range DELETE:
 //
 //	BEGIN; SET LOCAL …;
-//	SELECT s.b::text FROM (SELECT t.ts AS b FROM tbl AS t
-//	  WHERE t.ts < $cutoff AND t.ts >= $cursor ORDER BY t.ts OFFSET n LIMIT 1) AS s
-//	DELETE FROM tbl AS t WHERE <cond> AND t.ts >= $cursor AND t.ts < $bound; COMMIT
+//	SELECT s.b::text, set_config('lethe.batch_bound', coalesce(s.b::text, 'infinity'), true)
+//	  FROM (SELECT (SELECT t.ts FROM tbl AS t WHERE t.ts < $cutoff AND t.ts >= $cursor
+//	                ORDER BY t.ts OFFSET n LIMIT 1) AS b) AS s;
+//	DELETE FROM tbl AS t WHERE <cond> AND t.ts >= $cursor
+//	  AND t.ts < current_setting('lethe.batch_bound')::timestamptz;
+//	COMMIT
 //
-// This costs about what the unbounded DELETE costs per row, touches at most n
+// current_setting is stable, so the bound is an index condition of the
+// DELETE like a parameter. The bound goes out and back as text in the same
+// session, so TimeZone and DateStyle cancel out. This costs about what the
+// unbounded DELETE costs per row plus one index-only pass, touches at most n
 // rows (counted among the rows present when the batch starts) and needs no
 // separate selection: a concurrently changed row is re-checked by the DELETE
 // itself. The next batch starts at the bound. When at most n rows are left
-// there is no bound, the DELETE takes the rest and the operation is done:
-// that statement deleted every row that matched at its snapshot. When more
-// than n rows share the cursor's timestamp (or every row of the range is
-// held) the range deletes nothing, so the batch then deletes the first n
-// matching rows at or after the cursor by ctid (or key) instead, in a second
-// transaction. (One statement with the bound in a CTE costs about 50% more
-// server CPU per row, measured: the DELETE then has to go through a CTE with
-// RETURNING to report its count.)
+// there is no bound ('infinity'), the DELETE takes the rest and the operation
+// is done: that statement deleted every row that matched at its snapshot.
+// When more than n rows share the cursor's timestamp (or every row of the
+// range is held) the range deletes nothing, so the batch then deletes the
+// first n matching rows at or after the cursor by ctid (or key) instead, in a
+// second transaction. (One statement with the bound in a CTE costs about 50%
+// more server CPU per row, measured: the DELETE then has to go through a CTE
+// with RETURNING to report its count.)
 func (d *Driver) rangeDeleteBatch(ctx context.Context, p *plan, cur *cursorState, n int, a args, where string) (datastore.Batch, error) {
 	ts := ref("t", p.ts.Name)
-	tbl := p.t.key.ident()
 	var ba args
 	bconds := []string{fmt.Sprintf("%s < %s::%s", ts, ba.add(p.cutoff.value), p.cutoff.sqlType)}
 	if len(cur.Key) == 1 {
@@ -424,63 +433,18 @@ func (d *Driver) rangeDeleteBatch(ctx context.Context, p *plan, cur *cursorState
 	}
 	// The text conversion stays outside the scan: rows skipped by OFFSET
 	// are projected too.
-	boundSQL := fmt.Sprintf("SELECT s.b::text FROM (\n  SELECT %[1]s AS b FROM %[2]s AS t\n  WHERE %[3]s\n  ORDER BY %[1]s OFFSET %[4]d LIMIT 1) AS s",
-		ts, tbl, strings.Join(bconds, " AND "), n)
+	boundSQL := fmt.Sprintf(`SELECT s.b::text, set_config('%[5]s', coalesce(s.b::text, 'infinity'), true)
+FROM (SELECT (SELECT %[1]s FROM %[2]s AS t
+  WHERE %[3]s
+  ORDER BY %[1]s OFFSET %[4]d LIMIT 1) AS b) AS s`,
+		ts, p.t.key.ident(), strings.Join(bconds, " AND "), n, boundSetting)
+	del := fmt.Sprintf("DELETE FROM %s AS t\nWHERE %s\n  AND %s < current_setting('%s')::%s",
+		p.t.key.ident(), where, ts, boundSetting, p.cutoff.sqlType)
 
-	conn, err := d.pool.Acquire(ctx)
+	bound, deleted, err := d.boundedDelete(ctx, p.desc, boundSQL, ba.vals, del, a.vals)
 	if err != nil {
-		return datastore.Batch{}, classify(p.desc, err)
+		return datastore.Batch{}, err
 	}
-	defer conn.Release()
-	fail := func(err error) (datastore.Batch, error) {
-		rollback(ctx, conn)
-		return datastore.Batch{}, classify(p.desc, err)
-	}
-	begin := d.begin(false)
-	b1 := &pgx.Batch{}
-	for _, s := range begin {
-		b1.Queue(s)
-	}
-	b1.Queue(boundSQL, ba.vals...)
-	var bound *string
-	err = sendBatch(ctx, conn, b1, func(br pgx.BatchResults) error {
-		for range begin {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
-		}
-		err := br.QueryRow().Scan(&bound)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		return err
-	})
-	if err != nil {
-		return fail(err)
-	}
-	del := "DELETE FROM " + tbl + " AS t\nWHERE " + where
-	da := args{vals: slices.Clone(a.vals)}
-	if bound != nil {
-		del += fmt.Sprintf("\n  AND %s < %s::text::%s", ts, da.add(*bound), p.ts.castType)
-	}
-	b2 := &pgx.Batch{}
-	b2.Queue(del, da.vals...)
-	b2.Queue("COMMIT")
-	var deleted int64
-	err = sendBatch(ctx, conn, b2, func(br pgx.BatchResults) error {
-		tag, err := br.Exec()
-		if err != nil {
-			return err
-		}
-		deleted = tag.RowsAffected()
-		_, err = br.Exec()
-		return err
-	})
-	if err != nil {
-		return fail(err)
-	}
-	conn.Release()
-
 	switch {
 	case bound == nil:
 		cur.Done = true
@@ -501,15 +465,43 @@ func (d *Driver) rangeDeleteBatch(ctx context.Context, p *plan, cur *cursorState
 	return datastore.Batch{Affected: deleted}, nil
 }
 
-// sendBatch sends b pipelined on conn, lets read consume the results and
-// closes them.
-func sendBatch(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, read func(pgx.BatchResults) error) error {
-	br := conn.SendBatch(ctx, b)
-	err := read(br)
+// boundedDelete runs BEGIN, the SET LOCALs, boundSQL, del and COMMIT as one
+// pipeline (one round trip). It returns boundSQL's first column and del's
+// row count.
+func (d *Driver) boundedDelete(ctx context.Context, desc, boundSQL string, bvals []any, del string, dvals []any) (*string, int64, error) {
+	begin := d.begin(false)
+	b := &pgx.Batch{}
+	for _, s := range begin {
+		b.Queue(s)
+	}
+	b.Queue(boundSQL, bvals...)
+	b.Queue(del, dvals...)
+	b.Queue("COMMIT")
+	var bound *string
+	var deleted int64
+	br := d.pool.SendBatch(ctx, b)
+	err := func() error {
+		for range begin {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		var set string
+		if err := br.QueryRow().Scan(&bound, &set); err != nil {
+			return err
+		}
+		tag, err := br.Exec()
+		if err != nil {
+			return err
+		}
+		deleted = tag.RowsAffected()
+		_, err = br.Exec()
+		return err
+	}()
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	return err
+	return bound, deleted, classify(desc, err)
 }
 
 // lastKey is an expression giving the text of the greatest key among the
