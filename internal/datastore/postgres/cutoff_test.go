@@ -119,3 +119,28 @@ func TestCutoffDateColumn(t *testing.T) {
 		t.Fatalf("kept %v, want [3]", got)
 	}
 }
+
+// TestRangeDeleteIndexedDateColumn walks an indexed date column in batches:
+// each batch's bound (a date) goes out and back as text and is compared as a
+// timestamp, which must keep "strictly before the cutoff" exact.
+func TestRangeDeleteIndexedDateColumn(t *testing.T) {
+	e := setup(t)
+	e.setTimeZone("Pacific/Honolulu")
+	e.exec(`CREATE TABLE dated (id int PRIMARY KEY, day date NOT NULL)`)
+	e.exec(`CREATE INDEX ON dated (day)`)
+	e.exec(`INSERT INTO dated SELECT i, date '2024-05-01' + i / 5 FROM generate_series(0, 149) i`) // 5 rows a day for 30 days
+	d := e.driver()
+	cut := time.Date(2024, 5, 21, 0, 0, 0, 0, time.UTC)
+	op := datastore.Operation{Collection: datastore.Collection{Name: "dated", TimestampField: "day"},
+		Delete: true, Cutoff: &cut, BatchSize: 7}
+	r := drain(t, d, op, "", 50) // drain fails any batch above BatchSize
+	if r.affected != 100 {
+		t.Fatalf("deleted %d, want 100 (20 days of 5)", r.affected)
+	}
+	if n := e.int(`SELECT count(*) FROM dated WHERE day < '2024-05-21'`); n != 0 {
+		t.Fatalf("%d expired rows left", n)
+	}
+	if n := e.int(`SELECT count(*) FROM dated`); n != 50 {
+		t.Fatalf("%d rows left, want 50", n)
+	}
+}

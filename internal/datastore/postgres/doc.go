@@ -64,7 +64,9 @@
 //
 // Execute walks the selection in key order, one bounded batch per call, and
 // returns a JSON cursor (version, table tag, walk, partition phase, the text of
-// the last key, done). The walk is fixed by the first batch and kept in the
+// the last key, done, and for the timestamp walk the next range width). A
+// cursor written before the width existed resumes with an exact bound; a
+// negative or absurd width fails as ErrInvalid. The walk is fixed by the first batch and kept in the
 // cursor:
 //
 //   - Delete by subject: no cursor key at all. Every batch deletes the first
@@ -73,13 +75,22 @@
 //     not even a row inserted for the subject while the job runs (with random
 //     keys such as UUIDs a keyset cursor would skip those).
 //   - Delete by age along an index whose first column is the timestamp:
-//     each batch reads from the index the timestamp of the (BatchSize+1)-th
-//     row at or after the cursor and deletes the matching rows strictly
-//     before it with one plain range DELETE (t.ts >= $cursor AND t.ts <
-//     $bound), the same per-row work as one unbounded DELETE. The cursor is
-//     that bound, inclusive: rows at the bound timestamp are simply found
-//     again by the next batch. When more than BatchSize rows share one
-//     timestamp the batch deletes BatchSize of them by ctid instead.
+//     each batch deletes the matching rows of one timestamp range with one
+//     plain range DELETE (t.ts >= $cursor AND t.ts < the bound), the same
+//     per-row work as one unbounded DELETE. The first batch reads from the
+//     index alone the timestamp of the (BatchSize+1)-th row at or after the
+//     cursor as its bound (one index-only pass, in the same pipeline as the
+//     DELETE); the bound passes from the first statement to the second
+//     through a transaction-local setting (set_config, current_setting).
+//     Later batches estimate the bound from the previous batch's density
+//     (the cursor carries the range width, "w") to hold about 90% of
+//     BatchSize, and roll the DELETE back and retry narrower when it
+//     affected more than BatchSize rows; after two overshoots, a statement
+//     timeout, or a range without deleted rows, the next bound is read from
+//     the index again. The cursor is that bound, inclusive: rows at the
+//     bound timestamp are simply found again by the next batch. When more
+//     than BatchSize rows share one timestamp the batch deletes BatchSize of
+//     them by ctid instead.
 //   - Otherwise (anonymize, or no usable index): keyset on the primary key,
 //     or on (timestamp, primary key) when anonymizing along a timestamp
 //     index, strictly after the cursor. Delete batches select up to
@@ -103,7 +114,8 @@
 // alone if it no longer matches; when a batch deleted fewer rows than it
 // selected, the cursor does not advance and the operation is not done. Done
 // is reported only by a batch that selected fewer than BatchSize rows and
-// deleted all of them (or a range delete that had no upper bound): that
+// deleted all of them (or a range delete whose bound was the cutoff or that
+// had none): that
 // statement saw no other matching row. What a cursor cannot cover is a row
 // that starts to match behind it while the job runs (inserted with an old
 // timestamp, or updated to one): it is left to the next scheduled run.

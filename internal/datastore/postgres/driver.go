@@ -37,6 +37,10 @@ type Driver struct {
 
 	// deleteShape selects the DELETE statement shape; see shapeFor.
 	deleteShape deleteShape
+
+	// onRangeAttempt, when set (tests only), is called after each estimated
+	// range DELETE has been committed or rolled back.
+	onRangeAttempt func(rangeAttempt)
 }
 
 var _ datastore.Driver = (*Driver)(nil)
