@@ -44,7 +44,7 @@ func main() {
 	flag.IntVar(&options.DatasetConcurrency, "dataset-concurrency", 2, "Parallel Dataset reconciles.")
 	flag.IntVar(&options.LegalHoldConcurrency, "legalhold-concurrency", 2, "Parallel LegalHold reconciles.")
 	flag.IntVar(&options.PolicyConcurrency, "policy-concurrency", 2, "Parallel RetentionPolicy reconciles.")
-	flag.IntVar(&options.RequestConcurrency, "deletionrequest-concurrency", 4, "Parallel DeletionRequest reconciles.")
+	flag.IntVar(&options.RequestConcurrency, "deletionrequest-concurrency", 16, "Parallel DeletionRequest reconciles.")
 	flag.StringVar(&digestKeyFile, "digest-key-file", "", "File holding the key of the HMAC digests that stand for data subjects in status, receipts and the erasure ledger (mount a Secret). Falls back to $LETHE_DIGEST_KEY.")
 	flag.IntVar(&options.PurgeJobConcurrency, "purgejob-concurrency", 4, "Parallel PurgeJob reconciles (jobs executing at once).")
 	flag.DurationVar(&options.PurgeJobSlice, "purgejob-slice", 10*time.Second, "How long one PurgeJob reconcile executes batches before checkpointing and yielding.")

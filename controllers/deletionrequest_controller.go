@@ -818,7 +818,7 @@ func (r *DeletionRequestReconciler) appendLedger(ctx context.Context, dr *retent
 	if err != nil {
 		return err
 	}
-	return r.Ledger.Append(ctx, dr.Namespace, ShardName(receipt.SubjectDigest, receipt.CompletedAt.Time), dr.Name, string(line))
+	return r.Ledger.Append(ctx, dr.Namespace, LedgerDay(receipt.CompletedAt.Time), dr.Name, string(line))
 }
 
 // expire deletes a finished request after ttlSecondsAfterFinished, with its

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,45 +17,67 @@ import (
 
 // Ledger appends erasure-ledger lines to ConfigMaps with group commit: the
 // appends that arrive while a write is in flight go together in the next
-// one, so a burst of completed requests costs a few API writes instead of
-// one contended write each. Append returns once its line is stored.
+// one, so a burst of completed requests costs one API write per namespace
+// instead of one contended write each. Append returns once its line is
+// stored.
 //
-// The ledger of a namespace is sharded by day (UTC) and by the first hex
-// digit of the subject digest, named lethe-erasure-ledger-<yyyymmdd>-<digit>;
+// The ledger of a namespace is kept per day (UTC) in ConfigMaps named
+// lethe-erasure-ledger-<yyyymmdd>-<n>, labelled retention.lethe.dev/ledger;
 // each key is a request name and each value a JSON line of keyed digests
-// (about 350 bytes). Daily shards keep every write small and the ledger far
-// from the 1 MiB limit of a ConfigMap: 16 shards a day hold about 45,000
-// erasures per namespace and day.
+// (about 350 bytes). A shard is filled to maxShardBytes, far below the 1 MiB
+// limit of a ConfigMap, and the next one (n+1) is started.
 type Ledger struct {
 	Client client.Client
 	Reader client.Reader
 
 	in chan ledgerAppend
+	// maxShard is how full a shard gets before the next is started.
+	maxShard int
+	// last holds each shard as this writer last stored it (only the Start
+	// goroutine touches it), so an append needs no read first; a conflict
+	// (another writer, an edit) reads it again.
+	last map[types.NamespacedName]*corev1.ConfigMap
 }
 
 type ledgerAppend struct {
-	namespace, shard, key, line string
-	done                        chan error
+	namespace, day, key, line string
+	done                      chan error
 }
+
+// LabelLedger marks the ConfigMaps of the erasure ledger.
+const LabelLedger = "retention.lethe.dev/ledger"
+
+// maxShardBytes is how full a ledger ConfigMap gets before the next is started.
+const maxShardBytes = 768 << 10
 
 // NewLedger returns a ledger; Start must run for appends to complete.
 func NewLedger(c client.Client, r client.Reader) *Ledger {
-	return &Ledger{Client: c, Reader: r, in: make(chan ledgerAppend, 4096)}
+	return &Ledger{Client: c, Reader: r, in: make(chan ledgerAppend, 4096), maxShard: maxShardBytes, last: map[types.NamespacedName]*corev1.ConfigMap{}}
 }
 
-// ShardName is the ConfigMap holding a subject's ledger line.
-func ShardName(subjectDigest string, at time.Time) string {
-	d := strings.TrimPrefix(subjectDigest, "hmac-sha256:")
-	digit := "0"
-	if d != "" {
-		digit = d[:1]
+// LedgerDay is the ledger day of a completion time.
+func LedgerDay(at time.Time) string { return at.UTC().Format("20060102") }
+
+func shardName(day string, n int) string { return fmt.Sprintf("%s-%s-%d", LedgerConfigMap, day, n) }
+
+// LedgerLine finds the ledger line of a request in its namespace ("" when
+// there is none): the check a restored backup is compared against.
+func LedgerLine(ctx context.Context, r client.Reader, namespace, request string) (string, error) {
+	var list corev1.ConfigMapList
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{LabelLedger: "true"}); err != nil {
+		return "", err
 	}
-	return fmt.Sprintf("%s-%s-%s", LedgerConfigMap, at.UTC().Format("20060102"), digit)
+	for _, cm := range list.Items {
+		if line, ok := cm.Data[request]; ok {
+			return line, nil
+		}
+	}
+	return "", nil
 }
 
 // Append stores one line and waits until it is written.
-func (l *Ledger) Append(ctx context.Context, namespace, shard, key, line string) error {
-	a := ledgerAppend{namespace: namespace, shard: shard, key: key, line: line, done: make(chan error, 1)}
+func (l *Ledger) Append(ctx context.Context, namespace, day, key, line string) error {
+	a := ledgerAppend{namespace: namespace, day: day, key: key, line: line, done: make(chan error, 1)}
 	select {
 	case l.in <- a:
 	case <-ctx.Done():
@@ -89,7 +112,7 @@ func (l *Ledger) Start(ctx context.Context) error {
 		}
 		groups := map[types.NamespacedName][]ledgerAppend{}
 		for _, a := range batch {
-			k := types.NamespacedName{Namespace: a.namespace, Name: a.shard}
+			k := types.NamespacedName{Namespace: a.namespace, Name: a.day}
 			groups[k] = append(groups[k], a)
 		}
 		for k, as := range groups {
@@ -104,27 +127,86 @@ func (l *Ledger) Start(ctx context.Context) error {
 // NeedLeaderElection: only the leader completes requests.
 func (l *Ledger) NeedLeaderElection() bool { return true }
 
+// write appends lines to a namespace's ledger of one day (key.Name is the day).
 func (l *Ledger) write(ctx context.Context, key types.NamespacedName, as []ledgerAppend) error {
+	size := 0
+	for _, a := range as {
+		size += len(a.key) + len(a.line)
+	}
 	return retry.OnError(retry.DefaultRetry, func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }, func() error {
-		var cm corev1.ConfigMap
-		err := l.Reader.Get(ctx, key, &cm)
-		if apierrors.IsNotFound(err) {
-			cm = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
-				Labels: map[string]string{"app.kubernetes.io/managed-by": "lethe", "retention.lethe.dev/ledger": "true"}}, Data: map[string]string{}}
-			for _, a := range as {
-				cm.Data[a.key] = a.line
-			}
-			return l.Client.Create(ctx, &cm)
-		}
+		cm, err := l.shard(ctx, key, size)
 		if err != nil {
 			return err
-		}
-		if cm.Data == nil {
-			cm.Data = map[string]string{}
 		}
 		for _, a := range as {
 			cm.Data[a.key] = a.line
 		}
-		return l.Client.Update(ctx, &cm)
+		if cm.ResourceVersion == "" {
+			err = l.Client.Create(ctx, cm)
+		} else {
+			err = l.Client.Update(ctx, cm)
+		}
+		if err != nil {
+			delete(l.last, key) // find the current shard again on the retry
+			return err
+		}
+		l.remember(key, cm)
+		return nil
 	})
+}
+
+// remember keeps the current shard of a namespace and day for the next
+// append, for at most 32 namespaces and days.
+func (l *Ledger) remember(key types.NamespacedName, cm *corev1.ConfigMap) {
+	if _, ok := l.last[key]; !ok && len(l.last) >= 32 {
+		clear(l.last)
+	}
+	l.last[key] = cm
+}
+
+// shard returns a copy of the ConfigMap to append `size` bytes to: the
+// day's current shard, or the next one when it is full. Without a
+// remembered shard it finds the last existing one (…-0, -1, … until one is
+// missing).
+func (l *Ledger) shard(ctx context.Context, key types.NamespacedName, size int) (*corev1.ConfigMap, error) {
+	cm, ok := l.last[key]
+	if !ok {
+		for n := 0; ; n++ {
+			next := &corev1.ConfigMap{}
+			err := l.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: shardName(key.Name, n)}, next)
+			if apierrors.IsNotFound(err) {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			cm = next
+		}
+	}
+	if cm != nil && shardBytes(cm)+size <= l.maxShard {
+		cm = cm.DeepCopy()
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		return cm, nil
+	}
+	n := 0
+	if cm != nil {
+		n = shardIndex(cm.Name) + 1
+	}
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: shardName(key.Name, n),
+		Labels: map[string]string{"app.kubernetes.io/managed-by": "lethe", LabelLedger: "true"}}, Data: map[string]string{}}, nil
+}
+
+func shardBytes(cm *corev1.ConfigMap) int {
+	size := 0
+	for k, v := range cm.Data {
+		size += len(k) + len(v)
+	}
+	return size
+}
+
+func shardIndex(name string) int {
+	n, _ := strconv.Atoi(name[strings.LastIndex(name, "-")+1:])
+	return n
 }
