@@ -583,11 +583,12 @@ func (e edge) hop(child string) string {
 	return child + "." + e.field + " → " + e.parent + "." + e.parentField
 }
 
-// edges returns, for each collection, the references leading out of it:
-// declared ones first, then foreign keys discovered in the live schema that
-// point at another declared collection.
-func edges(order []*described, byName map[string]*described, store *retentionv1.DataStore) map[string][]edge {
-	type tableKey struct{ schema, table string }
+// tableKey names a live table (MySQL: the database as its schema).
+type tableKey struct{ schema, table string }
+
+// collectionsByTable indexes the declared SQL collections by their table, so
+// a foreign key's target table leads back to collection names.
+func collectionsByTable(order []*described, store *retentionv1.DataStore) map[tableKey][]string {
 	byTable := map[tableKey][]string{}
 	for _, x := range order {
 		if x.dc.Table == "" {
@@ -599,6 +600,14 @@ func edges(order []*described, byName map[string]*described, store *retentionv1.
 		}
 		byTable[k] = append(byTable[k], string(x.c.Name))
 	}
+	return byTable
+}
+
+// edges returns, for each collection, the references leading out of it:
+// declared ones first, then foreign keys discovered in the live schema that
+// point at another declared collection.
+func edges(order []*described, byName map[string]*described, store *retentionv1.DataStore) map[string][]edge {
+	byTable := collectionsByTable(order, store)
 	out := map[string][]edge{}
 	for _, x := range order {
 		child := string(x.c.Name)
@@ -636,18 +645,7 @@ func edges(order []*described, byName map[string]*described, store *retentionv1.
 // key cannot be followed with one field per hop and is only shown in the
 // identity graph).
 func discoveredForeignKeys(order []*described, store *retentionv1.DataStore) []retentionv1.DiscoveredReference {
-	type tableKey struct{ schema, table string }
-	byTable := map[tableKey][]string{}
-	for _, x := range order {
-		if x.dc.Table == "" {
-			continue
-		}
-		k := tableKey{x.dc.Schema, x.dc.Table}
-		if store.Spec.Type == retentionv1.DataStoreMySQL {
-			k.schema = string(store.Spec.Database)
-		}
-		byTable[k] = append(byTable[k], string(x.c.Name))
-	}
+	byTable := collectionsByTable(order, store)
 	var out []retentionv1.DiscoveredReference
 	for _, x := range order {
 		if x.info == nil {

@@ -599,9 +599,9 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 	return nil, true, nil
 }
 
-// jobsOf returns the PurgeJobs erasing this request: those the coalescer
-// just started (the cache may not have them yet) and those naming the
-// request in their annotation, sorted by name.
+// jobsOf returns the PurgeJobs erasing this request: those naming it in
+// their annotation, those the coalescer just started (the cache may not have
+// them yet) and those its status already records, sorted by name.
 func (r *DeletionRequestReconciler) jobsOf(ctx context.Context, dr *retentionv1.DeletionRequest) ([]*retentionv1.PurgeJob, error) {
 	var list retentionv1.PurgeJobList
 	if err := r.List(ctx, &list, client.InNamespace(dr.Namespace), client.MatchingFields{jobRequestIndex: dr.Name}); err != nil {
@@ -612,7 +612,7 @@ func (r *DeletionRequestReconciler) jobsOf(ctx context.Context, dr *retentionv1.
 		jobs = append(jobs, &list.Items[i])
 	}
 	started, _ := r.Coalescer.Assigned(client.ObjectKeyFromObject(dr))
-	for _, name := range started {
+	for _, name := range append(started, dr.Status.PurgeJobs...) {
 		if slices.ContainsFunc(jobs, func(j *retentionv1.PurgeJob) bool { return j.Name == name }) {
 			continue
 		}
