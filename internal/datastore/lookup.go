@@ -15,5 +15,11 @@ type IdentityLookup interface {
 	// identity field for type want, from the records matching any of the
 	// identities in from (type → values, matched through the collection's
 	// own identity fields), at most limit of them. One read-only statement.
+	//
+	// A value is returned only if every record of the collection holding it
+	// matches from: a value also found beside another subject's identity, or
+	// beside none (an anonymized record, a shared placeholder such as a
+	// redacted email), is not this subject's identity, and erasing by it
+	// would erase other people.
 	Lookup(ctx context.Context, c Collection, from map[string][]string, want string, limit int) ([]string, error)
 }

@@ -237,6 +237,11 @@ func checkAgainstStatus(t *testing.T, rep *demo.Report, jobs []retentionv1.Purge
 			if got := afterPolicy.Rows - after.Rows; got != deleted[false][k] {
 				t.Errorf("%s: %d records fewer after the deletion requests, their PurgeJobs say they deleted %d", k, got, deleted[false][k])
 			}
+			// Only the minor's request runs (the cancellation waits for its
+			// review window): it removes no more than the minor's records.
+			if got, minors := afterPolicy.Rows-after.Rows, minorRows(rep.Before.Subjects, k); got > minors {
+				t.Errorf("%s: the deletion requests removed %d records, the minor had %d: other people's records were erased", k, got, minors)
+			}
 		}
 	}
 	// Devices are anonymized by one operation, and none was before.
@@ -299,4 +304,14 @@ func children() []string {
 		}
 	}
 	return out
+}
+
+// minorRows is how many records of table k identified the minor.
+func minorRows(subjects []demo.SubjectRows, k string) int64 {
+	for _, s := range subjects {
+		if s.UserID == demo.MinorUserID {
+			return s.Rows[k]
+		}
+	}
+	return 0
 }

@@ -29,8 +29,13 @@ func (d *Driver) Lookup(ctx context.Context, c datastore.Collection, from map[st
 		limit = 1
 	}
 	v := qualified(p.t.name, col.name)
-	q := "SELECT DISTINCT CAST(" + v + " AS CHAR) FROM " + p.qtable + " WHERE " + p.match + " AND " + v + " IS NOT NULL LIMIT " + strconv.Itoa(limit)
-	rows, err := d.db.QueryContext(ctx, q, p.matchArgs...)
+	// Candidates from the subject's records, kept only where every record
+	// holding the value is the subject's.
+	q := "SELECT CAST(" + v + " AS CHAR) FROM " + p.qtable +
+		" WHERE " + v + " IN (SELECT lethe_c.v FROM (SELECT DISTINCT " + v + " AS v FROM " + p.qtable + " WHERE " + p.match + " AND " + v + " IS NOT NULL LIMIT " + strconv.Itoa(limit) + ") AS lethe_c)" +
+		" GROUP BY " + v + " HAVING MIN(COALESCE((" + p.match + "), 0)) = 1"
+	args := append(append([]any{}, p.matchArgs...), p.matchArgs...)
+	rows, err := d.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, classify(p.op, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"testing"
+
+	"github.com/lethe-dev/lethe/internal/datastore"
 )
 
 // Lookup turns one identity into another through a table holding both;
@@ -29,3 +31,20 @@ func TestLookupDerivesIdentities(t *testing.T) {
 }
 
 func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }
+
+// A value found among the subject's records but also beside another
+// subject's identity, or beside none (an anonymized record), is shared: it
+// is not derived, so erasing by it cannot reach other people's records.
+func TestLookupSkipsValuesOthersShare(t *testing.T) {
+	e := shop(t)
+	e.exec(`CREATE TABLE support_messages (id BIGINT PRIMARY KEY, user_id BIGINT NULL, contact_email VARCHAR(100) NULL)`,
+		`INSERT INTO support_messages VALUES
+			(1, 7, 'ming@example.com'), (2, 7, '****@*******.***'), (3, 8, '****@*******.***'),
+			(4, NULL, 'family@example.com'), (5, 7, 'family@example.com'), (6, 9, 'x@example.com')`)
+	d := e.driver()
+	messages := datastore.Collection{Name: "support_messages", IdentityFields: map[string]string{"user_id": "user_id", "email": "contact_email"}}
+	got, err := d.Lookup(context.Background(), messages, map[string][]string{"user_id": {"7"}}, "email", 10)
+	if err != nil || !slices.Equal(got, []string{"ming@example.com"}) {
+		t.Fatalf("Lookup user_id → email = %v, %v; want only the subject's own email", got, err)
+	}
+}

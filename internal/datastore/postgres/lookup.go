@@ -30,8 +30,13 @@ func (d *Driver) Lookup(ctx context.Context, c datastore.Collection, from map[st
 		limit = 1
 	}
 	v := ref("t", col.Name)
-	sql := fmt.Sprintf("SELECT coalesce(array_agg(v ORDER BY v), '{}') FROM (SELECT DISTINCT %s::text AS v FROM %s AS t\nWHERE %s\n  AND %s IS NOT NULL LIMIT %d) AS x",
-		v, p.t.key.ident(), p.cond, v, limit)
+	// Candidates from the subject's records, kept only where every record
+	// holding the value is the subject's.
+	sql := fmt.Sprintf(`SELECT coalesce(array_agg(v ORDER BY v), '{}') FROM (
+  SELECT %[1]s::text AS v FROM %[2]s AS t
+  WHERE %[1]s IN (SELECT DISTINCT %[1]s FROM %[2]s AS t WHERE %[3]s AND %[1]s IS NOT NULL LIMIT %[4]d)
+  GROUP BY %[1]s
+  HAVING bool_and(coalesce((%[3]s), false))) AS x`, v, p.t.key.ident(), p.cond, limit)
 	var out []string
 	err = d.oneShot(ctx, p.desc, true, sql, p.a.vals, &out)
 	d.forgetOnNotFound(err, p.keys...)
