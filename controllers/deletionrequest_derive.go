@@ -23,6 +23,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/holds"
+	"github.com/lethe-dev/lethe/internal/mask"
 )
 
 // Identity derivation: a SQL collection that holds two identity types (users
@@ -227,6 +228,11 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 		case err != nil:
 			return false, fmt.Errorf("deriving %s from collection %s of Dataset %s: %w", want, l.c.Name, l.ds.Name, err)
 		}
+		placeholder, err := r.placeholders(ctx, l.ds, l.c, dc.IdentityFields[want])
+		if err != nil {
+			return false, err
+		}
+		vals = slices.DeleteFunc(vals, placeholder)
 		if len(vals) == 0 {
 			return false, nil
 		}
@@ -277,6 +283,60 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	r.Recorder.Eventf(dr, nil, "Normal", ReasonIdentitiesDerived, "Derive", "Derived identity types %s from the stores; kept in Secret %s", strings.Join(kinds, ", "), key.Name)
 	log.FromContext(ctx).Info("Derived identities", "subject", digest.Short(dr.Status.SubjectDigest), "types", kinds)
 	return out, how, nil
+}
+
+// placeholders returns a test for values that anonymization wrote rather
+// than a subject: a value that an idempotent strategy of the field (the
+// Dataset's, or a retention rule's) leaves unchanged, such as a redacted
+// email or a fixed replacement. Such values stand in many records, of many
+// people, and are never derived.
+func (r *DeletionRequestReconciler) placeholders(ctx context.Context, ds *retentionv1.Dataset, c *retentionv1.Collection, field string) (func(string) bool, error) {
+	var strategies []mask.Strategy
+	add := func(a retentionv1.Anonymization) {
+		if a.Strategy != retentionv1.StrategyHMAC && a.Strategy != retentionv1.StrategyNull {
+			strategies = append(strategies, engine.Strategy(a, nil))
+		}
+	}
+	for _, f := range c.Fields {
+		if string(f.Name) == field && f.Anonymize != nil {
+			add(*f.Anonymize)
+		}
+	}
+	var policies retentionv1.RetentionPolicyList
+	if err := r.List(ctx, &policies, client.InNamespace(ds.Namespace)); err != nil {
+		return nil, err
+	}
+	for _, p := range policies.Items {
+		if string(p.Spec.DatasetRef.Name) != ds.Name {
+			continue
+		}
+		for _, rule := range p.Spec.Rules {
+			selected, err := engine.SelectCollections(ds, rule)
+			if err != nil || !slices.ContainsFunc(selected, func(s *retentionv1.Collection) bool { return s.Name == c.Name }) {
+				continue
+			}
+			for _, f := range rule.Fields {
+				if string(f.Name) == field {
+					add(f.Anonymization)
+				}
+			}
+		}
+	}
+	return placeholderOf(strategies), nil
+}
+
+// placeholderOf reports a value that one of the strategies leaves unchanged.
+func placeholderOf(strategies []mask.Strategy) func(string) bool {
+	return func(v string) bool {
+		for _, s := range strategies {
+			for _, t := range []mask.ColumnType{mask.Text, mask.IP} {
+				if out, err := s.Apply(v, mask.Column{Type: t}); err == nil && fmt.Sprint(out) == v {
+					return true
+				}
+			}
+		}
+		return false
+	}
 }
 
 // markDerived records, without values, that identities were derived and
