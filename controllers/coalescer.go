@@ -64,6 +64,7 @@ type Coalescer struct {
 // union of its members' identities and, once computed, the verification
 // counts over that union.
 type jobMembers struct {
+	group     string // the erasureGroup key
 	union     map[string][]string
 	remaining map[types.NamespacedName]bool
 
@@ -73,6 +74,8 @@ type jobMembers struct {
 }
 
 type erasureGroup struct {
+	key                string    // groupKey
+	since              time.Time // when its first member was added
 	namespace, dataset string
 	mode               retentionv1.Mode
 	ops                []retentionv1.Operation
@@ -86,20 +89,18 @@ func NewCoalescer(deps Deps) *Coalescer {
 		assigned: map[types.NamespacedName]map[string]string{}, jobs: map[string]*jobMembers{}}
 }
 
-// Assigned returns the PurgeJobs started for a request, one per Dataset,
-// and the Datasets whose PurgeJob is being created right now.
-func (c *Coalescer) Assigned(req types.NamespacedName) (jobs, inFlight []string) {
+// Assigned returns the PurgeJobs started for a request, one per Dataset.
+func (c *Coalescer) Assigned(req types.NamespacedName) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for dataset, job := range c.assigned[req] {
-		if job == "" {
-			inFlight = append(inFlight, dataset)
-		} else {
+	var jobs []string
+	for _, job := range c.assigned[req] {
+		if job != "" { // "" is in flight
 			jobs = append(jobs, job)
 		}
 	}
 	slices.Sort(jobs)
-	return jobs, inFlight
+	return jobs
 }
 
 // Done forgets a finished request, and a PurgeJob once all its members are done.
@@ -149,7 +150,7 @@ func (c *Coalescer) Add(req types.NamespacedName, dataset string, mode retention
 	}
 	g := c.groups[key]
 	if g == nil {
-		g = &erasureGroup{namespace: req.Namespace, dataset: dataset, mode: mode, ops: ops, members: map[types.NamespacedName]map[string][]string{}}
+		g = &erasureGroup{key: key, since: time.Now(), namespace: req.Namespace, dataset: dataset, mode: mode, ops: ops, members: map[types.NamespacedName]map[string][]string{}}
 		c.groups[key] = g
 	}
 	if _, ok := g.members[req]; !ok {
@@ -201,8 +202,16 @@ func (c *Coalescer) NeedLeaderElection() bool { return true }
 
 func (c *Coalescer) flush(ctx context.Context) {
 	c.mu.Lock()
-	groups := c.groups
-	c.groups = map[string]*erasureGroup{}
+	groups := map[string]*erasureGroup{}
+	for key, g := range c.groups {
+		// While this group's previous PurgeJob still runs, keep gathering
+		// (up to a second): under a burst, jobs grow instead of queueing up.
+		if c.busy(key) && time.Since(g.since) < maxGather {
+			continue
+		}
+		groups[key] = g
+		delete(c.groups, key)
+	}
 	// Mark members in flight, so that an Add while their PurgeJob is being
 	// created does not queue them a second time.
 	for _, g := range groups {
@@ -237,6 +246,20 @@ func (c *Coalescer) flush(ctx context.Context) {
 	}
 }
 
+// maxGather bounds how long a group gathers while its previous job runs.
+const maxGather = time.Second
+
+// busy reports whether a PurgeJob of this group still has members erasing
+// (c.mu held).
+func (c *Coalescer) busy(key string) bool {
+	for _, j := range c.jobs {
+		if j.group == key && len(j.remaining) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // split cuts a group's members into PurgeJobs of at most MaxSubjects
 // requests and maxMemberBytes of names.
 func (c *Coalescer) split(order []types.NamespacedName) [][]types.NamespacedName {
@@ -264,7 +287,7 @@ func (c *Coalescer) requeue(g *erasureGroup, m types.NamespacedName) {
 	key := groupKey(g.namespace, g.dataset, g.mode, g.ops, g.members[m])
 	ng := c.groups[key]
 	if ng == nil {
-		ng = &erasureGroup{namespace: g.namespace, dataset: g.dataset, mode: g.mode, ops: g.ops, members: map[types.NamespacedName]map[string][]string{}}
+		ng = &erasureGroup{key: key, since: time.Now(), namespace: g.namespace, dataset: g.dataset, mode: g.mode, ops: g.ops, members: map[types.NamespacedName]map[string][]string{}}
 		c.groups[key] = ng
 	}
 	if _, ok := ng.members[m]; !ok {
@@ -310,7 +333,7 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 		_ = c.Delete(ctx, secret)
 		return "", fmt.Errorf("creating PurgeJob: %w", err)
 	}
-	jm := &jobMembers{union: union, remaining: map[types.NamespacedName]bool{}}
+	jm := &jobMembers{group: g.key, union: union, remaining: map[types.NamespacedName]bool{}}
 	for _, m := range members {
 		jm.remaining[m] = true
 	}

@@ -611,7 +611,7 @@ func (r *DeletionRequestReconciler) jobsOf(ctx context.Context, dr *retentionv1.
 	for i := range list.Items {
 		jobs = append(jobs, &list.Items[i])
 	}
-	started, _ := r.Coalescer.Assigned(client.ObjectKeyFromObject(dr))
+	started := r.Coalescer.Assigned(client.ObjectKeyFromObject(dr))
 	for _, name := range append(started, dr.Status.PurgeJobs...) {
 		if slices.ContainsFunc(jobs, func(j *retentionv1.PurgeJob) bool { return j.Name == name }) {
 			continue

@@ -9,6 +9,7 @@
 //
 // LETHE_BENCH_REQUESTS sets the burst size (default 1000),
 // LETHE_BENCH_CONCURRENCY the parallel DeletionRequest reconciles (default 16, as the manager),
+// LETHE_BENCH_WINDOW_MS the coalescing window (default 200, as the manager),
 // and LETHE_BENCH_BASELINE=0 skips the baseline (for quick experiments).
 package erasure
 
@@ -71,7 +72,8 @@ func startManager(b *testing.B, coalesce bool) {
 	}
 	deps := controllers.NewDeps(mgr, []byte("bench-digest-key-0123456789abcdef0123"))
 	pool := deps.Pool
-	opts := controllers.Options{RequestConcurrency: envInt("LETHE_BENCH_CONCURRENCY", 16), PurgeJobConcurrency: 4}
+	opts := controllers.Options{RequestConcurrency: envInt("LETHE_BENCH_CONCURRENCY", 16), PurgeJobConcurrency: 4,
+		CoalesceWindow: time.Duration(envInt("LETHE_BENCH_WINDOW_MS", 200)) * time.Millisecond}
 	if !coalesce {
 		opts.CoalesceMaxSubjects = 1
 	}
