@@ -57,7 +57,9 @@ func TestMain(m *testing.M) {
 
 // startManager runs Lethe with API limits fit for a burst; coalesce=false
 // makes every request its own PurgeJob (the baseline).
-func startManager(b *testing.B, coalesce bool) {
+// The returned function stops it (also at cleanup): only one manager may run
+// at a time, or the first would erase the baseline's requests too.
+func startManager(b *testing.B, coalesce bool) (stop func()) {
 	b.Helper()
 	cfg := *env.Config
 	cfg.QPS, cfg.Burst = 1000, 2000
@@ -83,7 +85,10 @@ func startManager(b *testing.B, coalesce bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); defer pool.Close(); _ = mgr.Start(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	b.Cleanup(stop)
+	return stop
 }
 
 // warmUp waits for the DataStore to be Ready and erases one subject, so
@@ -421,13 +426,14 @@ func BenchmarkErasureThroughput(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		ns := fixture(b, n+100)
-		startManager(b, true)
+		stop := startManager(b, true)
 		warmUp(b, ns, n+50)
 		apiCalls.take()
 		b.StartTimer()
 		coalesced := burst(b, ns, n)
 		b.StopTimer()
 		b.ReportMetric(logCalls(b, n, apiCalls.take()), "api-writes/req")
+		stop()
 
 		if os.Getenv("LETHE_BENCH_BASELINE") == "0" {
 			b.ReportMetric(coalesced, "req/s")
