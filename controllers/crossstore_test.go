@@ -63,22 +63,7 @@ func TestDeletionRequestAcrossFourStores(t *testing.T) {
 		CredentialsSecretRef: &retentionv1.SecretReference{Name: "my-credentials"}}})
 
 	// Redis: sessions.
-	rs := testharness.Redis(t)
-	rc := goredis.NewClient(&goredis.Options{Addr: rs.Addr, DB: rs.DB, Password: rs.Password})
-	defer rc.Close()
-	for _, k := range []string{"session:" + subject + ":a", "session:" + subject + ":b", "session:" + other + ":a"} {
-		if err := rc.HSet(ctx, k, "ts", time.Now().Unix()).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	redisSecret := map[string]string{}
-	if rs.Password != "" {
-		redisSecret["password"] = rs.Password
-	}
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis-credentials"}, StringData: redisSecret})
-	create(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis"}, Spec: retentionv1.DataStoreSpec{
-		Type: retentionv1.DataStoreRedis, Host: rs.Host, Port: ptr(int32(rs.Port)), RedisDB: ptr(int32(rs.DB)),
-		CredentialsSecretRef: &retentionv1.SecretReference{Name: "redis-credentials"}}})
+	rc := redisSessions(t, ns, subject, other)
 
 	// S3: uploads.
 	s3s := testharness.S3(t)
@@ -156,4 +141,29 @@ func hostOf(endpoint string) string {
 		}
 	}
 	return endpoint
+}
+
+// redisSessions starts a throwaway Redis with the hashes session:<subject>:a,
+// session:<subject>:b and session:<other>:a, and creates DataStore "redis"
+// and its Secret for it; it returns a client to read the keys back.
+func redisSessions(t *testing.T, ns, subject, other string) *goredis.Client {
+	t.Helper()
+	ctx := context.Background()
+	rs := testharness.Redis(t)
+	rc := goredis.NewClient(&goredis.Options{Addr: rs.Addr, DB: rs.DB, Password: rs.Password})
+	t.Cleanup(func() { rc.Close() })
+	for _, k := range []string{"session:" + subject + ":a", "session:" + subject + ":b", "session:" + other + ":a"} {
+		if err := rc.HSet(ctx, k, "ts", time.Now().Unix()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	redisSecret := map[string]string{}
+	if rs.Password != "" {
+		redisSecret["password"] = rs.Password
+	}
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis-credentials"}, StringData: redisSecret})
+	create(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis"}, Spec: retentionv1.DataStoreSpec{
+		Type: retentionv1.DataStoreRedis, Host: rs.Host, Port: ptr(int32(rs.Port)), RedisDB: ptr(int32(rs.DB)),
+		CredentialsSecretRef: &retentionv1.SecretReference{Name: "redis-credentials"}}})
+	return rc
 }

@@ -16,7 +16,6 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
-	"github.com/lethe-dev/lethe/internal/testharness"
 )
 
 // graphFixture: PostgreSQL users(id, email) is the only table holding both
@@ -52,22 +51,7 @@ func graphFixture(t *testing.T) (string, *pgx.Conn, *goredis.Client) {
 		}
 	}
 
-	rs := testharness.Redis(t)
-	rc := goredis.NewClient(&goredis.Options{Addr: rs.Addr, DB: rs.DB, Password: rs.Password})
-	t.Cleanup(func() { rc.Close() })
-	for _, k := range []string{"session:" + adaID + ":a", "session:" + adaID + ":b", "session:usr_alan_1912:a"} {
-		if err := rc.HSet(ctx, k, "ts", time.Now().Unix()).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	redisSecret := map[string]string{}
-	if rs.Password != "" {
-		redisSecret["password"] = rs.Password
-	}
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis-credentials"}, StringData: redisSecret})
-	create(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis"}, Spec: retentionv1.DataStoreSpec{
-		Type: retentionv1.DataStoreRedis, Host: rs.Host, Port: ptr(int32(rs.Port)), RedisDB: ptr(int32(rs.DB)),
-		CredentialsSecretRef: &retentionv1.SecretReference{Name: "redis-credentials"}}})
+	rc := redisSessions(t, ns, adaID, "usr_alan_1912")
 
 	create(t, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop"}, Spec: retentionv1.DatasetSpec{
 		DataStoreRef: retentionv1.LocalObjectReference{Name: "db"},
