@@ -15,6 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
@@ -107,6 +108,23 @@ func TestDeletionRequestAcrossFourStores(t *testing.T) {
 	want := map[string]int64{"accounts/accounts": 1, "comments/comments": 2, "sessions/sessions": 2, "uploads/uploads": 2}
 	if fmt.Sprint(rows) != fmt.Sprint(want) || !dr.Status.Receipt.Verified || len(dr.Status.PurgeJobs) != 4 {
 		t.Errorf("receipt %v (verified %v, jobs %v), want %v", rows, dr.Status.Receipt.Verified, dr.Status.PurgeJobs, want)
+	}
+	// Each entry says when its own store's PurgeJob finished, not when the
+	// request did (after verification).
+	for _, e := range dr.Status.Receipt.Entries {
+		var job *retentionv1.PurgeJob
+		for _, name := range dr.Status.PurgeJobs {
+			var j retentionv1.PurgeJob
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &j); err == nil && string(j.Spec.DatasetRef.Name) == e.Dataset {
+				job = &j
+			}
+		}
+		if job == nil || job.Status.CompletionTime == nil || e.CompletedAt == nil || !e.CompletedAt.Equal(job.Status.CompletionTime) {
+			t.Errorf("receipt entry %s/%s completed at %v, want its PurgeJob's completion time", e.Dataset, e.Collection, e.CompletedAt)
+		}
+		if e.CompletedAt != nil && e.CompletedAt.After(dr.Status.Receipt.CompletedAt.Time) {
+			t.Errorf("receipt entry %s/%s completed after the receipt", e.Dataset, e.Collection)
+		}
 	}
 	// Read every store back: the subject is gone, the other subject is not.
 	if n := count(t, pgConn, `SELECT count(*) FROM accounts WHERE id = $1`, subject); n != 0 {

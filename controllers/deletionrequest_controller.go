@@ -258,7 +258,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		return reconcile.Result{RequeueAfter: time.Minute}, err
 	}
 	if len(plan) == 0 {
-		return r.complete(ctx, dr, now, ReasonNothingInScope)
+		return r.complete(ctx, dr, nil, now, ReasonNothingInScope)
 	}
 
 	// Execute: count the subject's records, then queue for a coalesced
@@ -288,14 +288,14 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 
 	// Verify: nothing identifiable left anywhere in the plan.
 	if dr.Spec.DryRun {
-		return r.complete(ctx, dr, now, ReasonDryRunCompleted)
+		return r.complete(ctx, dr, jobs, now, ReasonDryRunCompleted)
 	}
 	if msg, err := r.verify(ctx, steps, jobs, identities); err != nil {
 		return reconcile.Result{}, err
 	} else if msg != "" {
 		return r.fail(dr, ReasonVerificationFailed, msg, now)
 	}
-	return r.complete(ctx, dr, now, ReasonErased)
+	return r.complete(ctx, dr, jobs, now, ReasonErased)
 }
 
 // identities reads the subject: inline identities and the identity Secret.
@@ -717,7 +717,9 @@ func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetS
 }
 
 // complete writes the receipt, appends the ledger entry and marks the request done.
-func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv1.DeletionRequest, now time.Time, reason string) (reconcile.Result, error) {
+// complete writes the receipt: per planned collection the subject's rows and
+// when the PurgeJob that erased them finished (jobs, one per Dataset).
+func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv1.DeletionRequest, jobs []*retentionv1.PurgeJob, now time.Time, reason string) (reconcile.Result, error) {
 	dry := reason == ReasonDryRunCompleted
 	receipt := &retentionv1.Receipt{SubjectDigest: dr.Status.SubjectDigest, Verified: !dry, CompletedAt: &metav1.Time{Time: now}}
 	for _, p := range dr.Status.Plan {
@@ -725,8 +727,12 @@ func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv
 		if p.Matched != nil {
 			rows = *p.Matched
 		}
+		at := metav1.Time{Time: now}
+		if j := jobFor(jobs, p.Dataset); j != nil && j.Status.CompletionTime != nil {
+			at = *j.Status.CompletionTime
+		}
 		receipt.Entries = append(receipt.Entries, retentionv1.ReceiptEntry{
-			Dataset: p.Dataset, Collection: p.Collection, Action: p.Action, Rows: rows, CompletedAt: &metav1.Time{Time: now},
+			Dataset: p.Dataset, Collection: p.Collection, Action: p.Action, Rows: rows, CompletedAt: &at,
 		})
 	}
 	sum, err := ReceiptSHA256(receipt)

@@ -270,8 +270,7 @@ type DatasetStatus struct {
 	// Conditions: Ready (reasons Validated, DataStoreNotReady,
 	// CollectionNotFound, FieldNotFound…), Reconciling, Stalled.
 	// +optional
-	// +listType=map
-	// +listMapKey=type
+	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// Collections as found in the live store.

@@ -159,8 +159,7 @@ type DataStoreStatus struct {
 	// Conditions: Ready (reasons Connected, ConnectionFailed, SecretNotFound,
 	// AuthenticationFailed, InUse while deletion waits), Reconciling, Stalled.
 	// +optional
-	// +listType=map
-	// +listMapKey=type
+	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// ServerVersion is the version the server reported at the last probe.

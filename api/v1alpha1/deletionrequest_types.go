@@ -161,7 +161,8 @@ type ReceiptEntry struct {
 	// Rows deleted or anonymized.
 	Rows int64 `json:"rows"`
 
-	// CompletedAt is when the collection was done.
+	// CompletedAt is when the PurgeJob that erased the collection (or, in a
+	// dry run, counted it) finished.
 	// +optional
 	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
 }
@@ -203,8 +204,7 @@ type DeletionRequestStatus struct {
 	// Conditions: Ready, Reconciling, Stalled, ReviewWindowPassed, Approved,
 	// Held, DeadlineMet.
 	// +optional
-	// +listType=map
-	// +listMapKey=type
+	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// SubjectDigest is the keyed digest of the subject's identities.
@@ -229,7 +229,7 @@ type DeletionRequestStatus struct {
 
 	// PurgeJobs created for this request.
 	// +optional
-	// +listType=set
+	// +listType=atomic
 	PurgeJobs []string `json:"purgeJobs,omitempty"`
 
 	// Receipt of the completed erasure.

@@ -65,8 +65,7 @@ type LegalHoldStatus struct {
 
 	// Conditions: Ready, Reconciling, Stalled (SecretNotFound…), Active.
 	// +optional
-	// +listType=map
-	// +listMapKey=type
+	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// Subjects is how many subject identifiers the hold covers.

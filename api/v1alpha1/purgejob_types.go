@@ -130,8 +130,7 @@ type PurgeJobStatus struct {
 	// Conditions: Ready, Reconciling, Stalled (SafetyLimitExceeded,
 	// InvalidOperation…), DataStoreAvailable, Complete, Failed.
 	// +optional
-	// +listType=map
-	// +listMapKey=type
+	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// StartTime is when execution started.

@@ -180,8 +180,7 @@ type RetentionPolicyStatus struct {
 	// Conditions: Ready, Reconciling, Stalled (InvalidSchedule,
 	// DatasetNotFound, SafetyLimitExceeded…).
 	// +optional
-	// +listType=map
-	// +listMapKey=type
+	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// LastScheduleTime is when the last run was scheduled.

@@ -10,7 +10,9 @@
 // LETHE_BENCH_REQUESTS sets the burst size (default 1000),
 // LETHE_BENCH_CONCURRENCY the parallel DeletionRequest reconciles (default 16, as the manager),
 // LETHE_BENCH_WINDOW_MS the coalescing window (default 200, as the manager),
-// and LETHE_BENCH_BASELINE=0 skips the baseline (for quick experiments).
+// LETHE_BENCH_BASELINE=0 skips the baseline (for quick experiments), and
+// LETHE_BENCH_PPROF_DIR=DIR saves a CPU profile of kube-apiserver during
+// each burst (LETHE_BENCH_PPROF_SECONDS long, default 10) as DIR/apiserver.pprof.
 package erasure
 
 import (
@@ -280,6 +282,11 @@ func burst(b *testing.B, ns string, n int) float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	w := watchRequests(b, ctx, ns)
+	if dir := os.Getenv("LETHE_BENCH_PPROF_DIR"); dir != "" {
+		profiled := apiserverProfile(b, dir, envInt("LETHE_BENCH_PPROF_SECONDS", 10))
+		defer func() { <-profiled }()
+	}
+	cpuBefore := cpuByProcess()
 	start := time.Now()
 	var wg sync.WaitGroup
 	next := make(chan int, n)
@@ -317,8 +324,11 @@ func burst(b *testing.B, ns string, n int) float64 {
 		}
 	}
 	elapsed := time.Since(start)
+	cpuAfter := cpuByProcess()
 	created := <-createdAt
 	b.Logf("%d requests created in %.1fs, all completed in %.1fs", n, created.Sub(start).Seconds(), elapsed.Seconds())
+	logCPU(b, n, cpuBefore, cpuAfter, elapsed)
+	logSize(b, ns, "req-1")
 	logJobs(b, ns, start)
 	return float64(n) / elapsed.Seconds()
 }
@@ -434,6 +444,10 @@ func BenchmarkErasureThroughput(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(logCalls(b, n, apiCalls.take()), "api-writes/req")
 		stop()
+		floor := apiFloor(b, namespace(b), n, 16, fetch(b, ns, "req-1"))
+		b.ReportMetric(floor, "api-floor-req/s")
+		b.ReportMetric(coalesced/floor, "x-api-floor")
+		b.Logf("%d requests: coalesced %.1f req/s; the API server alone, for the same writes with no store work, %.1f req/s (Lethe reaches %.0f%% of it)", n, coalesced, floor, 100*coalesced/floor)
 
 		if os.Getenv("LETHE_BENCH_BASELINE") == "0" {
 			b.ReportMetric(coalesced, "req/s")
