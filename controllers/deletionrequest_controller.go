@@ -716,9 +716,9 @@ func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetS
 	return "", nil
 }
 
-// complete writes the receipt, appends the ledger entry and marks the request done.
-// complete writes the receipt: per planned collection the subject's rows and
-// when the PurgeJob that erased them finished (jobs, one per Dataset).
+// complete writes the receipt (per planned collection the subject's rows and
+// when the PurgeJob of its Dataset finished), appends the ledger entry and
+// marks the request done.
 func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv1.DeletionRequest, jobs []*retentionv1.PurgeJob, now time.Time, reason string) (reconcile.Result, error) {
 	dry := reason == ReasonDryRunCompleted
 	receipt := &retentionv1.Receipt{SubjectDigest: dr.Status.SubjectDigest, Verified: !dry, CompletedAt: &metav1.Time{Time: now}}

@@ -447,7 +447,7 @@ func BenchmarkErasureThroughput(b *testing.B) {
 		floor := apiFloor(b, namespace(b), n, 16, fetch(b, ns, "req-1"))
 		b.ReportMetric(floor, "api-floor-req/s")
 		b.ReportMetric(coalesced/floor, "x-api-floor")
-		b.Logf("%d requests: coalesced %.1f req/s; the API server alone, for the same writes with no store work, %.1f req/s (Lethe reaches %.0f%% of it)", n, coalesced, floor, 100*coalesced/floor)
+		b.Logf("%d requests: coalesced %.1f req/s; the API server alone, for the create and two status writes with no manager, %.1f req/s (Lethe reaches %.0f%% of it)", n, coalesced, floor, 100*coalesced/floor)
 
 		if os.Getenv("LETHE_BENCH_BASELINE") == "0" {
 			b.ReportMetric(coalesced, "req/s")
