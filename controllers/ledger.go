@@ -24,8 +24,8 @@ import (
 // The ledger of a namespace is kept per day (UTC) in ConfigMaps named
 // lethe-erasure-ledger-<yyyymmdd>-<n>, labelled retention.lethe.dev/ledger;
 // each key is a request name and each value a JSON line of keyed digests
-// (about 350 bytes). A shard is filled to maxShardBytes, far below the 1 MiB
-// limit of a ConfigMap, and the next one (n+1) is started.
+// (about 350 bytes). A shard is filled to maxShardBytes and the next one
+// (n+1) is started.
 type Ledger struct {
 	Client client.Client
 	Reader client.Reader
@@ -47,8 +47,13 @@ type ledgerAppend struct {
 // LabelLedger marks the ConfigMaps of the erasure ledger.
 const LabelLedger = "retention.lethe.dev/ledger"
 
-// maxShardBytes is how full a ledger ConfigMap gets before the next is started.
-const maxShardBytes = 768 << 10
+// maxShardBytes is how full a ledger ConfigMap gets before the next is
+// started: about 370 lines. Every append rewrites its whole shard (the API
+// server decodes it and etcd keeps a revision of all of it until
+// compaction), so the shard size bounds what one append costs: at most
+// 128 KiB, where 768 KiB shards let a busy day's appends grow six times
+// larger. Smaller shards only add ConfigMaps.
+const maxShardBytes = 128 << 10
 
 // NewLedger returns a ledger; Start must run for appends to complete.
 func NewLedger(c client.Client, r client.Reader) *Ledger {
