@@ -752,7 +752,7 @@ func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv
 	for _, e := range receipt.Entries {
 		rows += e.Rows
 	}
-	msg := fmt.Sprintf("Erased: %d records in %d collections, verified; receipt sha256 %s", rows, len(receipt.Entries), sum[:12])
+	msg := fmt.Sprintf("%d records in %d collections erased and verified; receipt sha256 %s", rows, len(receipt.Entries), sum[:12])
 	switch reason {
 	case ReasonNothingInScope:
 		msg = "No collection in scope holds this subject's identity types; nothing to erase"
