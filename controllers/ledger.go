@@ -171,21 +171,14 @@ func (l *Ledger) remember(key types.NamespacedName, cm *corev1.ConfigMap) {
 
 // shard returns a copy of the ConfigMap to append `size` bytes to: the
 // day's current shard, or the next one when it is full. Without a
-// remembered shard it finds the last existing one (…-0, -1, … until one is
-// missing).
+// remembered shard it finds the day's last one by listing the ledger's
+// names only (one call however many shards a day has), then reads it.
 func (l *Ledger) shard(ctx context.Context, key types.NamespacedName, size int) (*corev1.ConfigMap, error) {
 	cm, ok := l.last[key]
 	if !ok {
-		for n := 0; ; n++ {
-			next := &corev1.ConfigMap{}
-			err := l.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: shardName(key.Name, n)}, next)
-			if apierrors.IsNotFound(err) {
-				break
-			}
-			if err != nil {
-				return nil, err
-			}
-			cm = next
+		var err error
+		if cm, err = l.lastShard(ctx, key); err != nil {
+			return nil, err
 		}
 	}
 	if cm != nil && shardBytes(cm)+size <= l.maxShard {
@@ -201,6 +194,31 @@ func (l *Ledger) shard(ctx context.Context, key types.NamespacedName, size int) 
 	}
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: shardName(key.Name, n),
 		Labels: map[string]string{"app.kubernetes.io/managed-by": "lethe", LabelLedger: "true"}}, Data: map[string]string{}}, nil
+}
+
+// lastShard reads the highest-numbered shard of a namespace's day (key.Name
+// is the day); nil when the day has none yet.
+func (l *Ledger) lastShard(ctx context.Context, key types.NamespacedName) (*corev1.ConfigMap, error) {
+	var names metav1.PartialObjectMetadataList
+	names.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
+	if err := l.Reader.List(ctx, &names, client.InNamespace(key.Namespace), client.MatchingLabels{LabelLedger: "true"}); err != nil {
+		return nil, err
+	}
+	prefix, last := shardName(key.Name, 0), -1
+	prefix = prefix[:len(prefix)-1]
+	for _, m := range names.Items {
+		if strings.HasPrefix(m.Name, prefix) && shardIndex(m.Name) > last {
+			last = shardIndex(m.Name)
+		}
+	}
+	if last < 0 {
+		return nil, nil
+	}
+	cm := &corev1.ConfigMap{}
+	if err := l.Reader.Get(ctx, types.NamespacedName{Namespace: key.Namespace, Name: shardName(key.Name, last)}, cm); err != nil {
+		return nil, err
+	}
+	return cm, nil
 }
 
 func shardBytes(cm *corev1.ConfigMap) int {
