@@ -204,8 +204,7 @@ func (l *Ledger) lastShard(ctx context.Context, key types.NamespacedName) (*core
 	if err := l.Reader.List(ctx, &names, client.InNamespace(key.Namespace), client.MatchingLabels{LabelLedger: "true"}); err != nil {
 		return nil, err
 	}
-	prefix, last := shardName(key.Name, 0), -1
-	prefix = prefix[:len(prefix)-1]
+	prefix, last := fmt.Sprintf("%s-%s-", LedgerConfigMap, key.Name), -1
 	for _, m := range names.Items {
 		if strings.HasPrefix(m.Name, prefix) && shardIndex(m.Name) > last {
 			last = shardIndex(m.Name)
