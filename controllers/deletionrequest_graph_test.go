@@ -121,7 +121,7 @@ func TestDeletionRequestDerivesIdentitiesAndFollowsForeignKeys(t *testing.T) {
 	if left := graphSnapshot(t, conn, rc, adaID); left["users"]+left["orders"]+left["order_items"]+left["sessions"] != 0 {
 		t.Errorf("left of the subject: %v", left)
 	}
-	if after := graphSnapshot(t, conn, rc, "usr_alan_1912"); !equalCounts(after, alanBefore) {
+	if after := graphSnapshot(t, conn, rc, "usr_alan_1912"); !maps.Equal(after, alanBefore) {
 		t.Errorf("the other subject's records changed: before %v, after %v", alanBefore, after)
 	}
 	rows := map[string]int64{}
@@ -129,7 +129,7 @@ func TestDeletionRequestDerivesIdentitiesAndFollowsForeignKeys(t *testing.T) {
 		rows[e.Dataset+"/"+e.Collection] = e.Rows
 	}
 	want := map[string]int64{"shop/users": 1, "shop/orders": 3, "shop/order_items": 6, "sessions/sessions": 2}
-	if !equalCounts(rows, want) || !dr.Status.Receipt.Verified {
+	if !maps.Equal(rows, want) || !dr.Status.Receipt.Verified {
 		t.Errorf("receipt %v (verified %v), want %v", rows, dr.Status.Receipt.Verified, want)
 	}
 	// Children first: order_items (foreign key only) before orders before users.
@@ -182,18 +182,6 @@ func TestDeletionRequestHeldThroughDerivedIdentity(t *testing.T) {
 		t.Errorf("not erased after the hold was released: %v", left)
 	}
 	assertNoPersonalData(t, ns)
-}
-
-func equalCounts(a, b map[string]int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // A phone number shared by more people than the derivation bound stops the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -205,21 +206,9 @@ func TestAnonymizeResume(t *testing.T) {
 	if err != nil || b.Affected != 0 || !b.Done {
 		t.Fatalf("after done: %+v, %v", b, err)
 	}
-	if again := e.readProfiles(); !maps(again, after) {
+	if again := e.readProfiles(); !maps.Equal(again, after) {
 		t.Fatal("rows changed after done")
 	}
-}
-
-func maps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // A delete that is interrupted and resumed by a new driver deletes every
@@ -309,7 +298,7 @@ func TestAnonymizeInvalid(t *testing.T) {
 	if strings.Contains(err.Error(), "zz-secret-zz") || strings.Contains(err.Error(), "person1") {
 		t.Fatalf("error message holds a value: %v", err)
 	}
-	if after := e.readProfiles(); !maps(before, after) {
+	if after := e.readProfiles(); !maps.Equal(before, after) {
 		t.Fatal("rows changed")
 	}
 }
