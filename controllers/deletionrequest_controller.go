@@ -32,6 +32,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/internal/schedule"
@@ -69,6 +70,9 @@ const (
 	ReasonVerificationFailed = "VerificationFailed"
 	ReasonErasureFailed      = "ErasureFailed"
 	ReasonNothingInScope     = "NothingInScope"
+	// ReasonReferencedOutsideErasure: records outside the erasure refer, by
+	// a foreign key, to records it would delete; nothing was changed.
+	ReasonReferencedOutsideErasure = "ReferencedOutsideErasure"
 
 	// AnnotationRequestedBy carries the creator's user name; the
 	// ValidatingAdmissionPolicy in config/admission checks it against the
@@ -265,6 +269,11 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// Execute: count the subject's records, then queue for a coalesced
 	// PurgeJob per Dataset (set-based statements over many subjects).
 	jobs, queued, err := r.execute(ctx, dr, steps, identities)
+	var se stallError
+	if errors.As(err, &se) {
+		retentionv1.MarkStalled(dr, se.reason, se.msg)
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
+	}
 	if err != nil || queued {
 		// A finished PurgeJob wakes its requests (its annotation names
 		// them); the timer shows a long erasure as Running.
@@ -272,12 +281,23 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	}
 	for _, j := range jobs {
 		switch j.Status.Phase {
-		case PhaseFailed, PhaseStalled:
-			msg := fmt.Sprintf("PurgeJob %s %s", j.Name, strings.ToLower(j.Status.Phase))
+		case PhaseFailed:
+			msg := fmt.Sprintf("PurgeJob %s failed", j.Name)
 			if c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled); c != nil {
 				msg += ": " + c.Message
 			}
 			return r.fail(dr, ReasonErasureFailed, msg, now)
+		case PhaseStalled:
+			// Stopped, but not over: a safety limit to release, records
+			// referring from outside, or an interrupted erasure that resumes
+			// once its cause is fixed. The job's end wakes this request.
+			reason, msg := ReasonErasureFailed, fmt.Sprintf("PurgeJob %s stopped", j.Name)
+			if c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled); c != nil {
+				reason, msg = c.Reason, msg+": "+c.Message
+			}
+			dr.Status.Phase = DRRunning
+			retentionv1.MarkStalled(dr, reason, msg)
+			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		case PhaseSucceeded:
 		default:
 			dr.Status.Phase = DRRunning
@@ -397,11 +417,8 @@ func (r *DeletionRequestReconciler) datasetsInScope(ctx context.Context, dr *ret
 	return out, nil
 }
 
-// datasetSteps is the planned erasure of one Dataset.
-type datasetSteps struct {
-	dataset *retentionv1.Dataset
-	ops     []retentionv1.Operation
-}
+// datasetSteps is the planned erasure of one Dataset (internal/erasure).
+type datasetSteps = erasure.Step
 
 // setPlan replaces the plan; counts taken before erasure stay with it.
 func setPlan(dr *retentionv1.DeletionRequest, plan []retentionv1.PlannedCollection) {
@@ -415,61 +432,67 @@ func setPlan(dr *retentionv1.DeletionRequest, plan []retentionv1.PlannedCollecti
 	dr.Status.Plan = plan
 }
 
-// plan walks each Dataset's identity graph: every collection holding one of
-// the identity types directly or through references and discovered foreign
-// keys, with its action (the request's override, else the Dataset's),
-// children first. derivedFrom says which types were (or may be) derived,
-// and how, for status.plan[].via.
+// plan is the erasure plan of the request (internal/erasure: every
+// collection that holds one of the identity types itself or through an
+// owning path, children first). derivedFrom says which types were (or may
+// be) derived, and how, for status.plan[].via. Fallbacks decided by an
+// earlier preflight (status.plan[].fallback) are kept.
 func (r *DeletionRequestReconciler) plan(dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, have map[string]bool, derivedFrom map[string]string) ([]retentionv1.PlannedCollection, []datasetSteps, error) {
+	steps, err := erasure.Plan(datasets, erasure.Request{Types: have, DerivedFrom: derivedFrom, Overrides: dr.Spec.Overrides})
+	if err != nil {
+		return nil, nil, err
+	}
 	var plan []retentionv1.PlannedCollection
-	var steps []datasetSteps
-	for i := range datasets {
-		ds := &datasets[i]
-		var ops []retentionv1.Operation
-		via := map[retentionv1.Identifier]string{}
-		graph := engine.NewGraph(ds)
-		for ci := range ds.Spec.Collections {
-			c := &ds.Spec.Collections[ci]
-			path, err := graph.Path(c, func(t string) bool { return have[t] })
-			if errors.Is(err, engine.ErrNoPath) {
-				continue // holds none of this subject's identities
-			}
-			if err != nil {
-				return nil, nil, err
-			}
-			action := c.Action
-			if action == "" {
-				action = retentionv1.ActionDelete
-			}
-			for _, o := range dr.Spec.Overrides {
-				if string(o.Dataset) == ds.Name && o.Collection == c.Name {
-					action = o.Action
+	for si := range steps {
+		s := &steps[si]
+		for oi := range s.Ops {
+			for _, old := range dr.Status.Plan {
+				if old.Fallback == "" || old.Dataset != s.Dataset.Name || old.Collection != string(s.Ops[oi].Collection) {
+					continue
+				}
+				if err := s.FallBack(oi, old.Fallback); err != nil {
+					return nil, nil, err
 				}
 			}
-			op := retentionv1.Operation{Collection: c.Name, Action: action, BySubject: true}
-			if action == retentionv1.ActionAnonymize {
-				for _, f := range c.Fields {
-					if f.Anonymize != nil {
-						op.Fields = append(op.Fields, retentionv1.FieldAnonymization{Name: f.Name, Anonymization: *f.Anonymize})
-					}
-				}
-				if len(op.Fields) == 0 {
-					return nil, nil, fmt.Errorf("collection %s of Dataset %s is to be anonymized, but none of its fields has an anonymize strategy", c.Name, ds.Name)
-				}
-			}
-			ops = append(ops, op)
-			via[c.Name] = describeVia(ds, c, path, have, derivedFrom)
 		}
-		if len(ops) == 0 {
-			continue
-		}
-		ops = engine.OrderChildrenFirst(ds, ops)
-		for order, op := range ops {
-			plan = append(plan, retentionv1.PlannedCollection{Dataset: ds.Name, Collection: string(op.Collection), Action: op.Action, Order: int32(order), Via: via[op.Collection]})
-		}
-		steps = append(steps, datasetSteps{dataset: ds, ops: ops})
+		plan = append(plan, s.Plan...)
 	}
 	return plan, steps, nil
+}
+
+// preflight proves, before the first change, that the erasure can run to
+// the end, on every Dataset whose store has foreign keys (engine.Preflight:
+// no record outside the erasure left referring to one it deletes, with the
+// whenReferenced fallbacks). It reads the stores only.
+func (r *DeletionRequestReconciler) preflight(ctx context.Context, steps []datasetSteps, identities map[string][]string) (string, error) {
+	for si := range steps {
+		s := &steps[si]
+		store, d, err := r.storeOf(ctx, s.Dataset)
+		if err != nil {
+			return "", err
+		}
+		ref, ok := d.(datastore.Referrers)
+		if !ok {
+			continue
+		}
+		if msg, err := engine.Preflight(ctx, ref, s, store.Spec.Type, identities); err != nil || msg != "" {
+			return msg, err
+		}
+	}
+	return "", nil
+}
+
+// storeOf reads a Dataset's DataStore and opens its driver.
+func (r *DeletionRequestReconciler) storeOf(ctx context.Context, ds *retentionv1.Dataset) (*retentionv1.DataStore, datastore.Driver, error) {
+	var store retentionv1.DataStore
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ds.Namespace, Name: string(ds.Spec.DataStoreRef.Name)}, &store); err != nil {
+		return nil, nil, err
+	}
+	d, err := r.Pool.Get(ctx, &store)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &store, d, nil
 }
 
 // approved checks the approval gate. The annotations are authenticated by
@@ -563,7 +586,7 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 	}
 	var missing []datasetSteps
 	for _, s := range steps {
-		if jobFor(jobs, s.dataset.Name) == nil {
+		if jobFor(jobs, s.Dataset.Name) == nil {
 			missing = append(missing, s)
 		}
 	}
@@ -575,13 +598,25 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 		return jobs, false, nil
 	}
 	if dr.Status.Phase != DRQueued {
+		msg, err := r.preflight(ctx, steps, identities)
+		if err != nil {
+			return nil, false, err
+		}
+		plan := []retentionv1.PlannedCollection{}
+		for _, s := range steps {
+			plan = append(plan, s.Plan...)
+		}
+		setPlan(dr, plan)
+		if msg != "" {
+			return nil, false, stalled(ReasonReferencedOutsideErasure, msg)
+		}
 		counts, err := r.countSubject(ctx, steps, identities)
 		if err != nil {
 			return nil, false, err
 		}
 		i := 0
 		for si, s := range steps {
-			for oi := range s.ops {
+			for oi := range s.Ops {
 				n := counts[si][oi]
 				dr.Status.Plan[i].Matched = &n
 				i++
@@ -593,7 +628,7 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 		mode = retentionv1.ModeDryRun
 	}
 	for _, s := range missing {
-		r.Coalescer.Add(client.ObjectKeyFromObject(dr), s.dataset.Name, mode, s.ops, identities)
+		r.Coalescer.Add(client.ObjectKeyFromObject(dr), s.Dataset.Name, mode, s.Ops, identities)
 	}
 	dr.Status.Phase = DRQueued
 	retentionv1.MarkReconciling(dr, ReasonQueued, "Queued for erasure together with other requests")
@@ -657,28 +692,19 @@ func (r *DeletionRequestReconciler) countSubject(ctx context.Context, steps []da
 // countStep counts the records of these identities in each of one Dataset's
 // planned collections.
 func (r *DeletionRequestReconciler) countStep(ctx context.Context, s datasetSteps, identities map[string][]string) ([]int64, error) {
-	var store retentionv1.DataStore
-	if err := r.Get(ctx, types.NamespacedName{Namespace: s.dataset.Namespace, Name: string(s.dataset.Spec.DataStoreRef.Name)}, &store); err != nil {
-		return nil, err
-	}
-	d, err := r.Pool.Get(ctx, &store)
+	store, d, err := r.storeOf(ctx, s.Dataset)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]int64, 0, len(s.ops))
-	for _, op := range s.ops {
-		c, _ := engine.Collection(s.dataset, op.Collection)
-		dc, err := engine.ToDriver(store.Spec.Type, c)
+	out := make([]int64, 0, len(s.Ops))
+	for _, op := range s.Ops {
+		o, err := engine.SubjectOperation(s.Dataset, store.Spec.Type, op, identities)
 		if err != nil {
 			return nil, err
 		}
-		hops, err := engine.PathToIdentities(s.dataset, store.Spec.Type, c, identities)
+		n, err := d.Count(ctx, o)
 		if err != nil {
-			return nil, err
-		}
-		n, err := d.Count(ctx, datastore.Operation{Collection: dc, Subjects: identities, Via: hops, Delete: op.Action == retentionv1.ActionDelete})
-		if err != nil {
-			return nil, fmt.Errorf("counting in %s/%s: %w", s.dataset.Name, op.Collection, err)
+			return nil, fmt.Errorf("counting in %s/%s: %w", s.Dataset.Name, op.Collection, err)
 		}
 		out = append(out, n)
 	}
@@ -693,7 +719,7 @@ func (r *DeletionRequestReconciler) countStep(ctx context.Context, s datasetStep
 // alone. It names the first collection that fails.
 func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetSteps, jobs []*retentionv1.PurgeJob, identities map[string][]string) (string, error) {
 	for _, s := range steps {
-		if job := jobFor(jobs, s.dataset.Name); job != nil {
+		if job := jobFor(jobs, s.Dataset.Name); job != nil {
 			left, ok, err := r.Coalescer.Verified(job.Namespace, job.Name, func(union map[string][]string) ([]int64, error) {
 				return r.countStep(ctx, s, union)
 			})
@@ -708,9 +734,9 @@ func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetS
 		if err != nil {
 			return "", err
 		}
-		for oi, op := range s.ops {
+		for oi, op := range s.Ops {
 			if left[oi] > 0 {
-				return fmt.Sprintf("Verification failed: %d records in collection %s of Dataset %s still identify the subject after erasure", left[oi], op.Collection, s.dataset.Name), nil
+				return fmt.Sprintf("Verification failed: %d records in collection %s of Dataset %s still identify the subject after erasure", left[oi], op.Collection, s.Dataset.Name), nil
 			}
 		}
 	}

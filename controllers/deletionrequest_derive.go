@@ -432,38 +432,6 @@ func identityTypes(identities map[string][]string) map[string]bool {
 	return out
 }
 
-// describeVia says how the plan reaches a collection: the identity types it
-// holds itself, or the path of references and foreign keys to a collection
-// that holds them; derived types say from what they were derived.
-func describeVia(ds *retentionv1.Dataset, c *retentionv1.Collection, path []engine.Edge, have map[string]bool, derivedFrom map[string]string) string {
-	end := c
-	if len(path) > 0 {
-		if p, ok := engine.Collection(ds, retentionv1.Identifier(path[len(path)-1].To)); ok {
-			end = p
-		}
-	}
-	var ids []string
-	for _, id := range end.Identities {
-		t := string(id.Type)
-		if !have[t] || slices.Contains(ids, t) {
-			continue
-		}
-		if h := derivedFrom[t]; h != "" {
-			t += " (derived from " + h + ")"
-		}
-		ids = append(ids, t)
-	}
-	identity := "identity: " + strings.Join(ids, ", ")
-	if len(path) == 0 {
-		return identity
-	}
-	parts := make([]string, len(path))
-	for i, e := range path {
-		parts[i] = e.String()
-	}
-	return strings.Join(parts, ", ") + "; " + identity
-}
-
 // unvalidated names a Dataset whose current generation the Dataset
 // controller has not yet checked against its live store ("" when all are):
 // its foreign keys are unknown until then. A Dataset checked and found

@@ -145,6 +145,12 @@ type PlannedCollection struct {
 	// counted just before erasure.
 	// +optional
 	Matched *int64 `json:"matched,omitempty"`
+
+	// Fallback says why the action differs from the Dataset's: for example
+	// "Anonymize instead of Delete: 2 records of orders refer to these records
+	// (orders_quote_id_fkey)".
+	// +optional
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // ReceiptEntry records what was done in one collection.

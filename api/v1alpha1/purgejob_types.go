@@ -92,7 +92,8 @@ type OperationStatus struct {
 	// Collection worked on.
 	Collection string `json:"collection"`
 
-	// Phase: Pending, Running, Succeeded, Failed.
+	// Phase: Pending, Running, Succeeded, Failed (the job stopped on it),
+	// or Held.
 	Phase string `json:"phase"`
 
 	// Matched is how many records matched when counted before starting.
@@ -156,6 +157,13 @@ type PurgeJobStatus struct {
 	// Anonymized is how many records all operations anonymized.
 	// +optional
 	Anonymized int64 `json:"anonymized,omitempty"`
+
+	// SealedKeys is how many primary keys of the subjects' records were
+	// sealed before the first change (kept in the job-owned Secret
+	// <job>-sealed, removed when the job succeeds), so a resumed erasure
+	// still reaches records whose links to the subject it already changed.
+	// +optional
+	SealedKeys int64 `json:"sealedKeys,omitempty"`
 }
 
 // PurgeJob is one execution of concrete operations against one Dataset,
