@@ -134,7 +134,11 @@ func Preflight(ctx context.Context, ref datastore.Referrers, s *erasure.Step, st
 		if err != nil || len(blockers) == 0 {
 			return "", err
 		}
+		switched := map[string]bool{}
 		for _, b := range blockers {
+			if switched[b.Collection] {
+				continue // another key blocking the same collection
+			}
 			oi := slices.IndexFunc(s.Ops, func(o retentionv1.Operation) bool { return string(o.Collection) == b.Collection })
 			c, _ := erasure.Collection(s.Dataset, retentionv1.Identifier(b.Collection))
 			if oi < 0 || c.WhenReferenced != retentionv1.WhenReferencedAnonymize || s.Ops[oi].Action != retentionv1.ActionDelete {
@@ -143,6 +147,7 @@ func Preflight(ctx context.Context, ref datastore.Referrers, s *erasure.Step, st
 			if err := s.FallBack(oi, "Anonymize instead of Delete: "+DescribeBlocker(b)); err != nil {
 				return "", err
 			}
+			switched[b.Collection] = true
 		}
 	}
 	return "", fmt.Errorf("%w: Dataset %s: the whenReferenced fallbacks do not settle", ErrInvalid, s.Dataset.Name)

@@ -41,6 +41,7 @@ func Plan(datasets []retentionv1.Dataset, req Request) ([]Step, error) {
 		g := NewGraph(ds)
 		var ops []retentionv1.Operation
 		via := map[retentionv1.Identifier]string{}
+		reaches := map[retentionv1.Identifier]Reach{}
 		for ci := range ds.Spec.Collections {
 			c := &ds.Spec.Collections[ci]
 			if c.TraverseOnly {
@@ -59,9 +60,13 @@ func Plan(datasets []retentionv1.Dataset, req Request) ([]Step, error) {
 			}
 			ops = append(ops, op)
 			via[c.Name] = DescribeReach(ds, c, reach, req.Types, req.DerivedFrom)
+			reaches[c.Name] = reach
 		}
 		if len(ops) == 0 {
 			continue
+		}
+		if err := checkUnlinked(ds, ops, reaches); err != nil {
+			return nil, err
 		}
 		ops = OrderChildrenFirst(ds, ops)
 		s := Step{Dataset: ds, Ops: ops}
@@ -71,6 +76,70 @@ func Plan(datasets []retentionv1.Dataset, req Request) ([]Step, error) {
 		steps = append(steps, s)
 	}
 	return steps, nil
+}
+
+// checkUnlinked finds, before anything runs, the records an erasure would
+// keep that still identify the subject afterwards: an anonymized record
+// whose identity field keeps its value (no strategy), or whose owning
+// reference keeps pointing at a record the erasure keeps identifying (a
+// traverse-only collection, or one anonymized that stays linked in turn).
+// Such an erasure could never be verified; it is refused with the field to
+// fix (give the field a strategy, Null for a reference).
+func checkUnlinked(ds *retentionv1.Dataset, ops []retentionv1.Operation, reaches map[retentionv1.Identifier]Reach) error {
+	action := map[string]retentionv1.Action{}
+	nulled := map[string]map[string]bool{}
+	for _, op := range ops {
+		action[string(op.Collection)] = op.Action
+		nulled[string(op.Collection)] = map[string]bool{}
+		for _, f := range op.Fields {
+			nulled[string(op.Collection)][string(f.Name)] = true
+		}
+	}
+	memo := map[string]bool{}
+	var identifying func(name string, seen map[string]bool) bool
+	identifying = func(name string, seen map[string]bool) bool {
+		if v, ok := memo[name]; ok {
+			return v
+		}
+		if seen[name] {
+			return false
+		}
+		seen[name] = true
+		c, ok := Collection(ds, retentionv1.Identifier(name))
+		var v bool
+		switch {
+		case !ok:
+		case c.TraverseOnly:
+			v = true // kept as it is
+		case action[name] == retentionv1.ActionAnonymize:
+			for _, p := range reaches[c.Name].Paths {
+				if !nulled[name][p[0].Field] && identifying(p[0].To, seen) {
+					v = true
+				}
+			}
+		}
+		memo[name] = v
+		return v
+	}
+	for _, op := range ops {
+		if op.Action != retentionv1.ActionAnonymize {
+			continue
+		}
+		c, _ := Collection(ds, op.Collection)
+		name := string(op.Collection)
+		for _, id := range c.Identities {
+			if id.Field != "" && !nulled[name][string(id.Field)] {
+				return fmt.Errorf("%w: field %s.%s: identity %s of a collection erased by Anonymize needs an anonymize strategy, or its records would still identify the subject", ErrInvalid, name, id.Field, id.Type)
+			}
+		}
+		for _, p := range reaches[op.Collection].Paths {
+			if !nulled[name][p[0].Field] && identifying(p[0].To, map[string]bool{}) {
+				return fmt.Errorf("%w: field %s.%s: the anonymized records would stay linked to the subject through %s, which the erasure keeps; give %s.%s an anonymize strategy (Null), or erase %s",
+					ErrInvalid, name, p[0].Field, PathString(p), name, p[0].Field, p[0].To)
+			}
+		}
+	}
+	return nil
 }
 
 // FallBack switches the oi-th operation to Anonymize, because records
