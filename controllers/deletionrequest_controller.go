@@ -209,6 +209,13 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	// Types no Dataset declares match nothing: reported, and a request
+	// naming only such types stops instead of completing as NothingInScope.
+	// (Datasets are not watched: the check repeats every minute.)
+	if _, all := r.markUnknownTypes(dr, "request", identityTypes(identities), datasets); all {
+		retentionv1.MarkStalled(dr, ReasonUnknownIdentityType, meta.FindStatusCondition(dr.Status.Conditions, ConditionUnknownIdentityTypes).Message)
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
+	}
 	if name := unvalidated(datasets); name != "" {
 		// Foreign keys come from the Dataset's validation: a plan made
 		// before it would miss the collections only they reach.

@@ -276,3 +276,81 @@ func TestTTLKeepsSecretsTheRequestDoesNotOwn(t *testing.T) {
 		}
 	}
 }
+
+// Identity types no Dataset declares are reported, never silently matched
+// to nothing: a request naming only such a type stops (Stalled, reason
+// UnknownIdentityType) instead of completing as NothingInScope; a request
+// naming a known type too completes and its condition names the unknown one.
+// Neither says the value. A LegalHold is checked the same way.
+func TestUnknownIdentityTypesAreReported(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := appFixture(t)
+	typo := &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "typo"}, Spec: retentionv1.DeletionRequestSpec{
+		Reason: retentionv1.ReasonSubjectRequest,
+		// The Dataset says phone.
+		Subject: retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "phone_number", Value: adaPhone}}},
+	}}
+	create(t, typo)
+	got := waitFor(t, typo, 60*time.Second, "Stalled/UnknownIdentityType", func(d *retentionv1.DeletionRequest) bool {
+		return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonUnknownIdentityType)
+	})
+	if !hasCondition(got, retentionv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonUnknownIdentityType) || got.Status.Phase == controllers.DRCompleted {
+		t.Errorf("typo: phase %s, conditions %+v", got.Status.Phase, got.Status.Conditions)
+	}
+	c := condition(got, controllers.ConditionUnknownIdentityTypes)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != controllers.ReasonUnknownIdentityType || !strings.Contains(c.Message, "phone_number") || !strings.Contains(c.Message, "app") {
+		t.Errorf("typo: UnknownIdentityTypes condition %+v", c)
+	}
+	assertEvent(t, ns, "typo", controllers.ReasonUnknownIdentityType)
+	// It stays stopped: nothing ran, nothing completed.
+	time.Sleep(2 * time.Second)
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(typo), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase == controllers.DRCompleted || got.Status.Receipt != nil || len(got.Status.PurgeJobs) > 0 {
+		t.Errorf("typo went on: phase %s, jobs %v", got.Status.Phase, got.Status.PurgeJobs)
+	}
+	if n := count(t, conn, `SELECT count(*) FROM users WHERE id = $1`, adaID); n != 1 {
+		t.Errorf("ada's user row: %d", n)
+	}
+
+	mixed := &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mixed"}, Spec: retentionv1.DeletionRequestSpec{
+		Reason: retentionv1.ReasonSubjectRequest,
+		Subject: retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{
+			{Type: "user_id", Value: adaID}, {Type: "phone_number", Value: adaPhone}}},
+	}}
+	create(t, mixed)
+	done := waitRequest(t, ns, "mixed", controllers.DRCompleted)
+	if !hasCondition(done, retentionv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonErased) {
+		t.Errorf("mixed: %+v", done.Status.Conditions)
+	}
+	c = condition(done, controllers.ConditionUnknownIdentityTypes)
+	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "phone_number") || strings.Contains(c.Message, "user_id") {
+		t.Errorf("mixed: UnknownIdentityTypes condition %+v", c)
+	}
+	assertEvent(t, ns, "mixed", controllers.ReasonUnknownIdentityType)
+	if n := count(t, conn, `SELECT count(*) FROM users WHERE id = $1`, adaID); n != 0 {
+		t.Errorf("mixed: ada's user row is still there")
+	}
+
+	// A request naming only known types has no such condition.
+	known := adaRequest(ns, "known")
+	known.Spec.Subject = retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "email", Value: "nobody@example.org"}}}
+	create(t, known)
+	if k := waitRequest(t, ns, "known", controllers.DRCompleted); condition(k, controllers.ConditionUnknownIdentityTypes) != nil {
+		t.Errorf("known: %+v", k.Status.Conditions)
+	}
+
+	hold := &retentionv1.LegalHold{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "case-9"}, Spec: retentionv1.LegalHoldSpec{
+		Subjects: []retentionv1.SubjectIdentity{{Type: "user_id", Value: "usr_alan_1912"}, {Type: "customer_no", Value: "C-1"}}}}
+	create(t, hold)
+	h := waitFor(t, holdKey(ns, "case-9"), 30*time.Second, "UnknownIdentityTypes on the hold", func(h *retentionv1.LegalHold) bool {
+		return condition(h, controllers.ConditionUnknownIdentityTypes) != nil
+	})
+	if c := condition(h, controllers.ConditionUnknownIdentityTypes); !strings.Contains(c.Message, "customer_no") || strings.Contains(c.Message, "user_id") || strings.Contains(c.Message, "C-1") {
+		t.Errorf("hold: %+v", c)
+	}
+	assertEvent(t, ns, "case-9", controllers.ReasonUnknownIdentityType)
+	assertNoPersonalData(t, ns)
+
+}
