@@ -354,3 +354,77 @@ func TestUnknownIdentityTypesAreReported(t *testing.T) {
 	assertNoPersonalData(t, ns)
 
 }
+
+// A PurgeJob created before its subjects Secret (as the coalescer creates
+// them, so that the Secret is owned by the job from its creation) waits for
+// it instead of stalling or failing, and then erases.
+func TestPurgeJobWaitsForItsSubjectsSecret(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := appFixture(t)
+	job := &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-subject"}, Spec: retentionv1.PurgeJobSpec{
+		DatasetRef:        retentionv1.LocalObjectReference{Name: "app"},
+		Mode:              retentionv1.ModeEnforce,
+		SubjectsSecretRef: &retentionv1.SecretReference{Name: "by-subject"},
+		Operations:        []retentionv1.Operation{{Collection: "support_messages", Action: retentionv1.ActionDelete, BySubject: true}},
+	}}
+	create(t, job)
+	time.Sleep(3 * time.Second)
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(job), job); err != nil {
+		t.Fatal(err)
+	}
+	if job.Status.Phase == controllers.PhaseStalled || job.Status.Phase == controllers.PhaseFailed {
+		t.Fatalf("a PurgeJob whose subjects Secret does not exist yet is %s: %+v", job.Status.Phase, job.Status.Conditions)
+	}
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-subject",
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "PurgeJob", Name: job.Name, UID: job.UID}}},
+		StringData: map[string]string{"user_id": adaID}})
+	done := waitPhase(t, ns, "by-subject", controllers.PhaseSucceeded)
+	if done.Status.Deleted != 6 {
+		t.Errorf("deleted %d, want Ada's 6 support messages", done.Status.Deleted)
+	}
+	if n := count(t, conn, `SELECT count(*) FROM support_messages WHERE user_id = $1`, adaID); n != 0 {
+		t.Errorf("%d of Ada's support messages left", n)
+	}
+	if n := count(t, conn, `SELECT count(*) FROM support_messages`); n != 12 {
+		t.Errorf("%d support messages left, want the other two users' 12", n)
+	}
+}
+
+// A coalesced PurgeJob whose subjects Secret never came (the manager stopped
+// between creating the job and the Secret) stalls once its grace is over,
+// having run nothing; its request deletes it and is erased by a new one
+// instead of failing.
+func TestRequestRecoversFromACoalescedJobWithoutItsSecret(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := appFixture(t)
+	orphan := &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "erase-app-orphan",
+		Labels:      map[string]string{controllers.LabelCoalesced: "true"},
+		Annotations: map[string]string{controllers.AnnotationDeletionRequests: "orph"}},
+		Spec: retentionv1.PurgeJobSpec{
+			DatasetRef:        retentionv1.LocalObjectReference{Name: "app"},
+			Mode:              retentionv1.ModeEnforce,
+			SubjectsSecretRef: &retentionv1.SecretReference{Name: "erase-app-orphan"},
+			Operations:        []retentionv1.Operation{{Collection: "support_messages", Action: retentionv1.ActionDelete, BySubject: true}},
+		}}
+	create(t, orphan)
+	dr := adaRequest(ns, "orph")
+	dr.Spec.Subject = retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "user_id", Value: adaID}}}
+	create(t, dr)
+	waitFor(t, dr, 30*time.Second, "the request waiting for the orphaned job", func(d *retentionv1.DeletionRequest) bool {
+		return d.Status.Phase == controllers.DRRunning && slices.Equal(d.Status.PurgeJobs, []string{orphan.Name})
+	})
+	done := waitFor(t, dr, 90*time.Second, "Completed", func(d *retentionv1.DeletionRequest) bool {
+		return d.Status.Phase == controllers.DRCompleted || d.Status.Phase == controllers.DRFailed
+	})
+	if done.Status.Phase != controllers.DRCompleted || !done.Status.Receipt.Verified || slices.Contains(done.Status.PurgeJobs, orphan.Name) {
+		t.Fatalf("phase %s, jobs %v, conditions %+v", done.Status.Phase, done.Status.PurgeJobs, done.Status.Conditions)
+	}
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(orphan), &retentionv1.PurgeJob{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the orphaned PurgeJob is still there (error %v)", err)
+	}
+	for table, n := range adaLeft(t, conn) {
+		if n > 0 {
+			t.Errorf("%d of Ada's records left in %s", n, table)
+		}
+	}
+}
