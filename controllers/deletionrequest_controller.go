@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -163,7 +162,11 @@ func (r *DeletionRequestReconciler) heldRequests(ctx context.Context, o client.O
 func (r *DeletionRequestReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var dr retentionv1.DeletionRequest
 	if err := r.Get(ctx, req.NamespacedName, &dr); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			// Gone: the coalesced PurgeJobs it was the last of go too.
+			return reconcile.Result{}, r.releaseJobs(ctx, req.NamespacedName)
+		}
+		return reconcile.Result{}, err
 	}
 	if !dr.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
@@ -209,6 +212,13 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	datasets, err := r.datasetsInScope(ctx, dr)
 	if err != nil {
 		return reconcile.Result{}, err
+	}
+	// Types no Dataset declares match nothing: reported, and a request
+	// naming only such types stops instead of completing as NothingInScope.
+	// (Datasets are not watched: the check repeats every minute.)
+	if _, all := r.markUnknownTypes(dr, "request", identityTypes(identities), datasets); all {
+		retentionv1.MarkStalled(dr, ReasonUnknownIdentityType, meta.FindStatusCondition(dr.Status.Conditions, ConditionUnknownIdentityTypes).Message)
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
 	}
 	if name := unvalidated(datasets); name != "" {
 		// Foreign keys come from the Dataset's validation: a plan made
@@ -280,6 +290,13 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		return reconcile.Result{RequeueAfter: 5 * time.Second}, err
 	}
 	for _, j := range jobs {
+		if orphaned(j) {
+			if err := r.deleteJob(ctx, j); err != nil {
+				return reconcile.Result{}, err
+			}
+			log.FromContext(ctx).Info("Deleted a coalesced PurgeJob whose subjects Secret was never created; queueing the request again", "purgeJob", j.Name)
+			return reconcile.Result{RequeueAfter: time.Second}, nil
+		}
 		switch j.Status.Phase {
 		case PhaseFailed:
 			msg := fmt.Sprintf("PurgeJob %s failed", j.Name)
@@ -854,8 +871,11 @@ func (r *DeletionRequestReconciler) appendLedger(ctx context.Context, dr *retent
 	return r.Ledger.Append(ctx, dr.Namespace, LedgerDay(receipt.CompletedAt.Time), dr.Name, string(line))
 }
 
-// expire deletes a finished request after ttlSecondsAfterFinished, with its
-// subject Secret and, if the request owns it, the identity Secret.
+// expire deletes a finished request after ttlSecondsAfterFinished, with the
+// Secrets it owns (<request>-subject, and the identity Secret if the request
+// owns it; never a Secret it does not own) and its PurgeJobs; a coalesced
+// PurgeJob, which erased other requests too, goes with the last of them
+// (releaseJobs). Only the ledger's digests remain.
 func (r *DeletionRequestReconciler) expire(ctx context.Context, dr *retentionv1.DeletionRequest, now time.Time) (reconcile.Result, error) {
 	if dr.Spec.TTLSecondsAfterFinished == nil || dr.Status.CompletionTime == nil {
 		return reconcile.Result{}, nil
@@ -864,16 +884,12 @@ func (r *DeletionRequestReconciler) expire(ctx context.Context, dr *retentionv1.
 	if wait := at.Sub(now); wait > 0 {
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
-	secrets := []string{dr.Name + "-subject"}
+	secrets := []string{subjectSecretName(dr)}
 	if ref := dr.Spec.Subject.IdentitiesSecretRef; ref != nil {
-		var s corev1.Secret
-		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: ref.Name}, &s); err == nil && metav1.IsControlledBy(&s, dr) || (err == nil && ownedBy(&s, dr)) {
-			secrets = append(secrets, ref.Name)
-		}
+		secrets = append(secrets, ref.Name)
 	}
 	for _, name := range secrets {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: name}}
-		if err := r.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+		if err := deleteOwnedSecret(ctx, r.Client, r.APIReader, dr, name); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
@@ -882,22 +898,76 @@ func (r *DeletionRequestReconciler) expire(ctx context.Context, dr *retentionv1.
 		return reconcile.Result{}, err
 	}
 	for i := range jobs.Items {
-		if err := r.Delete(ctx, &jobs.Items[i]); client.IgnoreNotFound(err) != nil {
+		if err := r.deleteJob(ctx, &jobs.Items[i]); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
-	if err := r.Delete(ctx, dr); client.IgnoreNotFound(err) != nil {
+	if err := r.Delete(ctx, dr, client.Preconditions{UID: &dr.UID}); client.IgnoreNotFound(err) != nil {
 		return reconcile.Result{}, err
 	}
 	log.FromContext(ctx).Info("DeletionRequest removed after its TTL; the ledger entry remains", "subject", digest.Short(dr.Status.SubjectDigest))
-	return reconcile.Result{}, nil
+	// Its deletion reconciles it again (releaseJobs); this spares the wait.
+	return reconcile.Result{}, r.releaseJobs(ctx, client.ObjectKeyFromObject(dr))
 }
 
-func ownedBy(o metav1.Object, owner metav1.Object) bool {
-	for _, ref := range o.GetOwnerReferences() {
-		if ref.UID == owner.GetUID() {
-			return true
+// releaseJobs runs when a request is gone (deleted by its TTL or by hand):
+// each coalesced PurgeJob that named it is deleted, with its subjects
+// Secret, once no request it names exists any more. A job still running is
+// left to finish; its end reconciles its requests, which brings this back.
+func (r *DeletionRequestReconciler) releaseJobs(ctx context.Context, req types.NamespacedName) error {
+	var list retentionv1.PurgeJobList
+	if err := r.List(ctx, &list, client.InNamespace(req.Namespace), client.MatchingFields{jobRequestIndex: req.Name}); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		job := &list.Items[i]
+		if job.Status.Phase == PhaseRunning || !job.DeletionTimestamp.IsZero() {
+			continue
+		}
+		live := false
+		for _, name := range jobRequests(job) {
+			var other retentionv1.DeletionRequest
+			err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: req.Namespace, Name: name}, &other)
+			if err == nil && other.DeletionTimestamp.IsZero() {
+				live = true
+				break
+			}
+			if client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+		if live {
+			continue
+		}
+		if err := r.deleteJob(ctx, job); err != nil {
+			return err
+		}
+		log.FromContext(ctx).Info("Coalesced PurgeJob removed with the last of its DeletionRequests", "purgeJob", job.Name)
+	}
+	return nil
+}
+
+// deleteJob deletes a PurgeJob and the subjects Secret it owns. The garbage
+// collector would remove the Secret with the job too; deleting it here does
+// not depend on it.
+func (r *DeletionRequestReconciler) deleteJob(ctx context.Context, job *retentionv1.PurgeJob) error {
+	if ref := job.Spec.SubjectsSecretRef; ref != nil {
+		if err := deleteOwnedSecret(ctx, r.Client, r.APIReader, job, ref.Name); err != nil {
+			return err
 		}
 	}
-	return false
+	r.Coalescer.Forget(job.Namespace, job.Name)
+	return client.IgnoreNotFound(r.Delete(ctx, job, client.Preconditions{UID: &job.UID}))
+}
+
+// orphaned is a coalesced PurgeJob that stalled before it started because
+// its subjects Secret was never created (the manager stopped between
+// creating the job and the Secret): nothing ran, so its requests are queued
+// again instead of failing.
+func orphaned(job *retentionv1.PurgeJob) bool {
+	if job.Labels[LabelCoalesced] != "true" || job.Status.Phase != PhaseStalled || job.Status.StartTime != nil {
+		return false
+	}
+	c := meta.FindStatusCondition(job.Status.Conditions, retentionv1.ConditionStalled)
+	return c != nil && c.Reason == retentionv1.ReasonSecretNotFound
 }

@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -260,9 +259,12 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	if len(how) == 0 {
 		return out, how, nil // nothing derived: nothing to keep
 	}
+	// Owned by the request from its creation: removed with it (garbage
+	// collector) and by ttlSecondsAfterFinished (expire).
 	s = corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{LabelDeletionRequest: dr.Name}},
-		Data:       map[string][]byte{},
+		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{LabelDeletionRequest: dr.Name},
+			OwnerReferences: []metav1.OwnerReference{ownerReference(dr, "DeletionRequest")}},
+		Data: map[string][]byte{},
 	}
 	for t := range how {
 		s.Data[t] = []byte(strings.Join(out[t], "\n"))
@@ -272,9 +274,6 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 		return nil, nil, err
 	}
 	s.Annotations = map[string]string{annotationDerivedFrom: string(b)}
-	if err := controllerutil.SetControllerReference(dr, &s, r.Scheme()); err != nil {
-		return nil, nil, err
-	}
 	if err := r.Create(ctx, &s); err != nil {
 		return nil, nil, fmt.Errorf("keeping derived identities in Secret %s: %w", key.Name, err)
 	}

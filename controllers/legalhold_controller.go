@@ -125,11 +125,18 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 
 	// Subjects: counted, never copied. A missing Secret matters only while
 	// the hold is active (the engine then refuses to run jobs in its scope).
-	n, err := r.countSubjects(ctx, &h)
+	n, types, err := r.countSubjects(ctx, &h)
 	var missing error
 	switch {
 	case err == nil:
 		h.Status.Subjects = n
+		// Types no Dataset declares hold nothing: say so (Datasets are not
+		// watched; an active hold checks again every recheck interval).
+		datasets, err := r.datasetsOf(ctx, &h)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		r.markUnknownTypes(&h, "hold", types, datasets)
 	case errors.Is(err, connect.ErrSecretNotFound):
 		missing = err
 		h.Status.Subjects = int32(len(h.Spec.Subjects))
@@ -177,11 +184,11 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 }
 
 // countSubjects counts the distinct subject identifiers of the hold, inline
-// and in its Secret.
-func (r *LegalHoldReconciler) countSubjects(ctx context.Context, h *retentionv1.LegalHold) (int32, error) {
+// and in its Secret, and returns their types.
+func (r *LegalHoldReconciler) countSubjects(ctx context.Context, h *retentionv1.LegalHold) (int32, map[string]bool, error) {
 	subjects, err := holds.Subjects(ctx, r.APIReader, h)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	seen := map[string]struct{}{}
 	for t, vs := range subjects {
@@ -189,7 +196,21 @@ func (r *LegalHoldReconciler) countSubjects(ctx context.Context, h *retentionv1.
 			seen[t+"\x00"+v] = struct{}{}
 		}
 	}
-	return int32(len(seen)), nil
+	return int32(len(seen)), identityTypes(subjects), nil
+}
+
+// datasetsOf lists the Datasets a hold applies to.
+func (r *LegalHoldReconciler) datasetsOf(ctx context.Context, h *retentionv1.LegalHold) ([]retentionv1.Dataset, error) {
+	var list retentionv1.DatasetList
+	if err := r.List(ctx, &list, client.InNamespace(h.Namespace)); err != nil {
+		return nil, err
+	}
+	if len(h.Spec.Datasets) > 0 {
+		list.Items = slices.DeleteFunc(list.Items, func(d retentionv1.Dataset) bool {
+			return !slices.Contains(h.Spec.Datasets, retentionv1.ObjectName(d.Name))
+		})
+	}
+	return list.Items, nil
 }
 
 // blocking lists the PurgeJobs of the namespace the hold holds back: jobs

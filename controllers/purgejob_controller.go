@@ -72,6 +72,12 @@ const (
 // interruptedRetry is how long an interrupted job waits before retrying.
 const interruptedRetry = 30 * time.Second
 
+// subjectsSecretGrace is how long a PurgeJob that has not started waits for
+// a subjects Secret that does not exist yet before it stalls
+// (SecretNotFound): the coalescer creates the Secret right after the job,
+// owned by it.
+const subjectsSecretGrace = 30 * time.Second
+
 // batchTimeout bounds one batch and its checkpoint, which run to completion
 // even when the manager is shutting down.
 const batchTimeout = 2 * time.Minute
@@ -148,6 +154,11 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	j.steps, err = engine.Resolve(ctx, job, engine.Inputs{
 		Reader: j.r.APIReader, Dataset: dataset, StoreType: j.store.Spec.Type, Holds: holdList.Items, Now: j.r.now(), Sealed: sealed,
 	})
+	if errors.Is(err, engine.ErrSubjectsSecretMissing) && job.Status.StartTime == nil && time.Since(job.CreationTimestamp.Time) < subjectsSecretGrace {
+		// Created just before its subjects Secret (the coalescer makes the
+		// Secret owned by the job): wait, nothing has run.
+		return reconcile.Result{RequeueAfter: 250 * time.Millisecond}, nil
+	}
 	if err != nil {
 		return j.fail(ctx, err)
 	}

@@ -94,8 +94,11 @@ type DeletionRequestSpec struct {
 	ReviewWindow *WaitDuration `json:"reviewWindow,omitempty"`
 
 	// RequireApproval holds execution until someone other than the creator
-	// approves the request (annotation retention.lethe.dev/approve, whose
-	// author is recorded from the API server's authentication).
+	// approves the request. The creator annotates it at creation with
+	// retention.lethe.dev/requested-by=<their user name>; the approver adds
+	// retention.lethe.dev/approved-by=<their user name>. The admission policy
+	// of config/admission checks both names against the API server's
+	// authentication.
 	// +optional
 	RequireApproval bool `json:"requireApproval,omitempty"`
 

@@ -6,6 +6,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -209,11 +210,25 @@ func ageFromMetadata(source string) bool {
 	return false
 }
 
+// ErrSubjectsSecretMissing: the subjects Secret of a PurgeJob does not exist
+// (it matches connect.ErrSecretNotFound too). Lethe creates a coalesced
+// PurgeJob before its Secret, which it owns, so for a moment after creation
+// this is expected.
+var ErrSubjectsSecretMissing = errors.New("subjects Secret missing")
+
+type subjectsMissing struct{ err error }
+
+func (e subjectsMissing) Error() string   { return e.err.Error() }
+func (e subjectsMissing) Unwrap() []error { return []error{e.err, ErrSubjectsSecretMissing} }
+
 func readSubjects(ctx context.Context, r client.Reader, job *retentionv1.PurgeJob) (map[string][]string, error) {
 	if job.Spec.SubjectsSecretRef == nil {
 		return nil, fmt.Errorf("%w: operations bySubject need subjectsSecretRef", ErrInvalid)
 	}
 	secret, err := connect.GetSecret(ctx, r, job.Namespace, job.Spec.SubjectsSecretRef.Name)
+	if errors.Is(err, connect.ErrSecretNotFound) {
+		return nil, subjectsMissing{err}
+	}
 	if err != nil {
 		return nil, err
 	}
