@@ -167,7 +167,7 @@ func (j *jobRun) gates(ctx context.Context) (*retentionv1.Dataset, error) {
 // dry run or starts executing.
 func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 	job := j.job
-	var total int64
+	var total, held int64
 	for i, s := range j.steps {
 		st := &job.Status.Operations[i]
 		if s.BlockedBy != "" {
@@ -180,6 +180,10 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 		}
 		st.Matched = n
 		total += n
+		if st.Held, err = j.heldCount(ctx, s, n); err != nil {
+			return j.fail(ctx, err)
+		}
+		held += st.Held
 		if msg, err := j.overPercent(ctx, s, n); err != nil {
 			return j.fail(ctx, err)
 		} else if msg != "" && !released(job) {
@@ -187,6 +191,7 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 		}
 	}
 	job.Status.Matched = total
+	job.Status.Held = held
 	if lim := job.Spec.Safety; lim != nil && lim.MaxRows != nil && total > *lim.MaxRows && !released(job) {
 		return j.stall(ctx, retentionv1.ReasonSafetyLimitExceeded, fmt.Sprintf(
 			"would touch %d records, more than safety.maxRows %d; nothing was changed. Set annotation %s=true on this PurgeJob to let it proceed", total, *lim.MaxRows, AnnotationReleaseSafetyLimit))
@@ -199,7 +204,7 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 				job.Status.Operations[i].Phase = PhaseSucceeded
 			}
 		}
-		return j.succeed(ctx, ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized; nothing was changed", total))
+		return j.succeed(ctx, ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized%s; nothing was changed", total, keptByHolds(held)))
 	}
 	job.Status.Phase = PhaseRunning
 	retentionv1.MarkReconciling(job, ReasonRunning, fmt.Sprintf("Executing %d operations, %d records matched", len(j.steps), total))
@@ -208,6 +213,37 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+}
+
+// heldCount is how many records the holds' held subjects keep out of one
+// operation: its count without them excluded, minus matched (its count with
+// them). Operations no hold reaches cost no second count.
+func (j *jobRun) heldCount(ctx context.Context, s engine.Step, matched int64) (int64, error) {
+	if len(s.Op.Held) == 0 {
+		return 0, nil
+	}
+	op := s.Op
+	op.Held = nil
+	if len(op.Subjects) == 0 {
+		op.Via = nil // the path led to the held identities only
+	}
+	all, err := j.driver.Count(ctx, op)
+	if err != nil {
+		return 0, err
+	}
+	return max(all-matched, 0), nil
+}
+
+// keptByHolds is the summary's note of records legal holds kept.
+func keptByHolds(n int64) string {
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return "; 1 record kept by legal holds"
+	default:
+		return fmt.Sprintf("; %d records kept by legal holds", n)
+	}
 }
 
 // overPercent checks safety.maxPercent for one operation.
@@ -331,7 +367,7 @@ func (j *jobRun) summary() string {
 	if held > 0 {
 		msg += fmt.Sprintf("; %d operations skipped under legal hold", held)
 	}
-	return msg
+	return msg + keptByHolds(job.Status.Held)
 }
 
 func (j *jobRun) succeed(ctx context.Context, reason, msg string) (reconcile.Result, error) {
