@@ -530,6 +530,9 @@ func (r *DeletionRequestReconciler) held(ctx context.Context, dr *retentionv1.De
 				if subjects, err = holds.Subjects(ctx, r.APIReader, h); err != nil {
 					return false, fmt.Errorf("LegalHold %q: %w", h.Name, err)
 				}
+				if !holds.Derivation(h) {
+					return false, fmt.Errorf("LegalHold %q: %w", h.Name, holds.ErrNotDerived)
+				}
 			}
 			if sharesIdentity(subjects, identities) {
 				by = append(by, h.Name)

@@ -34,7 +34,7 @@ import (
 // <request>-subject (owned by the request, removed with it and by
 // ttlSecondsAfterFinished), never in status, events, logs or metrics.
 const (
-	ConditionIdentitiesDerived = "IdentitiesDerived"
+	ConditionIdentitiesDerived = holds.ConditionIdentitiesDerived
 	ReasonIdentitiesDerived    = "IdentitiesDerived"
 	ReasonDerivationLimit      = "DerivationLimit"
 	ReasonDerivationFailed     = "DerivationFailed"

@@ -219,8 +219,9 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	case derr != nil && active:
 		// The hold still holds its named identities and those derived
 		// before; the stores are read again after the recheck interval.
-		retentionv1.MarkStalled(&h, derivationStalled.reason,
-			derivationStalled.msg+"; the hold holds the identities it names and those derived before")
+		msg := derivationStalled.msg + "; the hold holds the identities it names and those derived before"
+		retentionv1.SetCondition(&h, ConditionIdentitiesDerived, metav1.ConditionFalse, derivationStalled.reason, msg)
+		retentionv1.MarkStalled(&h, derivationStalled.reason, msg)
 		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
 	default:
 		msg := fmt.Sprintf("The hold is %s", strings.ToLower(phase))

@@ -184,6 +184,9 @@ func TestLegalHoldOnUserIDKeepsEmailKeyedRowsInRetentionRuns(t *testing.T) {
 		t.Errorf("%d rows of others left, want 58 (younger than 180 days)", got)
 	}
 	firstRun := p.Status.LastRun.PurgeJob
+	if p.Status.LastRun.RowsHeld != heldRows || p.Status.LastRun.RowsDeleted != 29*4 {
+		t.Errorf("lastRun %+v: want %d rows held, 116 deleted", p.Status.LastRun, heldRows)
+	}
 	job := &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: firstRun}}
 	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(job), job); err != nil {
 		t.Fatal(err)

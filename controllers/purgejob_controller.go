@@ -19,6 +19,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/metrics"
 )
 
@@ -41,6 +42,7 @@ const (
 	ReasonInvalidOperation      = "InvalidOperation"
 	ReasonRunning               = "Running"
 	ReasonDryRunCompleted       = "DryRunCompleted"
+	ReasonWaitingForLegalHold   = "WaitingForLegalHold"
 
 	// AnnotationReleaseSafetyLimit lets a PurgeJob stopped by its safety
 	// limit proceed: set it to "true" on that PurgeJob.
@@ -416,6 +418,14 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 	switch {
 	case errors.As(err, &st):
 		return j.stall(ctx, st.reason, st.msg)
+	case errors.Is(err, holds.ErrNotDerived):
+		// A hold just placed or changed: wait until its derived identities
+		// are known, or the job would hold only the ones it names.
+		retentionv1.MarkReconciling(job, ReasonWaitingForLegalHold, err.Error()+"; waiting")
+		if serr := j.saveStatus(ctx); serr != nil {
+			return reconcile.Result{}, serr
+		}
+		return reconcile.Result{RequeueAfter: 500 * time.Millisecond}, nil
 	case errors.Is(err, engine.ErrInvalid), errors.Is(err, datastore.ErrInvalid), errors.Is(err, datastore.ErrNotFound):
 		j.countError(err)
 		now := metav1.NewTime(j.r.now())

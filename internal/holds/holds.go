@@ -12,6 +12,7 @@ package holds
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -63,6 +65,24 @@ func Applies(h *retentionv1.LegalHold, dataset string, c *retentionv1.Collection
 // HasSubjects reports whether the hold is limited to named subjects.
 func HasSubjects(h *retentionv1.LegalHold) bool {
 	return len(h.Spec.Subjects) > 0 || h.Spec.SubjectsSecretRef != nil
+}
+
+// ConditionIdentitiesDerived on a hold says what the LegalHold controller
+// derived for its current generation (True), or that it found nothing or
+// could not derive (False).
+const ConditionIdentitiesDerived = "IdentitiesDerived"
+
+// ErrNotDerived: an active hold on subjects that the LegalHold controller
+// has not yet looked at for its current generation (it was just created or
+// changed). Its derived identities are unknown, so nothing in its scope may
+// run yet: it would hold only the identities the hold names.
+var ErrNotDerived = errors.New("the hold's derived identities are not established yet")
+
+// Derivation reports whether the LegalHold controller has derived (or tried
+// to derive) the hold's further identities for its current generation.
+func Derivation(h *retentionv1.LegalHold) bool {
+	c := meta.FindStatusCondition(h.Status.Conditions, ConditionIdentitiesDerived)
+	return c != nil && c.ObservedGeneration == h.Generation
 }
 
 // LabelLegalHold on a Secret names the LegalHold whose derived identities it
@@ -168,7 +188,9 @@ type Effect struct {
 	By []string
 }
 
-// For computes the effect of holds on one collection at now.
+// For computes the effect of holds on one collection at now. It fails with
+// ErrNotDerived while an active hold on subjects that applies is new to the
+// LegalHold controller.
 func For(ctx context.Context, r client.Reader, all []retentionv1.LegalHold, dataset string, c *retentionv1.Collection, now time.Time) (Effect, error) {
 	var e Effect
 	for i := range all {
@@ -186,6 +208,9 @@ func For(ctx context.Context, r client.Reader, all []retentionv1.LegalHold, data
 		subjects, err := Subjects(ctx, r, h)
 		if err != nil {
 			return e, fmt.Errorf("LegalHold %q: %w", h.Name, err)
+		}
+		if !Derivation(h) {
+			return e, fmt.Errorf("LegalHold %q: %w", h.Name, ErrNotDerived)
 		}
 		if e.Held == nil {
 			e.Held = map[string][]string{}

@@ -2,6 +2,7 @@ package holds_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -33,6 +34,12 @@ func secret(name string, owner *retentionv1.LegalHold, data map[string]string) *
 		s.OwnerReferences = []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "LegalHold", Name: owner.Name, UID: owner.UID}}
 	}
 	return s
+}
+
+// derived marks a hold as looked at by the LegalHold controller.
+func derived(h *retentionv1.LegalHold, generation int64) {
+	h.Status.Conditions = append(h.Status.Conditions, metav1.Condition{Type: holds.ConditionIdentitiesDerived,
+		Status: metav1.ConditionTrue, Reason: "IdentitiesDerived", ObservedGeneration: generation})
 }
 
 func reader(objs ...client.Object) client.Reader {
@@ -83,6 +90,8 @@ func TestSubjectsIncludeDerivedIdentities(t *testing.T) {
 func TestForHoldsDerivedIdentities(t *testing.T) {
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	active := hold("case-21", "uid-21", retentionv1.SubjectIdentity{Type: "user_id", Value: "21"})
+	active.Generation = 2
+	derived(&active, 2)
 	released := hold("old-case", "uid-old", retentionv1.SubjectIdentity{Type: "user_id", Value: "7"})
 	released.Spec.Released = true
 	r := reader(
@@ -96,6 +105,13 @@ func TestForHoldsDerivedIdentities(t *testing.T) {
 	}
 	if !slices.Equal(e.Held["email"], []string{"holly@example.net"}) || !slices.Equal(e.Held["user_id"], []string{"21"}) || !slices.Equal(e.By, []string{"case-21"}) || e.Blocked != "" {
 		t.Errorf("effect = %+v", e)
+	}
+	// Changed since the LegalHold controller derived: nothing in its scope
+	// may run until it has derived again.
+	stale := active.DeepCopy()
+	stale.Generation = 3
+	if _, err := holds.For(context.Background(), r, []retentionv1.LegalHold{*stale}, "mail", newsletter, now); !errors.Is(err, holds.ErrNotDerived) {
+		t.Errorf("a hold not yet derived for its generation: err %v, want ErrNotDerived", err)
 	}
 	// Scoped to another Dataset: no effect here.
 	active.Spec.Datasets = []retentionv1.ObjectName{"crm"}
