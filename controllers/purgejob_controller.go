@@ -124,6 +124,9 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	if err != nil {
 		return j.fail(ctx, err)
 	}
+	if c := findCondition(job.Status.Conditions, retentionv1.ConditionReconciling); c != nil && c.Reason == ReasonWaitingForLegalHold && job.Status.Phase == PhaseRunning {
+		retentionv1.MarkReconciling(job, ReasonRunning, "Executing; the legal holds in scope are known again")
+	}
 	if len(job.Status.Operations) != len(job.Spec.Operations) {
 		job.Status.Operations = make([]retentionv1.OperationStatus, len(job.Spec.Operations))
 		for i, op := range job.Spec.Operations {
