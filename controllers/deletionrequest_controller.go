@@ -539,49 +539,74 @@ func (r *DeletionRequestReconciler) approved(dr *retentionv1.DeletionRequest) bo
 	return true
 }
 
-// held checks legal holds: a hold naming one of the subject's identities, or
-// keeping a whole planned collection, blocks the request until it ends.
+// held checks legal holds: a hold naming one of the subject's identities
+// (named or derived, the request's or the hold's), or keeping a whole
+// planned collection, blocks the request until it ends. status.heldBy names
+// every such hold; each lists the request in its status.blocking.
 func (r *DeletionRequestReconciler) held(ctx context.Context, dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, identities map[string][]string, now time.Time) (bool, error) {
 	var list retentionv1.LegalHoldList
 	if err := r.List(ctx, &list, client.InNamespace(dr.Namespace)); err != nil {
 		return false, err
 	}
-	for _, p := range dr.Status.Plan {
-		ds := findDataset(datasets, p.Dataset)
-		c, _ := engine.Collection(ds, retentionv1.Identifier(p.Collection))
-		effect, err := holds.For(ctx, r.APIReader, list.Items, ds.Name, c, now)
-		if err != nil {
-			return false, err
+	var by []string
+	for i := range list.Items {
+		h := &list.Items[i]
+		if holds.Phase(h, now) != holds.PhaseActive {
+			continue
 		}
-		hold := effect.Blocked
-		for typ, values := range identities {
-			for _, v := range values {
-				if hold == "" && slices.Contains(effect.Held[typ], v) {
-					hold = heldBy(ctx, r.APIReader, list.Items, ds.Name, c, typ, v, now)
+		var subjects map[string][]string // read once per hold, when needed
+		for _, p := range dr.Status.Plan {
+			ds := findDataset(datasets, p.Dataset)
+			c, ok := engine.Collection(ds, retentionv1.Identifier(p.Collection))
+			if !ok || !holds.Applies(h, ds.Name, c) {
+				continue
+			}
+			if !holds.HasSubjects(h) {
+				by = append(by, h.Name)
+				break
+			}
+			if subjects == nil {
+				var err error
+				if subjects, err = holds.Subjects(ctx, r.APIReader, h); err != nil {
+					return false, fmt.Errorf("LegalHold %q: %w", h.Name, err)
+				}
+				if !holds.Derivation(h) {
+					return false, fmt.Errorf("LegalHold %q: %w", h.Name, holds.ErrNotDerived)
 				}
 			}
+			if sharesIdentity(subjects, identities) {
+				by = append(by, h.Name)
+				break
+			}
 		}
-		if hold != "" {
-			dr.Status.Phase = DRHeld
-			msg := fmt.Sprintf("Blocked by LegalHold %s until it is released or expires", hold)
-			retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
-			retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
-			return true, nil
+	}
+	slices.Sort(by)
+	dr.Status.HeldBy = by
+	if len(by) > 0 {
+		dr.Status.Phase = DRHeld
+		msg := fmt.Sprintf("Blocked by LegalHold %s until it is released or expires", by[0])
+		if len(by) > 1 {
+			msg = fmt.Sprintf("Blocked by LegalHolds %s until they are released or expire", strings.Join(by, ", "))
 		}
+		retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
+		retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
+		return true, nil
 	}
 	retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionFalse, ReasonNotHeld, "No legal hold applies")
 	return false, nil
 }
 
-// heldBy names the active hold that holds one identity.
-func heldBy(ctx context.Context, r client.Reader, all []retentionv1.LegalHold, dataset string, c *retentionv1.Collection, typ, value string, now time.Time) string {
-	for i := range all {
-		effect, err := holds.For(ctx, r, all[i:i+1], dataset, c, now)
-		if err == nil && slices.Contains(effect.Held[typ], value) {
-			return all[i].Name
+// sharesIdentity reports whether two identity sets (type → values) have a
+// value of the same type in common.
+func sharesIdentity(a, b map[string][]string) bool {
+	for t, vs := range b {
+		for _, v := range vs {
+			if slices.Contains(a[t], v) {
+				return true
+			}
 		}
 	}
-	return "unknown"
+	return false
 }
 
 func findDataset(all []retentionv1.Dataset, name string) *retentionv1.Dataset {

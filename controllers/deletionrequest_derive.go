@@ -33,7 +33,7 @@ import (
 // <request>-subject (owned by the request, removed with it and by
 // ttlSecondsAfterFinished), never in status, events, logs or metrics.
 const (
-	ConditionIdentitiesDerived = "IdentitiesDerived"
+	ConditionIdentitiesDerived = holds.ConditionIdentitiesDerived
 	ReasonIdentitiesDerived    = "IdentitiesDerived"
 	ReasonDerivationLimit      = "DerivationLimit"
 	ReasonDerivationFailed     = "DerivationFailed"
@@ -184,74 +184,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 		return nil, nil, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s with the identities derived for this request is gone; recreate the request", key.Name))
 	}
 
-	out := map[string][]string{}
-	known := map[string]bool{}
-	for t, vs := range identities {
-		if len(vs) > 0 {
-			out[t] = slices.Clone(vs)
-			known[t] = true
-		}
-	}
-	drivers := map[string]datastore.Driver{}
-	storeTypes := map[string]retentionv1.DataStoreType{}
-	derived := map[string][]string{}
-	lookup := func(l linking, from []string, want string) (bool, error) {
-		d, ok := drivers[l.ds.Name]
-		if !ok {
-			var store retentionv1.DataStore
-			if err := r.Get(ctx, types.NamespacedName{Namespace: l.ds.Namespace, Name: string(l.ds.Spec.DataStoreRef.Name)}, &store); err != nil {
-				return false, fmt.Errorf("deriving identities: DataStore of Dataset %s: %w", l.ds.Name, err)
-			}
-			var err error
-			if d, err = r.Pool.Get(ctx, &store); err != nil {
-				return false, fmt.Errorf("deriving identities: opening DataStore %s: %w", store.Name, err)
-			}
-			drivers[l.ds.Name], storeTypes[l.ds.Name] = d, store.Spec.Type
-		}
-		lk, ok := d.(datastore.IdentityLookup)
-		if !ok {
-			return false, nil // the store cannot look identities up
-		}
-		dc, err := engine.ToDriver(storeTypes[l.ds.Name], l.c)
-		if err != nil {
-			return false, stalled(ReasonDerivationFailed, fmt.Sprintf("Deriving identities from collection %s of Dataset %s: %v", l.c.Name, l.ds.Name, err))
-		}
-		in := map[string][]string{}
-		for _, t := range from {
-			in[t] = out[t]
-		}
-		vals, err := lk.Lookup(ctx, dc, in, want, maxDerivedValues+1)
-		switch {
-		case errors.Is(err, datastore.ErrInvalid) || errors.Is(err, datastore.ErrNotFound):
-			return false, stalled(ReasonDerivationFailed, fmt.Sprintf("Deriving %s from collection %s of Dataset %s: %v", want, l.c.Name, l.ds.Name, err))
-		case err != nil:
-			return false, fmt.Errorf("deriving %s from collection %s of Dataset %s: %w", want, l.c.Name, l.ds.Name, err)
-		}
-		placeholder, err := r.placeholders(ctx, l.ds, l.c, dc.IdentityFields[want])
-		if err != nil {
-			return false, err
-		}
-		vals = slices.DeleteFunc(vals, placeholder)
-		if len(vals) == 0 {
-			return false, nil
-		}
-		merged := append(derived[want], vals...)
-		slices.Sort(merged)
-		merged = slices.Compact(merged)
-		if len(merged) > maxDerivedValues {
-			return false, stalled(ReasonDerivationLimit, fmt.Sprintf("Deriving identities found more than %d values of type %s (from %s via collection %s of Dataset %s): the identity the request names is shared by several subjects; name the subject's identities explicitly in a new request",
-				maxDerivedValues, want, strings.Join(from, ", "), l.c.Name, l.ds.Name))
-		}
-		derived[want] = merged
-		return true, nil
-	}
-	// Values found in a round become the next round's inputs.
-	commit := func() {
-		for t, vs := range derived {
-			out[t] = vs
-		}
-	}
-	how, err := derivationRounds(linkingCollections(datasets), known, lookup, commit)
+	out, how, _, err := r.deriveFromStores(ctx, datasets, identities, requestBounds)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -284,12 +217,125 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	return out, how, nil
 }
 
+// derivationBounds say how many values of one identity type a derivation
+// keeps, and what more means.
+type derivationBounds struct {
+	// max values of one type are kept.
+	max int
+	// stop: more than max values of one type stop the derivation
+	// (DerivationLimit). Without stop, the first max are kept and the type
+	// is reported as truncated.
+	stop bool
+}
+
+// requestBounds: a request erases what it derives, so an identity shared by
+// more than maxDerivedValues subjects stops it (erasing them all would erase
+// other people).
+var requestBounds = derivationBounds{max: maxDerivedValues, stop: true}
+
+// deriveFromStores reads the subject's further identities from the linking
+// collections of datasets, round by round (derivationRounds): one read-only
+// lookup per linking collection, keeping only values every record of which
+// is the subject's (datastore.IdentityLookup) and never a placeholder that
+// anonymization writes. It returns the given identities with the derived
+// ones, how each derived type was found, and the types cut at bounds.max
+// (only without bounds.stop). DeletionRequests and LegalHolds both derive
+// here; the values it returns are personal data.
+func (r *Deps) deriveFromStores(ctx context.Context, datasets []retentionv1.Dataset, identities map[string][]string, bounds derivationBounds) (map[string][]string, map[string]string, []string, error) {
+	out := map[string][]string{}
+	known := map[string]bool{}
+	for t, vs := range identities {
+		if len(vs) > 0 {
+			out[t] = slices.Clone(vs)
+			known[t] = true
+		}
+	}
+	drivers := map[string]datastore.Driver{}
+	storeTypes := map[string]retentionv1.DataStoreType{}
+	derived := map[string][]string{}
+	truncated := map[string]bool{}
+	lookup := func(l linking, from []string, want string) (bool, error) {
+		d, ok := drivers[l.ds.Name]
+		if !ok {
+			var store retentionv1.DataStore
+			if err := r.Get(ctx, types.NamespacedName{Namespace: l.ds.Namespace, Name: string(l.ds.Spec.DataStoreRef.Name)}, &store); err != nil {
+				return false, fmt.Errorf("deriving identities: DataStore of Dataset %s: %w", l.ds.Name, err)
+			}
+			var err error
+			if d, err = r.Pool.Get(ctx, &store); err != nil {
+				return false, fmt.Errorf("deriving identities: opening DataStore %s: %w", store.Name, err)
+			}
+			drivers[l.ds.Name], storeTypes[l.ds.Name] = d, store.Spec.Type
+		}
+		lk, ok := d.(datastore.IdentityLookup)
+		if !ok {
+			return false, nil // the store cannot look identities up
+		}
+		dc, err := engine.ToDriver(storeTypes[l.ds.Name], l.c)
+		if err != nil {
+			return false, stalled(ReasonDerivationFailed, fmt.Sprintf("Deriving identities from collection %s of Dataset %s: %v", l.c.Name, l.ds.Name, err))
+		}
+		in := map[string][]string{}
+		for _, t := range from {
+			in[t] = out[t]
+		}
+		vals, err := lk.Lookup(ctx, dc, in, want, bounds.max+1)
+		switch {
+		case errors.Is(err, datastore.ErrInvalid) || errors.Is(err, datastore.ErrNotFound):
+			return false, stalled(ReasonDerivationFailed, fmt.Sprintf("Deriving %s from collection %s of Dataset %s: %v", want, l.c.Name, l.ds.Name, err))
+		case err != nil:
+			return false, fmt.Errorf("deriving %s from collection %s of Dataset %s: %w", want, l.c.Name, l.ds.Name, err)
+		}
+		placeholder, err := r.placeholders(ctx, l.ds, l.c, dc.IdentityFields[want])
+		if err != nil {
+			return false, err
+		}
+		if !slices.ContainsFunc(vals, func(v string) bool { return !placeholder(v) }) {
+			return false, nil
+		}
+		merged, over := mergeDerived(derived[want], vals, placeholder, bounds.max)
+		if over && bounds.stop {
+			return false, stalled(ReasonDerivationLimit, fmt.Sprintf("Deriving identities found more than %d values of type %s (from %s via collection %s of Dataset %s): the identity the request names is shared by several subjects; name the subject's identities explicitly in a new request",
+				bounds.max, want, strings.Join(from, ", "), l.c.Name, l.ds.Name))
+		}
+		if over {
+			truncated[want] = true
+		}
+		derived[want] = merged
+		return true, nil
+	}
+	// Values found in a round become the next round's inputs.
+	commit := func() {
+		for t, vs := range derived {
+			out[t] = vs
+		}
+	}
+	how, err := derivationRounds(linkingCollections(datasets), known, lookup, commit)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return out, how, slices.Sorted(maps.Keys(truncated)), nil
+}
+
+// mergeDerived adds the values one lookup found for a type to those already
+// derived for it: placeholders dropped, sorted, distinct, at most max of
+// them (the first, in order); over says that there were more.
+func mergeDerived(have, found []string, placeholder func(string) bool, max int) (merged []string, over bool) {
+	merged = append(slices.Clone(have), slices.DeleteFunc(slices.Clone(found), placeholder)...)
+	slices.Sort(merged)
+	merged = slices.Compact(merged)
+	if len(merged) > max {
+		return merged[:max], true
+	}
+	return merged, false
+}
+
 // placeholders returns a test for values that anonymization wrote rather
 // than a subject: a value that an idempotent strategy of the field (the
 // Dataset's, or a retention rule's) leaves unchanged, such as a redacted
 // email or a fixed replacement. Such values stand in many records, of many
 // people, and are never derived.
-func (r *DeletionRequestReconciler) placeholders(ctx context.Context, ds *retentionv1.Dataset, c *retentionv1.Collection, field string) (func(string) bool, error) {
+func (r *Deps) placeholders(ctx context.Context, ds *retentionv1.Dataset, c *retentionv1.Collection, field string) (func(string) bool, error) {
 	var strategies []mask.Strategy
 	add := func(a retentionv1.Anonymization) {
 		if a.Strategy != retentionv1.StrategyHMAC && a.Strategy != retentionv1.StrategyNull {

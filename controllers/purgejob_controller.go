@@ -26,6 +26,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/metrics"
 )
 
@@ -48,6 +49,7 @@ const (
 	ReasonInvalidOperation      = "InvalidOperation"
 	ReasonRunning               = "Running"
 	ReasonDryRunCompleted       = "DryRunCompleted"
+	ReasonWaitingForLegalHold   = "WaitingForLegalHold"
 
 	// AnnotationReleaseSafetyLimit lets a PurgeJob stopped by its safety
 	// limit proceed: set it to "true" on that PurgeJob.
@@ -162,6 +164,9 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	if err != nil {
 		return j.fail(ctx, err)
 	}
+	if c := findCondition(job.Status.Conditions, retentionv1.ConditionReconciling); c != nil && c.Reason == ReasonWaitingForLegalHold && job.Status.Phase == PhaseRunning {
+		retentionv1.MarkReconciling(job, ReasonRunning, "Executing; the legal holds in scope are known again")
+	}
 	if len(job.Status.Operations) != len(job.Spec.Operations) {
 		job.Status.Operations = make([]retentionv1.OperationStatus, len(job.Spec.Operations))
 		for i, op := range job.Spec.Operations {
@@ -207,7 +212,7 @@ func (j *jobRun) gates(ctx context.Context) (*retentionv1.Dataset, error) {
 // dry run or starts executing.
 func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 	job := j.job
-	var total int64
+	var total, held int64
 	for i, s := range j.steps {
 		st := &job.Status.Operations[i]
 		if s.BlockedBy != "" {
@@ -220,6 +225,10 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 		}
 		st.Matched = n
 		total += n
+		if st.Held, err = j.heldCount(ctx, s, n); err != nil {
+			return j.fail(ctx, err)
+		}
+		held += st.Held
 		if msg, err := j.overPercent(ctx, s, n); err != nil {
 			return j.fail(ctx, err)
 		} else if msg != "" && !released(job) {
@@ -227,6 +236,7 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 		}
 	}
 	job.Status.Matched = total
+	job.Status.Held = held
 	if lim := job.Spec.Safety; lim != nil && lim.MaxRows != nil && total > *lim.MaxRows && !released(job) {
 		return j.stall(ctx, retentionv1.ReasonSafetyLimitExceeded, fmt.Sprintf(
 			"would touch %d records, more than safety.maxRows %d; nothing was changed. Set annotation %s=true on this PurgeJob to let it proceed", total, *lim.MaxRows, AnnotationReleaseSafetyLimit))
@@ -252,7 +262,7 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 				job.Status.Operations[i].Phase = PhaseSucceeded
 			}
 		}
-		return j.succeed(ctx, ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized; nothing was changed", total))
+		return j.succeed(ctx, ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized%s; nothing was changed", total, keptByHolds(held)))
 	}
 	job.Status.Phase = PhaseRunning
 	retentionv1.MarkReconciling(job, ReasonRunning, fmt.Sprintf("Executing %d operations, %d records matched", len(j.steps), total))
@@ -261,6 +271,34 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+}
+
+// heldCount is how many records the holds' held subjects keep out of one
+// operation: its count without them excluded, minus matched (its count with
+// them). Operations no hold reaches cost no second count.
+func (j *jobRun) heldCount(ctx context.Context, s engine.Step, matched int64) (int64, error) {
+	if len(s.Op.Held) == 0 {
+		return 0, nil
+	}
+	op := s.Op
+	op.Held, op.HeldPaths = nil, nil
+	all, err := j.driver.Count(ctx, op)
+	if err != nil {
+		return 0, err
+	}
+	return max(all-matched, 0), nil
+}
+
+// keptByHolds is the summary's note of records legal holds kept.
+func keptByHolds(n int64) string {
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return "; 1 record kept by legal holds"
+	default:
+		return fmt.Sprintf("; %d records kept by legal holds", n)
+	}
 }
 
 // overPercent checks safety.maxPercent for one operation.
@@ -389,7 +427,7 @@ func (j *jobRun) summary() string {
 	if held > 0 {
 		msg += fmt.Sprintf("; %d operations skipped under legal hold", held)
 	}
-	return msg
+	return msg + keptByHolds(job.Status.Held)
 }
 
 func (j *jobRun) succeed(ctx context.Context, reason, msg string) (reconcile.Result, error) {
@@ -452,6 +490,14 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 			return reconcile.Result{}, serr
 		}
 		return reconcile.Result{RequeueAfter: interruptedRetry}, nil
+	case errors.Is(err, holds.ErrNotDerived):
+		// A hold just placed or changed: wait until its derived identities
+		// are known, or the job would hold only the ones it names.
+		retentionv1.MarkReconciling(job, ReasonWaitingForLegalHold, err.Error()+"; waiting")
+		if serr := j.saveStatus(ctx); serr != nil {
+			return reconcile.Result{}, serr
+		}
+		return reconcile.Result{RequeueAfter: 500 * time.Millisecond}, nil
 	case errors.Is(err, engine.ErrInvalid), errors.Is(err, datastore.ErrInvalid), errors.Is(err, datastore.ErrNotFound):
 		j.countError(err)
 		now := metav1.NewTime(j.r.now())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,51 +16,6 @@ import (
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
 )
-
-// secretEvents records, as an admin, every change to the Secrets of a
-// namespace while a test runs: how each Secret looked when it was created,
-// and whether it was ever changed afterwards.
-type secretEvents struct {
-	mu      sync.Mutex
-	added   map[string]*corev1.Secret
-	changed map[string]int
-	deleted map[string]bool
-}
-
-func watchSecrets(t *testing.T, ns string) *secretEvents {
-	t.Helper()
-	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Watch(context.Background(), &corev1.SecretList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &secretEvents{added: map[string]*corev1.Secret{}, changed: map[string]int{}, deleted: map[string]bool{}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for e := range w.ResultChan() {
-			sec, ok := e.Object.(*corev1.Secret)
-			if !ok {
-				continue
-			}
-			s.mu.Lock()
-			switch e.Type {
-			case watch.Added:
-				s.added[sec.Name] = sec.DeepCopy()
-			case watch.Modified:
-				s.changed[sec.Name]++
-			case watch.Deleted:
-				s.deleted[sec.Name] = true
-			}
-			s.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { w.Stop(); <-done })
-	return s
-}
 
 // people are the subjects of the TTL test: every identity value of theirs,
 // named and derived.
@@ -197,11 +151,10 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 
 	// Every Secret Lethe created was owned from its creation and never
 	// changed; and it is gone.
-	secrets.mu.Lock()
-	defer secrets.mu.Unlock()
-	created := 0
-	for name, s := range secrets.added {
-		if s.Labels[controllers.LabelCoalesced] == "" && s.Labels[controllers.LabelDeletionRequest] == "" {
+	created, sealed := 0, 0
+	added := secrets.added()
+	for name, s := range added {
+		if s.Labels[controllers.LabelCoalesced] == "" && s.Labels[controllers.LabelDeletionRequest] == "" && s.Labels[controllers.LabelSealedKeys] == "" {
 			continue
 		}
 		created++
@@ -210,6 +163,9 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 		switch {
 		case name == job:
 			want = "PurgeJob/" + job
+		case name == job+"-sealed":
+			want = "PurgeJob/" + job
+			sealed++
 		case strings.HasSuffix(name, "-subject") && uids[strings.TrimSuffix(name, "-subject")] != "":
 			want = "DeletionRequest/" + strings.TrimSuffix(name, "-subject")
 			if len(refs) == 1 && string(refs[0].UID) != uids[strings.TrimSuffix(name, "-subject")] {
@@ -225,18 +181,18 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 		if refs[0].BlockOwnerDeletion != nil && *refs[0].BlockOwnerDeletion {
 			t.Errorf("Secret %s sets blockOwnerDeletion, which needs update on the owner's finalizers (not in config/rbac)", name)
 		}
-		if n := secrets.changed[name]; n > 0 {
+		if n := secrets.count(name, watch.Modified); n > 0 {
 			t.Errorf("Secret %s was changed %d times after its creation (owner references must be set in the create call)", name, n)
 		}
-		if !secrets.deleted[name] {
+		if secrets.count(name, watch.Deleted) == 0 {
 			t.Errorf("Secret %s was not deleted", name)
 		}
 	}
-	if _, ok := secrets.added[job]; !ok {
+	if _, ok := added[job]; !ok {
 		t.Errorf("the coalesced PurgeJob's subjects Secret %s was never seen", job)
 	}
-	if created != 1+len(people) {
-		t.Errorf("Lethe created %d Secrets of identities, want %d (the job's and one per request)", created, 1+len(people))
+	if created != 1+sealed+len(people) || sealed != 1 {
+		t.Errorf("Lethe created %d Secrets of identities (%d of sealed keys), want %d (the job's, its sealed keys and one per request)", created, sealed, 2+len(people))
 	}
 	t.Logf("coalesced PurgeJob %s; %d Secrets of identities created and deleted; ledger: %d lines; Secrets left: %v", job, created, ledger, names)
 }

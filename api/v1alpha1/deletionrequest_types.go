@@ -232,6 +232,12 @@ type DeletionRequestStatus struct {
 	// +optional
 	ApprovedBy string `json:"approvedBy,omitempty"`
 
+	// HeldBy names the LegalHolds that hold the request back (phase Held);
+	// empty otherwise. Each of them lists the request in status.blocking.
+	// +optional
+	// +listType=set
+	HeldBy []string `json:"heldBy,omitempty"`
+
 	// Plan lists the collections to erase, in order.
 	// +optional
 	Plan []PlannedCollection `json:"plan,omitempty"`
