@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -130,8 +131,26 @@ func (r *DeletionRequestReconciler) SetupWithManager(mgr ctrl.Manager, concurren
 		For(&retentionv1.DeletionRequest{}, builder.WithPredicates(specOrMetadataChanged())).
 		Watches(&retentionv1.PurgeJob{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfJob), builder.WithPredicates(purgeJobFinished())).
 		Watches(&retentionv1.LegalHold{}, handler.EnqueueRequestsFromMapFunc(r.heldRequests)).
+		Watches(&retentionv1.Dataset{}, handler.EnqueueRequestsFromMapFunc(r.stalledRequests), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Complete(r)
+}
+
+// stalledRequests maps a changed Dataset to the requests of its namespace
+// that wait for a human (a Dataset fixed after a preflight stopped them
+// plans again at once).
+func (r *DeletionRequestReconciler) stalledRequests(ctx context.Context, o client.Object) []reconcile.Request {
+	var list retentionv1.DeletionRequestList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, dr := range list.Items {
+		if dr.Status.Phase != DRCompleted && dr.Status.Phase != DRFailed && meta.IsStatusConditionTrue(dr.Status.Conditions, retentionv1.ConditionStalled) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&dr)})
+		}
+	}
+	return out
 }
 
 // requestsOfJob maps a PurgeJob to the requests it erases (its annotation).
