@@ -311,7 +311,8 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 	name := fmt.Sprintf("erase-%s-%s", truncate(g.dataset, 40), hex.EncodeToString(sum[:5]))
 	labels := map[string]string{LabelCoalesced: "true"}
 
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name, Labels: labels}, Data: map[string][]byte{}}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name,
+		Labels: map[string]string{LabelCoalesced: "true", retentionv1.LabelSecretConsent: "true"}}, Data: map[string][]byte{}}
 	for t, vs := range union {
 		slices.Sort(vs)
 		secret.Data[t] = []byte(strings.Join(slices.Compact(vs), "\n"))
@@ -328,6 +329,10 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 			SubjectsSecretRef: &retentionv1.SecretReference{Name: name},
 			Operations:        g.ops,
 		},
+	}
+	if err := SignPurgeJob(c.DigestKey, job, secret.Data); err != nil {
+		_ = c.Delete(ctx, secret)
+		return "", fmt.Errorf("signing PurgeJob: %w", err)
 	}
 	if err := c.Create(ctx, job); err != nil {
 		_ = c.Delete(ctx, secret)

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/engine"
@@ -81,7 +82,32 @@ func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return reconcile.Result{}, nil
 	}
 	run := &jobRun{r: r, job: &job, before: job.DeepCopy()}
+	// Only what this manager created runs: checked before every slice.
+	if err := verifyPurgeJob(ctx, r.APIReader, r.DigestKey, &job); err != nil {
+		var st stallError
+		if errors.As(err, &st) && st.reason == ReasonUnsignedPurgeJob {
+			return run.refuse(ctx, st.msg)
+		}
+		return run.fail(ctx, err)
+	}
 	return run.reconcile(ctx)
+}
+
+// refuse fails a PurgeJob this manager did not create, before anything runs.
+func (j *jobRun) refuse(ctx context.Context, msg string) (reconcile.Result, error) {
+	job := j.job
+	now := metav1.NewTime(j.r.now())
+	job.Status.ObservedGeneration = job.Generation
+	job.Status.Phase = PhaseFailed
+	job.Status.CompletionTime = &now
+	retentionv1.MarkStalled(job, ReasonUnsignedPurgeJob, msg)
+	if err := j.saveStatus(ctx); err != nil {
+		return reconcile.Result{}, err
+	}
+	metrics.PurgeJobs.WithLabelValues(job.Namespace, PhaseFailed).Inc()
+	j.r.Recorder.Eventf(job, nil, "Warning", ReasonUnsignedPurgeJob, "Execute", "%s", msg)
+	log.FromContext(ctx).Info("Refused a PurgeJob Lethe did not create")
+	return reconcile.Result{}, nil
 }
 
 func finished(job *retentionv1.PurgeJob) bool {
@@ -399,7 +425,7 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 		}
 		retentionv1.SetCondition(job, ConditionDataStoreAvailable, metav1.ConditionFalse, reason, msg)
 		retentionv1.MarkNotReady(job, reason, msg+"; retrying with backoff")
-		if reason == retentionv1.ReasonSecretNotFound || reason == retentionv1.ReasonAuthenticationFailed {
+		if connect.SecretReason(err) != "" || reason == retentionv1.ReasonAuthenticationFailed {
 			return j.stall(ctx, reason, msg)
 		}
 		if serr := j.saveStatus(ctx); serr != nil {
