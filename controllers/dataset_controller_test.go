@@ -298,7 +298,7 @@ func TestDatasetWaitsForItsDataStore(t *testing.T) {
 	pg := testharness.Postgres(t)
 	mustExec(t, pgConn(t, pg), `CREATE TABLE users (id bigint PRIMARY KEY)`)
 	create(t, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-credentials"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-credentials", Labels: marked()},
 		StringData: map[string]string{"username": pg.User, "password": pg.Password},
 	})
 	create(t, &retentionv1.DataStore{
@@ -328,7 +328,7 @@ func TestDatasetRedisPlaceholdersMustBeDeclaredIdentities(t *testing.T) {
 	create(t, &retentionv1.DataStore{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cache"},
 		Spec: retentionv1.DataStoreSpec{
-			Type: retentionv1.DataStoreRedis, Host: rd.Host, Port: ptr(int32(rd.Port)), RedisDB: ptr(int32(rd.DB)),
+			Type: retentionv1.DataStoreRedis, Host: rd.Host, Port: ptr(int32(rd.Port)), RedisDB: ptr(int32(rd.DB)), TLS: retentionv1.TLSDisable,
 		},
 	})
 	dataset := func(name string, pattern retentionv1.KeyPattern) *retentionv1.Dataset {

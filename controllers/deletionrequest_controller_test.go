@@ -109,7 +109,7 @@ func appFixture(t *testing.T) (string, *pgx.Conn) {
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	seedApp(t, conn)
 	create(t, appDataset(ns))
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada"},
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada", Labels: marked()},
 		StringData: map[string]string{"user_id": adaID, "email": adaEmail}})
 	return ns, conn
 }
@@ -322,7 +322,7 @@ func TestDeletionRequestWaitsForTheReviewWindow(t *testing.T) {
 	}
 
 	// A minor's data goes at once, whatever the reason's usual window.
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grace"}, StringData: map[string]string{"user_id": "usr_grace_1906"}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grace", Labels: marked()}, StringData: map[string]string{"user_id": "usr_grace_1906"}})
 	minor := adaRequest(ns, "minor")
 	minor.Spec.Reason = retentionv1.ReasonMinor
 	minor.Spec.Subject.IdentitiesSecretRef.Name = "grace"
@@ -426,7 +426,7 @@ func TestDeletionRequestApprovalByAnotherAuthenticatedUser(t *testing.T) {
 func TestDeletionRequestBlockedByLegalHoldUntilReleased(t *testing.T) {
 	startManager(t, controllers.Options{})
 	ns, conn := appFixture(t)
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"}, StringData: map[string]string{"email": adaEmail}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held", Labels: marked()}, StringData: map[string]string{"email": adaEmail}})
 	hold := &retentionv1.LegalHold{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "case-99"},
 		Spec: retentionv1.LegalHoldSpec{Reason: "Case 99", SubjectsSecretRef: &retentionv1.SecretReference{Name: "held"}}}
 	create(t, hold)
@@ -499,7 +499,7 @@ func TestDeletionRequestVerificationNamesTheCollectionLeftIdentifiable(t *testin
 		}
 	}
 	create(t, ds)
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada"}, StringData: map[string]string{"user_id": adaID}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada", Labels: marked()}, StringData: map[string]string{"user_id": adaID}})
 	create(t, adaRequest(ns, "ada"))
 	failed := waitRequest(t, ns, "ada", controllers.DRFailed)
 	c := condition(failed, retentionv1.ConditionStalled)
@@ -516,7 +516,7 @@ func TestDeletionRequestTTLRemovesTheRequestAndKeepsTheLedger(t *testing.T) {
 	dr.Spec.Subject.IdentitiesSecretRef.Name = "ada-owned"
 	dr.Spec.TTLSecondsAfterFinished = ptr(int32(2))
 	create(t, dr)
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-owned",
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-owned", Labels: marked(),
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "DeletionRequest", Name: dr.Name, UID: dr.UID}}},
 		StringData: map[string]string{"user_id": adaID}})
 	done := waitRequest(t, ns, "short-lived", controllers.DRCompleted)

@@ -261,7 +261,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 		return out, how, nil // nothing derived: nothing to keep
 	}
 	s = corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{LabelDeletionRequest: dr.Name}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{LabelDeletionRequest: dr.Name, retentionv1.LabelSecretConsent: "true"}},
 		Data:       map[string][]byte{},
 	}
 	for t := range how {

@@ -64,7 +64,7 @@ func graphFixture(t *testing.T) (string, *pgx.Conn, *goredis.Client) {
 		DataStoreRef: retentionv1.LocalObjectReference{Name: "redis"},
 		Collections: []retentionv1.Collection{{Name: "sessions", KeyPattern: "session:{user_id}:*", TimestampField: "ts",
 			Identities: []retentionv1.IdentityField{{Type: "user_id"}}}}}})
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-email"}, StringData: map[string]string{"email": adaEmail}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-email", Labels: marked()}, StringData: map[string]string{"email": adaEmail}})
 	return ns, conn, rc
 }
 
@@ -159,7 +159,7 @@ func TestDeletionRequestDerivesIdentitiesAndFollowsForeignKeys(t *testing.T) {
 func TestDeletionRequestHeldThroughDerivedIdentity(t *testing.T) {
 	startManager(t, controllers.Options{})
 	ns, conn, rc := graphFixture(t)
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"}, StringData: map[string]string{"user_id": adaID}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held", Labels: marked()}, StringData: map[string]string{"user_id": adaID}})
 	hold := &retentionv1.LegalHold{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "case-7"},
 		Spec: retentionv1.LegalHoldSpec{Reason: "Case 7", SubjectsSecretRef: &retentionv1.SecretReference{Name: "held"}}}
 	create(t, hold)
@@ -202,7 +202,7 @@ func TestDeletionRequestStopsWhenDerivationIsTooBroad(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), &ds, patch); err != nil {
 		t.Fatal(err)
 	}
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-phone"}, StringData: map[string]string{"phone": "+1-555-0100"}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-phone", Labels: marked()}, StringData: map[string]string{"phone": "+1-555-0100"}})
 	dr := emailRequest(ns, "shared")
 	dr.Spec.Subject.IdentitiesSecretRef.Name = "by-phone"
 	create(t, dr)

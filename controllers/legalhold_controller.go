@@ -166,8 +166,8 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		retentionv1.SetCondition(&h, ConditionActive, metav1.ConditionFalse, ReasonReleased, "The hold was released")
 	}
 	if missing != nil && active {
-		retentionv1.MarkStalled(&h, retentionv1.ReasonSecretNotFound,
-			fmt.Sprintf("%v; PurgeJobs in this hold's scope cannot run until it exists", missing))
+		retentionv1.MarkStalled(&h, connect.SecretReason(missing),
+			fmt.Sprintf("%v; PurgeJobs in this hold's scope cannot run until Lethe can read it", missing))
 		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
 	} else {
 		msg := fmt.Sprintf("The hold is %s", strings.ToLower(phase))

@@ -36,7 +36,9 @@ type Subject struct {
 
 	// IdentitiesSecretRef names a Secret in the same namespace whose keys are
 	// identity types and whose values are the identifiers (for example
-	// email: ada@example.com). A Secret owned by the request is removed with it.
+	// email: ada@example.com). The Secret must carry the label
+	// retention.lethe.dev/secret: "true". A Secret owned by the request is
+	// removed with it.
 	// +optional
 	IdentitiesSecretRef *SecretReference `json:"identitiesSecretRef,omitempty"`
 }
@@ -94,8 +96,12 @@ type DeletionRequestSpec struct {
 	ReviewWindow *WaitDuration `json:"reviewWindow,omitempty"`
 
 	// RequireApproval holds execution until someone other than the creator
-	// approves the request (annotation retention.lethe.dev/approve, whose
-	// author is recorded from the API server's authentication).
+	// approves the request (annotation retention.lethe.dev/approved-by, whose
+	// author is checked against the API server's authentication and must hold
+	// the RBAC verb approve on deletionrequests). A Dataset in scope with
+	// requireApproval, or a namespace labelled
+	// retention.lethe.dev/require-approval: "true", requires approval even
+	// when this is false.
 	// +optional
 	RequireApproval bool `json:"requireApproval,omitempty"`
 
