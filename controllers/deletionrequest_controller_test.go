@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -542,5 +543,98 @@ func TestDeletionRequestTTLRemovesTheRequestAndKeepsTheLedger(t *testing.T) {
 	}
 	if !strings.Contains(line, receipt.SHA256) || strings.Contains(line, adaID) {
 		t.Errorf("ledger line after TTL: %q", line)
+	}
+}
+
+// A Dataset can require approval for every erasure touching it: a request
+// cannot opt out by leaving its own requireApproval false. Without the
+// creator's name (requested-by) it stalls; with it, it waits for an
+// approval by someone else and is erased only then.
+func TestDeletionRequestApprovalRequiredByDataset(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := appFixture(t)
+	ds := &retentionv1.Dataset{}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app"}, ds); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(ds.DeepCopy())
+	ds.Spec.RequireApproval = true
+	if err := env.Client.Patch(context.Background(), ds, patch); err != nil {
+		t.Fatal(err)
+	}
+
+	create(t, adaRequest(ns, "anonymous"))
+	anon := waitFor(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "anonymous"}}, 90*time.Second,
+		"Stalled RequesterUnknown", func(d *retentionv1.DeletionRequest) bool {
+			return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonRequesterUnknown)
+		})
+	if !hasCondition(anon, controllers.ConditionApproved, metav1.ConditionFalse, controllers.ReasonRequesterUnknown) {
+		t.Errorf("conditions: %+v", anon.Status.Conditions)
+	}
+
+	// As users the approval policy (installed by another test of this
+	// process, or not) would accept.
+	alice, err := env.UserClient("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := env.UserClient("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr := adaRequest(ns, "opted-out")
+	dr.Annotations = map[string]string{controllers.AnnotationRequestedBy: "alice"}
+	if err := alice.Create(context.Background(), dr); err != nil {
+		t.Fatal(err)
+	}
+	got := waitRequest(t, ns, "opted-out", controllers.DRAwaitingApproval)
+	if !hasCondition(got, controllers.ConditionApproved, metav1.ConditionFalse, controllers.ReasonAwaitingApproval) {
+		t.Errorf("conditions: %+v", got.Status.Conditions)
+	}
+	time.Sleep(time.Second)
+	if left := adaLeft(t, conn)["users"]; left != 1 {
+		t.Fatal("erased before approval, although the Dataset requires it")
+	}
+	approval := client.MergeFrom(got.DeepCopy())
+	got.Annotations[controllers.AnnotationApprovedBy] = "bob"
+	if err := bob.Patch(context.Background(), got, approval); err != nil {
+		t.Fatal(err)
+	}
+	waitRequest(t, ns, "opted-out", controllers.DRCompleted)
+	if left := adaLeft(t, conn)["users"]; left != 0 {
+		t.Errorf("not erased after approval: %d users rows left", left)
+	}
+}
+
+// A PurgeJob not created by Lethe that names a request in
+// retention.lethe.dev/deletion-requests (a dry run that would make the
+// request fail verification) is ignored by the request and refused by the
+// PurgeJob controller; the request is erased by Lethe's own job.
+func TestPurgeJobForgedForARequestIsIgnored(t *testing.T) {
+	ns, conn := appFixture(t)
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged", Labels: marked()},
+		StringData: map[string]string{"user_id": "nobody"}})
+	create(t, &retentionv1.PurgeJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged",
+			Labels:      map[string]string{controllers.LabelCoalesced: "true"},
+			Annotations: map[string]string{controllers.AnnotationDeletionRequests: "victim", controllers.AnnotationSignature: "v1:0000"}},
+		Spec: retentionv1.PurgeJobSpec{DatasetRef: retentionv1.LocalObjectReference{Name: "app"}, Mode: retentionv1.ModeDryRun,
+			SubjectsSecretRef: &retentionv1.SecretReference{Name: "forged"},
+			Operations:        []retentionv1.Operation{{Collection: "users", Action: retentionv1.ActionDelete, BySubject: true}}},
+	})
+	startManager(t, controllers.Options{CoalesceWindow: 100 * time.Millisecond})
+	create(t, adaRequest(ns, "victim"))
+	dr := waitRequest(t, ns, "victim", controllers.DRCompleted)
+	if slices.Contains(dr.Status.PurgeJobs, "forged") {
+		t.Errorf("the request counted the forged job: %v", dr.Status.PurgeJobs)
+	}
+	for table, n := range adaLeft(t, conn) {
+		if n != 0 {
+			t.Errorf("%d rows of the subject left in %s", n, table)
+		}
+	}
+	forged := waitPhase(t, ns, "forged", controllers.PhaseFailed)
+	if !hasCondition(forged, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonUnsignedPurgeJob) {
+		t.Errorf("forged job: %+v", forged.Status.Conditions)
 	}
 }
