@@ -28,8 +28,9 @@ func (c Config) Verified() bool { return c.TLSMode() == TLSVerifyFull }
 
 // ClientTLS is the TLS configuration of a connection to serverName: nil for
 // Disable, unverified for Require, and for VerifyFull verified against
-// CABundle (or the system's roots when empty) and serverName. Any other mode
-// is ErrInvalid.
+// CABundle (or the system's roots when empty) and serverName (an empty
+// serverName lets an HTTP transport verify each request's host). Any other
+// mode is ErrInvalid.
 func (c Config) ClientTLS(serverName string) (*tls.Config, error) {
 	switch c.TLSMode() {
 	case TLSDisable:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"sync/atomic"
@@ -64,11 +63,9 @@ func New(_ context.Context, cfg datastore.Config) (*Driver, error) {
 		return nil, fmt.Errorf("%w: s3: %w", datastore.ErrInvalid, err)
 	}
 	if secure {
-		host := endpoint
-		if h, _, err := net.SplitHostPort(endpoint); err == nil {
-			host = h
-		}
-		if tr.TLSClientConfig, err = cfg.ClientTLS(host); err != nil {
+		// No fixed server name: the transport verifies each request's own
+		// host (a virtual-hosted bucket is bucket.endpoint).
+		if tr.TLSClientConfig, err = cfg.ClientTLS(""); err != nil {
 			return nil, fmt.Errorf("s3: %w", err)
 		}
 	}
