@@ -66,7 +66,7 @@ func stalled(reason, msg string) error { return stallError{reason: reason, msg: 
 func classify(err error) (reason, msg string) {
 	switch {
 	case errors.Is(err, connect.ErrSecretNotFound):
-		return retentionv1.ReasonSecretNotFound, err.Error()
+		return connect.SecretReason(err), err.Error()
 	case errors.Is(err, datastore.ErrAuthentication):
 		return retentionv1.ReasonAuthenticationFailed, "The datastore refused the credentials"
 	case errors.Is(err, datastore.ErrUnavailable):
