@@ -1,6 +1,6 @@
 // Package controllers holds one reconciler per Lethe kind. Each reads top to
 // bottom: get → gates (deletion, suspend, holds, approval) → plan → act →
-// status, with conditions as in DESIGN.md §5.
+// status, with conditions as in docs/design.md §5.
 package controllers
 
 import (

@@ -110,7 +110,7 @@ func TestDataStoreUnreachableIsNotStalled(t *testing.T) {
 		"Ready=False ConnectionFailed", func(d *retentionv1.DataStore) bool {
 			return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonConnectionFailed)
 		})
-	// A transient error is never Stalled (DESIGN.md §5); Reconciling says Lethe retries.
+	// A transient error is never Stalled (docs/design.md §5); Reconciling says Lethe retries.
 	if condition(ds, retentionv1.ConditionStalled) != nil {
 		t.Errorf("an unreachable store must not be Stalled: %+v", ds.Status.Conditions)
 	}

@@ -143,7 +143,7 @@ func TestDeletionRequestDerivesIdentitiesAndFollowsForeignKeys(t *testing.T) {
 	if pos["order_items"] > pos["orders"] || pos["orders"] > pos["users"] {
 		t.Errorf("plan order: %+v", dr.Status.Plan)
 	}
-	if v := via["order_items"]; v != "order_items.order_id → orders.id (foreign key); identity: user_id (derived from email via users)" {
+	if v := via["order_items"]; v != "order_items.order_id → orders.id; identity: user_id (derived from email via users)" {
 		t.Errorf("via of order_items: %q", v)
 	}
 	// The derived user_id is kept in the request's own Secret, nowhere else.

@@ -116,6 +116,9 @@ func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	run := &jobRun{r: r, job: &job, before: job.DeepCopy()}
 	// Only what this manager created runs: checked before every slice.
 	if err := verifyPurgeJob(ctx, r.APIReader, r.DigestKey, &job); err != nil {
+		if waitingForSubjects(&job, err) {
+			return reconcile.Result{RequeueAfter: 250 * time.Millisecond}, nil
+		}
 		var st stallError
 		if errors.As(err, &st) && st.reason == ReasonUnsignedPurgeJob {
 			return run.refuse(ctx, st.msg)
@@ -123,6 +126,14 @@ func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return run.fail(ctx, err)
 	}
 	return run.reconcile(ctx)
+}
+
+// waitingForSubjects reports whether err is the subjects Secret of a job
+// that has not started and was created less than subjectsSecretGrace ago:
+// the coalescer creates the Secret right after the job, owned by it.
+func waitingForSubjects(job *retentionv1.PurgeJob, err error) bool {
+	return (errors.Is(err, engine.ErrSubjectsSecretMissing) || errors.Is(err, connect.ErrSecretNotFound)) &&
+		job.Status.StartTime == nil && time.Since(job.CreationTimestamp.Time) < subjectsSecretGrace
 }
 
 // refuse fails a PurgeJob this manager did not create, before anything runs.
@@ -181,7 +192,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	j.steps, err = engine.Resolve(ctx, job, engine.Inputs{
 		Reader: j.r.APIReader, Dataset: dataset, StoreType: j.store.Spec.Type, Holds: holdList.Items, Now: j.r.now(), Sealed: sealed,
 	})
-	if errors.Is(err, engine.ErrSubjectsSecretMissing) && job.Status.StartTime == nil && time.Since(job.CreationTimestamp.Time) < subjectsSecretGrace {
+	if waitingForSubjects(job, err) {
 		// Created just before its subjects Secret (the coalescer makes the
 		// Secret owned by the job): wait, nothing has run.
 		return reconcile.Result{RequeueAfter: 250 * time.Millisecond}, nil

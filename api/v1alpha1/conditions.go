@@ -5,7 +5,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Condition types shared by every kind (DESIGN.md §5): Ready is always present
+// Condition types shared by every kind (docs/design.md §5): Ready is always present
 // once an object has been seen; Reconciling and Stalled are present only while
 // True, so kstatus, Flux health checks and kubectl wait read them correctly.
 const (
