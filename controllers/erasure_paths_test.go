@@ -139,7 +139,9 @@ func TestSupplierWhoseQuotesOthersOrdered(t *testing.T) {
 	create(t, emailSubject(ns, "supplier", "supplier@example.org"))
 	for _, name := range []string{"supplier-dry", "supplier"} {
 		dr := waitFor(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, 60*time.Second, "stopped before acting",
-			func(d *retentionv1.DeletionRequest) bool { return meta.IsStatusConditionTrue(d.Status.Conditions, retentionv1.ConditionStalled) })
+			func(d *retentionv1.DeletionRequest) bool {
+				return meta.IsStatusConditionTrue(d.Status.Conditions, retentionv1.ConditionStalled)
+			})
 		c := meta.FindStatusCondition(dr.Status.Conditions, retentionv1.ConditionStalled)
 		if c.Reason != controllers.ReasonReferencedOutsideErasure || !strings.Contains(c.Message, "orders_quote_id_fkey") || !strings.Contains(c.Message, "1 records of public.orders") {
 			t.Errorf("%s: Stalled %s %q, want ReferencedOutsideErasure naming orders_quote_id_fkey", name, c.Reason, c.Message)
