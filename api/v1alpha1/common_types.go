@@ -72,6 +72,12 @@ type LocalObjectReference struct {
 // referrer Stalled with reason SecretNotMarked, and nothing of it is read.
 const LabelSecretConsent = "retention.lethe.dev/secret"
 
+// LabelRequireApproval on a Namespace ("true") makes every DeletionRequest in
+// it require approval: the ValidatingAdmissionPolicy of
+// config/admission/deletionrequest_approval.yaml refuses a request without
+// requireApproval there.
+const LabelRequireApproval = "retention.lethe.dev/require-approval"
+
 // SecretReference names a Secret in the same namespace as the referrer.
 // Cross-namespace references are not allowed: Lethe only reads Secrets it is
 // pointed at, in the namespace of the object that points at them, and only
