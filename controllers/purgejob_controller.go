@@ -761,17 +761,29 @@ func (j *jobRun) sealedKeys(ctx context.Context) (map[string][][]string, error) 
 		}
 		return nil, err
 	}
+	if !metav1.IsControlledBy(&s, j.job) {
+		return nil, stalled(retentionv1.ReasonInvalidSpec, fmt.Sprintf("Secret %s was not created by this PurgeJob; Lethe does not use it", sealedName(j.job)))
+	}
 	return decodeSealed(s.Data[sealedKeysField])
 }
 
 // dropSealed removes the job's sealed keys (identities of a kind: they go
-// as soon as the job no longer needs them).
+// as soon as the job no longer needs them). A Secret of that name that this
+// job does not own is never touched: someone else made it.
 func (j *jobRun) dropSealed(ctx context.Context) error {
 	if j.job.Status.SealedKeys == 0 && j.job.Status.StartTime != nil {
 		return nil
 	}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: j.job.Namespace, Name: sealedName(j.job)}}
-	if err := j.r.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+	var s corev1.Secret
+	switch err := j.r.APIReader.Get(ctx, types.NamespacedName{Namespace: j.job.Namespace, Name: sealedName(j.job)}, &s); {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading sealed keys: %w", err)
+	case !metav1.IsControlledBy(&s, j.job):
+		return stalled(retentionv1.ReasonInvalidSpec, fmt.Sprintf("Secret %s exists but was not created by this PurgeJob; Lethe neither uses nor deletes it. Rename or remove it", sealedName(j.job)))
+	}
+	if err := j.r.Delete(ctx, &s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("removing sealed keys: %w", err)
 	}
 	return nil
