@@ -3,6 +3,7 @@
 
 IMG ?= ghcr.io/lethe-dev/lethe:dev
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -42,6 +43,11 @@ fmt: ## Run go fmt.
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+
+.PHONY: lint
+lint: ## Run golangci-lint (.golangci.yml), built once from its Go module and cached.
+	@hack/build-golangci-lint.sh $(GOLANGCI_LINT_VERSION) >/dev/null
+	$(BIN)/golangci-lint run ./...
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail if generated code or manifests differ from what is committed.

@@ -40,9 +40,9 @@ type Deps struct {
 	DigestKey []byte
 }
 
-func (d *Deps) now() time.Time {
-	if d.Clock != nil {
-		return d.Clock().UTC()
+func (r *Deps) now() time.Time {
+	if r.Clock != nil {
+		return r.Clock().UTC()
 	}
 	return time.Now().UTC()
 }

@@ -680,13 +680,6 @@ func discoveredForeignKeys(order []*described, store *retentionv1.DataStore) []r
 	return out
 }
 
-func joinCols(cols []string) string {
-	if len(cols) == 1 {
-		return cols[0]
-	}
-	return "(" + strings.Join(cols, ",") + ")"
-}
-
 // identityGraph lists, for each identity type declared anywhere in the
 // Dataset, every collection that holds it directly and every owning path by
 // which a collection reaches one that does (internal/erasure: the graph

@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -108,7 +107,7 @@ func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	// not the informer cache, which may lag behind the last batch's status.
 	var job retentionv1.PurgeJob
 	if err := r.APIReader.Get(ctx, req.NamespacedName, &job); err != nil {
-		return reconcile.Result{}, ctrl.IgnoreNotFound(err)
+		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if finished(&job) || !job.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
@@ -182,7 +181,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	}
 	// Plan: resolve operations, holds and subjects for this slice.
 	var holdList retentionv1.LegalHoldList
-	if err := j.r.List(ctx, &holdList, ctrl.InNamespace(job.Namespace)); err != nil {
+	if err := j.r.List(ctx, &holdList, client.InNamespace(job.Namespace)); err != nil {
 		return reconcile.Result{}, err
 	}
 	sealed, err := j.sealedKeys(ctx)
@@ -401,7 +400,7 @@ func (j *jobRun) execute(ctx context.Context) (reconcile.Result, error) {
 			cursor, err := digest.Open(j.r.DigestKey, st.Cursor)
 			if err != nil {
 				cancel()
-				return j.fail(ctx, fmt.Errorf("%w: %v", engine.ErrInvalid, err))
+				return j.fail(ctx, fmt.Errorf("%w: %w", engine.ErrInvalid, err))
 			}
 			b, err := j.driver.Execute(batchCtx, s.Op, cursor)
 			metrics.BatchDuration.WithLabelValues(string(j.store.Spec.Type)).Observe(time.Since(started).Seconds())
@@ -593,9 +592,9 @@ func (j *jobRun) saveStatus(ctx context.Context) error {
 	// Write a copy: the server's answer only refreshes metadata, so pointers
 	// into j.job.Status held by the caller stay valid.
 	sent := j.job.DeepCopy()
-	err := j.r.Status().Patch(ctx, sent, ctrl.MergeFromWithOptions(j.before, ctrl.MergeFromWithOptimisticLock{}))
+	err := j.r.Status().Patch(ctx, sent, client.MergeFromWithOptions(j.before, client.MergeFromWithOptimisticLock{}))
 	for attempt := 0; apierrors.IsConflict(err) && attempt < 5; attempt++ {
-		if err = j.r.APIReader.Get(ctx, ctrl.ObjectKeyFromObject(j.job), sent); err != nil {
+		if err = j.r.APIReader.Get(ctx, client.ObjectKeyFromObject(j.job), sent); err != nil {
 			break
 		}
 		sent.Status = *j.job.Status.DeepCopy()
@@ -804,11 +803,11 @@ func encodeSealed(keys map[string][][]string) ([]byte, error) {
 func decodeSealed(data []byte) (map[string][][]string, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf("%w: sealed keys: %v", engine.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: sealed keys: %w", engine.ErrInvalid, err)
 	}
 	var keys map[string][][]string
 	if err := json.NewDecoder(io.LimitReader(zr, 64<<20)).Decode(&keys); err != nil {
-		return nil, fmt.Errorf("%w: sealed keys: %v", engine.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: sealed keys: %w", engine.ErrInvalid, err)
 	}
 	return keys, nil
 }

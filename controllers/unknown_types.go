@@ -75,7 +75,7 @@ func datasetNames(datasets []retentionv1.Dataset) string {
 // markUnknownTypes sets or removes the UnknownIdentityTypes condition and
 // raises a Warning event when the set of unknown types changes. It returns
 // the unknown types and whether all the named ones are unknown.
-func (d *Deps) markUnknownTypes(o conditionedObject, kind string, named map[string]bool, datasets []retentionv1.Dataset) (unknown []string, all bool) {
+func (r *Deps) markUnknownTypes(o conditionedObject, kind string, named map[string]bool, datasets []retentionv1.Dataset) (unknown []string, all bool) {
 	unknown = unknownTypes(named, datasets)
 	if len(unknown) == 0 {
 		retentionv1.RemoveCondition(o, ConditionUnknownIdentityTypes)
@@ -89,7 +89,7 @@ func (d *Deps) markUnknownTypes(o conditionedObject, kind string, named map[stri
 			kind, strings.Join(unknown, ", "), datasetNames(datasets))
 	}
 	if c := meta.FindStatusCondition(o.GetConditions(), ConditionUnknownIdentityTypes); c == nil || c.Status != metav1.ConditionTrue || c.Message != msg {
-		d.Recorder.Eventf(o, nil, "Warning", ReasonUnknownIdentityType, "Plan", "%s", msg)
+		r.Recorder.Eventf(o, nil, "Warning", ReasonUnknownIdentityType, "Plan", "%s", msg)
 	}
 	retentionv1.SetCondition(o, ConditionUnknownIdentityTypes, metav1.ConditionTrue, ReasonUnknownIdentityType, msg)
 	return unknown, all

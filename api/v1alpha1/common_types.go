@@ -70,7 +70,7 @@ type LocalObjectReference struct {
 // kinds can name any Secret of the namespace; the label is the consent of
 // whoever owns the Secret. A reference to an unmarked Secret leaves the
 // referrer Stalled with reason SecretNotMarked, and nothing of it is read.
-const LabelSecretConsent = "retention.lethe.dev/secret"
+const LabelSecretConsent = "retention.lethe.dev/secret" //nolint:gosec // a label name, not a credential
 
 // LabelRequireApproval on a Namespace ("true") makes every DeletionRequest in
 // it require approval: the ValidatingAdmissionPolicy of

@@ -21,7 +21,7 @@ func PolicyOperations(p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, r
 	for _, rule := range p.Spec.Rules {
 		age, err := schedule.ParseRetention(string(rule.OlderThan))
 		if err != nil {
-			return nil, fmt.Errorf("%w: rule %s: %v", ErrInvalid, rule.Name, err)
+			return nil, fmt.Errorf("%w: rule %s: %w", ErrInvalid, rule.Name, err)
 		}
 		cutoff := metav1.NewTime(age.Before(runAt))
 		selected, err := SelectCollections(ds, rule)

@@ -90,7 +90,7 @@ func ToDriver(storeType retentionv1.DataStoreType, c *retentionv1.Collection) (d
 	if c.TimestampTimeZone != "" {
 		loc, err := time.LoadLocation(string(c.TimestampTimeZone))
 		if err != nil {
-			return out, fmt.Errorf("%w: collection %s: timestampTimeZone: %v", ErrInvalid, c.Name, err)
+			return out, fmt.Errorf("%w: collection %s: timestampTimeZone: %w", ErrInvalid, c.Name, err)
 		}
 		out.TimestampLocation = loc
 	}

@@ -61,7 +61,7 @@ func Parse(schedule, timeZone string) (*Schedule, error) {
 	}
 	parsed, err := parser.Parse(expr)
 	if err != nil {
-		return nil, fmt.Errorf("invalid schedule %q: %v; %s", schedule, err, scheduleWant)
+		return nil, fmt.Errorf("invalid schedule %q: %w; %s", schedule, err, scheduleWant)
 	}
 	spec, ok := parsed.(*cron.SpecSchedule)
 	if !ok { // only @every yields another type, and it is refused above

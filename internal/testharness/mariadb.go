@@ -226,7 +226,7 @@ func externalMariaDB(dsn string) (*myServer, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+		_ = db.Close()
 		return nil, fmt.Errorf("connecting to LETHE_TEST_MYSQL_DSN: %w", err)
 	}
 	host, portStr, _ := net.SplitHostPort(cfg.Addr)

@@ -154,7 +154,7 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	if _, err := io.Copy(out, in); err != nil { // copy_file_range on Linux
-		out.Close()
+		_ = out.Close()
 		return err
 	}
 	return out.Close()

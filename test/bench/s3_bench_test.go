@@ -16,6 +16,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -200,7 +201,7 @@ func latencyProxy(b *testing.B, upstream string, d time.Duration) string {
 				}
 			}
 			if err != nil {
-				if err != io.EOF {
+				if !errors.Is(err, io.EOF) {
 					_ = src.Close()
 				}
 				return

@@ -284,7 +284,7 @@ func eraseCase(ctx context.Context, st *store, s *schema, ds *retentionv1.Datase
 			return false, err
 		}
 		if n, err := d.Count(ctx, o); err != nil || n != 0 {
-			return false, fmt.Errorf("verification: %d records of %s still identify the subjects (%v)", n, op.Collection, err)
+			return false, fmt.Errorf("verification: %d records of %s still identify the subjects (%w)", n, op.Collection, err)
 		}
 	}
 	after, err := st.snapshot(ctx, s)

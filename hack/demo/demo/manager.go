@@ -88,7 +88,7 @@ func startManager(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme,
 	case <-mgr.Elected(): // no leader election: closed once the manager runs
 		return m, nil
 	case <-m.done:
-		return nil, fmt.Errorf("the manager stopped at once: %v (see %s)", m.err, logPath)
+		return nil, fmt.Errorf("the manager stopped at once: %w (see %s)", m.err, logPath)
 	case <-ctx.Done():
 		m.stop()
 		return nil, ctx.Err()

@@ -152,7 +152,7 @@ func (s *mariaStore) count(ctx context.Context, snap *Snapshot, subs []subject) 
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit: a no-op
 	for _, t := range []string{"newsletter_subscribers", "email_events"} {
 		var n int64
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM "+mariaDatabase+"."+t).Scan(&n); err != nil {

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -130,7 +131,7 @@ func (s *redisStore) count(ctx context.Context, snap *Snapshot, subs []subject) 
 			if len(cmds) == 0 {
 				return nil
 			}
-			if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 				return err
 			}
 			for _, cmd := range cmds {

@@ -140,7 +140,7 @@ func (p *server) waitReady(ctx context.Context, probe func(ctx context.Context) 
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		if p.exited() {
-			return fmt.Errorf("%s exited during startup (%v); last lines of %s:\n%s", p.name, p.waitErr, p.logPath, logTail(p.logPath, 20))
+			return fmt.Errorf("%s exited during startup (%w); last lines of %s:\n%s", p.name, p.waitErr, p.logPath, logTail(p.logPath, 20))
 		}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := probe(pctx)
@@ -152,7 +152,7 @@ func (p *server) waitReady(ctx context.Context, probe func(ctx context.Context) 
 			return ctx.Err()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %v: %v; last lines of %s:\n%s", p.name, readyTimeout, err, p.logPath, logTail(p.logPath, 20))
+			return fmt.Errorf("%s not ready after %v: %w; last lines of %s:\n%s", p.name, readyTimeout, err, p.logPath, logTail(p.logPath, 20))
 		}
 		select {
 		case <-p.done:

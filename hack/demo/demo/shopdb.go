@@ -207,7 +207,7 @@ func pgSnapshot(ctx context.Context, conn *pgx.Conn, subs []subject) (Snapshot, 
 	if err != nil {
 		return s, err
 	}
-	defer tx.Rollback(context.Background())
+	defer func() { _ = tx.Rollback(context.Background()) }() // after Commit: a no-op
 	if _, err := tx.Exec(ctx, "SET LOCAL TimeZone = 'UTC'"); err != nil {
 		return s, err
 	}

@@ -91,7 +91,7 @@ func classify(op string, err error) error {
 		if me.SQLState != [5]byte{} {
 			e.SQLState = string(me.SQLState[:])
 		}
-		e.Class, e.reason = classifyNumber(me.Number)
+		e.reason, e.Class = classifyNumber(me.Number)
 		return e
 	}
 	e := &Error{Op: op, Class: datastore.ErrUnavailable, cause: err}
@@ -132,76 +132,76 @@ func classify(op string, err error) error {
 
 // classifyNumber maps a server error number to a class and a short,
 // value-free reason.
-func classifyNumber(n uint16) (error, string) {
+func classifyNumber(n uint16) (string, error) {
 	switch n {
 	case 1045:
-		return datastore.ErrAuthentication, "access denied (wrong user name or password)"
+		return "access denied (wrong user name or password)", datastore.ErrAuthentication
 	case 1044:
-		return datastore.ErrAuthentication, "access denied to the database"
+		return "access denied to the database", datastore.ErrAuthentication
 	case 1698:
-		return datastore.ErrAuthentication, "access denied"
+		return "access denied", datastore.ErrAuthentication
 	case 1142, 1143, 1227, 1370:
-		return datastore.ErrAuthentication, "permission denied"
+		return "permission denied", datastore.ErrAuthentication
 	case 1251, 1862, 3118, 4151:
-		return datastore.ErrAuthentication, "account cannot log in (auth protocol, expired password or locked account)"
+		return "account cannot log in (auth protocol, expired password or locked account)", datastore.ErrAuthentication
 	case 1146:
-		return datastore.ErrNotFound, "table does not exist"
+		return "table does not exist", datastore.ErrNotFound
 	case 1054:
-		return datastore.ErrNotFound, "unknown column"
+		return "unknown column", datastore.ErrNotFound
 	case 1049:
-		return datastore.ErrNotFound, "database does not exist"
+		return "database does not exist", datastore.ErrNotFound
 	case 1051, 1109:
-		return datastore.ErrNotFound, "unknown table"
+		return "unknown table", datastore.ErrNotFound
 	case 1205:
-		return datastore.ErrUnavailable, "lock wait timeout"
+		return "lock wait timeout", datastore.ErrUnavailable
 	case 1213:
-		return datastore.ErrUnavailable, "deadlock"
+		return "deadlock", datastore.ErrUnavailable
 	case 1969, 3024:
-		return datastore.ErrUnavailable, "statement timeout"
+		return "statement timeout", datastore.ErrUnavailable
 	case 1317:
-		return datastore.ErrUnavailable, "query interrupted"
+		return "query interrupted", datastore.ErrUnavailable
 	case 1927:
-		return datastore.ErrUnavailable, "connection killed"
+		return "connection killed", datastore.ErrUnavailable
 	case 1053:
-		return datastore.ErrUnavailable, "server shutting down"
+		return "server shutting down", datastore.ErrUnavailable
 	case 1040, 1203, 1226:
-		return datastore.ErrUnavailable, "too many connections"
+		return "too many connections", datastore.ErrUnavailable
 	case 1290, 1836, 1792:
-		return datastore.ErrUnavailable, "server is read-only"
+		return "server is read-only", datastore.ErrUnavailable
 	case 1037, 1038, 1041, 1135:
-		return datastore.ErrUnavailable, "server out of resources"
+		return "server out of resources", datastore.ErrUnavailable
 	case 1615:
-		return datastore.ErrUnavailable, "prepared statement needs to be re-prepared"
+		return "prepared statement needs to be re-prepared", datastore.ErrUnavailable
 	case 1180, 1181:
-		return datastore.ErrUnavailable, "commit or rollback failed"
+		return "commit or rollback failed", datastore.ErrUnavailable
 	case 4031:
-		return datastore.ErrUnavailable, "disconnected by the server"
+		return "disconnected by the server", datastore.ErrUnavailable
 	case 1507, 1508:
 		// The partition list changed under us (dropped concurrently); the
 		// next call looks again.
-		return datastore.ErrUnavailable, "partition changed concurrently"
+		return "partition changed concurrently", datastore.ErrUnavailable
 	case 1451:
-		return datastore.ErrInvalid, "a foreign key of another table refers to these rows: erase the referencing rows first"
+		return "a foreign key of another table refers to these rows: erase the referencing rows first", datastore.ErrInvalid
 	case 1452:
-		return datastore.ErrInvalid, "foreign key constraint fails"
+		return "foreign key constraint fails", datastore.ErrInvalid
 	case 1048:
-		return datastore.ErrInvalid, "column cannot be null"
+		return "column cannot be null", datastore.ErrInvalid
 	case 1406:
-		return datastore.ErrInvalid, "value too long for the column"
+		return "value too long for the column", datastore.ErrInvalid
 	case 1264, 1265, 1292, 1366, 1367:
-		return datastore.ErrInvalid, "value does not fit the column type"
+		return "value does not fit the column type", datastore.ErrInvalid
 	case 1062:
-		return datastore.ErrInvalid, "duplicate key"
+		return "duplicate key", datastore.ErrInvalid
 	case 1064:
-		return datastore.ErrInvalid, "syntax error"
+		return "syntax error", datastore.ErrInvalid
 	case 1093:
-		return datastore.ErrInvalid, "the statement refers to its own target table in a subquery"
+		return "the statement refers to its own target table in a subquery", datastore.ErrInvalid
 	case 1665:
-		return datastore.ErrInvalid, "binary log format does not allow this statement"
+		return "binary log format does not allow this statement", datastore.ErrInvalid
 	}
 	if n >= 2000 && n < 3000 {
 		// Client error numbers (CR_*), in case a proxy passes them on.
-		return datastore.ErrUnavailable, "client or connection error"
+		return "client or connection error", datastore.ErrUnavailable
 	}
-	return datastore.ErrInvalid, "server error"
+	return "server error", datastore.ErrInvalid
 }

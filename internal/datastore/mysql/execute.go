@@ -219,7 +219,7 @@ func (d *Driver) deleteKeys(ctx context.Context, p *plan, last []any) (int64, []
 	if err != nil {
 		return 0, nil, classify(p.op, err)
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit: a no-op
 	w, args := p.where(last)
 	q := d.stmtPrefix() + "SELECT " + d.selectHint() + p.keyList() + " FROM " + p.from() + " WHERE " + w +
 		" ORDER BY " + p.keyList() + " LIMIT " + strconv.Itoa(p.batch) + " FOR UPDATE"
@@ -306,7 +306,7 @@ func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, last []any) (int64
 	if err != nil {
 		return 0, nil, classify(p.op, err)
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // after Commit: a no-op
 
 	w, args := p.where(last)
 	cols := p.keyList()

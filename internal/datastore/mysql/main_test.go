@@ -165,5 +165,3 @@ func wantErr(t testing.TB, err error, classes ...error) {
 	}
 	t.Fatalf("got %v, want one of %v", err, classes)
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -102,8 +102,9 @@ func (d *Driver) partitionBefore(ctx context.Context, p *plan, fn, bound string)
 	var q string
 	var args []any
 	if fn == "" {
-		lit, ok := strings.CutPrefix(bound, "'")
-		if lit, ok = strings.CutSuffix(lit, "'"); !ok || strings.ContainsAny(lit, "'\\") {
+		lit, quoted := strings.CutPrefix(bound, "'")
+		lit, closed := strings.CutSuffix(lit, "'")
+		if !quoted || !closed || strings.ContainsAny(lit, "'\\") {
 			return false, nil
 		}
 		q = "SELECT CAST(? AS DATETIME(6)) <= CAST(? AS DATETIME(6))"

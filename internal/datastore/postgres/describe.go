@@ -300,14 +300,14 @@ ORDER BY i.indisprimary DESC, i.indexrelid`, t.oid)
 		return nil, classify(op, err)
 	}
 
-	var strat, partKey string
+	var strategy, partKey string
 	var natts int16
-	switch err := br.QueryRow().Scan(&strat, &natts, &partKey); {
+	switch err := br.QueryRow().Scan(&strategy, &natts, &partKey); {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
 		return nil, classify(op, err)
 	default:
-		t.rangePartitioned = strat == "r"
+		t.rangePartitioned = strategy == "r"
 		if t.rangePartitioned && natts == 1 {
 			t.partKey = partKey
 		}

@@ -101,7 +101,7 @@ func classify(op string, err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		e := &Error{Op: op, SQLState: pe.Code, Constraint: pe.ConstraintName, Table: pe.TableName, Column: pe.ColumnName, cause: err}
-		e.Class, e.reason = classifyState(pe.Code)
+		e.reason, e.Class = classifyState(pe.Code)
 		return e
 	}
 	e := &Error{Op: op, Class: datastore.ErrUnavailable, cause: err}
@@ -145,52 +145,52 @@ func classify(op string, err error) error {
 }
 
 // classifyState maps a SQLSTATE to a class and a short, value-free reason.
-func classifyState(code string) (error, string) {
+func classifyState(code string) (string, error) {
 	switch code {
 	case "28P01", "28000":
-		return datastore.ErrAuthentication, "authentication failed"
+		return "authentication failed", datastore.ErrAuthentication
 	case "42501":
-		return datastore.ErrAuthentication, "permission denied"
+		return "permission denied", datastore.ErrAuthentication
 	case "42P01":
-		return datastore.ErrNotFound, "undefined table"
+		return "undefined table", datastore.ErrNotFound
 	case "42703":
-		return datastore.ErrNotFound, "undefined column"
+		return "undefined column", datastore.ErrNotFound
 	case "3F000":
-		return datastore.ErrNotFound, "undefined schema"
+		return "undefined schema", datastore.ErrNotFound
 	case "3D000":
-		return datastore.ErrNotFound, "database does not exist"
+		return "database does not exist", datastore.ErrNotFound
 	case "57014":
-		return datastore.ErrUnavailable, "statement timeout or cancelled"
+		return "statement timeout or cancelled", datastore.ErrUnavailable
 	case "55P03":
-		return datastore.ErrUnavailable, "lock timeout"
+		return "lock timeout", datastore.ErrUnavailable
 	case "40001":
-		return datastore.ErrUnavailable, "serialization failure"
+		return "serialization failure", datastore.ErrUnavailable
 	case "40P01":
-		return datastore.ErrUnavailable, "deadlock detected"
+		return "deadlock detected", datastore.ErrUnavailable
 	case "57P01":
-		return datastore.ErrUnavailable, "server shutting down (admin shutdown)"
+		return "server shutting down (admin shutdown)", datastore.ErrUnavailable
 	case "57P02":
-		return datastore.ErrUnavailable, "server crashed"
+		return "server crashed", datastore.ErrUnavailable
 	case "57P03":
-		return datastore.ErrUnavailable, "server not accepting connections yet"
+		return "server not accepting connections yet", datastore.ErrUnavailable
 	case "25006":
-		return datastore.ErrUnavailable, "read-only transaction (standby or read-only server)"
+		return "read-only transaction (standby or read-only server)", datastore.ErrUnavailable
 	case "23503":
-		return datastore.ErrInvalid, "foreign key violation: delete referencing rows first"
+		return "foreign key violation: delete referencing rows first", datastore.ErrInvalid
 	}
 	switch {
 	case strings.HasPrefix(code, "08"):
-		return datastore.ErrUnavailable, "connection exception"
+		return "connection exception", datastore.ErrUnavailable
 	case strings.HasPrefix(code, "53"):
-		return datastore.ErrUnavailable, "insufficient resources"
+		return "insufficient resources", datastore.ErrUnavailable
 	case strings.HasPrefix(code, "58"):
-		return datastore.ErrUnavailable, "system error"
+		return "system error", datastore.ErrUnavailable
 	case strings.HasPrefix(code, "22"):
-		return datastore.ErrInvalid, "data exception (a value does not fit the column type)"
+		return "data exception (a value does not fit the column type)", datastore.ErrInvalid
 	case strings.HasPrefix(code, "23"):
-		return datastore.ErrInvalid, "integrity constraint violation"
+		return "integrity constraint violation", datastore.ErrInvalid
 	case strings.HasPrefix(code, "42"):
-		return datastore.ErrInvalid, "syntax error or access rule violation"
+		return "syntax error or access rule violation", datastore.ErrInvalid
 	}
-	return datastore.ErrInvalid, "server error"
+	return "server error", datastore.ErrInvalid
 }

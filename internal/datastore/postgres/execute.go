@@ -82,7 +82,7 @@ func decodeCursor(desc, s string) (cursorState, error) {
 
 func tableTag(k tableKey, del bool) string {
 	h := fnv.New32a()
-	h.Write([]byte(k.schema + "\x00" + k.name + "\x00" + strconv.FormatBool(del)))
+	_, _ = h.Write([]byte(k.schema + "\x00" + k.name + "\x00" + strconv.FormatBool(del)))
 	return strconv.FormatUint(uint64(h.Sum32()), 36)
 }
 
@@ -827,7 +827,7 @@ const partitionBound = `^FOR VALUES FROM \(.*\) TO \('([^']*)'\)$`
 // DateStyle cancel out. The count runs under the statement timeout like any
 // batch statement: a partition too large to count within it fails with
 // ErrUnavailable until the timeout is raised.
-func (d *Driver) dropExpiredPartition(ctx context.Context, p *plan) (int64, bool, error) { //nolint:gocognit
+func (d *Driver) dropExpiredPartition(ctx context.Context, p *plan) (int64, bool, error) {
 	var affected int64
 	var dropped bool
 	keyType := "timestamptz"

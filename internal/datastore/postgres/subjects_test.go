@@ -78,10 +78,10 @@ func TestEraseSubjectsThroughReferences(t *testing.T) {
 	subjects := map[string][]string{"user_id": {"1"}, "email": {"u2@example.com"}}
 	ops := []datastore.Operation{
 		{Collection: s.items, Paths: [][]datastore.Hop{s.viaOrdersUsers()}, Delete: true, Subjects: subjects, BatchSize: 5},
-		{Collection: s.orders, Paths: [][]datastore.Hop{[]datastore.Hop{{Field: "user_id", Parent: s.users, ParentField: "id"}}}, Delete: true, Subjects: subjects, BatchSize: 5},
+		{Collection: s.orders, Paths: [][]datastore.Hop{{{Field: "user_id", Parent: s.users, ParentField: "id"}}}, Delete: true, Subjects: subjects, BatchSize: 5},
 		// sessions hold user_id only: user 2 (known by email) is reached
 		// through users.
-		{Collection: s.sessions, Paths: [][]datastore.Hop{[]datastore.Hop{{Field: "user_id", Parent: s.users, ParentField: "id"}}}, Delete: true, Subjects: subjects, BatchSize: 5},
+		{Collection: s.sessions, Paths: [][]datastore.Hop{{{Field: "user_id", Parent: s.users, ParentField: "id"}}}, Delete: true, Subjects: subjects, BatchSize: 5},
 		{Collection: s.users, Delete: true, Subjects: subjects, BatchSize: 5},
 	}
 	want := []int64{12, 6, 8, 2}
@@ -168,7 +168,7 @@ func TestLegalHoldsAreExcluded(t *testing.T) {
 		t.Fatalf("users with items left among 3,4,5: %v, want [3 4]", got)
 	}
 
-	orders := datastore.Operation{Collection: s.orders, Paths: [][]datastore.Hop{[]datastore.Hop{{Field: "user_id", Parent: s.users}}}, HeldPaths: [][]datastore.Hop{[]datastore.Hop{{Field: "user_id", Parent: s.users}}}, Delete: true, Subjects: subjects, Held: held, BatchSize: 2}
+	orders := datastore.Operation{Collection: s.orders, Paths: [][]datastore.Hop{{{Field: "user_id", Parent: s.users}}}, HeldPaths: [][]datastore.Hop{{{Field: "user_id", Parent: s.users}}}, Delete: true, Subjects: subjects, Held: held, BatchSize: 2}
 	if r := drain(t, d, orders, "", 10); r.affected != 3 {
 		t.Fatalf("orders deleted %d, want 3", r.affected)
 	}

@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -507,7 +508,7 @@ func (d *Driver) remove(ctx context.Context, entries []minio.ObjectInfo, version
 	sort.Strings(codes)
 	for _, c := range codes {
 		parts = append(parts, fmt.Sprintf("%s ×%d", c, all.failed[c]))
-		if k := codeKind(c, 0); k == datastore.ErrAuthentication || (k == datastore.ErrInvalid && kind != datastore.ErrAuthentication) {
+		if k := codeKind(c, 0); errors.Is(k, datastore.ErrAuthentication) || (errors.Is(k, datastore.ErrInvalid) && !errors.Is(kind, datastore.ErrAuthentication)) {
 			kind = k
 		}
 	}
