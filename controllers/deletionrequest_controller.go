@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -69,6 +71,9 @@ const (
 	ReasonVerificationFailed = "VerificationFailed"
 	ReasonErasureFailed      = "ErasureFailed"
 	ReasonNothingInScope     = "NothingInScope"
+	// ReasonInvalidIdentity: an identity read from the spec or a Secret is
+	// not usable (a control character, or a key that is not an identity type).
+	ReasonInvalidIdentity = "InvalidIdentity"
 
 	// AnnotationRequestedBy carries the creator's user name; the
 	// ValidatingAdmissionPolicy in config/admission checks it against the
@@ -159,9 +164,13 @@ func (r *DeletionRequestReconciler) heldRequests(ctx context.Context, o client.O
 func (r *DeletionRequestReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var dr retentionv1.DeletionRequest
 	if err := r.Get(ctx, req.NamespacedName, &dr); err != nil {
+		if apierrors.IsNotFound(err) {
+			metrics.ForgetDeletionRequest(req.Namespace, req.Name)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !dr.DeletionTimestamp.IsZero() {
+		metrics.ForgetDeletionRequest(req.Namespace, req.Name)
 		return reconcile.Result{}, nil
 	}
 	before := dr.DeepCopy()
@@ -188,8 +197,13 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// Subject: identities, digest, timeline.
 	identities, err := r.identities(ctx, dr)
 	if err != nil {
-		if errors.Is(err, connect.ErrSecretNotFound) {
+		var se stallError
+		switch {
+		case errors.Is(err, connect.ErrSecretNotFound):
 			retentionv1.MarkStalled(dr, retentionv1.ReasonSecretNotFound, err.Error())
+			return reconcile.Result{RequeueAfter: time.Minute}, nil
+		case errors.As(err, &se):
+			retentionv1.MarkStalled(dr, se.reason, se.msg)
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		}
 		return reconcile.Result{}, err
@@ -204,6 +218,11 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// Plan: every collection of every Dataset in scope that reaches the subject.
 	datasets, err := r.datasetsInScope(ctx, dr)
 	if err != nil {
+		var se stallError
+		if errors.As(err, &se) {
+			retentionv1.MarkStalled(dr, se.reason, se.msg)
+			return reconcile.Result{}, nil
+		}
 		return reconcile.Result{}, err
 	}
 	if name := unvalidated(datasets); name != "" {
@@ -247,6 +266,10 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 			retentionv1.MarkStalled(dr, se.reason, se.msg)
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		}
+		if invalid(err) {
+			retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, "Cannot derive identities: "+err.Error())
+			return reconcile.Result{RequeueAfter: time.Minute}, nil
+		}
 		return reconcile.Result{}, err
 	}
 	plan, steps, err := r.plan(dr, datasets, identityTypes(identities), derivedFrom)
@@ -265,6 +288,13 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// Execute: count the subject's records, then queue for a coalesced
 	// PurgeJob per Dataset (set-based statements over many subjects).
 	jobs, queued, err := r.execute(ctx, dr, steps, identities)
+	if invalid(err) {
+		// The stores cannot run this erasure as specified (a value that does
+		// not fit a key pattern or prefix, a collection the store refuses):
+		// say so on the request rather than retry in the log.
+		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, "Cannot erase: "+err.Error())
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
+	}
 	if err != nil || queued {
 		// A finished PurgeJob wakes its requests (its annotation names
 		// them); the timer shows a long erasure as Running.
@@ -291,7 +321,10 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	if dr.Spec.DryRun {
 		return r.complete(ctx, dr, jobs, now, ReasonDryRunCompleted)
 	}
-	if msg, err := r.verify(ctx, steps, jobs, identities); err != nil {
+	if msg, err := r.verify(ctx, steps, jobs, identities); invalid(err) {
+		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, "Cannot verify: "+err.Error())
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
+	} else if err != nil {
 		return reconcile.Result{}, err
 	} else if msg != "" {
 		return r.fail(dr, ReasonVerificationFailed, msg, now)
@@ -299,10 +332,21 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	return r.complete(ctx, dr, jobs, now, ReasonErased)
 }
 
+// invalid reports whether err says that an operation cannot run as
+// specified (retrying cannot help).
+func invalid(err error) bool {
+	return err != nil && (errors.Is(err, datastore.ErrInvalid) || errors.Is(err, engine.ErrInvalid))
+}
+
 // identities reads the subject: inline identities and the identity Secret.
+// A value with a control character, or a Secret key that is not an identity
+// type, is a stallError (InvalidIdentity); messages never carry the values.
 func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentionv1.DeletionRequest) (map[string][]string, error) {
 	out := map[string][]string{}
-	for _, id := range dr.Spec.Subject.Identities {
+	for i, id := range dr.Spec.Subject.Identities {
+		if err := checkIdentity(string(id.Type), id.Value); err != nil {
+			return nil, stalled(ReasonInvalidIdentity, fmt.Sprintf("spec.subject.identities[%d]: %v", i, err))
+		}
 		out[string(id.Type)] = append(out[string(id.Type)], id.Value)
 	}
 	if ref := dr.Spec.Subject.IdentitiesSecretRef; ref != nil {
@@ -311,7 +355,12 @@ func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentio
 			return nil, err
 		}
 		for k, v := range s.Data {
-			out[k] = append(out[k], holds.SplitValues(string(v))...)
+			for _, value := range holds.SplitValues(string(v)) {
+				if err := checkIdentity(k, value); err != nil {
+					return nil, stalled(ReasonInvalidIdentity, fmt.Sprintf("identity Secret %s, key %s: %v", ref.Name, k, err))
+				}
+				out[k] = append(out[k], value)
+			}
 		}
 	}
 	for k, vs := range out {
@@ -319,6 +368,25 @@ func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentio
 		out[k] = slices.Compact(vs)
 	}
 	return out, nil
+}
+
+// checkIdentity checks one identity read from a request or a Secret: the
+// type is an identity type and the value holds no NUL or other control
+// character (which no store compares sensibly, and which PostgreSQL refuses
+// in text). The error never contains the value.
+func checkIdentity(typ, value string) error {
+	if !identityTypePattern(typ) || len(typ) > 63 {
+		return fmt.Errorf("%q is not an identity type (lowercase letters, digits and underscores)", typ)
+	}
+	if !utf8.ValidString(value) {
+		return fmt.Errorf("a %s value is not valid UTF-8", typ)
+	}
+	for _, c := range value {
+		if unicode.IsControl(c) {
+			return fmt.Errorf("a %s value contains a NUL or other control character", typ)
+		}
+	}
+	return nil
 }
 
 // timeline fixes notBefore and the deadline from the creation time.
@@ -343,8 +411,16 @@ func (r *DeletionRequestReconciler) timeline(dr *retentionv1.DeletionRequest) er
 	if err != nil {
 		return fmt.Errorf("deadline: %w", err)
 	}
-	dr.Status.NotBefore = &metav1.Time{Time: w.After(created)}
-	dr.Status.DeadlineTime = &metav1.Time{Time: d.After(created)}
+	notBefore, err := w.Deadline(created)
+	if err != nil {
+		return fmt.Errorf("reviewWindow: %w", err)
+	}
+	until, err := d.Deadline(created)
+	if err != nil {
+		return fmt.Errorf("deadline: %w", err)
+	}
+	dr.Status.NotBefore = &metav1.Time{Time: notBefore}
+	dr.Status.DeadlineTime = &metav1.Time{Time: until}
 	return nil
 }
 
@@ -382,7 +458,7 @@ func (r *DeletionRequestReconciler) datasetsInScope(ctx context.Context, dr *ret
 	if s := dr.Spec.Scope; s != nil && s.Selector != nil {
 		sel, err := metav1.LabelSelectorAsSelector(s.Selector)
 		if err != nil {
-			return nil, err
+			return nil, stalled(retentionv1.ReasonInvalidSpec, fmt.Sprintf("spec.scope.selector is not a valid label selector: %v", err))
 		}
 		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
 	}
@@ -764,7 +840,7 @@ func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv
 	if c := meta.FindStatusCondition(dr.Status.Conditions, ConditionDeadlineMet); c != nil && c.Status == metav1.ConditionTrue {
 		retentionv1.SetCondition(dr, ConditionDeadlineMet, metav1.ConditionTrue, ReasonAnsweredInTime, fmt.Sprintf("Answered %s before the deadline", humanDuration(dr.Status.DeadlineTime.Sub(now))))
 	}
-	metrics.DeletionRequestDeadline.DeleteLabelValues(dr.Namespace, dr.Name)
+	metrics.ForgetDeletionRequest(dr.Namespace, dr.Name)
 	metrics.DeletionRequests.WithLabelValues(dr.Namespace, DRCompleted).Inc()
 	r.Coalescer.Done(client.ObjectKeyFromObject(dr))
 	r.Recorder.Eventf(dr, nil, "Normal", reason, "Erase", "%s", msg)
@@ -777,7 +853,7 @@ func (r *DeletionRequestReconciler) fail(dr *retentionv1.DeletionRequest, reason
 	dr.Status.CompletionTime = &metav1.Time{Time: now}
 	retentionv1.MarkStalled(dr, reason, msg)
 	metrics.DeletionRequests.WithLabelValues(dr.Namespace, DRFailed).Inc()
-	metrics.DeletionRequestDeadline.DeleteLabelValues(dr.Namespace, dr.Name)
+	metrics.ForgetDeletionRequest(dr.Namespace, dr.Name)
 	r.Coalescer.Done(client.ObjectKeyFromObject(dr))
 	r.Recorder.Eventf(dr, nil, "Warning", reason, "Erase", "%s", msg)
 	return reconcile.Result{}, nil
@@ -838,16 +914,26 @@ func (r *DeletionRequestReconciler) expire(ctx context.Context, dr *retentionv1.
 	if wait := at.Sub(now); wait > 0 {
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
+	// Only Secrets this request owns (an owner reference with its UID) are
+	// deleted: a Secret that merely has the request's name in its name, or
+	// that the request points at, may be someone else's.
 	secrets := []string{dr.Name + "-subject"}
-	if ref := dr.Spec.Subject.IdentitiesSecretRef; ref != nil {
-		var s corev1.Secret
-		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: ref.Name}, &s); err == nil && metav1.IsControlledBy(&s, dr) || (err == nil && ownedBy(&s, dr)) {
-			secrets = append(secrets, ref.Name)
-		}
+	if ref := dr.Spec.Subject.IdentitiesSecretRef; ref != nil && ref.Name != secrets[0] {
+		secrets = append(secrets, ref.Name)
 	}
 	for _, name := range secrets {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: name}}
-		if err := r.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+		var s corev1.Secret
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: name}, &s)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if !ownedBy(&s, dr) {
+			continue
+		}
+		if err := r.Delete(ctx, &s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
 			return reconcile.Result{}, err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/mask"
@@ -163,8 +164,12 @@ type Driver interface {
 
 // CollectionInfo is what Describe learns of a live collection.
 type CollectionInfo struct {
-	Columns       map[string]Column
-	PrimaryKey    []string
+	Columns    map[string]Column
+	PrimaryKey []string
+	// UniqueKeys lists the table's primary key and unique indexes that are
+	// not partial and whose columns are all NOT NULL (the keys that make a
+	// record unique), primary key first; each as its columns in index order.
+	UniqueKeys    [][]string
 	ForeignKeys   []ForeignKey
 	Partitioned   bool
 	EstimatedRows int64
@@ -188,6 +193,33 @@ type ForeignKey struct {
 	RefSchema  string
 	RefTable   string
 	RefColumns []string
+}
+
+// CoversUniqueKey reports whether the columns of a declared primary key
+// include every column of one of the unique keys, so that no two records
+// share a value of the declared key. foldCase compares names
+// case-insensitively (MySQL column names).
+func CoversUniqueKey(declared []string, unique [][]string, foldCase bool) bool {
+	has := map[string]bool{}
+	for _, c := range declared {
+		if foldCase {
+			c = strings.ToLower(c)
+		}
+		has[c] = true
+	}
+	for _, key := range unique {
+		covered := len(key) > 0
+		for _, c := range key {
+			if foldCase {
+				c = strings.ToLower(c)
+			}
+			covered = covered && has[c]
+		}
+		if covered {
+			return true
+		}
+	}
+	return false
 }
 
 // Errors a driver classifies, so the engine knows whether retrying helps.

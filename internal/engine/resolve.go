@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -70,6 +72,12 @@ func ToDriver(storeType retentionv1.DataStoreType, c *retentionv1.Collection) (d
 		if out.Schema == "" && storeType == retentionv1.DataStorePostgreSQL {
 			out.Schema = "public"
 		}
+		if out.Schema != "" && storeType == retentionv1.DataStoreMySQL {
+			return out, fmt.Errorf("%w: collection %s: schema is not used by MySQL (the DataStore's database is); remove it", ErrInvalid, c.Name)
+		}
+		if SystemSchema(out.Schema) {
+			return out, fmt.Errorf("%w: collection %s: schema %s is a system schema; Lethe never works on system catalogs", ErrInvalid, c.Name, out.Schema)
+		}
 		if out.TimestampSource == "" {
 			out.TimestampSource = string(retentionv1.TimestampColumn)
 		}
@@ -101,6 +109,15 @@ func ToDriver(storeType retentionv1.DataStoreType, c *retentionv1.Collection) (d
 		out.IdentityFields[string(id.Type)] = string(id.Field)
 	}
 	return out, nil
+}
+
+// SystemSchema reports whether a schema (or MySQL database) name is a
+// system catalog: PostgreSQL's pg_catalog, pg_toast, pg_temp_N and every
+// other pg_ name (reserved by the server), information_schema, and MySQL's
+// mysql, sys and performance_schema. Compared case-insensitively.
+func SystemSchema(name string) bool {
+	n := strings.ToLower(name)
+	return strings.HasPrefix(n, "pg_") || slices.Contains([]string{"information_schema", "mysql", "sys", "performance_schema"}, n)
 }
 
 // Strategy converts an API anonymization into a mask strategy; key is the
@@ -174,6 +191,9 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 			if d.Via, err = PathToIdentities(in.Dataset, in.StoreType, c, subjects); err != nil {
 				return nil, err
 			}
+		}
+		if err := CheckFields(c, op.Fields); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		for _, f := range op.Fields {
 			if f.Strategy == retentionv1.StrategyHMAC && hmacKey == nil {

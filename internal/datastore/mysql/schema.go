@@ -94,6 +94,7 @@ func (d *Driver) Describe(ctx context.Context, c datastore.Collection) (datastor
 	info := datastore.CollectionInfo{
 		Columns:       make(map[string]datastore.Column, len(t.columns)),
 		PrimaryKey:    key,
+		UniqueKeys:    t.uniqueKeys,
 		ForeignKeys:   t.foreignKeys,
 		Partitioned:   len(t.partitions) > 0,
 		EstimatedRows: t.estimatedRows,

@@ -48,7 +48,11 @@ type table struct {
 	columns  map[string]column
 	colOrder []string
 	pk       []string
-	fks      []datastore.ForeignKey
+	// unique holds the primary key and every unique, valid, non-partial,
+	// plain index whose columns are all NOT NULL, primary key first, then
+	// narrowest first; pk is the first of them.
+	unique [][]string
+	fks    []datastore.ForeignKey
 	// rangePartitioned: relkind p with RANGE strategy.
 	rangePartitioned bool
 	// partKey is the single plain column the table is range-partitioned on,
@@ -107,6 +111,7 @@ WHERE (c.oid = $1 AND c.relkind <> 'p')
 	info := datastore.CollectionInfo{
 		Columns:       make(map[string]datastore.Column, len(t.columns)),
 		PrimaryKey:    pk,
+		UniqueKeys:    slices.Clone(t.unique),
 		ForeignKeys:   slices.Clone(t.fks),
 		Partitioned:   t.rangePartitioned,
 		EstimatedRows: est,
@@ -125,6 +130,10 @@ func (t *table) keyColumns(op string, c datastore.Collection) ([]string, error) 
 			if _, ok := t.columns[k]; !ok {
 				return nil, notFound(op, "primary key column %q does not exist", k)
 			}
+		}
+		if !datastore.CoversUniqueKey(c.PrimaryKey, t.unique, false) {
+			// Keyset batches by a key that is not unique skip or repeat rows.
+			return nil, invalid(op, "the declared primary key is not unique in the table (no primary key or unique NOT NULL index is made of its columns)")
 		}
 		return slices.Clone(c.PrimaryKey), nil
 	}
@@ -205,8 +214,8 @@ JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbaset
 LEFT JOIN pg_catalog.pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`, t.oid)
-	// The primary key, else the narrowest unique, non-partial, plain index
-	// whose columns are all NOT NULL.
+	// The unique keys: the primary key first, then the unique, non-partial,
+	// plain indexes whose columns are all NOT NULL, narrowest first.
 	b.Queue(`
 SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -216,8 +225,7 @@ WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL A
   AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) AS k(attnum)
                   JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                   WHERE NOT a.attnotnull)
-ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid
-LIMIT 1`, t.oid)
+ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid`, t.oid)
 	b.Queue(`
 SELECT con.conname, rn.nspname, rc.relname,
        ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
@@ -267,11 +275,19 @@ WHERE i.indrelid = $1 AND am.amname = 'btree' AND i.indpred IS NULL AND i.indisv
 		return nil, classify(op, err)
 	}
 
-	var pk []string
-	if err := br.QueryRow().Scan(&pk); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	rows, _ = br.Query()
+	var cols []string
+	_, err = pgx.ForEachRow(rows, []any{&cols}, func() error {
+		t.unique = append(t.unique, cols)
+		cols = nil
+		return nil
+	})
+	if err != nil {
 		return nil, classify(op, err)
 	}
-	t.pk = pk
+	if len(t.unique) > 0 {
+		t.pk = t.unique[0]
+	}
 
 	rows, _ = br.Query()
 	var fk datastore.ForeignKey
