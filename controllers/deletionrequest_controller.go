@@ -586,6 +586,15 @@ func (r *DeletionRequestReconciler) held(ctx context.Context, dr *retentionv1.De
 		ds := findDataset(datasets, p.Dataset)
 		c, _ := engine.Collection(ds, retentionv1.Identifier(p.Collection))
 		effect, err := holds.For(ctx, r.APIReader, list.Items, ds.Name, c, now)
+		if errors.Is(err, connect.ErrSecretNotFound) || errors.Is(err, holds.ErrInvalidSubject) {
+			// A hold whose subjects cannot be read may hold this subject:
+			// holds win, so wait, and say why on the request.
+			dr.Status.Phase = DRHeld
+			msg := fmt.Sprintf("Blocked until the subjects of a LegalHold can be read: %v", err)
+			retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
+			retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
+			return true, nil
+		}
 		if err != nil {
 			return false, err
 		}

@@ -127,9 +127,13 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	// the hold is active (the engine then refuses to run jobs in its scope).
 	n, err := r.countSubjects(ctx, &h)
 	var missing error
+	var bad stallError
 	switch {
 	case err == nil:
 		h.Status.Subjects = n
+	case errors.As(err, &bad):
+		missing = err
+		h.Status.Subjects = 0
 	case errors.Is(err, connect.ErrSecretNotFound):
 		missing = err
 		h.Status.Subjects = int32(len(h.Spec.Subjects))
@@ -165,7 +169,10 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	default:
 		retentionv1.SetCondition(&h, ConditionActive, metav1.ConditionFalse, ReasonReleased, "The hold was released")
 	}
-	if missing != nil && active {
+	if bad.reason != "" && active {
+		retentionv1.MarkStalled(&h, bad.reason, bad.msg+"; PurgeJobs in this hold's scope cannot exclude its subjects until it is fixed")
+		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
+	} else if missing != nil && active {
 		retentionv1.MarkStalled(&h, retentionv1.ReasonSecretNotFound,
 			fmt.Sprintf("%v; PurgeJobs in this hold's scope cannot run until it exists", missing))
 		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
@@ -180,12 +187,18 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 // and in its Secret.
 func (r *LegalHoldReconciler) countSubjects(ctx context.Context, h *retentionv1.LegalHold) (int32, error) {
 	subjects, err := holds.Subjects(ctx, r.APIReader, h)
+	if errors.Is(err, holds.ErrInvalidSubject) {
+		return 0, stalled(ReasonInvalidIdentity, strings.TrimPrefix(err.Error(), holds.ErrInvalidSubject.Error()+": "))
+	}
 	if err != nil {
 		return 0, err
 	}
 	seen := map[string]struct{}{}
 	for t, vs := range subjects {
 		for _, v := range vs {
+			if err := checkIdentity(t, v); err != nil {
+				return 0, stalled(ReasonInvalidIdentity, "subjects: "+err.Error())
+			}
 			seen[t+"\x00"+v] = struct{}{}
 		}
 	}

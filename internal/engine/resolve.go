@@ -204,6 +204,9 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 			d.Fields = append(d.Fields, datastore.FieldMask{Field: string(f.Name), Strategy: Strategy(f.Anonymization, hmacKey)})
 		}
 		effect, err := holds.For(ctx, in.Reader, in.Holds, in.Dataset.Name, c, in.Now)
+		if errors.Is(err, holds.ErrInvalidSubject) {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 		if err != nil {
 			return nil, err
 		}

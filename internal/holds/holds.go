@@ -7,10 +7,13 @@ package holds
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -57,11 +60,21 @@ func HasSubjects(h *retentionv1.LegalHold) bool {
 	return len(h.Spec.Subjects) > 0 || h.Spec.SubjectsSecretRef != nil
 }
 
+// ErrInvalidSubject: a held identity cannot be used in a statement (it
+// holds a NUL or other control character). The hold's status says so, and
+// work in its scope stops rather than run without it.
+var ErrInvalidSubject = errors.New("invalid held identity")
+
 // Subjects returns the held identities (type → values), reading the
-// subjects Secret if there is one. Secret values are newline-separated.
+// subjects Secret if there is one. Secret values are newline-separated. A
+// value with a control character is an ErrInvalidSubject naming the Secret
+// and key, never the value.
 func Subjects(ctx context.Context, r client.Reader, h *retentionv1.LegalHold) (map[string][]string, error) {
 	out := map[string][]string{}
-	for _, s := range h.Spec.Subjects {
+	for i, s := range h.Spec.Subjects {
+		if hasControl(s.Value) {
+			return nil, fmt.Errorf("%w: subjects[%d]: a %s value contains a NUL or other control character", ErrInvalidSubject, i, s.Type)
+		}
 		out[string(s.Type)] = append(out[string(s.Type)], s.Value)
 	}
 	if ref := h.Spec.SubjectsSecretRef; ref != nil {
@@ -70,10 +83,19 @@ func Subjects(ctx context.Context, r client.Reader, h *retentionv1.LegalHold) (m
 			return nil, err
 		}
 		for k, v := range secret.Data {
-			out[k] = append(out[k], SplitValues(string(v))...)
+			for _, value := range SplitValues(string(v)) {
+				if hasControl(value) {
+					return nil, fmt.Errorf("%w: Secret %s, key %s: a value contains a NUL or other control character", ErrInvalidSubject, ref.Name, k)
+				}
+				out[k] = append(out[k], value)
+			}
 		}
 	}
 	return out, nil
+}
+
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, unicode.IsControl) >= 0 || !utf8.ValidString(s)
 }
 
 // SplitValues splits a newline-separated list, trimming blanks.
