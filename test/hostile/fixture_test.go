@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -237,6 +238,17 @@ func grant(t *testing.T, ns string) {
 	var role rbacv1.Role
 	if _, doc, ok := strings.Cut(string(raw), "---\n"); !ok || yaml.Unmarshal([]byte(doc), &role) != nil || role.Kind != "Role" {
 		t.Fatalf("config/rbac-namespaced/role.yaml is not one Role after its header: %v", err)
+	}
+	raw, err = os.ReadFile(filepath.Join(env.Root, "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cluster rbacv1.ClusterRole
+	if err := yaml.Unmarshal([]byte(strings.TrimPrefix(string(raw), "---\n")), &cluster); err != nil || cluster.Kind != "ClusterRole" {
+		t.Fatalf("config/rbac/role.yaml is not one ClusterRole: %v", err)
+	}
+	if !reflect.DeepEqual(cluster.Rules, role.Rules) {
+		t.Fatalf("config/rbac-namespaced/role.yaml is stale: run make manifests")
 	}
 	role.Namespace = ns
 	create(t, env.Client, &role)

@@ -115,6 +115,7 @@ func TestHostileInput(t *testing.T) {
 		len(all), rejected, stalled, setup.Round(time.Second), (time.Since(start) - setup).Round(time.Second))
 
 	t.Run("MetricSeriesOfDeletedObjects", func(t *testing.T) { metricSeriesRemoved(t, user, ns.Name, all) })
+	t.Run("CleanupDeletesOnlyOwnedSecrets", func(t *testing.T) { cleanupKeepsOthersSecrets(t, user, ns.Name) })
 
 	// Nothing the cases did changed a sentinel.
 	after := st.checksums(t)
@@ -344,6 +345,48 @@ func metricSeriesRemoved(t *testing.T, user client.Client, ns string, all []host
 			t.Fatalf("series of deleted DeletionRequest %s or DataStore %s are still exported", dr, store)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// cleanupKeepsOthersSecrets: a request named billing, finished with
+// ttlSecondsAfterFinished 0, is removed, but the admin's Secrets
+// billing-subject (its derived-identities name) and billing-ids (its
+// identities Secret), which it does not own, stay.
+func cleanupKeepsOthersSecrets(t *testing.T, user client.Client, ns string) {
+	for name, data := range map[string]string{"billing-subject": "the admin's", "billing-ids": "1"} {
+		key := "note"
+		if name == "billing-ids" {
+			key = "user_id"
+		}
+		create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: map[string]string{key: data}})
+	}
+	dr := &retentionv1.DeletionRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"},
+		Spec: retentionv1.DeletionRequestSpec{
+			Subject: retentionv1.Subject{IdentitiesSecretRef: &retentionv1.SecretReference{Name: "billing-ids"}},
+			Reason:  retentionv1.ReasonSubjectRequest, Scope: &retentionv1.ErasureScope{Datasets: []retentionv1.ObjectName{"pg-scratch"}},
+			TTLSecondsAfterFinished: new(int32),
+		},
+	}
+	if err := user.Create(ctx(), dr); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := user.Get(ctx(), client.ObjectKeyFromObject(dr), dr)
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("request billing was not removed after its TTL: %v %+v", err, dr.Status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, name := range []string{"billing-subject", "billing-ids"} {
+		var s corev1.Secret
+		if err := env.Client.Get(ctx(), client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+			t.Errorf("the admin's Secret %s, not owned by request billing, is gone after its cleanup: %v", name, err)
+		}
 	}
 }
 
