@@ -42,6 +42,7 @@ func main() {
 	flag.IntVar(&options.DataStoreConcurrency, "datastore-concurrency", 2, "Parallel DataStore reconciles.")
 	flag.IntVar(&options.DatasetConcurrency, "dataset-concurrency", 2, "Parallel Dataset reconciles.")
 	flag.IntVar(&options.LegalHoldConcurrency, "legalhold-concurrency", 2, "Parallel LegalHold reconciles.")
+	flag.DurationVar(&options.LegalHoldRecheck, "legalhold-recheck", 5*time.Minute, "How often an active LegalHold re-reads its subjects Secret and derives its subjects' further identities from the stores again.")
 	flag.IntVar(&options.PolicyConcurrency, "policy-concurrency", 2, "Parallel RetentionPolicy reconciles.")
 	flag.IntVar(&options.RequestConcurrency, "deletionrequest-concurrency", 16, "Parallel DeletionRequest reconciles.")
 	flag.StringVar(&digestKeyFile, "digest-key-file", "", "File holding the key of the HMAC digests that stand for data subjects in status, receipts and the erasure ledger (mount a Secret). Falls back to $LETHE_DIGEST_KEY.")

@@ -41,7 +41,8 @@ const maxMemberBytes = 64 << 10
 // Each PurgeJob names its members in an annotation, so a restarted manager
 // finds the jobs of every queued request and never erases a subject twice;
 // a member is queued again only when the manager stopped between creating
-// the subjects Secret and the PurgeJob (nothing ran yet).
+// the PurgeJob and its subjects Secret (nothing ran yet; the request deletes
+// that job once it stalls without its Secret, see orphaned).
 //
 // After a job succeeds, its members are verified together: one count per
 // collection over the union of their identities. Only when that finds
@@ -296,7 +297,7 @@ func (c *Coalescer) requeue(g *erasureGroup, m types.NamespacedName) {
 	ng.members[m] = g.members[m]
 }
 
-// start creates the subjects Secret and the PurgeJob of some members.
+// start creates the PurgeJob of some members, then its subjects Secret.
 func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.NamespacedName) (string, error) {
 	union := map[string][]string{}
 	names := make([]string, 0, len(members))
@@ -311,14 +312,10 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 	name := fmt.Sprintf("erase-%s-%s", truncate(g.dataset, 40), hex.EncodeToString(sum[:5]))
 	labels := map[string]string{LabelCoalesced: "true"}
 
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name, Labels: labels}, Data: map[string][]byte{}}
-	for t, vs := range union {
-		slices.Sort(vs)
-		secret.Data[t] = []byte(strings.Join(slices.Compact(vs), "\n"))
-	}
-	if err := c.Create(ctx, secret); err != nil {
-		return "", fmt.Errorf("creating subjects Secret: %w", err)
-	}
+	// The PurgeJob first, then its subjects Secret, owned by the job from
+	// its creation: no Secret of identities ever exists without an owner.
+	// The PurgeJob controller waits for a subjects Secret that does not
+	// exist yet (subjectsSecretGrace).
 	job := &retentionv1.PurgeJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name, Labels: labels,
 			Annotations: map[string]string{AnnotationDeletionRequests: strings.Join(names, ",")}},
@@ -330,8 +327,21 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 		},
 	}
 	if err := c.Create(ctx, job); err != nil {
-		_ = c.Delete(ctx, secret)
 		return "", fmt.Errorf("creating PurgeJob: %w", err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name, Labels: labels,
+		OwnerReferences: []metav1.OwnerReference{ownerReference(job, "PurgeJob")}}, Data: map[string][]byte{}}
+	for t, vs := range union {
+		slices.Sort(vs)
+		secret.Data[t] = []byte(strings.Join(slices.Compact(vs), "\n"))
+	}
+	if err := c.Create(ctx, secret); err != nil {
+		// Nothing ran: the job waits for its Secret. Remove it, and its
+		// members are queued again.
+		if derr := c.Delete(ctx, job, client.Preconditions{UID: &job.UID}); client.IgnoreNotFound(derr) != nil {
+			log.FromContext(ctx).Error(derr, "deleting a PurgeJob whose subjects Secret could not be created", "purgeJob", name)
+		}
+		return "", fmt.Errorf("creating subjects Secret: %w", err)
 	}
 	jm := &jobMembers{group: g.key, union: union, remaining: map[types.NamespacedName]bool{}}
 	for _, m := range members {
@@ -340,13 +350,26 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 	c.mu.Lock()
 	c.jobs[g.namespace+"/"+name] = jm
 	c.mu.Unlock()
-	// The Secret goes with the job.
-	patch := client.MergeFrom(secret.DeepCopy())
-	secret.OwnerReferences = []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "PurgeJob", Name: job.Name, UID: job.UID}}
-	if err := c.Patch(ctx, secret, patch); err != nil {
-		log.FromContext(ctx).Error(err, "setting the owner of a subjects Secret", "purgeJob", name)
-	}
 	return name, nil
+}
+
+// Forget drops a PurgeJob that was deleted before it ran (its subjects
+// Secret was never created): its members are no longer assigned to it, so
+// they can be queued again.
+func (c *Coalescer) Forget(namespace, job string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.jobs, namespace+"/"+job)
+	for req, byDataset := range c.assigned {
+		if req.Namespace != namespace {
+			continue
+		}
+		for ds, name := range byDataset {
+			if name == job {
+				delete(byDataset, ds)
+			}
+		}
+	}
 }
 
 func truncate(s string, n int) string {

@@ -24,6 +24,8 @@ import (
 	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/mask"
 )
 
 // Dataset reasons beyond the shared ones.
@@ -34,6 +36,10 @@ const (
 	// ReasonPrimaryKeyNotUnique: a declared primaryKey is not backed by a
 	// primary key or unique NOT NULL, non-partial index of the live table.
 	ReasonPrimaryKeyNotUnique = "PrimaryKeyNotUnique"
+	// ReasonInvalidAnonymization: a field's strategy cannot apply (a key or
+	// unique column, Null on NOT NULL, a type or length it cannot write) or
+	// an Anonymize collection leaves an identity field as it is.
+	ReasonInvalidAnonymization = "InvalidAnonymization"
 )
 
 // DatasetDataStoreIndex is the cache index of Datasets by the name of the
@@ -271,7 +277,7 @@ type validation struct {
 }
 
 // reasonOrder ranks reasons: the Ready reason is the first that has a problem.
-var reasonOrder = []string{retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound, ReasonCollectionNotFound, ReasonFieldNotFound, ReasonPrimaryKeyNotUnique}
+var reasonOrder = []string{retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound, ReasonCollectionNotFound, ReasonFieldNotFound, ReasonPrimaryKeyNotUnique, ReasonInvalidAnonymization}
 
 // verdict returns the Ready reason and message, or "" when all is well. The
 // message lists up to five problems, most serious first.
@@ -368,6 +374,7 @@ func validateDataset(ctx context.Context, ds *retentionv1.Dataset, store *retent
 		if x.found && sql {
 			checkFields(v, x)
 			checkPrimaryKey(v, x, store.Spec.Type == retentionv1.DataStoreMySQL)
+			checkAnonymization(v, x)
 		}
 	}
 	if sql {
@@ -382,8 +389,8 @@ func validateDataset(ctx context.Context, ds *retentionv1.Dataset, store *retent
 		}
 		v.collections = append(v.collections, st)
 	}
-	v.graph = identityGraph(order, byName, store)
 	v.foreignKeys = discoveredForeignKeys(order, store)
+	v.graph = identityGraph(ds, v.foreignKeys)
 	return v
 }
 
@@ -552,12 +559,62 @@ func checkPrimaryKey(v *validation, x *described, foldCase bool) {
 		}
 		cols[i] = string(k)
 	}
-	if datastore.CoversUniqueKey(cols, x.info.UniqueKeys, foldCase) {
+	if datastore.CoversUniqueKey(cols, x.info.KeysNotNull(), foldCase) {
 		return
 	}
 	x.notes = append(x.notes, "primaryKey is not unique")
 	v.add(ReasonPrimaryKeyNotUnique, "collection %s: primaryKey (%s) is not backed by a primary key or unique index of the table (not partial, every column NOT NULL); batching by it would skip or repeat records: declare the table's real key or add a unique index",
 		x.c.Name, strings.Join(cols, ", "))
+}
+
+// checkAnonymization finds, before any erasure or retention run, what would
+// make anonymizing the collection fail or leave it identifying: a strategy
+// on a primary-key or unique column (two anonymized records could collide,
+// and the key is what batches resume by), Null on a NOT NULL column, a
+// strategy that cannot write the column's type or length, and an identity
+// field of an Anonymize collection without a strategy (its records would
+// still identify the subject after erasure).
+func checkAnonymization(v *validation, x *described) {
+	c := x.c
+	pk := x.primaryKey()
+	for _, f := range c.Fields {
+		if f.Anonymize == nil {
+			continue
+		}
+		col, ok := x.info.Columns[string(f.Name)]
+		if !ok {
+			continue // reported by checkFields
+		}
+		bad := func(format string, args ...any) {
+			msg := fmt.Sprintf(format, args...)
+			x.notes = append(x.notes, "field "+string(f.Name)+": "+msg)
+			v.add(ReasonInvalidAnonymization, "field %s.%s: %s", c.Name, f.Name, msg)
+		}
+		switch {
+		case slices.Contains(pk, string(f.Name)):
+			bad("is part of the primary key; a key column cannot be anonymized (delete the record instead, or anonymize other fields)")
+			continue
+		case col.Unique && f.Anonymize.Strategy != retentionv1.StrategyHMAC:
+			bad("is part of a unique index; anonymized values would collide (use HMAC, which keeps distinct values distinct, or delete the record)")
+			continue
+		}
+		s := engine.Strategy(*f.Anonymize, []byte("validation-key-0123456789abcdef0123"))
+		if err := s.Validate(col.Mask); err != nil {
+			bad("%s", strings.TrimPrefix(err.Error(), mask.ErrInvalidStrategy.Error()+": "))
+		}
+	}
+	if (c.Action != retentionv1.ActionAnonymize && c.WhenReferenced != retentionv1.WhenReferencedAnonymize) || c.TraverseOnly {
+		return
+	}
+	for _, id := range c.Identities {
+		if id.Field == "" {
+			continue
+		}
+		if !slices.ContainsFunc(c.Fields, func(f retentionv1.DataField) bool { return f.Name == id.Field && f.Anonymize != nil }) {
+			x.notes = append(x.notes, "identity field "+string(id.Field)+" has no anonymize strategy")
+			v.add(ReasonInvalidAnonymization, "field %s.%s: identity %s of a collection erased by Anonymize needs an anonymize strategy, or its records would still identify the subject", c.Name, id.Field, id.Type)
+		}
+	}
 }
 
 // primaryKey is a collection's declared primary key, else the discovered one.
@@ -611,15 +668,6 @@ func checkReferenceTargets(v *validation, order []*described, byName map[string]
 
 // --- identity graph ---------------------------------------------------------
 
-// edge says that child.field refers to parent.parentField.
-type edge struct {
-	field, parent, parentField string
-}
-
-func (e edge) hop(child string) string {
-	return child + "." + e.field + " → " + e.parent + "." + e.parentField
-}
-
 // tableKey names a live table (MySQL: the database as its schema).
 type tableKey struct{ schema, table string }
 
@@ -640,47 +688,12 @@ func collectionsByTable(order []*described, store *retentionv1.DataStore) map[ta
 	return byTable
 }
 
-// edges returns, for each collection, the references leading out of it:
-// declared ones first, then foreign keys discovered in the live schema that
-// point at another declared collection.
-func edges(order []*described, byName map[string]*described, store *retentionv1.DataStore) map[string][]edge {
-	byTable := collectionsByTable(order, store)
-	out := map[string][]edge{}
-	for _, x := range order {
-		child := string(x.c.Name)
-		add := func(e edge) {
-			if e.parent == child || slices.Contains(out[child], e) {
-				return
-			}
-			out[child] = append(out[child], e)
-		}
-		for _, ref := range x.c.References {
-			t, ok := byName[string(ref.Collection)]
-			if !ok {
-				continue
-			}
-			target := refTarget(ref, t)
-			if target == "" {
-				continue
-			}
-			add(edge{field: string(ref.Field), parent: string(ref.Collection), parentField: target})
-		}
-		if x.info == nil {
-			continue
-		}
-		for _, fk := range x.info.ForeignKeys {
-			for _, parent := range byTable[tableKey{fk.RefSchema, fk.RefTable}] {
-				add(edge{field: joinCols(fk.Columns), parent: parent, parentField: joinCols(fk.RefColumns)})
-			}
-		}
-	}
-	return out
-}
-
-// discoveredForeignKeys lists the single-column foreign keys of the live
-// schema between two declared collections, for erasure planning (a composite
-// key cannot be followed with one field per hop and is only shown in the
-// identity graph).
+// discoveredForeignKeys lists the foreign keys of the live schema between
+// two declared collections. Erasure reads each as PointsTo (a foreign key
+// says a record points at another, not whose it is) unless a declared
+// reference on the same field says Owned; all of them order erasure
+// children first. A composite key is listed with its columns joined by
+// commas: it orders and blocks, but is never followed as a path.
 func discoveredForeignKeys(order []*described, store *retentionv1.DataStore) []retentionv1.DiscoveredReference {
 	byTable := collectionsByTable(order, store)
 	var out []retentionv1.DiscoveredReference
@@ -689,11 +702,15 @@ func discoveredForeignKeys(order []*described, store *retentionv1.DataStore) []r
 			continue
 		}
 		for _, fk := range x.info.ForeignKeys {
-			if len(fk.Columns) != 1 || len(fk.RefColumns) != 1 {
-				continue
+			own := retentionv1.OwnershipPointsTo
+			for _, ref := range x.c.References {
+				if len(fk.Columns) == 1 && string(ref.Field) == fk.Columns[0] && ref.Ownership != retentionv1.OwnershipPointsTo {
+					own = retentionv1.OwnershipOwned
+				}
 			}
 			for _, parent := range byTable[tableKey{fk.RefSchema, fk.RefTable}] {
-				out = append(out, retentionv1.DiscoveredReference{Collection: string(x.c.Name), Field: fk.Columns[0], TargetCollection: parent, TargetField: fk.RefColumns[0], Constraint: fk.Name})
+				out = append(out, retentionv1.DiscoveredReference{Collection: string(x.c.Name), Field: strings.Join(fk.Columns, ","), TargetCollection: parent,
+					TargetField: strings.Join(fk.RefColumns, ","), Constraint: fk.Name, Ownership: own})
 			}
 		}
 	}
@@ -708,65 +725,38 @@ func joinCols(cols []string) string {
 }
 
 // identityGraph lists, for each identity type declared anywhere in the
-// Dataset, every collection that holds it directly or reaches a collection
-// that does through references (shortest path, breadth first).
-func identityGraph(order []*described, byName map[string]*described, store *retentionv1.DataStore) []retentionv1.IdentityPath {
-	holds := map[string]map[string]bool{} // identity type → collections holding it
-	for _, x := range order {
-		for _, id := range x.c.Identities {
-			t := string(id.Type)
-			if holds[t] == nil {
-				holds[t] = map[string]bool{}
-			}
-			holds[t][string(x.c.Name)] = true
-		}
+// Dataset, every collection that holds it directly and every owning path by
+// which a collection reaches one that does (internal/erasure: the graph
+// erasure plans with, declared references and the foreign keys found now).
+func identityGraph(ds *retentionv1.Dataset, foreignKeys []retentionv1.DiscoveredReference) []retentionv1.IdentityPath {
+	probe := ds.DeepCopy()
+	probe.Status.ForeignKeys = foreignKeys
+	g := erasure.NewGraph(probe)
+	types := erasure.DeclaredTypes([]retentionv1.Dataset{*probe})
+	sorted := make([]string, 0, len(types))
+	for t := range types {
+		sorted = append(sorted, t)
 	}
-	types := make([]string, 0, len(holds))
-	for t := range holds {
-		types = append(types, t)
-	}
-	slices.Sort(types)
-	out := edges(order, byName, store)
-
+	slices.Sort(sorted)
 	var graph []retentionv1.IdentityPath
-	for _, t := range types {
-		for _, x := range order {
-			name := string(x.c.Name)
-			if holds[t][name] {
-				graph = append(graph, retentionv1.IdentityPath{Identity: t, Collection: name})
-				continue
+	for _, t := range sorted {
+		for i := range probe.Spec.Collections {
+			c := &probe.Spec.Collections[i]
+			r, err := g.Owned(c, func(x string) bool { return x == t })
+			if err != nil {
+				continue // no path, or a reference already reported invalid
 			}
-			if via, ok := pathTo(name, holds[t], out); ok {
-				graph = append(graph, retentionv1.IdentityPath{Identity: t, Collection: name, Via: via})
+			if r.Direct {
+				graph = append(graph, retentionv1.IdentityPath{Identity: t, Collection: string(c.Name)})
+			}
+			for _, p := range r.Paths {
+				via := make([]string, len(p))
+				for k, e := range p {
+					via[k] = e.String()
+				}
+				graph = append(graph, retentionv1.IdentityPath{Identity: t, Collection: string(c.Name), Via: via})
 			}
 		}
 	}
 	return graph
-}
-
-// pathTo finds the shortest chain of references from a collection to one of
-// the targets, as hops.
-func pathTo(from string, targets map[string]bool, out map[string][]edge) ([]string, bool) {
-	type node struct {
-		name string
-		hops []string
-	}
-	seen := map[string]bool{from: true}
-	queue := []node{{name: from}}
-	for len(queue) > 0 {
-		n := queue[0]
-		queue = queue[1:]
-		for _, e := range out[n.name] {
-			if seen[e.parent] {
-				continue
-			}
-			seen[e.parent] = true
-			hops := append(slices.Clone(n.hops), e.hop(n.name))
-			if targets[e.parent] {
-				return hops, true
-			}
-			queue = append(queue, node{name: e.parent, hops: hops})
-		}
-	}
-	return nil, false
 }

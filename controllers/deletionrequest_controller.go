@@ -14,7 +14,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -34,6 +33,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/internal/schedule"
@@ -74,6 +74,9 @@ const (
 	// ReasonInvalidIdentity: an identity read from the spec or a Secret is
 	// not usable (a control character, or a key that is not an identity type).
 	ReasonInvalidIdentity = "InvalidIdentity"
+	// ReasonReferencedOutsideErasure: records outside the erasure refer, by
+	// a foreign key, to records it would delete; nothing was changed.
+	ReasonReferencedOutsideErasure = "ReferencedOutsideErasure"
 
 	// AnnotationRequestedBy carries the creator's user name; the
 	// ValidatingAdmissionPolicy in config/admission checks it against the
@@ -166,8 +169,10 @@ func (r *DeletionRequestReconciler) Reconcile(ctx context.Context, req reconcile
 	if err := r.Get(ctx, req.NamespacedName, &dr); err != nil {
 		if apierrors.IsNotFound(err) {
 			metrics.ForgetDeletionRequest(req.Namespace, req.Name)
+			// Gone: the coalesced PurgeJobs it was the last of go too.
+			return reconcile.Result{}, r.releaseJobs(ctx, req.NamespacedName)
 		}
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+		return reconcile.Result{}, err
 	}
 	if !dr.DeletionTimestamp.IsZero() {
 		metrics.ForgetDeletionRequest(req.Namespace, req.Name)
@@ -224,6 +229,13 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
+	}
+	// Types no Dataset declares match nothing: reported, and a request
+	// naming only such types stops instead of completing as NothingInScope.
+	// (Datasets are not watched: the check repeats every minute.)
+	if _, all := r.markUnknownTypes(dr, "request", identityTypes(identities), datasets); all {
+		retentionv1.MarkStalled(dr, ReasonUnknownIdentityType, meta.FindStatusCondition(dr.Status.Conditions, ConditionUnknownIdentityTypes).Message)
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
 	}
 	if name := unvalidated(datasets); name != "" {
 		// Foreign keys come from the Dataset's validation: a plan made
@@ -288,6 +300,11 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// Execute: count the subject's records, then queue for a coalesced
 	// PurgeJob per Dataset (set-based statements over many subjects).
 	jobs, queued, err := r.execute(ctx, dr, steps, identities)
+	var se stallError
+	if errors.As(err, &se) {
+		retentionv1.MarkStalled(dr, se.reason, se.msg)
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
+	}
 	if invalid(err) {
 		// The stores cannot run this erasure as specified (a value that does
 		// not fit a key pattern or prefix, a collection the store refuses):
@@ -301,13 +318,31 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		return reconcile.Result{RequeueAfter: 5 * time.Second}, err
 	}
 	for _, j := range jobs {
+		if orphaned(j) {
+			if err := r.deleteJob(ctx, j); err != nil {
+				return reconcile.Result{}, err
+			}
+			log.FromContext(ctx).Info("Deleted a coalesced PurgeJob whose subjects Secret was never created; queueing the request again", "purgeJob", j.Name)
+			return reconcile.Result{RequeueAfter: time.Second}, nil
+		}
 		switch j.Status.Phase {
-		case PhaseFailed, PhaseStalled:
-			msg := fmt.Sprintf("PurgeJob %s %s", j.Name, strings.ToLower(j.Status.Phase))
+		case PhaseFailed:
+			msg := fmt.Sprintf("PurgeJob %s failed", j.Name)
 			if c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled); c != nil {
 				msg += ": " + c.Message
 			}
 			return r.fail(dr, ReasonErasureFailed, msg, now)
+		case PhaseStalled:
+			// Stopped, but not over: a safety limit to release, records
+			// referring from outside, or an interrupted erasure that resumes
+			// once its cause is fixed. The job's end wakes this request.
+			reason, msg := ReasonErasureFailed, fmt.Sprintf("PurgeJob %s stopped", j.Name)
+			if c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled); c != nil {
+				reason, msg = c.Reason, msg+": "+c.Message
+			}
+			dr.Status.Phase = DRRunning
+			retentionv1.MarkStalled(dr, reason, msg)
+			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		case PhaseSucceeded:
 		default:
 			dr.Status.Phase = DRRunning
@@ -473,11 +508,8 @@ func (r *DeletionRequestReconciler) datasetsInScope(ctx context.Context, dr *ret
 	return out, nil
 }
 
-// datasetSteps is the planned erasure of one Dataset.
-type datasetSteps struct {
-	dataset *retentionv1.Dataset
-	ops     []retentionv1.Operation
-}
+// datasetSteps is the planned erasure of one Dataset (internal/erasure).
+type datasetSteps = erasure.Step
 
 // setPlan replaces the plan; counts taken before erasure stay with it.
 func setPlan(dr *retentionv1.DeletionRequest, plan []retentionv1.PlannedCollection) {
@@ -491,61 +523,67 @@ func setPlan(dr *retentionv1.DeletionRequest, plan []retentionv1.PlannedCollecti
 	dr.Status.Plan = plan
 }
 
-// plan walks each Dataset's identity graph: every collection holding one of
-// the identity types directly or through references and discovered foreign
-// keys, with its action (the request's override, else the Dataset's),
-// children first. derivedFrom says which types were (or may be) derived,
-// and how, for status.plan[].via.
+// plan is the erasure plan of the request (internal/erasure: every
+// collection that holds one of the identity types itself or through an
+// owning path, children first). derivedFrom says which types were (or may
+// be) derived, and how, for status.plan[].via. Fallbacks decided by an
+// earlier preflight (status.plan[].fallback) are kept.
 func (r *DeletionRequestReconciler) plan(dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, have map[string]bool, derivedFrom map[string]string) ([]retentionv1.PlannedCollection, []datasetSteps, error) {
+	steps, err := erasure.Plan(datasets, erasure.Request{Types: have, DerivedFrom: derivedFrom, Overrides: dr.Spec.Overrides})
+	if err != nil {
+		return nil, nil, err
+	}
 	var plan []retentionv1.PlannedCollection
-	var steps []datasetSteps
-	for i := range datasets {
-		ds := &datasets[i]
-		var ops []retentionv1.Operation
-		via := map[retentionv1.Identifier]string{}
-		graph := engine.NewGraph(ds)
-		for ci := range ds.Spec.Collections {
-			c := &ds.Spec.Collections[ci]
-			path, err := graph.Path(c, func(t string) bool { return have[t] })
-			if errors.Is(err, engine.ErrNoPath) {
-				continue // holds none of this subject's identities
-			}
-			if err != nil {
-				return nil, nil, err
-			}
-			action := c.Action
-			if action == "" {
-				action = retentionv1.ActionDelete
-			}
-			for _, o := range dr.Spec.Overrides {
-				if string(o.Dataset) == ds.Name && o.Collection == c.Name {
-					action = o.Action
+	for si := range steps {
+		s := &steps[si]
+		for oi := range s.Ops {
+			for _, old := range dr.Status.Plan {
+				if old.Fallback == "" || old.Dataset != s.Dataset.Name || old.Collection != string(s.Ops[oi].Collection) {
+					continue
+				}
+				if err := s.FallBack(oi, old.Fallback); err != nil {
+					return nil, nil, err
 				}
 			}
-			op := retentionv1.Operation{Collection: c.Name, Action: action, BySubject: true}
-			if action == retentionv1.ActionAnonymize {
-				for _, f := range c.Fields {
-					if f.Anonymize != nil {
-						op.Fields = append(op.Fields, retentionv1.FieldAnonymization{Name: f.Name, Anonymization: *f.Anonymize})
-					}
-				}
-				if len(op.Fields) == 0 {
-					return nil, nil, fmt.Errorf("collection %s of Dataset %s is to be anonymized, but none of its fields has an anonymize strategy", c.Name, ds.Name)
-				}
-			}
-			ops = append(ops, op)
-			via[c.Name] = describeVia(ds, c, path, have, derivedFrom)
 		}
-		if len(ops) == 0 {
-			continue
-		}
-		ops = engine.OrderChildrenFirst(ds, ops)
-		for order, op := range ops {
-			plan = append(plan, retentionv1.PlannedCollection{Dataset: ds.Name, Collection: string(op.Collection), Action: op.Action, Order: int32(order), Via: via[op.Collection]})
-		}
-		steps = append(steps, datasetSteps{dataset: ds, ops: ops})
+		plan = append(plan, s.Plan...)
 	}
 	return plan, steps, nil
+}
+
+// preflight proves, before the first change, that the erasure can run to
+// the end, on every Dataset whose store has foreign keys (engine.Preflight:
+// no record outside the erasure left referring to one it deletes, with the
+// whenReferenced fallbacks). It reads the stores only.
+func (r *DeletionRequestReconciler) preflight(ctx context.Context, steps []datasetSteps, identities map[string][]string) (string, error) {
+	for si := range steps {
+		s := &steps[si]
+		store, d, err := r.storeOf(ctx, s.Dataset)
+		if err != nil {
+			return "", err
+		}
+		ref, ok := d.(datastore.Referrers)
+		if !ok {
+			continue
+		}
+		if msg, err := engine.Preflight(ctx, ref, s, store.Spec.Type, identities); err != nil || msg != "" {
+			return msg, err
+		}
+	}
+	return "", nil
+}
+
+// storeOf reads a Dataset's DataStore and opens its driver.
+func (r *DeletionRequestReconciler) storeOf(ctx context.Context, ds *retentionv1.Dataset) (*retentionv1.DataStore, datastore.Driver, error) {
+	var store retentionv1.DataStore
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ds.Namespace, Name: string(ds.Spec.DataStoreRef.Name)}, &store); err != nil {
+		return nil, nil, err
+	}
+	d, err := r.Pool.Get(ctx, &store)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &store, d, nil
 }
 
 // approved checks the approval gate. The annotations are authenticated by
@@ -575,58 +613,84 @@ func (r *DeletionRequestReconciler) approved(dr *retentionv1.DeletionRequest) bo
 	return true
 }
 
-// held checks legal holds: a hold naming one of the subject's identities, or
-// keeping a whole planned collection, blocks the request until it ends.
+// held checks legal holds: a hold naming one of the subject's identities
+// (named or derived, the request's or the hold's), or keeping a whole
+// planned collection, blocks the request until it ends. status.heldBy names
+// every such hold; each lists the request in its status.blocking.
 func (r *DeletionRequestReconciler) held(ctx context.Context, dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, identities map[string][]string, now time.Time) (bool, error) {
 	var list retentionv1.LegalHoldList
 	if err := r.List(ctx, &list, client.InNamespace(dr.Namespace)); err != nil {
 		return false, err
 	}
-	for _, p := range dr.Status.Plan {
-		ds := findDataset(datasets, p.Dataset)
-		c, _ := engine.Collection(ds, retentionv1.Identifier(p.Collection))
-		effect, err := holds.For(ctx, r.APIReader, list.Items, ds.Name, c, now)
-		if errors.Is(err, connect.ErrSecretNotFound) || errors.Is(err, holds.ErrInvalidSubject) {
-			// A hold whose subjects cannot be read may hold this subject:
-			// holds win, so wait, and say why on the request.
-			dr.Status.Phase = DRHeld
-			msg := fmt.Sprintf("Blocked until the subjects of a LegalHold can be read: %v", err)
-			retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
-			retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
-			return true, nil
+	var by []string
+	for i := range list.Items {
+		h := &list.Items[i]
+		if holds.Phase(h, now) != holds.PhaseActive {
+			continue
 		}
-		if err != nil {
-			return false, err
-		}
-		hold := effect.Blocked
-		for typ, values := range identities {
-			for _, v := range values {
-				if hold == "" && slices.Contains(effect.Held[typ], v) {
-					hold = heldBy(ctx, r.APIReader, list.Items, ds.Name, c, typ, v, now)
+		var subjects map[string][]string // read once per hold, when needed
+		for _, p := range dr.Status.Plan {
+			ds := findDataset(datasets, p.Dataset)
+			c, ok := engine.Collection(ds, retentionv1.Identifier(p.Collection))
+			if !ok || !holds.Applies(h, ds.Name, c) {
+				continue
+			}
+			if !holds.HasSubjects(h) {
+				by = append(by, h.Name)
+				break
+			}
+			if subjects == nil {
+				var err error
+				subjects, err = holds.Subjects(ctx, r.APIReader, h)
+				if errors.Is(err, connect.ErrSecretNotFound) || errors.Is(err, holds.ErrInvalidSubject) {
+					// A hold whose subjects cannot be read may hold this
+					// subject: holds win, so wait, and say why on the request.
+					dr.Status.Phase = DRHeld
+					msg := fmt.Sprintf("Blocked until the subjects of LegalHold %s can be read: %v", h.Name, err)
+					retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
+					retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
+					return true, nil
+				}
+				if err != nil {
+					return false, fmt.Errorf("LegalHold %q: %w", h.Name, err)
+				}
+				if !holds.Derivation(h) {
+					return false, fmt.Errorf("LegalHold %q: %w", h.Name, holds.ErrNotDerived)
 				}
 			}
+			if sharesIdentity(subjects, identities) {
+				by = append(by, h.Name)
+				break
+			}
 		}
-		if hold != "" {
-			dr.Status.Phase = DRHeld
-			msg := fmt.Sprintf("Blocked by LegalHold %s until it is released or expires", hold)
-			retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
-			retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
-			return true, nil
+	}
+	slices.Sort(by)
+	dr.Status.HeldBy = by
+	if len(by) > 0 {
+		dr.Status.Phase = DRHeld
+		msg := fmt.Sprintf("Blocked by LegalHold %s until it is released or expires", by[0])
+		if len(by) > 1 {
+			msg = fmt.Sprintf("Blocked by LegalHolds %s until they are released or expire", strings.Join(by, ", "))
 		}
+		retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
+		retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
+		return true, nil
 	}
 	retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionFalse, ReasonNotHeld, "No legal hold applies")
 	return false, nil
 }
 
-// heldBy names the active hold that holds one identity.
-func heldBy(ctx context.Context, r client.Reader, all []retentionv1.LegalHold, dataset string, c *retentionv1.Collection, typ, value string, now time.Time) string {
-	for i := range all {
-		effect, err := holds.For(ctx, r, all[i:i+1], dataset, c, now)
-		if err == nil && slices.Contains(effect.Held[typ], value) {
-			return all[i].Name
+// sharesIdentity reports whether two identity sets (type → values) have a
+// value of the same type in common.
+func sharesIdentity(a, b map[string][]string) bool {
+	for t, vs := range b {
+		for _, v := range vs {
+			if slices.Contains(a[t], v) {
+				return true
+			}
 		}
 	}
-	return "unknown"
+	return false
 }
 
 func findDataset(all []retentionv1.Dataset, name string) *retentionv1.Dataset {
@@ -648,7 +712,7 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 	}
 	var missing []datasetSteps
 	for _, s := range steps {
-		if jobFor(jobs, s.dataset.Name) == nil {
+		if jobFor(jobs, s.Dataset.Name) == nil {
 			missing = append(missing, s)
 		}
 	}
@@ -660,13 +724,25 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 		return jobs, false, nil
 	}
 	if dr.Status.Phase != DRQueued {
+		msg, err := r.preflight(ctx, steps, identities)
+		if err != nil {
+			return nil, false, err
+		}
+		plan := []retentionv1.PlannedCollection{}
+		for _, s := range steps {
+			plan = append(plan, s.Plan...)
+		}
+		setPlan(dr, plan)
+		if msg != "" {
+			return nil, false, stalled(ReasonReferencedOutsideErasure, msg)
+		}
 		counts, err := r.countSubject(ctx, steps, identities)
 		if err != nil {
 			return nil, false, err
 		}
 		i := 0
 		for si, s := range steps {
-			for oi := range s.ops {
+			for oi := range s.Ops {
 				n := counts[si][oi]
 				dr.Status.Plan[i].Matched = &n
 				i++
@@ -678,7 +754,7 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 		mode = retentionv1.ModeDryRun
 	}
 	for _, s := range missing {
-		r.Coalescer.Add(client.ObjectKeyFromObject(dr), s.dataset.Name, mode, s.ops, identities)
+		r.Coalescer.Add(client.ObjectKeyFromObject(dr), s.Dataset.Name, mode, s.Ops, identities)
 	}
 	dr.Status.Phase = DRQueued
 	retentionv1.MarkReconciling(dr, ReasonQueued, "Queued for erasure together with other requests")
@@ -742,28 +818,19 @@ func (r *DeletionRequestReconciler) countSubject(ctx context.Context, steps []da
 // countStep counts the records of these identities in each of one Dataset's
 // planned collections.
 func (r *DeletionRequestReconciler) countStep(ctx context.Context, s datasetSteps, identities map[string][]string) ([]int64, error) {
-	var store retentionv1.DataStore
-	if err := r.Get(ctx, types.NamespacedName{Namespace: s.dataset.Namespace, Name: string(s.dataset.Spec.DataStoreRef.Name)}, &store); err != nil {
-		return nil, err
-	}
-	d, err := r.Pool.Get(ctx, &store)
+	store, d, err := r.storeOf(ctx, s.Dataset)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]int64, 0, len(s.ops))
-	for _, op := range s.ops {
-		c, _ := engine.Collection(s.dataset, op.Collection)
-		dc, err := engine.ToDriver(store.Spec.Type, c)
+	out := make([]int64, 0, len(s.Ops))
+	for _, op := range s.Ops {
+		o, err := engine.SubjectOperation(s.Dataset, store.Spec.Type, op, identities)
 		if err != nil {
 			return nil, err
 		}
-		hops, err := engine.PathToIdentities(s.dataset, store.Spec.Type, c, identities)
+		n, err := d.Count(ctx, o)
 		if err != nil {
-			return nil, err
-		}
-		n, err := d.Count(ctx, datastore.Operation{Collection: dc, Subjects: identities, Via: hops, Delete: op.Action == retentionv1.ActionDelete})
-		if err != nil {
-			return nil, fmt.Errorf("counting in %s/%s: %w", s.dataset.Name, op.Collection, err)
+			return nil, fmt.Errorf("counting in %s/%s: %w", s.Dataset.Name, op.Collection, err)
 		}
 		out = append(out, n)
 	}
@@ -778,7 +845,7 @@ func (r *DeletionRequestReconciler) countStep(ctx context.Context, s datasetStep
 // alone. It names the first collection that fails.
 func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetSteps, jobs []*retentionv1.PurgeJob, identities map[string][]string) (string, error) {
 	for _, s := range steps {
-		if job := jobFor(jobs, s.dataset.Name); job != nil {
+		if job := jobFor(jobs, s.Dataset.Name); job != nil {
 			left, ok, err := r.Coalescer.Verified(job.Namespace, job.Name, func(union map[string][]string) ([]int64, error) {
 				return r.countStep(ctx, s, union)
 			})
@@ -793,9 +860,9 @@ func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetS
 		if err != nil {
 			return "", err
 		}
-		for oi, op := range s.ops {
+		for oi, op := range s.Ops {
 			if left[oi] > 0 {
-				return fmt.Sprintf("Verification failed: %d records in collection %s of Dataset %s still identify the subject after erasure", left[oi], op.Collection, s.dataset.Name), nil
+				return fmt.Sprintf("Verification failed: %d records in collection %s of Dataset %s still identify the subject after erasure", left[oi], op.Collection, s.Dataset.Name), nil
 			}
 		}
 	}
@@ -913,8 +980,11 @@ func (r *DeletionRequestReconciler) appendLedger(ctx context.Context, dr *retent
 	return r.Ledger.Append(ctx, dr.Namespace, LedgerDay(receipt.CompletedAt.Time), dr.Name, string(line))
 }
 
-// expire deletes a finished request after ttlSecondsAfterFinished, with its
-// subject Secret and, if the request owns it, the identity Secret.
+// expire deletes a finished request after ttlSecondsAfterFinished, with the
+// Secrets it owns (<request>-subject, and the identity Secret if the request
+// owns it; never a Secret it does not own) and its PurgeJobs; a coalesced
+// PurgeJob, which erased other requests too, goes with the last of them
+// (releaseJobs). Only the ledger's digests remain.
 func (r *DeletionRequestReconciler) expire(ctx context.Context, dr *retentionv1.DeletionRequest, now time.Time) (reconcile.Result, error) {
 	if dr.Spec.TTLSecondsAfterFinished == nil || dr.Status.CompletionTime == nil {
 		return reconcile.Result{}, nil
@@ -923,26 +993,12 @@ func (r *DeletionRequestReconciler) expire(ctx context.Context, dr *retentionv1.
 	if wait := at.Sub(now); wait > 0 {
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
-	// Only Secrets this request owns (an owner reference with its UID) are
-	// deleted: a Secret that merely has the request's name in its name, or
-	// that the request points at, may be someone else's.
-	secrets := []string{dr.Name + "-subject"}
-	if ref := dr.Spec.Subject.IdentitiesSecretRef; ref != nil && ref.Name != secrets[0] {
+	secrets := []string{subjectSecretName(dr)}
+	if ref := dr.Spec.Subject.IdentitiesSecretRef; ref != nil {
 		secrets = append(secrets, ref.Name)
 	}
 	for _, name := range secrets {
-		var s corev1.Secret
-		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: name}, &s)
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		if !ownedBy(&s, dr) {
-			continue
-		}
-		if err := r.Delete(ctx, &s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
+		if err := deleteOwnedSecret(ctx, r.Client, r.APIReader, dr, name); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
@@ -951,22 +1007,76 @@ func (r *DeletionRequestReconciler) expire(ctx context.Context, dr *retentionv1.
 		return reconcile.Result{}, err
 	}
 	for i := range jobs.Items {
-		if err := r.Delete(ctx, &jobs.Items[i]); client.IgnoreNotFound(err) != nil {
+		if err := r.deleteJob(ctx, &jobs.Items[i]); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
-	if err := r.Delete(ctx, dr); client.IgnoreNotFound(err) != nil {
+	if err := r.Delete(ctx, dr, client.Preconditions{UID: &dr.UID}); client.IgnoreNotFound(err) != nil {
 		return reconcile.Result{}, err
 	}
 	log.FromContext(ctx).Info("DeletionRequest removed after its TTL; the ledger entry remains", "subject", digest.Short(dr.Status.SubjectDigest))
-	return reconcile.Result{}, nil
+	// Its deletion reconciles it again (releaseJobs); this spares the wait.
+	return reconcile.Result{}, r.releaseJobs(ctx, client.ObjectKeyFromObject(dr))
 }
 
-func ownedBy(o metav1.Object, owner metav1.Object) bool {
-	for _, ref := range o.GetOwnerReferences() {
-		if ref.UID == owner.GetUID() {
-			return true
+// releaseJobs runs when a request is gone (deleted by its TTL or by hand):
+// each coalesced PurgeJob that named it is deleted, with its subjects
+// Secret, once no request it names exists any more. A job still running is
+// left to finish; its end reconciles its requests, which brings this back.
+func (r *DeletionRequestReconciler) releaseJobs(ctx context.Context, req types.NamespacedName) error {
+	var list retentionv1.PurgeJobList
+	if err := r.List(ctx, &list, client.InNamespace(req.Namespace), client.MatchingFields{jobRequestIndex: req.Name}); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		job := &list.Items[i]
+		if job.Status.Phase == PhaseRunning || !job.DeletionTimestamp.IsZero() {
+			continue
+		}
+		live := false
+		for _, name := range jobRequests(job) {
+			var other retentionv1.DeletionRequest
+			err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: req.Namespace, Name: name}, &other)
+			if err == nil && other.DeletionTimestamp.IsZero() {
+				live = true
+				break
+			}
+			if client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+		if live {
+			continue
+		}
+		if err := r.deleteJob(ctx, job); err != nil {
+			return err
+		}
+		log.FromContext(ctx).Info("Coalesced PurgeJob removed with the last of its DeletionRequests", "purgeJob", job.Name)
+	}
+	return nil
+}
+
+// deleteJob deletes a PurgeJob and the subjects Secret it owns. The garbage
+// collector would remove the Secret with the job too; deleting it here does
+// not depend on it.
+func (r *DeletionRequestReconciler) deleteJob(ctx context.Context, job *retentionv1.PurgeJob) error {
+	if ref := job.Spec.SubjectsSecretRef; ref != nil {
+		if err := deleteOwnedSecret(ctx, r.Client, r.APIReader, job, ref.Name); err != nil {
+			return err
 		}
 	}
-	return false
+	r.Coalescer.Forget(job.Namespace, job.Name)
+	return client.IgnoreNotFound(r.Delete(ctx, job, client.Preconditions{UID: &job.UID}))
+}
+
+// orphaned is a coalesced PurgeJob that stalled before it started because
+// its subjects Secret was never created (the manager stopped between
+// creating the job and the Secret): nothing ran, so its requests are queued
+// again instead of failing.
+func orphaned(job *retentionv1.PurgeJob) bool {
+	if job.Labels[LabelCoalesced] != "true" || job.Status.Phase != PhaseStalled || job.Status.StartTime != nil {
+		return false
+	}
+	c := meta.FindStatusCondition(job.Status.Conditions, retentionv1.ConditionStalled)
+	return c != nil && c.Reason == retentionv1.ReasonSecretNotFound
 }

@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -34,7 +33,7 @@ import (
 // <request>-subject (owned by the request, removed with it and by
 // ttlSecondsAfterFinished), never in status, events, logs or metrics.
 const (
-	ConditionIdentitiesDerived = "IdentitiesDerived"
+	ConditionIdentitiesDerived = holds.ConditionIdentitiesDerived
 	ReasonIdentitiesDerived    = "IdentitiesDerived"
 	ReasonDerivationLimit      = "DerivationLimit"
 	ReasonDerivationFailed     = "DerivationFailed"
@@ -185,6 +184,64 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 		return nil, nil, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s with the identities derived for this request is gone; recreate the request", key.Name))
 	}
 
+	out, how, _, err := r.deriveFromStores(ctx, datasets, identities, requestBounds)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	if len(how) == 0 {
+		return out, how, nil // nothing derived: nothing to keep
+	}
+	// Owned by the request from its creation: removed with it (garbage
+	// collector) and by ttlSecondsAfterFinished (expire).
+	s = corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{LabelDeletionRequest: dr.Name},
+			OwnerReferences: []metav1.OwnerReference{ownerReference(dr, "DeletionRequest")}},
+		Data: map[string][]byte{},
+	}
+	for t := range how {
+		s.Data[t] = []byte(strings.Join(out[t], "\n"))
+	}
+	b, err := json.Marshal(how)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.Annotations = map[string]string{annotationDerivedFrom: string(b)}
+	if err := r.Create(ctx, &s); err != nil {
+		return nil, nil, fmt.Errorf("keeping derived identities in Secret %s: %w", key.Name, err)
+	}
+	kinds := slices.Sorted(maps.Keys(how))
+	markDerived(dr, how, key.Name)
+	r.Recorder.Eventf(dr, nil, "Normal", ReasonIdentitiesDerived, "Derive", "Derived identity types %s from the stores; kept in Secret %s", strings.Join(kinds, ", "), key.Name)
+	log.FromContext(ctx).Info("Derived identities", "subject", digest.Short(dr.Status.SubjectDigest), "types", kinds)
+	return out, how, nil
+}
+
+// derivationBounds say how many values of one identity type a derivation
+// keeps, and what more means.
+type derivationBounds struct {
+	// max values of one type are kept.
+	max int
+	// stop: more than max values of one type stop the derivation
+	// (DerivationLimit). Without stop, the first max are kept and the type
+	// is reported as truncated.
+	stop bool
+}
+
+// requestBounds: a request erases what it derives, so an identity shared by
+// more than maxDerivedValues subjects stops it (erasing them all would erase
+// other people).
+var requestBounds = derivationBounds{max: maxDerivedValues, stop: true}
+
+// deriveFromStores reads the subject's further identities from the linking
+// collections of datasets, round by round (derivationRounds): one read-only
+// lookup per linking collection, keeping only values every record of which
+// is the subject's (datastore.IdentityLookup) and never a placeholder that
+// anonymization writes. It returns the given identities with the derived
+// ones, how each derived type was found, and the types cut at bounds.max
+// (only without bounds.stop). DeletionRequests and LegalHolds both derive
+// here; the values it returns are personal data.
+func (r *Deps) deriveFromStores(ctx context.Context, datasets []retentionv1.Dataset, identities map[string][]string, bounds derivationBounds) (map[string][]string, map[string]string, []string, error) {
 	out := map[string][]string{}
 	known := map[string]bool{}
 	for t, vs := range identities {
@@ -196,6 +253,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	drivers := map[string]datastore.Driver{}
 	storeTypes := map[string]retentionv1.DataStoreType{}
 	derived := map[string][]string{}
+	truncated := map[string]bool{}
 	lookup := func(l linking, from []string, want string) (bool, error) {
 		d, ok := drivers[l.ds.Name]
 		if !ok {
@@ -221,7 +279,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 		for _, t := range from {
 			in[t] = out[t]
 		}
-		vals, err := lk.Lookup(ctx, dc, in, want, maxDerivedValues+1)
+		vals, err := lk.Lookup(ctx, dc, in, want, bounds.max+1)
 		switch {
 		case errors.Is(err, datastore.ErrInvalid) || errors.Is(err, datastore.ErrNotFound):
 			return false, stalled(ReasonDerivationFailed, fmt.Sprintf("Deriving %s from collection %s of Dataset %s: %v", want, l.c.Name, l.ds.Name, err))
@@ -232,16 +290,16 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 		if err != nil {
 			return false, err
 		}
-		vals = slices.DeleteFunc(vals, placeholder)
-		if len(vals) == 0 {
+		if !slices.ContainsFunc(vals, func(v string) bool { return !placeholder(v) }) {
 			return false, nil
 		}
-		merged := append(derived[want], vals...)
-		slices.Sort(merged)
-		merged = slices.Compact(merged)
-		if len(merged) > maxDerivedValues {
+		merged, over := mergeDerived(derived[want], vals, placeholder, bounds.max)
+		if over && bounds.stop {
 			return false, stalled(ReasonDerivationLimit, fmt.Sprintf("Deriving identities found more than %d values of type %s (from %s via collection %s of Dataset %s): the identity the request names is shared by several subjects; name the subject's identities explicitly in a new request",
-				maxDerivedValues, want, strings.Join(from, ", "), l.c.Name, l.ds.Name))
+				bounds.max, want, strings.Join(from, ", "), l.c.Name, l.ds.Name))
+		}
+		if over {
+			truncated[want] = true
 		}
 		derived[want] = merged
 		return true, nil
@@ -254,35 +312,22 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	}
 	how, err := derivationRounds(linkingCollections(datasets), known, lookup, commit)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	return out, how, slices.Sorted(maps.Keys(truncated)), nil
+}
 
-	if len(how) == 0 {
-		return out, how, nil // nothing derived: nothing to keep
+// mergeDerived adds the values one lookup found for a type to those already
+// derived for it: placeholders dropped, sorted, distinct, at most max of
+// them (the first, in order); over says that there were more.
+func mergeDerived(have, found []string, placeholder func(string) bool, max int) (merged []string, over bool) {
+	merged = append(slices.Clone(have), slices.DeleteFunc(slices.Clone(found), placeholder)...)
+	slices.Sort(merged)
+	merged = slices.Compact(merged)
+	if len(merged) > max {
+		return merged[:max], true
 	}
-	s = corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{LabelDeletionRequest: dr.Name}},
-		Data:       map[string][]byte{},
-	}
-	for t := range how {
-		s.Data[t] = []byte(strings.Join(out[t], "\n"))
-	}
-	b, err := json.Marshal(how)
-	if err != nil {
-		return nil, nil, err
-	}
-	s.Annotations = map[string]string{annotationDerivedFrom: string(b)}
-	if err := controllerutil.SetControllerReference(dr, &s, r.Scheme()); err != nil {
-		return nil, nil, err
-	}
-	if err := r.Create(ctx, &s); err != nil {
-		return nil, nil, fmt.Errorf("keeping derived identities in Secret %s: %w", key.Name, err)
-	}
-	kinds := slices.Sorted(maps.Keys(how))
-	markDerived(dr, how, key.Name)
-	r.Recorder.Eventf(dr, nil, "Normal", ReasonIdentitiesDerived, "Derive", "Derived identity types %s from the stores; kept in Secret %s", strings.Join(kinds, ", "), key.Name)
-	log.FromContext(ctx).Info("Derived identities", "subject", digest.Short(dr.Status.SubjectDigest), "types", kinds)
-	return out, how, nil
+	return merged, false
 }
 
 // placeholders returns a test for values that anonymization wrote rather
@@ -290,7 +335,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 // Dataset's, or a retention rule's) leaves unchanged, such as a redacted
 // email or a fixed replacement. Such values stand in many records, of many
 // people, and are never derived.
-func (r *DeletionRequestReconciler) placeholders(ctx context.Context, ds *retentionv1.Dataset, c *retentionv1.Collection, field string) (func(string) bool, error) {
+func (r *Deps) placeholders(ctx context.Context, ds *retentionv1.Dataset, c *retentionv1.Collection, field string) (func(string) bool, error) {
 	var strategies []mask.Strategy
 	add := func(a retentionv1.Anonymization) {
 		if a.Strategy != retentionv1.StrategyHMAC && a.Strategy != retentionv1.StrategyNull {
@@ -430,38 +475,6 @@ func identityTypes(identities map[string][]string) map[string]bool {
 		}
 	}
 	return out
-}
-
-// describeVia says how the plan reaches a collection: the identity types it
-// holds itself, or the path of references and foreign keys to a collection
-// that holds them; derived types say from what they were derived.
-func describeVia(ds *retentionv1.Dataset, c *retentionv1.Collection, path []engine.Edge, have map[string]bool, derivedFrom map[string]string) string {
-	end := c
-	if len(path) > 0 {
-		if p, ok := engine.Collection(ds, retentionv1.Identifier(path[len(path)-1].To)); ok {
-			end = p
-		}
-	}
-	var ids []string
-	for _, id := range end.Identities {
-		t := string(id.Type)
-		if !have[t] || slices.Contains(ids, t) {
-			continue
-		}
-		if h := derivedFrom[t]; h != "" {
-			t += " (derived from " + h + ")"
-		}
-		ids = append(ids, t)
-	}
-	identity := "identity: " + strings.Join(ids, ", ")
-	if len(path) == 0 {
-		return identity
-	}
-	parts := make([]string, len(path))
-	for i, e := range path {
-		parts[i] = e.String()
-	}
-	return strings.Join(parts, ", ") + "; " + identity
 }
 
 // unvalidated names a Dataset whose current generation the Dataset

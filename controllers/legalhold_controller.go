@@ -45,26 +45,33 @@ const maxBlocking = 100
 type LegalHoldReconciler struct {
 	Deps
 	// RecheckInterval is how often an active hold re-reads its subjects
-	// Secret (Secrets are not watched) and how soon a hold whose Secret is
+	// Secret (Secrets are not watched) and derives its subjects' further
+	// identities from the stores again, and how soon a hold whose Secret is
 	// missing is checked again (default 5m).
 	RecheckInterval time.Duration
 }
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=legalholds,verbs=get;list;watch
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=legalholds/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs;datasets,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs;datasets;deletionrequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the LegalHold controller. Holds of a namespace
 // are refreshed when a PurgeJob there starts, finishes or has an operation
-// held.
+// held, when a DeletionRequest there becomes held or stops being held, and
+// when a Dataset there changes (its linking collections decide what is
+// derived).
 func (r *LegalHoldReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("legalhold").
 		For(&retentionv1.LegalHold{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&retentionv1.PurgeJob{}, handler.EnqueueRequestsFromMapFunc(r.holdsOfNamespace),
 			builder.WithPredicates(purgeJobProgressChanged())).
+		Watches(&retentionv1.DeletionRequest{}, handler.EnqueueRequestsFromMapFunc(r.holdsOfNamespace),
+			builder.WithPredicates(requestHeldChanged())).
+		Watches(&retentionv1.Dataset{}, handler.EnqueueRequestsFromMapFunc(r.holdsOfNamespace),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Complete(r)
 }
@@ -90,6 +97,22 @@ func purgeJobProgressChanged() predicate.Predicate {
 	}
 }
 
+// requestHeldChanged passes DeletionRequest events that can change what a
+// hold blocks: creation, deletion, and a change of phase or status.heldBy.
+func requestHeldChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*retentionv1.DeletionRequest)
+			n, ok2 := e.ObjectNew.(*retentionv1.DeletionRequest)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return o.Status.Phase != n.Status.Phase || !slices.Equal(o.Status.HeldBy, n.Status.HeldBy) ||
+				o.DeletionTimestamp.IsZero() != n.DeletionTimestamp.IsZero()
+		},
+	}
+}
+
 func heldOps(job *retentionv1.PurgeJob) int {
 	n := 0
 	for _, st := range job.Status.Operations {
@@ -107,7 +130,8 @@ func (r *LegalHoldReconciler) recheckInterval() time.Duration {
 	return 5 * time.Minute
 }
 
-// Reconcile reads top to bottom: get → phase → subjects → blocking → status.
+// Reconcile reads top to bottom: get → phase → subjects → derived identities
+// → blocking → status.
 func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var h retentionv1.LegalHold
 	if err := r.Get(ctx, req.NamespacedName, &h); err != nil {
@@ -125,14 +149,25 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 
 	// Subjects: counted, never copied. A missing Secret matters only while
 	// the hold is active (the engine then refuses to run jobs in its scope).
-	n, err := r.countSubjects(ctx, &h)
+	named, err := holds.Named(ctx, r.APIReader, &h)
+	if errors.Is(err, holds.ErrInvalidSubject) {
+		err = stalled(ReasonInvalidIdentity, strings.TrimPrefix(err.Error(), holds.ErrInvalidSubject.Error()+": "))
+	} else if err == nil {
+		err = checkHeld(named)
+	}
 	var missing error
 	var bad stallError
 	switch {
 	case err == nil:
-		h.Status.Subjects = n
+		h.Status.Subjects = countDistinct(named)
+		// Types no Dataset declares hold nothing: say so (Datasets are not
+		// watched; an active hold checks again every recheck interval).
+		datasets, err := r.datasetsOf(ctx, &h)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		r.markUnknownTypes(&h, "hold", identityTypes(named), datasets)
 	case errors.As(err, &bad):
-		missing = err
 		h.Status.Subjects = 0
 	case errors.Is(err, connect.ErrSecretNotFound):
 		missing = err
@@ -143,6 +178,25 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			return reconcile.Result{}, serr
 		}
 		return reconcile.Result{}, err
+	}
+
+	// Derived identities: the held subjects' further identities, kept in
+	// the hold's own Secret while it is active, removed when it ends.
+	var refresh time.Duration
+	var derr error
+	switch {
+	case active && missing == nil && bad.reason == "" && holds.HasSubjects(&h):
+		refresh, derr = r.derive(ctx, &h, named, now)
+	case !active:
+		derr = r.forgetDerived(ctx, &h)
+	}
+	var derivationStalled stallError
+	if derr != nil && !errors.As(derr, &derivationStalled) {
+		retentionv1.MarkNotReady(&h, retentionv1.ReasonProgressing, fmt.Sprintf("Deriving the held subjects' identities failed: %v; retrying", derr))
+		if _, serr := r.save(ctx, before, &h, reconcile.Result{}); serr != nil {
+			return reconcile.Result{}, serr
+		}
+		return reconcile.Result{}, derr
 	}
 
 	// What the hold holds back now.
@@ -159,6 +213,9 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	case active:
 		retentionv1.SetCondition(&h, ConditionActive, metav1.ConditionTrue, ReasonActive, activeMessage(&h, total))
 		result.RequeueAfter = r.recheckInterval()
+		if refresh > 0 {
+			result.RequeueAfter = min(result.RequeueAfter, refresh)
+		}
 		if h.Spec.ExpiresAt != nil {
 			// Wake up when it expires, so the phase flips on time.
 			result.RequeueAfter = min(result.RequeueAfter, h.Spec.ExpiresAt.Sub(now)+50*time.Millisecond)
@@ -169,48 +226,84 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	default:
 		retentionv1.SetCondition(&h, ConditionActive, metav1.ConditionFalse, ReasonReleased, "The hold was released")
 	}
-	if bad.reason != "" && active {
+	switch {
+	case bad.reason != "" && active:
 		retentionv1.MarkStalled(&h, bad.reason, bad.msg+"; PurgeJobs in this hold's scope cannot exclude its subjects until it is fixed")
 		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
-	} else if missing != nil && active {
+	case missing != nil && active:
 		retentionv1.MarkStalled(&h, retentionv1.ReasonSecretNotFound,
 			fmt.Sprintf("%v; PurgeJobs in this hold's scope cannot run until it exists", missing))
 		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
-	} else {
+	case derr != nil && active:
+		// The hold still holds its named identities and those derived
+		// before; the stores are read again after the recheck interval.
+		msg := derivationStalled.msg + "; the hold holds the identities it names and those derived before"
+		retentionv1.SetCondition(&h, ConditionIdentitiesDerived, metav1.ConditionFalse, derivationStalled.reason, msg)
+		retentionv1.MarkStalled(&h, derivationStalled.reason, msg)
+		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
+	default:
 		msg := fmt.Sprintf("The hold is %s", strings.ToLower(phase))
 		retentionv1.MarkReady(&h, phase, msg)
 	}
 	return r.save(ctx, before, &h, result)
 }
 
-// countSubjects counts the distinct subject identifiers of the hold, inline
-// and in its Secret.
-func (r *LegalHoldReconciler) countSubjects(ctx context.Context, h *retentionv1.LegalHold) (int32, error) {
-	subjects, err := holds.Subjects(ctx, r.APIReader, h)
-	if errors.Is(err, holds.ErrInvalidSubject) {
-		return 0, stalled(ReasonInvalidIdentity, strings.TrimPrefix(err.Error(), holds.ErrInvalidSubject.Error()+": "))
-	}
-	if err != nil {
-		return 0, err
-	}
-	seen := map[string]struct{}{}
+// checkHeld checks the identities a hold names: types that are identity
+// types, values without control characters (InvalidIdentity).
+func checkHeld(subjects map[string][]string) error {
 	for t, vs := range subjects {
 		for _, v := range vs {
 			if err := checkIdentity(t, v); err != nil {
-				return 0, stalled(ReasonInvalidIdentity, "subjects: "+err.Error())
+				return stalled(ReasonInvalidIdentity, "subjects: "+err.Error())
 			}
+		}
+	}
+	return nil
+}
+
+// countDistinct counts distinct identifiers (type and value).
+func countDistinct(subjects map[string][]string) int32 {
+	seen := map[string]struct{}{}
+	for t, vs := range subjects {
+		for _, v := range vs {
 			seen[t+"\x00"+v] = struct{}{}
 		}
 	}
-	return int32(len(seen)), nil
+	return int32(len(seen))
 }
 
-// blocking lists the PurgeJobs of the namespace the hold holds back: jobs
-// with an operation Held on a collection the hold covers (for holds without
-// subjects, which keep whole collections), and unfinished jobs working on a
-// collection the hold covers. It returns at most maxBlocking entries, sorted,
-// and the full count.
+// datasetsOf lists the Datasets a hold applies to.
+func (r *LegalHoldReconciler) datasetsOf(ctx context.Context, h *retentionv1.LegalHold) ([]retentionv1.Dataset, error) {
+	var list retentionv1.DatasetList
+	if err := r.List(ctx, &list, client.InNamespace(h.Namespace)); err != nil {
+		return nil, err
+	}
+	if len(h.Spec.Datasets) > 0 {
+		list.Items = slices.DeleteFunc(list.Items, func(d retentionv1.Dataset) bool {
+			return !slices.Contains(h.Spec.Datasets, retentionv1.ObjectName(d.Name))
+		})
+	}
+	return list.Items, nil
+}
+
+// blocking lists what the hold holds back in its namespace: DeletionRequests
+// it stalls (phase Held, naming it in status.heldBy); PurgeJobs with an
+// operation Held on a collection the hold covers (for holds without
+// subjects, which keep whole collections) or, for holds with subjects, with
+// records kept out of an operation on a collection it covers (held > 0);
+// and unfinished jobs working on a collection the hold covers. It returns at
+// most maxBlocking entries, sorted, and the full count.
 func (r *LegalHoldReconciler) blocking(ctx context.Context, h *retentionv1.LegalHold) ([]string, int, error) {
+	var out []string
+	var requests retentionv1.DeletionRequestList
+	if err := r.List(ctx, &requests, client.InNamespace(h.Namespace)); err != nil {
+		return nil, 0, fmt.Errorf("listing DeletionRequests: %w", err)
+	}
+	for _, dr := range requests.Items {
+		if dr.Status.Phase == DRHeld && slices.Contains(dr.Status.HeldBy, h.Name) && dr.DeletionTimestamp.IsZero() {
+			out = append(out, "DeletionRequest/"+dr.Name)
+		}
+	}
 	var jobs retentionv1.PurgeJobList
 	if err := r.List(ctx, &jobs, client.InNamespace(h.Namespace)); err != nil {
 		return nil, 0, fmt.Errorf("listing PurgeJobs: %w", err)
@@ -232,7 +325,6 @@ func (r *LegalHoldReconciler) blocking(ctx context.Context, h *retentionv1.Legal
 		datasets[name] = &d
 		return &d, nil
 	}
-	var out []string
 	for i := range jobs.Items {
 		job := &jobs.Items[i]
 		if !job.DeletionTimestamp.IsZero() {
@@ -245,8 +337,13 @@ func (r *LegalHoldReconciler) blocking(ctx context.Context, h *retentionv1.Legal
 			return nil, 0, err
 		}
 		for k, op := range job.Spec.Operations {
-			held := k < len(job.Status.Operations) && job.Status.Operations[k].Phase == PhaseHeld
-			if !unfinished && !(held && !holds.HasSubjects(h)) {
+			var st retentionv1.OperationStatus
+			if k < len(job.Status.Operations) {
+				st = job.Status.Operations[k]
+			}
+			blocked := st.Phase == PhaseHeld && !holds.HasSubjects(h)
+			kept := st.Held > 0 && holds.HasSubjects(h)
+			if !unfinished && !blocked && !kept {
 				continue
 			}
 			c := &retentionv1.Collection{Name: op.Collection}
@@ -297,7 +394,7 @@ func activeMessage(h *retentionv1.LegalHold, blocking int) string {
 		b.WriteString(" until " + h.Spec.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if blocking > 0 {
-		fmt.Fprintf(&b, "; holding back %d PurgeJobs", blocking)
+		fmt.Fprintf(&b, "; holding back %d DeletionRequests and PurgeJobs (status.blocking)", blocking)
 	}
 	return b.String()
 }

@@ -1,16 +1,23 @@
 package controllers
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -19,6 +26,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/metrics"
 )
 
@@ -41,11 +49,36 @@ const (
 	ReasonInvalidOperation      = "InvalidOperation"
 	ReasonRunning               = "Running"
 	ReasonDryRunCompleted       = "DryRunCompleted"
+	ReasonWaitingForLegalHold   = "WaitingForLegalHold"
 
 	// AnnotationReleaseSafetyLimit lets a PurgeJob stopped by its safety
 	// limit proceed: set it to "true" on that PurgeJob.
 	AnnotationReleaseSafetyLimit = "retention.lethe.dev/release-safety-limit"
+
+	// ReasonInterrupted: the job failed after it had changed records; it is
+	// retried (and resumes exactly) until the cause is fixed.
+	ReasonInterrupted = "Interrupted"
+
+	// LabelSealedKeys marks the Secret <job>-sealed holding the primary keys
+	// a subject erasure sealed before its first change.
+	LabelSealedKeys = "retention.lethe.dev/sealed-keys"
+	// sealedKeysField is the Secret key holding them (gzip-compressed JSON:
+	// collection → key tuples).
+	sealedKeysField = "keys.json.gz"
+	// maxSealedKeys bounds the keys sealed per operation; maxSealedBytes
+	// the compressed size (a Secret holds at most 1 MiB).
+	maxSealedKeys  = 100_000
+	maxSealedBytes = 900 << 10
 )
+
+// interruptedRetry is how long an interrupted job waits before retrying.
+const interruptedRetry = 30 * time.Second
+
+// subjectsSecretGrace is how long a PurgeJob that has not started waits for
+// a subjects Secret that does not exist yet before it stalls
+// (SecretNotFound): the coalescer creates the Secret right after the job,
+// owned by it.
+const subjectsSecretGrace = 30 * time.Second
 
 // batchTimeout bounds one batch and its checkpoint, which run to completion
 // even when the manager is shutting down.
@@ -116,11 +149,23 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	if err := j.r.List(ctx, &holdList, ctrl.InNamespace(job.Namespace)); err != nil {
 		return reconcile.Result{}, err
 	}
-	j.steps, err = engine.Resolve(ctx, job, engine.Inputs{
-		Reader: j.r.APIReader, Dataset: dataset, StoreType: j.store.Spec.Type, Holds: holdList.Items, Now: j.r.now(),
-	})
+	sealed, err := j.sealedKeys(ctx)
 	if err != nil {
 		return j.fail(ctx, err)
+	}
+	j.steps, err = engine.Resolve(ctx, job, engine.Inputs{
+		Reader: j.r.APIReader, Dataset: dataset, StoreType: j.store.Spec.Type, Holds: holdList.Items, Now: j.r.now(), Sealed: sealed,
+	})
+	if errors.Is(err, engine.ErrSubjectsSecretMissing) && job.Status.StartTime == nil && time.Since(job.CreationTimestamp.Time) < subjectsSecretGrace {
+		// Created just before its subjects Secret (the coalescer makes the
+		// Secret owned by the job): wait, nothing has run.
+		return reconcile.Result{RequeueAfter: 250 * time.Millisecond}, nil
+	}
+	if err != nil {
+		return j.fail(ctx, err)
+	}
+	if c := findCondition(job.Status.Conditions, retentionv1.ConditionReconciling); c != nil && c.Reason == ReasonWaitingForLegalHold && job.Status.Phase == PhaseRunning {
+		retentionv1.MarkReconciling(job, ReasonRunning, "Executing; the legal holds in scope are known again")
 	}
 	if len(job.Status.Operations) != len(job.Spec.Operations) {
 		job.Status.Operations = make([]retentionv1.OperationStatus, len(job.Spec.Operations))
@@ -167,7 +212,7 @@ func (j *jobRun) gates(ctx context.Context) (*retentionv1.Dataset, error) {
 // dry run or starts executing.
 func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 	job := j.job
-	var total int64
+	var total, held int64
 	for i, s := range j.steps {
 		st := &job.Status.Operations[i]
 		if s.BlockedBy != "" {
@@ -180,6 +225,10 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 		}
 		st.Matched = n
 		total += n
+		if st.Held, err = j.heldCount(ctx, s, n); err != nil {
+			return j.fail(ctx, err)
+		}
+		held += st.Held
 		if msg, err := j.overPercent(ctx, s, n); err != nil {
 			return j.fail(ctx, err)
 		} else if msg != "" && !released(job) {
@@ -187,9 +236,23 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 		}
 	}
 	job.Status.Matched = total
+	job.Status.Held = held
 	if lim := job.Spec.Safety; lim != nil && lim.MaxRows != nil && total > *lim.MaxRows && !released(job) {
 		return j.stall(ctx, retentionv1.ReasonSafetyLimitExceeded, fmt.Sprintf(
 			"would touch %d records, more than safety.maxRows %d; nothing was changed. Set annotation %s=true on this PurgeJob to let it proceed", total, *lim.MaxRows, AnnotationReleaseSafetyLimit))
+	}
+	// Proven before the first change: no record outside the job is left
+	// referring to a record it deletes (a dry run stops here too, so the
+	// two agree).
+	if msg, err := j.preflight(ctx); err != nil {
+		return j.fail(ctx, err)
+	} else if msg != "" {
+		return j.stall(ctx, ReasonReferencedOutsideErasure, msg)
+	}
+	if job.Spec.Mode == retentionv1.ModeEnforce {
+		if err := j.seal(ctx); err != nil {
+			return j.fail(ctx, err)
+		}
 	}
 	now := metav1.NewTime(j.r.now())
 	job.Status.StartTime = &now
@@ -199,7 +262,7 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 				job.Status.Operations[i].Phase = PhaseSucceeded
 			}
 		}
-		return j.succeed(ctx, ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized; nothing was changed", total))
+		return j.succeed(ctx, ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized%s; nothing was changed", total, keptByHolds(held)))
 	}
 	job.Status.Phase = PhaseRunning
 	retentionv1.MarkReconciling(job, ReasonRunning, fmt.Sprintf("Executing %d operations, %d records matched", len(j.steps), total))
@@ -208,6 +271,34 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 		return reconcile.Result{}, err
 	}
 	return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+}
+
+// heldCount is how many records the holds' held subjects keep out of one
+// operation: its count without them excluded, minus matched (its count with
+// them). Operations no hold reaches cost no second count.
+func (j *jobRun) heldCount(ctx context.Context, s engine.Step, matched int64) (int64, error) {
+	if len(s.Op.Held) == 0 {
+		return 0, nil
+	}
+	op := s.Op
+	op.Held, op.HeldPaths = nil, nil
+	all, err := j.driver.Count(ctx, op)
+	if err != nil {
+		return 0, err
+	}
+	return max(all-matched, 0), nil
+}
+
+// keptByHolds is the summary's note of records legal holds kept.
+func keptByHolds(n int64) string {
+	switch n {
+	case 0:
+		return ""
+	case 1:
+		return "; 1 record kept by legal holds"
+	default:
+		return fmt.Sprintf("; %d records kept by legal holds", n)
+	}
 }
 
 // overPercent checks safety.maxPercent for one operation.
@@ -235,6 +326,11 @@ func released(job *retentionv1.PurgeJob) bool {
 // done or the slice is used up.
 func (j *jobRun) execute(ctx context.Context) (reconcile.Result, error) {
 	job := j.job
+	if job.Status.Phase == PhaseStalled {
+		// An interrupted job retried: it resumes from its checkpoint.
+		job.Status.Phase = PhaseRunning
+		retentionv1.MarkReconciling(job, ReasonRunning, "Resuming from the last checkpoint")
+	}
 	deadline := j.r.now().Add(j.r.sliceDuration())
 	batches := 0
 	for i, s := range j.steps {
@@ -331,11 +427,14 @@ func (j *jobRun) summary() string {
 	if held > 0 {
 		msg += fmt.Sprintf("; %d operations skipped under legal hold", held)
 	}
-	return msg
+	return msg + keptByHolds(job.Status.Held)
 }
 
 func (j *jobRun) succeed(ctx context.Context, reason, msg string) (reconcile.Result, error) {
 	job := j.job
+	if err := j.dropSealed(ctx); err != nil {
+		return reconcile.Result{}, err
+	}
 	now := metav1.NewTime(j.r.now())
 	job.Status.CompletionTime = &now
 	job.Status.Phase = PhaseSucceeded
@@ -380,11 +479,38 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 	switch {
 	case errors.As(err, &st):
 		return j.stall(ctx, st.reason, st.msg)
+	case (errors.Is(err, engine.ErrInvalid) || errors.Is(err, datastore.ErrInvalid) || errors.Is(err, datastore.ErrNotFound)) && changed(job):
+		// Records were already changed: failing now would leave the erasure
+		// half done. Stop, say what was and was not done, and retry: the job
+		// resumes exactly (fixed cutoff, sealed keys, checkpointed cursor)
+		// once the cause is fixed.
+		j.countError(err)
+		if _, serr := j.stall(ctx, ReasonInterrupted, fmt.Sprintf("Stopped after changing records: %v; %s. Fix the cause: the job retries every %s and resumes where it stopped",
+			err, progressString(job), interruptedRetry)); serr != nil {
+			return reconcile.Result{}, serr
+		}
+		return reconcile.Result{RequeueAfter: interruptedRetry}, nil
+	case errors.Is(err, holds.ErrNotDerived):
+		// A hold just placed or changed: wait until its derived identities
+		// are known, or the job would hold only the ones it names.
+		retentionv1.MarkReconciling(job, ReasonWaitingForLegalHold, err.Error()+"; waiting")
+		if serr := j.saveStatus(ctx); serr != nil {
+			return reconcile.Result{}, serr
+		}
+		return reconcile.Result{RequeueAfter: 500 * time.Millisecond}, nil
 	case errors.Is(err, engine.ErrInvalid), errors.Is(err, datastore.ErrInvalid), errors.Is(err, datastore.ErrNotFound):
 		j.countError(err)
 		now := metav1.NewTime(j.r.now())
 		job.Status.Phase = PhaseFailed
 		job.Status.CompletionTime = &now
+		for i := range job.Status.Operations {
+			if job.Status.Operations[i].Phase == PhaseRunning {
+				job.Status.Operations[i].Phase = PhaseFailed
+			}
+		}
+		if derr := j.dropSealed(ctx); derr != nil {
+			return reconcile.Result{}, derr
+		}
 		retentionv1.MarkStalled(job, ReasonInvalidOperation, err.Error())
 		if serr := j.saveStatus(ctx); serr != nil {
 			return reconcile.Result{}, serr
@@ -475,3 +601,175 @@ func cutoffString(job *retentionv1.PurgeJob) string {
 	}
 	return "cutoffs " + strings.Join(cutoffs, ", ")
 }
+
+// changed reports whether the job has changed any record.
+func changed(job *retentionv1.PurgeJob) bool {
+	return job.Status.Deleted > 0 || job.Status.Anonymized > 0 || slices.ContainsFunc(job.Status.Operations, func(o retentionv1.OperationStatus) bool {
+		return o.Batches > 0 && (o.Deleted > 0 || o.Anonymized > 0 || o.PartitionsDropped > 0)
+	})
+}
+
+// progressString says which operations are done and which are not, with
+// counts only.
+func progressString(job *retentionv1.PurgeJob) string {
+	var done, open []string
+	for _, o := range job.Status.Operations {
+		switch o.Phase {
+		case PhaseSucceeded, PhaseHeld:
+			done = append(done, fmt.Sprintf("%s (%d deleted, %d anonymized)", o.Collection, o.Deleted, o.Anonymized))
+		default:
+			open = append(open, fmt.Sprintf("%s (%d deleted, %d anonymized so far)", o.Collection, o.Deleted, o.Anonymized))
+		}
+	}
+	if len(done) == 0 {
+		done = []string{"none"}
+	}
+	return "done: " + strings.Join(done, ", ") + "; not done: " + strings.Join(open, ", ")
+}
+
+// preflight checks, on stores with foreign keys, that no record outside
+// the job is left referring to a record it deletes. It returns a message
+// naming the first such key ("" when there is none).
+func (j *jobRun) preflight(ctx context.Context) (string, error) {
+	ref, ok := j.driver.(datastore.Referrers)
+	if !ok {
+		return "", nil
+	}
+	var ops []datastore.Operation
+	for _, s := range j.steps {
+		if s.BlockedBy == "" {
+			ops = append(ops, s.Op)
+		}
+	}
+	blockers, err := ref.Blockers(ctx, ops)
+	if err != nil || len(blockers) == 0 {
+		return "", err
+	}
+	msg := engine.DescribeBlocker(blockers[0])
+	if len(blockers) > 1 {
+		msg += fmt.Sprintf(" (and %d more foreign keys)", len(blockers)-1)
+	}
+	return "Stopped before any change: " + msg + "; nothing was changed", nil
+}
+
+// sealedName is the Secret holding a job's sealed keys.
+func sealedName(job *retentionv1.PurgeJob) string { return job.Name + "-sealed" }
+
+// seal reads, before the first change, the primary keys of the records
+// each subject operation selects, and keeps them in a Secret owned by the
+// job from its creation. Execution then also selects by these keys, so a
+// job resumed after a failure still reaches records whose link to the
+// subject (a parent's identity field, an anonymized linking row) it has
+// already changed.
+func (j *jobRun) seal(ctx context.Context) error {
+	sealer, ok := j.driver.(datastore.Sealer)
+	if !ok {
+		return nil
+	}
+	keys := map[string][][]string{}
+	var n int64
+	for _, s := range j.steps {
+		if s.BlockedBy != "" || len(s.Op.Subjects) == 0 {
+			continue
+		}
+		k, err := sealer.Keys(ctx, s.Op, maxSealedKeys)
+		if err != nil {
+			return err
+		}
+		if len(k) > 0 {
+			keys[s.Op.Collection.Name] = append(keys[s.Op.Collection.Name], k...)
+			n += int64(len(k))
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	data, err := encodeSealed(keys)
+	if err != nil {
+		return err
+	}
+	if len(data) > maxSealedBytes {
+		return fmt.Errorf("%w: the keys of the records to erase take %d KiB compressed, more than a Secret holds; erase fewer subjects per job", engine.ErrInvalid, len(data)>>10)
+	}
+	job := j.job
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+		Namespace: job.Namespace, Name: sealedName(job), Labels: map[string]string{LabelSealedKeys: job.Name},
+		OwnerReferences: []metav1.OwnerReference{ownerRef(job, retentionv1.GroupVersion.WithKind("PurgeJob"))},
+	}, Data: map[string][]byte{sealedKeysField: data}}
+	err = j.r.Create(ctx, secret)
+	if apierrors.IsAlreadyExists(err) {
+		// A crash after sealing and before the checkpoint: nothing was
+		// changed since, so seal again.
+		if err := j.dropSealed(ctx); err != nil {
+			return err
+		}
+		err = j.r.Create(ctx, secret)
+	}
+	if err != nil {
+		return fmt.Errorf("sealing the keys of the records to erase: %w", err)
+	}
+	job.Status.SealedKeys = n
+	return nil
+}
+
+// sealedKeys reads the keys sealed before the job's first change (nil when
+// it sealed none).
+func (j *jobRun) sealedKeys(ctx context.Context) (map[string][][]string, error) {
+	if j.job.Status.SealedKeys == 0 {
+		return nil, nil
+	}
+	var s corev1.Secret
+	if err := j.r.APIReader.Get(ctx, types.NamespacedName{Namespace: j.job.Namespace, Name: sealedName(j.job)}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, stalled(retentionv1.ReasonSecretNotFound, fmt.Sprintf("Secret %s with the keys sealed before the first change is gone; the job cannot resume exactly", sealedName(j.job)))
+		}
+		return nil, err
+	}
+	return decodeSealed(s.Data[sealedKeysField])
+}
+
+// dropSealed removes the job's sealed keys (identities of a kind: they go
+// as soon as the job no longer needs them).
+func (j *jobRun) dropSealed(ctx context.Context) error {
+	if j.job.Status.SealedKeys == 0 && j.job.Status.StartTime != nil {
+		return nil
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: j.job.Namespace, Name: sealedName(j.job)}}
+	if err := j.r.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("removing sealed keys: %w", err)
+	}
+	return nil
+}
+
+func encodeSealed(keys map[string][][]string) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(keys); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func decodeSealed(data []byte) (map[string][][]string, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%w: sealed keys: %v", engine.ErrInvalid, err)
+	}
+	var keys map[string][][]string
+	if err := json.NewDecoder(io.LimitReader(zr, 64<<20)).Decode(&keys); err != nil {
+		return nil, fmt.Errorf("%w: sealed keys: %v", engine.ErrInvalid, err)
+	}
+	return keys, nil
+}
+
+// ownerRef makes owner the controller of an object Lethe creates, set in
+// the create call itself (never patched later). BlockOwnerDeletion stays
+// unset: it would need update on the owner's finalizers.
+func ownerRef(owner metav1.Object, gvk schema.GroupVersionKind) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: owner.GetName(), UID: owner.GetUID(), Controller: ptrTo(true)}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -209,6 +209,9 @@ func TestPurgeJobHeldSubjectsSurvive(t *testing.T) {
 	if job.Status.Deleted != 300-heldExpired {
 		t.Errorf("deleted %d, want %d", job.Status.Deleted, 300-heldExpired)
 	}
+	if job.Status.Operations[0].Held != heldExpired || job.Status.Held != heldExpired {
+		t.Errorf("held %d (operation %d), want %d", job.Status.Held, job.Status.Operations[0].Held, heldExpired)
+	}
 }
 
 func TestPurgeJobCollectionWideHoldSkipsTheOperation(t *testing.T) {
@@ -405,5 +408,8 @@ func TestPurgeJobHoldReachesThroughReferences(t *testing.T) {
 	}
 	if ada := adaLeft(t, conn)["sessions"]; ada != 12 {
 		t.Errorf("the held subject kept %d of 12 sessions", ada)
+	}
+	if held := job.Status.Operations[0].Held; held != 12 {
+		t.Errorf("operation held %d records, want Ada's 12 sessions", held)
 	}
 }

@@ -244,7 +244,7 @@ func summarize(p *retentionv1.RetentionPolicy, jobs []retentionv1.PurgeJob) []*r
 		at := metav1.NewTime(scheduledTime(j))
 		p.Status.LastRun = &retentionv1.RunSummary{
 			PurgeJob: j.Name, ScheduledTime: &at, Result: j.Status.Phase,
-			RowsMatched: j.Status.Matched, RowsDeleted: j.Status.Deleted, RowsAnonymized: j.Status.Anonymized,
+			RowsMatched: j.Status.Matched, RowsDeleted: j.Status.Deleted, RowsAnonymized: j.Status.Anonymized, RowsHeld: j.Status.Held,
 		}
 		if p.Status.LastRun.Result == "" {
 			p.Status.LastRun.Result = PhasePending
@@ -447,6 +447,9 @@ func (r *RetentionPolicyReconciler) setReady(p *retentionv1.RetentionPolicy, act
 		}
 		if p.Status.LastRun != nil {
 			msg += fmt.Sprintf("; last run %s: %s, %d deleted, %d anonymized", p.Status.LastRun.PurgeJob, p.Status.LastRun.Result, p.Status.LastRun.RowsDeleted, p.Status.LastRun.RowsAnonymized)
+			if n := p.Status.LastRun.RowsHeld; n > 0 {
+				msg += fmt.Sprintf(", %d kept by legal holds", n)
+			}
 		}
 		retentionv1.MarkReady(p, ReasonScheduled, msg)
 	}

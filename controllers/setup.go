@@ -34,6 +34,9 @@ type Options struct {
 	// bounds how many (default 500; 1 disables coalescing).
 	CoalesceWindow      time.Duration
 	CoalesceMaxSubjects int
+	// LegalHoldRecheck is how often an active hold re-reads its subjects
+	// Secret and derives their further identities again (default 5m).
+	LegalHoldRecheck time.Duration
 }
 
 // CacheOptions are the manager's cache options for --watch-namespaces: a
@@ -64,7 +67,7 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	if err := (&DatasetReconciler{Deps: deps}).SetupWithManager(mgr, o.DatasetConcurrency); err != nil {
 		return err
 	}
-	if err := (&LegalHoldReconciler{Deps: deps}).SetupWithManager(mgr, o.LegalHoldConcurrency); err != nil {
+	if err := (&LegalHoldReconciler{Deps: deps, RecheckInterval: o.LegalHoldRecheck}).SetupWithManager(mgr, o.LegalHoldConcurrency); err != nil {
 		return err
 	}
 	if err := (&RetentionPolicyReconciler{Deps: deps}).SetupWithManager(mgr, o.PolicyConcurrency); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -26,6 +28,12 @@ import (
 )
 
 var env *testenv.Env
+
+// managerConfig authenticates the managers the tests start as the manager's
+// ServiceAccount, bound only to the ClusterRole of config/rbac/role.yaml:
+// the tests run Lethe under the RBAC it ships, and any "forbidden" in the
+// managers' logs fails them (checkForbidden).
+var managerConfig *rest.Config
 
 // managerLogs keeps everything the managers log, so tests can prove that no
 // subject identifier ever reaches a log line.
@@ -42,6 +50,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *syncBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
+
 func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -56,9 +70,20 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	if managerConfig, err = env.ManagerConfig(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = env.Stop()
+		os.Exit(1)
+	}
 	// os.Exit skips deferred calls: stop the control plane explicitly, or
 	// kube-apiserver and etcd outlive the test binary.
 	code := testharness.Run(m)
+	// Each test checks the lines logged while its manager ran; this catches
+	// what a manager logged outside them.
+	if lines := forbiddenLines(managerLogs.String()); len(lines) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: the manager was refused by the API server under the RBAC of config/rbac:\n%s\n", strings.Join(lines, "\n"))
+		code = 1
+	}
 	_ = env.Stop()
 	os.Exit(code)
 }
@@ -79,16 +104,7 @@ func startManager(t *testing.T, opts controllers.Options) *manager {
 // startManagerWithClock runs the controllers with a fixed notion of now.
 func startManagerWithClock(t *testing.T, opts controllers.Options, clock func() time.Time) *manager {
 	t.Helper()
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:         env.Scheme,
-		Metrics:        metricsserver.Options{BindAddress: "0"},
-		LeaderElection: false,
-		Controller:     config.Controller{SkipNameValidation: ptr(true)},
-		Client:         client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := newManager(t)
 	deps := controllers.NewDeps(mgr, []byte("test-digest-key-0123456789abcdef0123"))
 	deps.Clock = clock
 	pool := deps.Pool
@@ -107,6 +123,44 @@ func startManagerWithClock(t *testing.T, opts controllers.Options, clock func() 
 	}()
 	t.Cleanup(m.stop)
 	return m
+}
+
+// newManager returns a manager authenticated as Lethe's ServiceAccount under
+// the shipped RBAC; when the test ends, after the manager has stopped, any
+// line it logged with "forbidden" fails the test.
+func newManager(t *testing.T) ctrl.Manager {
+	t.Helper()
+	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{
+		Scheme:         env.Scheme,
+		Metrics:        metricsserver.Options{BindAddress: "0"},
+		LeaderElection: false,
+		Controller:     config.Controller{SkipNameValidation: ptr(true)},
+		Client:         client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := managerLogs.Len()
+	// Registered before the manager's stop, so it runs after it (cleanups
+	// run last in, first out).
+	t.Cleanup(func() {
+		if lines := forbiddenLines(managerLogs.String()[from:]); len(lines) > 0 {
+			t.Errorf("the manager was refused by the API server under the RBAC of config/rbac (config/rbac/role.yaml lacks a permission):\n%s", strings.Join(lines, "\n"))
+		}
+	})
+	return mgr
+}
+
+// forbiddenLines returns the log lines where the API server refused the
+// manager (`... is forbidden: User "system:serviceaccount:..." cannot ...`).
+func forbiddenLines(logs string) []string {
+	var out []string
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, "forbidden") {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 func (m *manager) stop() {

@@ -80,11 +80,44 @@ type DataField struct {
 	Anonymize *Anonymization `json:"anonymize,omitempty"`
 }
 
+// Ownership says what a reference means for erasure.
+// +kubebuilder:validation:Enum=Owned;PointsTo
+type Ownership string
+
+const (
+	// OwnershipOwned: the referencing records belong to the referenced
+	// record's subject (an order's items, a user's addresses). Erasing the
+	// subject erases them too, along every owning path.
+	OwnershipOwned Ownership = "Owned"
+	// OwnershipPointsTo: the referencing records only point at the referenced
+	// record (an order pointing at a product, a buyer's order pointing at a
+	// supplier's quote). They are never erased for the referenced record's
+	// subject; if they would be left pointing at a record the erasure deletes,
+	// planning stops before any change (see Collection.whenReferenced).
+	OwnershipPointsTo Ownership = "PointsTo"
+)
+
+// WhenReferenced says what an erasure does with a subject's records that
+// records outside the erasure still refer to.
+// +kubebuilder:validation:Enum=Stop;Anonymize
+type WhenReferenced string
+
+const (
+	// WhenReferencedStop stops the erasure before any change, naming the
+	// constraint and how many records refer (the default).
+	WhenReferencedStop WhenReferenced = "Stop"
+	// WhenReferencedAnonymize anonymizes the collection's records (with its
+	// fields' strategies) instead of deleting them, so the records that refer
+	// to them stay valid.
+	WhenReferencedAnonymize WhenReferenced = "Anonymize"
+)
+
 // Reference says that a field of this collection refers to a field of another
 // collection of the same Dataset (child → parent), as a foreign key would.
-// Lethe erases children before parents and follows references to find a
-// subject's records. Real foreign keys are discovered from the schema and need
-// not be declared.
+// Lethe erases children before parents and, along owning references, erases
+// the children of a subject's records with them. Foreign keys are discovered
+// from the live schema and read as PointsTo unless a reference on the same
+// field declares otherwise.
 type Reference struct {
 	// Field of this collection holding the reference.
 	// +required
@@ -98,6 +131,14 @@ type Reference struct {
 	// primary key).
 	// +optional
 	TargetField Identifier `json:"targetField,omitempty"`
+
+	// Ownership says whether this collection's records belong to the subject
+	// of the record they refer to (Owned, the default for a declared
+	// reference: they are erased with it) or only point at it (PointsTo:
+	// never erased for that subject). Erasure follows every Owned path.
+	// +optional
+	// +kubebuilder:default=Owned
+	Ownership Ownership `json:"ownership,omitempty"`
 }
 
 // Collection is one place personal data lives: a table (SQL), a key pattern
@@ -108,6 +149,8 @@ type Reference struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.timestampSource) || has(self.timestampField) || self.timestampSource in ['IdleTime', 'LastModified', 'StreamID', 'SortedSetScore']",message="timestampSource Column and HashField need timestampField"
 // +kubebuilder:validation:XValidation:rule="!has(self.identities) || self.identities.all(i, self.identities.exists_one(j, j.type == i.type))",message="each identity type may be declared once per collection: a second field of the same type would be ignored and its records never erased; declare the other field as a separate identity type or collection"
 // +kubebuilder:validation:XValidation:rule="!has(self.primaryKey) || self.primaryKey.all(k, self.primaryKey.exists_one(j, j == k))",message="primaryKey lists a column twice"
+// +kubebuilder:validation:XValidation:rule="!has(self.whenReferenced) || self.whenReferenced != 'Anonymize' || (has(self.fields) && self.fields.exists(f, has(f.anonymize)))",message="whenReferenced Anonymize needs at least one field with an anonymize strategy"
+// +kubebuilder:validation:XValidation:rule="!has(self.traverseOnly) || !self.traverseOnly || !has(self.whenReferenced)",message="a traverseOnly collection is never erased, so whenReferenced does not apply"
 type Collection struct {
 	// Name of the collection, unique in the Dataset. For SQL it is also the
 	// table name unless table is set.
@@ -196,6 +239,21 @@ type Collection struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=atomic
 	References []Reference `json:"references,omitempty"`
+
+	// TraverseOnly makes the collection a link only: erasure follows its
+	// identities and references to reach other collections, but never deletes
+	// or anonymizes its records, and retention rules cannot select it (a
+	// shared lookup table, a catalogue, a table another team owns).
+	// +optional
+	TraverseOnly bool `json:"traverseOnly,omitempty"`
+
+	// WhenReferenced says what an erasure does when records outside it (in
+	// any table of the store, declared or not) still refer, by a foreign key,
+	// to records of this collection it would delete: Stop (default: the
+	// request stops before any change and names the constraint) or Anonymize
+	// (those records are anonymized with the fields' strategies instead).
+	// +optional
+	WhenReferenced WhenReferenced `json:"whenReferenced,omitempty"`
 }
 
 // DatasetSpec is the personal-data map of one DataStore.
@@ -276,6 +334,12 @@ type DiscoveredReference struct {
 	// Constraint is the foreign key's name in the store.
 	// +optional
 	Constraint string `json:"constraint,omitempty"`
+
+	// Ownership is how erasure reads the foreign key: PointsTo (the safe
+	// reading: the child is not erased with the parent's subject) unless a
+	// declared reference on the same field says Owned.
+	// +optional
+	Ownership Ownership `json:"ownership,omitempty"`
 }
 
 // DatasetStatus is the observed state of a Dataset.

@@ -97,8 +97,11 @@ type DeletionRequestSpec struct {
 	ReviewWindow *WaitDuration `json:"reviewWindow,omitempty"`
 
 	// RequireApproval holds execution until someone other than the creator
-	// approves the request (annotation retention.lethe.dev/approve, whose
-	// author is recorded from the API server's authentication).
+	// approves the request. The creator annotates it at creation with
+	// retention.lethe.dev/requested-by=<their user name>; the approver adds
+	// retention.lethe.dev/approved-by=<their user name>. The admission policy
+	// of config/admission checks both names against the API server's
+	// authentication.
 	// +optional
 	RequireApproval bool `json:"requireApproval,omitempty"`
 
@@ -149,6 +152,12 @@ type PlannedCollection struct {
 	// counted just before erasure.
 	// +optional
 	Matched *int64 `json:"matched,omitempty"`
+
+	// Fallback says why the action differs from the Dataset's: for example
+	// "Anonymize instead of Delete: 2 records of orders refer to these records
+	// (orders_quote_id_fkey)".
+	// +optional
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // ReceiptEntry records what was done in one collection.
@@ -226,6 +235,12 @@ type DeletionRequestStatus struct {
 	// ApprovedBy is the authenticated user who approved the request.
 	// +optional
 	ApprovedBy string `json:"approvedBy,omitempty"`
+
+	// HeldBy names the LegalHolds that hold the request back (phase Held);
+	// empty otherwise. Each of them lists the request in status.blocking.
+	// +optional
+	// +listType=set
+	HeldBy []string `json:"heldBy,omitempty"`
 
 	// Plan lists the collections to erase, in order.
 	// +optional

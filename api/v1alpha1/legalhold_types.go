@@ -64,17 +64,27 @@ type LegalHoldStatus struct {
 	// +optional
 	Phase string `json:"phase,omitempty"`
 
-	// Conditions: Ready, Reconciling, Stalled (SecretNotFound…), Active.
+	// Conditions: Ready, Reconciling, Stalled (SecretNotFound,
+	// DerivationFailed…), Active, IdentitiesDerived.
 	// +optional
 	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// Subjects is how many subject identifiers the hold covers.
+	// Subjects is how many subject identifiers the hold names.
 	// +optional
 	Subjects int32 `json:"subjects,omitempty"`
 
-	// Blocking lists the runs and requests the hold currently holds back, as
-	// kind/name.
+	// Derived is how many further identifiers of the held subjects Lethe
+	// derived from the stores (a user_id's email, read from a table holding
+	// both), which the hold holds too. The values are kept only in the
+	// hold's own Secret <hold>-derived, owned by the hold; the
+	// IdentitiesDerived condition says which types and how.
+	// +optional
+	Derived int32 `json:"derived,omitempty"`
+
+	// Blocking lists what the hold currently holds back, as kind/name:
+	// DeletionRequests it stalls and PurgeJobs (retention runs and erasures)
+	// it keeps records or whole collections out of.
 	// +optional
 	// +listType=set
 	Blocking []string `json:"blocking,omitempty"`
@@ -88,6 +98,7 @@ type LegalHoldStatus struct {
 // +kubebuilder:resource:shortName=lh;hold,categories=lethe
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Subjects",type=integer,JSONPath=`.status.subjects`
+// +kubebuilder:printcolumn:name="Derived",type=integer,JSONPath=`.status.derived`,priority=1
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.spec.expiresAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

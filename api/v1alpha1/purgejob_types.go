@@ -95,7 +95,8 @@ type OperationStatus struct {
 	// Collection worked on.
 	Collection string `json:"collection"`
 
-	// Phase: Pending, Running, Succeeded, Failed.
+	// Phase: Pending, Running, Succeeded, Failed (the job stopped on it),
+	// or Held.
 	Phase string `json:"phase"`
 
 	// Matched is how many records matched when counted before starting.
@@ -106,6 +107,13 @@ type OperationStatus struct {
 
 	// Anonymized records.
 	Anonymized int64 `json:"anonymized"`
+
+	// Held is how many records legal holds kept out of this operation: those
+	// it would have matched without the holds' subjects excluded, counted
+	// once before starting (not set for an operation whose whole collection
+	// is held; its phase says Held).
+	// +optional
+	Held int64 `json:"held,omitempty"`
 
 	// Batches executed.
 	Batches int64 `json:"batches"`
@@ -159,6 +167,18 @@ type PurgeJobStatus struct {
 	// Anonymized is how many records all operations anonymized.
 	// +optional
 	Anonymized int64 `json:"anonymized,omitempty"`
+
+	// SealedKeys is how many primary keys of the subjects' records were
+	// sealed before the first change (kept in the job-owned Secret
+	// <job>-sealed, removed when the job succeeds), so a resumed erasure
+	// still reaches records whose links to the subject it already changed.
+	// +optional
+	SealedKeys int64 `json:"sealedKeys,omitempty"`
+
+	// Held is how many records legal holds kept out of all operations
+	// (the sum of the operations' held counts).
+	// +optional
+	Held int64 `json:"held,omitempty"`
 }
 
 // PurgeJob is one execution of concrete operations against one Dataset,
@@ -174,6 +194,7 @@ type PurgeJobStatus struct {
 // +kubebuilder:printcolumn:name="Matched",type=integer,JSONPath=`.status.matched`
 // +kubebuilder:printcolumn:name="Deleted",type=integer,JSONPath=`.status.deleted`
 // +kubebuilder:printcolumn:name="Anonymized",type=integer,JSONPath=`.status.anonymized`
+// +kubebuilder:printcolumn:name="Held",type=integer,JSONPath=`.status.held`,priority=1
 // +kubebuilder:printcolumn:name="Cutoff",type=date,JSONPath=`.spec.cutoff`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -169,6 +169,11 @@ type RunSummary struct {
 	// RowsAnonymized is how many records were anonymized.
 	RowsAnonymized int64 `json:"rowsAnonymized"`
 
+	// RowsHeld is how many records that the rules selected legal holds kept
+	// (the run's PurgeJob reports them per operation).
+	// +optional
+	RowsHeld int64 `json:"rowsHeld,omitempty"`
+
 	// Duration of the run, for example 1m30s.
 	// +optional
 	Duration string `json:"duration,omitempty"`

@@ -518,6 +518,11 @@ func (in *DeletionRequestStatus) DeepCopyInto(out *DeletionRequestStatus) {
 		in, out := &in.DeadlineTime, &out.DeadlineTime
 		*out = (*in).DeepCopy()
 	}
+	if in.HeldBy != nil {
+		in, out := &in.HeldBy, &out.HeldBy
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Plan != nil {
 		in, out := &in.Plan, &out.Plan
 		*out = make([]PlannedCollection, len(*in))

@@ -109,14 +109,23 @@ type Operation struct {
 	Cutoff *time.Time
 
 	// Subjects, when set, selects the records of these subjects: identity
-	// type → values. With Via set, the identities are matched at the end of
-	// the path, and this collection is reached through the hops.
+	// type → values, matched in this collection's own identity fields and,
+	// through each path of Paths, at the path's end. A record is selected
+	// when any of them matches (the union of every path).
 	Subjects map[string][]string
-	Via      []Hop
+	Paths    [][]Hop
+
+	// Keys are primary-key tuples (as text, in primary-key order) sealed
+	// before the first change: with Subjects set, a record whose key is
+	// listed is selected too, so an erasure resumed after the records that
+	// linked it to the subject changed still reaches it.
+	Keys [][]string
 
 	// Held identities (identity type → values) are excluded inside the
-	// statement itself, directly and through Via.
-	Held map[string][]string
+	// statement itself: matched in this collection's own identity fields and
+	// at the end of each path of HeldPaths.
+	Held      map[string][]string
+	HeldPaths [][]Hop
 
 	// Fields anonymized when Delete is false.
 	Fields []FieldMask
@@ -166,9 +175,8 @@ type Driver interface {
 type CollectionInfo struct {
 	Columns    map[string]Column
 	PrimaryKey []string
-	// UniqueKeys lists the table's primary key and unique indexes that are
-	// not partial and whose columns are all NOT NULL (the keys that make a
-	// record unique), primary key first; each as its columns in index order.
+	// UniqueKeys are the column lists of the plain unique indexes (not
+	// partial, no expression), the primary key first when there is one.
 	UniqueKeys    [][]string
 	ForeignKeys   []ForeignKey
 	Partitioned   bool
@@ -184,6 +192,11 @@ type Column struct {
 	Type      string // the store's type name, lowercased (text, varchar, timestamptz…)
 	MaxLength int    // character limit; 0 when unlimited
 	Nullable  bool
+	// Unique: the column is part of a primary key or unique index (a
+	// partial one too), so anonymizing it could collide.
+	Unique bool
+	// Mask is what anonymization strategies need to know of the column.
+	Mask mask.Column
 }
 
 // ForeignKey says Columns of this table refer to RefColumns of RefTable.
@@ -193,6 +206,23 @@ type ForeignKey struct {
 	RefSchema  string
 	RefTable   string
 	RefColumns []string
+}
+
+// KeysNotNull returns the unique keys whose columns are all NOT NULL: the
+// keys no two records share (NULLs may repeat in a unique index).
+func (i CollectionInfo) KeysNotNull() [][]string {
+	var out [][]string
+	for _, key := range i.UniqueKeys {
+		ok := len(key) > 0
+		for _, c := range key {
+			col, found := i.Columns[c]
+			ok = ok && found && !col.Nullable
+		}
+		if ok {
+			out = append(out, key)
+		}
+	}
+	return out
 }
 
 // CoversUniqueKey reports whether the columns of a declared primary key
@@ -220,6 +250,42 @@ func CoversUniqueKey(declared []string, unique [][]string, foldCase bool) bool {
 		}
 	}
 	return false
+}
+
+// Sealer is implemented by stores whose records have primary keys (SQL).
+type Sealer interface {
+	// Keys returns the primary keys (as text, in key order) of the records
+	// the operation selects now, at most limit of them; more is an error
+	// wrapping ErrInvalid.
+	Keys(ctx context.Context, op Operation, limit int) ([][]string, error)
+}
+
+// Blocker is a foreign key whose referencing records would be left
+// pointing at records an erasure deletes.
+type Blocker struct {
+	// Collection is the collection of the deleting operation.
+	Collection string
+	// Constraint, Table and Columns name the foreign key and the table
+	// holding it (any table of the store, declared in the Dataset or not).
+	Constraint string
+	Table      string
+	Columns    []string
+	// OnDelete is the key's action: NO ACTION, RESTRICT, CASCADE, SET NULL
+	// or SET DEFAULT.
+	OnDelete string
+	// Rows is how many referencing records would be left.
+	Rows int64
+}
+
+// Referrers is implemented by stores with foreign keys (SQL).
+type Referrers interface {
+	// Blockers checks, for every Delete operation of ops, every foreign key
+	// of the store that refers to its table: it counts the referencing
+	// records that refer to a record the operation deletes and that no
+	// Delete operation of ops removes (and no Anonymize operation of ops
+	// sets to NULL), and returns the keys where that count is not zero.
+	// It changes nothing.
+	Blockers(ctx context.Context, ops []Operation) ([]Blocker, error)
 }
 
 // Errors a driver classifies, so the engine knows whether retrying helps.

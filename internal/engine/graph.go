@@ -1,172 +1,26 @@
 package engine
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/erasure"
 )
 
-// EdgeKind says where an edge of the identity graph comes from.
-type EdgeKind string
-
-const (
-	// EdgeDeclared is a reference declared in the Dataset's spec.
-	EdgeDeclared EdgeKind = "reference"
-	// EdgeForeignKey is a foreign key the Dataset controller found in the
-	// live schema (status.foreignKeys).
-	EdgeForeignKey EdgeKind = "foreign key"
-)
-
-// Edge says that From.Field refers to To.ToField (child → parent).
-type Edge struct {
-	From, Field, To, ToField string
-	Kind                     EdgeKind
-	// err is set on a declared reference whose target field cannot be
-	// resolved; following it is an error.
-	err error
-}
-
-// String is the edge as collection.field → collection.field, marked when it
-// is a discovered foreign key.
-func (e Edge) String() string {
-	s := e.From + "." + e.Field + " → " + e.To + "." + e.ToField
-	if e.Kind == EdgeForeignKey {
-		s += " (foreign key)"
-	}
-	return s
-}
-
-// Graph is a Dataset's identity graph: for each collection, the edges
-// leading out of it towards its parents. Declared references come from the
-// spec, foreign keys from status.foreignKeys; a foreign key on a field that
-// a declared reference of the same collection already covers is dropped
-// (declared references win), as is one naming a collection the spec no
-// longer declares.
-type Graph struct {
-	ds  *retentionv1.Dataset
-	out map[string][]Edge
-}
-
-// NewGraph builds the identity graph of a Dataset.
-func NewGraph(ds *retentionv1.Dataset) *Graph {
-	g := &Graph{ds: ds, out: map[string][]Edge{}}
-	declared := map[[2]string]bool{}
-	for i := range ds.Spec.Collections {
-		c := &ds.Spec.Collections[i]
-		for _, ref := range c.References {
-			declared[[2]string{string(c.Name), string(ref.Field)}] = true
-		}
-	}
-	// A discovered foreign key can supply the target field a declared
-	// reference leaves implicit.
-	fkTarget := map[[3]string]string{}
-	for _, fk := range ds.Status.ForeignKeys {
-		fkTarget[[3]string{fk.Collection, fk.Field, fk.TargetCollection}] = fk.TargetField
-	}
-	for i := range ds.Spec.Collections {
-		c := &ds.Spec.Collections[i]
-		for _, ref := range c.References {
-			e := Edge{From: string(c.Name), Field: string(ref.Field), To: string(ref.Collection), ToField: string(ref.TargetField), Kind: EdgeDeclared}
-			parent, ok := Collection(ds, ref.Collection)
-			switch {
-			case !ok:
-				e.err = fmt.Errorf("%w: collection %s refers to unknown collection %s", ErrInvalid, c.Name, ref.Collection)
-			case e.ToField != "":
-			case len(parent.PrimaryKey) == 1:
-				e.ToField = string(parent.PrimaryKey[0])
-			case fkTarget[[3]string{e.From, e.Field, e.To}] != "":
-				e.ToField = fkTarget[[3]string{e.From, e.Field, e.To}]
-			default:
-				e.err = fmt.Errorf("%w: reference %s.%s → %s needs targetField (or a single-column primaryKey on %s)", ErrInvalid, c.Name, ref.Field, parent.Name, parent.Name)
-			}
-			g.out[e.From] = append(g.out[e.From], e)
-		}
-	}
-	for _, fk := range ds.Status.ForeignKeys {
-		if fk.Collection == fk.TargetCollection || declared[[2]string{fk.Collection, fk.Field}] {
-			continue
-		}
-		if _, ok := Collection(ds, retentionv1.Identifier(fk.Collection)); !ok {
-			continue
-		}
-		if _, ok := Collection(ds, retentionv1.Identifier(fk.TargetCollection)); !ok {
-			continue
-		}
-		g.out[fk.Collection] = append(g.out[fk.Collection], Edge{From: fk.Collection, Field: fk.Field, To: fk.TargetCollection, ToField: fk.TargetField, Kind: EdgeForeignKey})
-	}
-	return g
-}
-
-// Parents returns the edges leading out of a collection.
-func (g *Graph) Parents(name string) []Edge { return g.out[name] }
-
-// Path finds how a collection reaches one that holds one of the given
-// identity types: nil when it holds one itself; otherwise the shortest chain
-// of declared references, or, when declared references lead nowhere, the
-// shortest chain of references and discovered foreign keys. It wraps
-// ErrNoPath when there is none.
-func (g *Graph) Path(from *retentionv1.Collection, hasType func(string) bool) ([]Edge, error) {
-	holds := func(c *retentionv1.Collection) bool {
-		for _, id := range c.Identities {
-			if hasType(string(id.Type)) {
-				return true
-			}
-		}
-		return false
-	}
-	if holds(from) {
-		return nil, nil
-	}
-	for _, withFK := range []bool{false, true} {
-		path, err := g.search(from, holds, withFK)
-		if err != nil || path != nil {
-			return path, err
-		}
-	}
-	return nil, fmt.Errorf("%w: collection %s holds none of the subject's identity types and no reference or foreign key leads to one that does", ErrNoPath, from.Name)
-}
-
-func (g *Graph) search(from *retentionv1.Collection, holds func(*retentionv1.Collection) bool, withFK bool) ([]Edge, error) {
-	type node struct {
-		name string
-		path []Edge
-	}
-	seen := map[string]bool{string(from.Name): true}
-	queue := []node{{name: string(from.Name)}}
-	for len(queue) > 0 {
-		n := queue[0]
-		queue = queue[1:]
-		for _, e := range g.out[n.name] {
-			if e.Kind == EdgeForeignKey && !withFK {
-				continue
-			}
-			if seen[e.To] {
-				continue
-			}
-			if e.err != nil {
-				return nil, e.err
-			}
-			seen[e.To] = true
-			path := append(append([]Edge(nil), n.path...), e)
-			parent, _ := Collection(g.ds, retentionv1.Identifier(e.To))
-			if holds(parent) {
-				return path, nil
-			}
-			queue = append(queue, node{name: e.To, path: path})
-		}
-	}
-	return nil, nil
-}
-
-// Hops converts a path into the driver's hops.
-func Hops(ds *retentionv1.Dataset, storeType retentionv1.DataStoreType, path []Edge) ([]datastore.Hop, error) {
+// Hops converts a path of the identity graph (internal/erasure) into the
+// driver's hops.
+func Hops(ds *retentionv1.Dataset, storeType retentionv1.DataStoreType, path []erasure.Edge) ([]datastore.Hop, error) {
 	if len(path) == 0 {
 		return nil, nil
 	}
 	hops := make([]datastore.Hop, 0, len(path))
 	for _, e := range path {
-		parent, ok := Collection(ds, retentionv1.Identifier(e.To))
+		parent, ok := erasure.Collection(ds, retentionv1.Identifier(e.To))
 		if !ok {
 			return nil, fmt.Errorf("%w: collection %s refers to unknown collection %s", ErrInvalid, e.From, e.To)
 		}
@@ -179,30 +33,122 @@ func Hops(ds *retentionv1.Dataset, storeType retentionv1.DataStoreType, path []E
 	return hops, nil
 }
 
-// depths ranks collections for children-first ordering: a collection's
-// depth is one more than the deepest of its parents along declared
-// references and discovered foreign keys; cycles are cut where they close.
-func (g *Graph) depths() map[retentionv1.Identifier]int {
-	depth := map[retentionv1.Identifier]int{}
-	var visit func(name string, onPath map[string]bool) int
-	visit = func(name string, onPath map[string]bool) int {
-		if d, ok := depth[retentionv1.Identifier(name)]; ok {
-			return d
+// PathsHops converts every path of a Reach into the driver's hops.
+func PathsHops(ds *retentionv1.Dataset, storeType retentionv1.DataStoreType, r erasure.Reach) ([][]datastore.Hop, error) {
+	out := make([][]datastore.Hop, 0, len(r.Paths))
+	for _, p := range r.Paths {
+		h, err := Hops(ds, storeType, p)
+		if err != nil {
+			return nil, err
 		}
-		if _, ok := Collection(g.ds, retentionv1.Identifier(name)); !ok || onPath[name] {
-			return 0
-		}
-		onPath[name] = true
-		d := 0
-		for _, e := range g.out[name] {
-			d = max(d, visit(e.To, onPath)+1)
-		}
-		delete(onPath, name)
-		depth[retentionv1.Identifier(name)] = d
-		return d
+		out = append(out, h)
 	}
-	for i := range g.ds.Spec.Collections {
-		visit(string(g.ds.Spec.Collections[i].Name), map[string]bool{})
+	return out, nil
+}
+
+// SubjectPaths finds how a collection's records belong to the subjects:
+// every owning path to a collection holding one of their identity types
+// (see erasure.Graph.Owned). Planning, counting, execution and
+// verification all resolve paths here, from the same Dataset.
+func SubjectPaths(ds *retentionv1.Dataset, storeType retentionv1.DataStoreType, c *retentionv1.Collection, subjects map[string][]string) ([][]datastore.Hop, error) {
+	r, err := erasure.NewGraph(ds).Owned(c, func(t string) bool { return len(subjects[t]) > 0 })
+	if err != nil {
+		return nil, err
 	}
-	return depth
+	return PathsHops(ds, storeType, r)
+}
+
+// HeldPaths finds every owning path from a collection to one holding a
+// held identity type: a hold protects a person's records, which are the
+// records their identities reach through owning references (the same
+// reading erasure uses, so a hold keeps exactly what an erasure of that
+// person would take). Only SQL stores follow references; elsewhere it is
+// empty, as it is when nothing leads to a held type.
+func HeldPaths(ds *retentionv1.Dataset, storeType retentionv1.DataStoreType, c *retentionv1.Collection, held map[string][]string) ([][]datastore.Hop, error) {
+	if storeType != retentionv1.DataStorePostgreSQL && storeType != retentionv1.DataStoreMySQL {
+		return nil, nil
+	}
+	r, err := erasure.NewGraph(ds).Owned(c, func(t string) bool { return len(held[t]) > 0 })
+	if errors.Is(err, erasure.ErrNoPath) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return PathsHops(ds, storeType, r)
+}
+
+// SubjectOperation is the driver's view of one erasure operation for these
+// subjects: the collection, every owning path to their identities, and the
+// fields an Anonymize action rewrites (strategies without a key: for
+// counting and preflight, never for execution).
+func SubjectOperation(ds *retentionv1.Dataset, storeType retentionv1.DataStoreType, op retentionv1.Operation, subjects map[string][]string) (datastore.Operation, error) {
+	c, ok := erasure.Collection(ds, op.Collection)
+	if !ok {
+		return datastore.Operation{}, fmt.Errorf("%w: collection %s is not in Dataset %s", ErrInvalid, op.Collection, ds.Name)
+	}
+	dc, err := ToDriver(storeType, c)
+	if err != nil {
+		return datastore.Operation{}, err
+	}
+	paths, err := SubjectPaths(ds, storeType, c, subjects)
+	if err != nil {
+		return datastore.Operation{}, err
+	}
+	o := datastore.Operation{Collection: dc, Delete: op.Action == retentionv1.ActionDelete, Subjects: subjects, Paths: paths}
+	for _, f := range op.Fields {
+		o.Fields = append(o.Fields, datastore.FieldMask{Field: string(f.Name), Strategy: Strategy(f.Anonymization, nil)})
+	}
+	return o, nil
+}
+
+// DescribeBlocker says, for status and events, which records would be left
+// referring to which: "2 records of public.orders refer to records of
+// collection quotes this erasure would delete (foreign key
+// orders_quote_id_fkey on quote_id, ON DELETE NO ACTION)". Counts and
+// names only, never values.
+func DescribeBlocker(b datastore.Blocker) string {
+	return fmt.Sprintf("%d records of %s refer to records of collection %s this erasure would delete (foreign key %s on %s, ON DELETE %s); declare whenReferenced: Anonymize on %s, or erase the referring records first",
+		b.Rows, b.Table, b.Collection, b.Constraint, strings.Join(b.Columns, ", "), b.OnDelete, b.Collection)
+}
+
+// Preflight proves, before the first change, that a Dataset's erasure of
+// these subjects can run to the end: no record outside it (in any table of
+// the store) may be left referring, by a foreign key, to a record it
+// deletes. A collection that declares whenReferenced: Anonymize is
+// switched to Anonymize (s.FallBack) and everything is checked again, since
+// its kept records still refer to their own parents. It returns a message
+// naming the first key that stops the erasure ("" when none does). It
+// reads the store only.
+func Preflight(ctx context.Context, ref datastore.Referrers, s *erasure.Step, storeType retentionv1.DataStoreType, subjects map[string][]string) (string, error) {
+	for range len(s.Ops) + 1 {
+		ops := make([]datastore.Operation, 0, len(s.Ops))
+		for _, op := range s.Ops {
+			o, err := SubjectOperation(s.Dataset, storeType, op, subjects)
+			if err != nil {
+				return "", err
+			}
+			ops = append(ops, o)
+		}
+		blockers, err := ref.Blockers(ctx, ops)
+		if err != nil || len(blockers) == 0 {
+			return "", err
+		}
+		switched := map[string]bool{}
+		for _, b := range blockers {
+			if switched[b.Collection] {
+				continue // another key blocking the same collection
+			}
+			oi := slices.IndexFunc(s.Ops, func(o retentionv1.Operation) bool { return string(o.Collection) == b.Collection })
+			c, _ := erasure.Collection(s.Dataset, retentionv1.Identifier(b.Collection))
+			if oi < 0 || c.WhenReferenced != retentionv1.WhenReferencedAnonymize || s.Ops[oi].Action != retentionv1.ActionDelete {
+				return fmt.Sprintf("Stopped before any change: %s in Dataset %s; nothing was changed", DescribeBlocker(b), s.Dataset.Name), nil
+			}
+			if err := s.FallBack(oi, "Anonymize instead of Delete: "+DescribeBlocker(b)); err != nil {
+				return "", err
+			}
+			switched[b.Collection] = true
+		}
+	}
+	return "", fmt.Errorf("%w: Dataset %s: the whenReferenced fallbacks do not settle", ErrInvalid, s.Dataset.Name)
 }

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/schedule"
 )
 
@@ -86,13 +87,20 @@ func CheckFields(c *retentionv1.Collection, fields []retentionv1.FieldAnonymizat
 // category, in Dataset order.
 func SelectCollections(ds *retentionv1.Dataset, rule retentionv1.RetentionRule) ([]*retentionv1.Collection, error) {
 	for _, name := range rule.Collections {
-		if _, ok := Collection(ds, name); !ok {
+		c, ok := Collection(ds, name)
+		if !ok {
 			return nil, fmt.Errorf("%w: rule %s selects collection %s, which Dataset %s does not declare", ErrInvalid, rule.Name, name, ds.Name)
+		}
+		if c.TraverseOnly {
+			return nil, fmt.Errorf("%w: rule %s selects collection %s, which Dataset %s declares traverseOnly (never changed)", ErrInvalid, rule.Name, name, ds.Name)
 		}
 	}
 	var out []*retentionv1.Collection
 	for i := range ds.Spec.Collections {
 		c := &ds.Spec.Collections[i]
+		if c.TraverseOnly {
+			continue // reached, never changed
+		}
 		if slices.Contains(rule.Collections, c.Name) || categoryMatch(c, rule.Categories) {
 			out = append(out, c)
 		}
@@ -141,16 +149,8 @@ func anonymizedFields(c *retentionv1.Collection, rule retentionv1.RetentionRule)
 	return out
 }
 
-// OrderChildrenFirst orders operations so that a collection referring to
-// another (child → parent, by the Dataset's references and the foreign keys
-// discovered in the live schema) comes first; the order is otherwise stable.
-// Cycles keep their declared order where they close.
+// OrderChildrenFirst orders operations children first (see
+// erasure.OrderChildrenFirst).
 func OrderChildrenFirst(ds *retentionv1.Dataset, ops []retentionv1.Operation) []retentionv1.Operation {
-	depth := NewGraph(ds).depths()
-	out := slices.Clone(ops)
-	// Deeper collections (further from the root parents) first.
-	slices.SortStableFunc(out, func(a, b retentionv1.Operation) int {
-		return depth[b.Collection] - depth[a.Collection]
-	})
-	return out
+	return erasure.OrderChildrenFirst(ds, ops)
 }

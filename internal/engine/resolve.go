@@ -17,16 +17,18 @@ import (
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/mask"
 )
 
 // ErrInvalid marks a job that cannot run as specified; retrying cannot help.
-var ErrInvalid = errors.New("invalid PurgeJob")
+// It is erasure.ErrInvalid, so planning errors classify the same way.
+var ErrInvalid = erasure.ErrInvalid
 
 // ErrNoPath: a collection holds none of the subject's identity types and no
-// reference leads to one that does (it is not the subject's data).
-var ErrNoPath = fmt.Errorf("%w: no path to the subject's identities", ErrInvalid)
+// owning reference leads to one that does (it is not the subject's data).
+var ErrNoPath = erasure.ErrNoPath
 
 // Step is one resolved operation.
 type Step struct {
@@ -40,12 +42,7 @@ type Step struct {
 
 // Collection finds a collection of a Dataset by name.
 func Collection(ds *retentionv1.Dataset, name retentionv1.Identifier) (*retentionv1.Collection, bool) {
-	for i := range ds.Spec.Collections {
-		if ds.Spec.Collections[i].Name == name {
-			return &ds.Spec.Collections[i], true
-		}
-	}
-	return nil, false
+	return erasure.Collection(ds, name)
 }
 
 // ToDriver converts an API collection into the driver's view.
@@ -143,6 +140,9 @@ type Inputs struct {
 	StoreType retentionv1.DataStoreType
 	Holds     []retentionv1.LegalHold
 	Now       time.Time
+	// Sealed are the primary keys sealed before the job's first change, by
+	// collection name (see Seal); nil before sealing.
+	Sealed map[string][][]string
 }
 
 // Resolve builds the steps of a job, in spec order.
@@ -188,9 +188,10 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 				}
 			}
 			d.Subjects = subjects
-			if d.Via, err = PathToIdentities(in.Dataset, in.StoreType, c, subjects); err != nil {
+			if d.Paths, err = SubjectPaths(in.Dataset, in.StoreType, c, subjects); err != nil {
 				return nil, err
 			}
+			d.Keys = in.Sealed[string(op.Collection)]
 		}
 		if err := CheckFields(c, op.Fields); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -211,16 +212,11 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 			return nil, err
 		}
 		d.Held = effect.Held
-		if len(d.Held) > 0 && len(d.Subjects) == 0 {
-			// An age purge of a collection that holds no held identity type
-			// itself (order_items) excludes held subjects through the
-			// references that lead to one that does (orders.user_id).
-			switch hops, err := PathToIdentities(in.Dataset, in.StoreType, c, d.Held); {
-			case err == nil:
-				d.Via = hops
-			case errors.Is(err, ErrNoPath):
-				// Nothing links this collection to the held identities.
-			default:
+		if len(d.Held) > 0 {
+			// Held subjects are excluded through every reference that links
+			// the collection to a held identity (order_items → orders.user_id),
+			// owning or not: a hold keeps too much rather than too little.
+			if d.HeldPaths, err = HeldPaths(in.Dataset, in.StoreType, c, d.Held); err != nil {
 				return nil, err
 			}
 		}
@@ -237,25 +233,25 @@ func ageFromMetadata(source string) bool {
 	return false
 }
 
-// PathToIdentities finds how a collection reaches the subjects' identities:
-// none when it holds one of the identity types itself, otherwise the
-// shortest chain of declared references to a collection that does, or,
-// when declared references lead nowhere, of references and the foreign keys
-// the Dataset controller discovered (see Graph.Path). Planning, counting,
-// execution and verification all resolve paths here, from the same Dataset.
-func PathToIdentities(ds *retentionv1.Dataset, storeType retentionv1.DataStoreType, c *retentionv1.Collection, subjects map[string][]string) ([]datastore.Hop, error) {
-	path, err := NewGraph(ds).Path(c, func(t string) bool { return len(subjects[t]) > 0 })
-	if err != nil {
-		return nil, err
-	}
-	return Hops(ds, storeType, path)
-}
+// ErrSubjectsSecretMissing: the subjects Secret of a PurgeJob does not exist
+// (it matches connect.ErrSecretNotFound too). Lethe creates a coalesced
+// PurgeJob before its Secret, which it owns, so for a moment after creation
+// this is expected.
+var ErrSubjectsSecretMissing = errors.New("subjects Secret missing")
+
+type subjectsMissing struct{ err error }
+
+func (e subjectsMissing) Error() string   { return e.err.Error() }
+func (e subjectsMissing) Unwrap() []error { return []error{e.err, ErrSubjectsSecretMissing} }
 
 func readSubjects(ctx context.Context, r client.Reader, job *retentionv1.PurgeJob) (map[string][]string, error) {
 	if job.Spec.SubjectsSecretRef == nil {
 		return nil, fmt.Errorf("%w: operations bySubject need subjectsSecretRef", ErrInvalid)
 	}
 	secret, err := connect.GetSecret(ctx, r, job.Namespace, job.Spec.SubjectsSecretRef.Name)
+	if errors.Is(err, connect.ErrSecretNotFound) {
+		return nil, subjectsMissing{err}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,11 @@
 // scope it declares (datasets, collections, categories) matches. A hold with
 // subjects keeps only those subjects' records; a hold without subjects keeps
 // every record in its scope.
+//
+// A hold follows the person: the LegalHold controller derives the held
+// subjects' further identities from the stores (a user_id's email through a
+// users table) and keeps them in the hold's own Secret <hold>-derived, owned
+// by the hold. Subjects, and so For, include them.
 package holds
 
 import (
@@ -15,6 +20,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -65,11 +74,90 @@ func HasSubjects(h *retentionv1.LegalHold) bool {
 // work in its scope stops rather than run without it.
 var ErrInvalidSubject = errors.New("invalid held identity")
 
-// Subjects returns the held identities (type → values), reading the
-// subjects Secret if there is one. Secret values are newline-separated. A
-// value with a control character is an ErrInvalidSubject naming the Secret
-// and key, never the value.
+// ConditionIdentitiesDerived on a hold says what the LegalHold controller
+// derived for its current generation (True), or that it found nothing or
+// could not derive (False).
+const ConditionIdentitiesDerived = "IdentitiesDerived"
+
+// ErrNotDerived: an active hold on subjects that the LegalHold controller
+// has not yet looked at for its current generation (it was just created or
+// changed). Its derived identities are unknown, so nothing in its scope may
+// run yet: it would hold only the identities the hold names.
+var ErrNotDerived = errors.New("the hold's derived identities are not established yet")
+
+// Derivation reports whether the LegalHold controller has derived (or tried
+// to derive) the hold's further identities for its current generation.
+func Derivation(h *retentionv1.LegalHold) bool {
+	c := meta.FindStatusCondition(h.Status.Conditions, ConditionIdentitiesDerived)
+	return c != nil && c.ObservedGeneration == h.Generation
+}
+
+// LabelLegalHold on a Secret names the LegalHold whose derived identities it
+// keeps.
+const LabelLegalHold = "retention.lethe.dev/legal-hold"
+
+// DerivedSecretName is the hold's own Secret of derived identities.
+func DerivedSecretName(h *retentionv1.LegalHold) string { return h.Name + "-derived" }
+
+// Subjects returns the held identities (type → values): the named ones
+// (Named) and those derived from the stores, kept in the hold's own Secret
+// (Derived). Values are sorted and distinct.
 func Subjects(ctx context.Context, r client.Reader, h *retentionv1.LegalHold) (map[string][]string, error) {
+	out, err := Named(ctx, r, h)
+	if err != nil {
+		return nil, err
+	}
+	derived, err := Derived(ctx, r, h)
+	if err != nil {
+		return nil, err
+	}
+	for t, vs := range derived {
+		out[t] = append(out[t], vs...)
+	}
+	for t, vs := range out {
+		slices.Sort(vs)
+		out[t] = slices.Compact(vs)
+	}
+	return out, nil
+}
+
+// Derived returns the identities derived for the hold's subjects, from its
+// own Secret (DerivedSecretName). A Secret of that name that the hold does
+// not own is ignored; none yet means nothing derived yet.
+func Derived(ctx context.Context, r client.Reader, h *retentionv1.LegalHold) (map[string][]string, error) {
+	var s corev1.Secret
+	switch err := r.Get(ctx, types.NamespacedName{Namespace: h.Namespace, Name: DerivedSecretName(h)}, &s); {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading Secret %q: %w", DerivedSecretName(h), err)
+	}
+	if !OwnedBy(&s, h) {
+		return nil, nil
+	}
+	out := map[string][]string{}
+	for k, v := range s.Data {
+		if vs := SplitValues(string(v)); len(vs) > 0 {
+			out[k] = vs
+		}
+	}
+	return out, nil
+}
+
+// OwnedBy reports whether the Secret is owned by the hold (by UID).
+func OwnedBy(s *corev1.Secret, h *retentionv1.LegalHold) bool {
+	for _, ref := range s.OwnerReferences {
+		if ref.UID == h.UID && h.UID != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Named returns the identities the hold names (type → values), inline and
+// in the subjects Secret if there is one. Secret values are
+// newline-separated.
+func Named(ctx context.Context, r client.Reader, h *retentionv1.LegalHold) (map[string][]string, error) {
 	out := map[string][]string{}
 	for i, s := range h.Spec.Subjects {
 		if hasControl(s.Value) {
@@ -119,7 +207,9 @@ type Effect struct {
 	By []string
 }
 
-// For computes the effect of holds on one collection at now.
+// For computes the effect of holds on one collection at now. It fails with
+// ErrNotDerived while an active hold on subjects that applies is new to the
+// LegalHold controller.
 func For(ctx context.Context, r client.Reader, all []retentionv1.LegalHold, dataset string, c *retentionv1.Collection, now time.Time) (Effect, error) {
 	var e Effect
 	for i := range all {
@@ -137,6 +227,9 @@ func For(ctx context.Context, r client.Reader, all []retentionv1.LegalHold, data
 		subjects, err := Subjects(ctx, r, h)
 		if err != nil {
 			return e, fmt.Errorf("LegalHold %q: %w", h.Name, err)
+		}
+		if !Derivation(h) {
+			return e, fmt.Errorf("LegalHold %q: %w", h.Name, ErrNotDerived)
 		}
 		if e.Held == nil {
 			e.Held = map[string][]string{}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -26,6 +27,9 @@ type Env struct {
 	Root   string // repository root
 	Assets string // directory of kube-apiserver, etcd and kubectl
 	env    *envtest.Environment
+
+	mu            sync.Mutex
+	managerConfig *rest.Config // see ManagerConfig
 }
 
 // Root finds the repository root (the directory holding go.mod) from the

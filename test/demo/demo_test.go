@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,9 +32,11 @@ func TestDemo(t *testing.T) {
 	var pgAddr string
 	var jobs retentionv1.PurgeJobList
 	start := time.Now()
+	managerLog := filepath.Join(t.TempDir(), "manager.log")
 	rep, err := demo.Run(ctx, demo.Options{
-		Users: 500,
-		Out:   &out,
+		Users:      500,
+		Out:        &out,
+		ManagerLog: managerLog,
 		// Every store: a missing server is a failure here, not a skip.
 		RequireStores: true,
 		Hooks: demo.Hooks{
@@ -59,6 +62,22 @@ func TestDemo(t *testing.T) {
 	}
 	t.Logf("the demo took %s", time.Since(start).Round(time.Millisecond))
 
+	t.Run("the manager needs no more than config/rbac", func(t *testing.T) {
+		// The demo runs the manager as its ServiceAccount bound only to
+		// config/rbac/role.yaml.
+		b, err := os.ReadFile(managerLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) == 0 {
+			t.Fatal("the manager logged nothing")
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "forbidden") {
+				t.Errorf("the API server refused the manager: %s", line)
+			}
+		}
+	})
 	t.Run("every store ran", func(t *testing.T) {
 		want := append([]string{demo.StorePostgres}, demo.StoreNames()...)
 		if strings.Join(rep.Stores, ",") != strings.Join(want, ",") {

@@ -298,10 +298,15 @@ func (r *run) startAll(ctx context.Context) error {
 	r.k = &kubectl{bin: filepath.Join(r.env.Assets, "kubectl"), kubeconfig: kubeconfig, namespace: Namespace, p: r.p}
 
 	t0 := time.Now()
-	if r.mgr, err = startManager(ctx, r.env.Config, r.env.Scheme, r.log); err != nil {
+	// The manager runs as its ServiceAccount, under config/rbac only.
+	mcfg, err := r.env.ManagerConfig()
+	if err != nil {
+		return fmt.Errorf("binding the manager's RBAC of config/rbac: %w", err)
+	}
+	if r.mgr, err = startManager(ctx, mcfg, r.env.Scheme, r.log); err != nil {
 		return err
 	}
-	r.p.step("Lethe manager started in this process in %s (controllers.Setup, drivers of internal/datastore/all); its log: %s", seconds(time.Since(t0)), r.log.Name())
+	r.p.step("Lethe manager started in this process in %s (controllers.Setup, drivers of internal/datastore/all; under the RBAC of config/rbac); its log: %s", seconds(time.Since(t0)), r.log.Name())
 	// Everything runs now: remember it, so a killed demo is cleaned up by
 	// the next one.
 	if err := record(r.rep.Dir, descendants(os.Getpid())); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/mask"
 )
 
 // Describe reports columns (type, character limit, nullability), the primary
@@ -41,7 +42,7 @@ func TestDescribe(t *testing.T) {
 	if info.Partitioned || info.EstimatedRows < 200 || info.EstimatedRows > 400 {
 		t.Errorf("partitioned %v, estimated rows %d (304 rows)", info.Partitioned, info.EstimatedRows)
 	}
-	if got := info.Columns["sku"]; got != (datastore.Column{Name: "sku", Type: "varchar", MaxLength: 20}) {
+	if got := info.Columns["sku"]; got != (datastore.Column{Name: "sku", Type: "varchar", MaxLength: 20, Mask: mask.Column{Type: mask.Text, MaxLength: 20}}) {
 		t.Errorf("sku: %+v", got)
 	}
 
@@ -50,10 +51,10 @@ func TestDescribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]datastore.Column{
-		"id":         {Name: "id", Type: "bigint"},
-		"email":      {Name: "email", Type: "varchar", MaxLength: 100, Nullable: true},
-		"name":       {Name: "name", Type: "varchar", MaxLength: 50},
-		"created_at": {Name: "created_at", Type: "datetime"},
+		"id":         {Name: "id", Type: "bigint", Unique: true, Mask: mask.Column{Type: mask.Other}},
+		"email":      {Name: "email", Type: "varchar", MaxLength: 100, Nullable: true, Unique: true, Mask: mask.Column{Type: mask.Text, MaxLength: 100, Nullable: true}},
+		"name":       {Name: "name", Type: "varchar", MaxLength: 50, Mask: mask.Column{Type: mask.Text, MaxLength: 50}},
+		"created_at": {Name: "created_at", Type: "datetime", Mask: mask.Column{Type: mask.Timestamp}},
 	}
 	if !reflect.DeepEqual(info.Columns, want) {
 		t.Errorf("users columns %+v", info.Columns)
@@ -156,7 +157,7 @@ func TestInjection(t *testing.T) {
 		{Collection: datastore.Collection{Name: "users", PrimaryKey: []string{"id`, (SELECT 1)) --"}, IdentityFields: map[string]string{"user_id": "id"}},
 			Delete: true, Subjects: map[string][]string{"user_id": {"1"}}},
 		{Collection: datastore.Collection{Name: "orders"}, Delete: true, Subjects: map[string][]string{"user_id": {"1"}},
-			Via: []datastore.Hop{{Field: "user_id", Parent: datastore.Collection{Name: evil, IdentityFields: map[string]string{"user_id": "id"}}, ParentField: "id"}}},
+			Paths: [][]datastore.Hop{{{Field: "user_id", Parent: datastore.Collection{Name: evil, IdentityFields: map[string]string{"user_id": "id"}}, ParentField: "id"}}}},
 		{Collection: datastore.Collection{Name: "users", IdentityFields: map[string]string{"user_id": "id"}}, Subjects: map[string][]string{"user_id": {"1"}},
 			Fields: nil},
 	}
@@ -209,7 +210,7 @@ func TestCursorChecks(t *testing.T) {
 	ctx := context.Background()
 	cutoff := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	items := datastore.Operation{Collection: itemsC, Delete: true, Cutoff: &cutoff, BatchSize: 10,
-		Held: map[string][]string{"user_id": {"1"}}, Via: itemsToOrders}
+		Held: map[string][]string{"user_id": {"1"}}, HeldPaths: [][]datastore.Hop{itemsToOrders}}
 	b, err := d.Execute(ctx, items, "")
 	if err != nil {
 		t.Fatal(err)

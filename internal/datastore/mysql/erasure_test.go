@@ -80,7 +80,7 @@ func TestEraseSubjects(t *testing.T) {
 		{usersC, nil, 2},
 	}
 	for _, s := range steps {
-		op := datastore.Operation{Collection: s.c, Delete: true, Subjects: subjects, Via: s.via, BatchSize: 5}
+		op := datastore.Operation{Collection: s.c, Delete: true, Subjects: subjects, Paths: [][]datastore.Hop{s.via}, BatchSize: 5}
 		if n := mustCount(t, d, op); n != s.want {
 			t.Fatalf("%s: Count = %d, want %d", s.c.Name, n, s.want)
 		}
@@ -103,7 +103,7 @@ func TestEraseThroughOneHop(t *testing.T) {
 	e := shop(t)
 	d := e.driver()
 	before := e.snapshot(3)
-	op := datastore.Operation{Collection: itemsC, Delete: true, Subjects: map[string][]string{"user_id": {"3"}}, Via: itemsToOrders}
+	op := datastore.Operation{Collection: itemsC, Delete: true, Subjects: map[string][]string{"user_id": {"3"}}, Paths: [][]datastore.Hop{itemsToOrders}}
 	if res := runAll(t, d, op, ""); res.affected != 6 {
 		t.Fatalf("deleted %d items, want 6", res.affected)
 	}
@@ -129,7 +129,7 @@ func TestHeldSubjectsSurvive(t *testing.T) {
 
 	purge := func(c datastore.Collection, via []datastore.Hop, want int64) {
 		t.Helper()
-		op := datastore.Operation{Collection: c, Delete: true, Cutoff: &cutoff, Held: held, Via: via, BatchSize: 7}
+		op := datastore.Operation{Collection: c, Delete: true, Cutoff: &cutoff, Held: held, HeldPaths: [][]datastore.Hop{via}, BatchSize: 7}
 		if n := mustCount(t, d, op); n != want {
 			t.Fatalf("%s: Count = %d, want %d", c.Name, n, want)
 		}

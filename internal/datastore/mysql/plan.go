@@ -110,7 +110,7 @@ func (d *Driver) plan(ctx context.Context, verb string, op datastore.Operation) 
 	}
 	if len(op.Subjects) > 0 {
 		p.subjects = true
-		expr, args, err := d.subjectExpr(ctx, p.op, t.name, t, op.Collection, op.Via, op.Subjects, 0)
+		expr, args, err := d.subjectsExpr(ctx, p, op)
 		if err != nil {
 			return nil, err
 		}
@@ -121,7 +121,7 @@ func (d *Driver) plan(ctx context.Context, verb string, op datastore.Operation) 
 		return nil, invalid(p.op, "the operation selects neither by cutoff nor by subject")
 	}
 	if countValues(op.Held) > 0 {
-		expr, args, err := d.heldExpr(ctx, p.op, t.name, t, op.Collection, op.Via, op.Held, 0)
+		expr, args, err := d.heldPathsExpr(ctx, p.op, t.name, t, op)
 		if err != nil {
 			return nil, err
 		}
@@ -172,6 +172,114 @@ func (d *Driver) plan(ctx context.Context, verb string, op datastore.Operation) 
 		p.keyIndex = ""
 	}
 	return p, nil
+}
+
+// subjectsExpr selects the subjects' records: directly through the
+// collection's identity fields, through every path of op.Paths, and by the
+// sealed keys of op.Keys; a row matching any of them is selected.
+func (d *Driver) subjectsExpr(ctx context.Context, p *plan, op datastore.Operation) (string, []any, error) {
+	t := p.t
+	var parts []string
+	var args []any
+	direct := false
+	for typ := range op.Subjects {
+		if _, ok := op.Collection.IdentityFields[typ]; ok {
+			direct = true
+		}
+	}
+	if direct || len(op.Paths) == 0 {
+		e, a, err := d.subjectExpr(ctx, p.op, t.name, t, op.Collection, nil, op.Subjects, 0)
+		if err != nil {
+			return "", nil, err
+		}
+		parts, args = append(parts, e), append(args, a...)
+	}
+	for _, path := range op.Paths {
+		e, a, err := d.subjectExpr(ctx, p.op, t.name, t, op.Collection, path, op.Subjects, 0)
+		if err != nil {
+			return "", nil, err
+		}
+		parts, args = append(parts, e), append(args, a...)
+	}
+	if len(op.Keys) > 0 {
+		e, a, err := keysExpr(p.op, t, p.key, op.Keys)
+		if err != nil {
+			return "", nil, err
+		}
+		parts, args = append(parts, e), append(args, a...)
+	}
+	if len(parts) == 1 {
+		return parts[0], args, nil
+	}
+	return "(" + strings.Join(parts, " OR ") + ")", args, nil
+}
+
+// keysExpr is true for the rows whose key is one of keys (text tuples in
+// key order), as "(k1, k2) IN ((?, ?), ...)" in chunks.
+func keysExpr(op string, t *tableMeta, key []*column, keys [][]string) (string, []any, error) {
+	var lhs []string
+	for _, c := range key {
+		lhs = append(lhs, qualified(t.name, c.name))
+	}
+	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(key)), ", ") + ")"
+	var parts []string
+	var args []any
+	var tuples []string
+	flush := func() {
+		if len(tuples) > 0 {
+			parts = append(parts, "("+strings.Join(lhs, ", ")+") IN ("+strings.Join(tuples, ", ")+")")
+			tuples = tuples[:0]
+		}
+	}
+	for _, k := range keys {
+		if len(k) != len(key) {
+			return "", nil, invalid(op, "a sealed key has %d columns, the batch key %d", len(k), len(key))
+		}
+		row := make([]any, 0, len(k))
+		ok := true
+		for i, v := range k {
+			a, fits, err := identityArg(op, key[i], v)
+			if err != nil {
+				return "", nil, err
+			}
+			ok = ok && fits
+			row = append(row, a)
+		}
+		if !ok {
+			continue
+		}
+		tuples = append(tuples, tuple)
+		args = append(args, row...)
+		if len(tuples) == inChunk {
+			flush()
+		}
+	}
+	flush()
+	if len(parts) == 0 {
+		return "FALSE", nil, nil
+	}
+	return "(" + strings.Join(parts, " OR ") + ")", args, nil
+}
+
+// heldPathsExpr is heldExpr over the collection itself and every path of
+// op.HeldPaths, OR-ed; "" when no held identity type is reachable.
+func (d *Driver) heldPathsExpr(ctx context.Context, op, ref string, t *tableMeta, o datastore.Operation) (string, []any, error) {
+	paths := o.HeldPaths
+	if len(paths) == 0 {
+		paths = [][]datastore.Hop{nil}
+	}
+	var parts []string
+	var args []any
+	for _, path := range paths {
+		e, a, err := d.heldExpr(ctx, op, ref, t, o.Collection, path, o.Held, 0)
+		if err != nil {
+			return "", nil, err
+		}
+		if e != "" {
+			parts, args = append(parts, e), append(args, a...)
+		}
+	}
+	return strings.Join(parts, " OR "), args, nil
 }
 
 // subjectExpr is the predicate "this row belongs to one of the subjects":

@@ -18,6 +18,7 @@ type column struct {
 	unsigned  bool
 	maxChars  int // character limit for text, byte limit for binary; 0 unlimited/not applicable
 	nullable  bool
+	unique    bool // part of a unique index
 	maskType  mask.ColumnType
 	valueKind valueKind
 }
@@ -47,6 +48,7 @@ type tableMeta struct {
 	primaryKey    []string
 	keyIndex      string     // index backing the key used for batching ("PRIMARY")
 	uniqueKeys    [][]string // unique indexes whose columns are all NOT NULL, PRIMARY first
+	plainUnique   [][]string // every unique index on plain columns, PRIMARY first
 	uniqueIndex   []string   // their names, same order
 	foreignKeys   []datastore.ForeignKey
 	partitions    []partition
@@ -94,14 +96,18 @@ func (d *Driver) Describe(ctx context.Context, c datastore.Collection) (datastor
 	info := datastore.CollectionInfo{
 		Columns:       make(map[string]datastore.Column, len(t.columns)),
 		PrimaryKey:    key,
-		UniqueKeys:    t.uniqueKeys,
 		ForeignKeys:   t.foreignKeys,
+		UniqueKeys:    t.plainUnique,
 		Partitioned:   len(t.partitions) > 0,
 		EstimatedRows: t.estimatedRows,
 	}
 	for _, name := range t.order {
 		col := t.columns[strings.ToLower(name)]
-		info.Columns[col.name] = datastore.Column{Name: col.name, Type: col.dataType, MaxLength: col.maxChars, Nullable: col.nullable}
+		mc := mask.Column{Type: col.maskType, MaxLength: col.maxChars, Nullable: col.nullable}
+		if col.maskType == mask.Timestamp || col.maskType == mask.Date {
+			mc.MaxLength = 0
+		}
+		info.Columns[col.name] = datastore.Column{Name: col.name, Type: col.dataType, MaxLength: col.maxChars, Nullable: col.nullable, Unique: col.unique, Mask: mc}
 	}
 	return info, nil
 }
@@ -319,12 +325,18 @@ func (d *Driver) readIndexes(ctx context.Context, op string, t *tableMeta) error
 		}
 		ix.cols = append(ix.cols, c.name)
 		ix.nullable = ix.nullable || c.nullable
+		if ix.unique {
+			c.unique = true
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return classify(op, err)
 	}
 	sort.SliceStable(idx, func(i, j int) bool { return idx[i].name == "PRIMARY" && idx[j].name != "PRIMARY" })
 	for _, ix := range idx {
+		if ix.unique && len(ix.cols) > 0 {
+			t.plainUnique = append(t.plainUnique, ix.cols)
+		}
 		if !ix.unique || ix.nullable || len(ix.cols) == 0 {
 			continue
 		}

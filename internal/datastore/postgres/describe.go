@@ -52,7 +52,10 @@ type table struct {
 	// plain index whose columns are all NOT NULL, primary key first, then
 	// narrowest first; pk is the first of them.
 	unique [][]string
-	fks    []datastore.ForeignKey
+	// uniqueKeys are the column lists of the table's plain unique indexes
+	// (not partial, no expression), the primary key first.
+	uniqueKeys [][]string
+	fks        []datastore.ForeignKey
 	// rangePartitioned: relkind p with RANGE strategy.
 	rangePartitioned bool
 	// partKey is the single plain column the table is range-partitioned on,
@@ -111,13 +114,15 @@ WHERE (c.oid = $1 AND c.relkind <> 'p')
 	info := datastore.CollectionInfo{
 		Columns:       make(map[string]datastore.Column, len(t.columns)),
 		PrimaryKey:    pk,
-		UniqueKeys:    slices.Clone(t.unique),
 		ForeignKeys:   slices.Clone(t.fks),
+		UniqueKeys:    slices.Clone(t.uniqueKeys),
 		Partitioned:   t.rangePartitioned,
 		EstimatedRows: est,
 	}
 	for n, col := range t.columns {
-		info.Columns[n] = col.Column
+		c := col.Column
+		c.Mask = maskColumn(col)
+		info.Columns[n] = c
 	}
 	return info, nil
 }
@@ -249,6 +254,16 @@ JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_catalog.pg_am am ON am.oid = ic.relam
 JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
 WHERE i.indrelid = $1 AND am.amname = 'btree' AND i.indpred IS NULL AND i.indisvalid AND i.indkey[0] <> 0`, t.oid)
+	// Every unique index: its plain columns, and whether it is a plain key
+	// (not partial, no expression).
+	b.Queue(`
+SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             ORDER BY k.ord),
+       i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
+FROM pg_catalog.pg_index i
+WHERE i.indrelid = $1 AND i.indisunique
+ORDER BY i.indisprimary DESC, i.indexrelid`, t.oid)
 
 	br := d.pool.SendBatch(ctx, b)
 	defer br.Close()
@@ -276,10 +291,10 @@ WHERE i.indrelid = $1 AND am.amname = 'btree' AND i.indpred IS NULL AND i.indisv
 	}
 
 	rows, _ = br.Query()
-	var cols []string
-	_, err = pgx.ForEachRow(rows, []any{&cols}, func() error {
-		t.unique = append(t.unique, cols)
-		cols = nil
+	var keyCols []string
+	_, err = pgx.ForEachRow(rows, []any{&keyCols}, func() error {
+		t.unique = append(t.unique, keyCols)
+		keyCols = nil
 		return nil
 	})
 	if err != nil {
@@ -316,6 +331,24 @@ WHERE i.indrelid = $1 AND am.amname = 'btree' AND i.indpred IS NULL AND i.indisv
 	rows, _ = br.Query()
 	_, err = pgx.ForEachRow(rows, []any{&name}, func() error {
 		t.leading[name] = true
+		return nil
+	})
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	rows, _ = br.Query()
+	var cols []string
+	var plain bool
+	_, err = pgx.ForEachRow(rows, []any{&cols, &plain}, func() error {
+		for _, c := range cols {
+			if col, ok := t.columns[c]; ok {
+				col.Unique = true
+				t.columns[c] = col
+			}
+		}
+		if plain && len(cols) > 0 {
+			t.uniqueKeys = append(t.uniqueKeys, slices.Clone(cols))
+		}
 		return nil
 	})
 	if err != nil {

@@ -54,11 +54,18 @@ type cutoffArg struct {
 
 // plan resolves o. It validates everything it can before any data is read.
 func (d *Driver) plan(ctx context.Context, verb string, o datastore.Operation) (*plan, error) {
+	return d.planAfter(ctx, verb, o, nil)
+}
+
+// planAfter is plan with its parameters numbered after prior ones (the
+// plan's args start with a copy of prior), so its condition can be combined
+// with another plan's in one statement.
+func (d *Driver) planAfter(ctx context.Context, verb string, o datastore.Operation, prior []any) (*plan, error) {
 	key, err := keyOf(verb, o.Collection)
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{desc: verb + " on " + key.ident(), keys: []tableKey{key}}
+	p := &plan{desc: verb + " on " + key.ident(), keys: []tableKey{key}, a: args{vals: slices.Clone(prior)}}
 	t, err := d.cached(ctx, key)
 	if err != nil {
 		return nil, err
@@ -104,7 +111,7 @@ func (d *Driver) plan(ctx context.Context, verb string, o datastore.Operation) (
 	}
 
 	if len(o.Held) > 0 {
-		held, err := d.heldExpr(ctx, p, o, 0, "t")
+		held, err := d.heldExpr(ctx, p, o, "t")
 		if err != nil {
 			return nil, err
 		}
@@ -149,34 +156,35 @@ func wallClock(t time.Time, loc *time.Location) time.Time {
 	return time.Date(w.Year(), w.Month(), w.Day(), w.Hour(), w.Minute(), w.Second(), w.Nanosecond(), time.UTC)
 }
 
-// level is one collection on the Via path: level 0 is the operation's
-// collection, level i is Via[i-1].Parent.
+// level is one collection on a path: level 0 is the operation's
+// collection, level i is path[i-1].Parent.
 type level struct {
 	coll datastore.Collection
 	t    *table
 	key  tableKey
 }
 
-func (d *Driver) levelOf(ctx context.Context, p *plan, o datastore.Operation, i int) (level, error) {
-	if i == 0 {
-		return level{coll: o.Collection, t: p.t, key: p.t.key}, nil
+// levels resolves the collections of one path (level 0 is the operation's).
+func (d *Driver) levels(ctx context.Context, p *plan, o datastore.Operation, path []datastore.Hop) ([]level, error) {
+	out := []level{{coll: o.Collection, t: p.t, key: p.t.key}}
+	for _, h := range path {
+		key, err := keyOf(p.desc, h.Parent)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(p.keys, key) {
+			p.keys = append(p.keys, key)
+		}
+		t, err := d.cached(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, level{coll: h.Parent, t: t, key: key})
 	}
-	coll := o.Via[i-1].Parent
-	key, err := keyOf(p.desc, coll)
-	if err != nil {
-		return level{}, err
-	}
-	if !slices.Contains(p.keys, key) {
-		p.keys = append(p.keys, key)
-	}
-	t, err := d.cached(ctx, key)
-	if err != nil {
-		return level{}, err
-	}
-	return level{coll: coll, t: t, key: key}, nil
+	return out, nil
 }
 
-// hopColumns checks Via[i] (from level i to level i+1) against both tables.
+// hopColumns checks a hop (from level from to level to) against both tables.
 func hopColumns(desc string, from, to level, h datastore.Hop) (column, column, error) {
 	fc, err := from.t.col(desc, h.Field)
 	if err != nil {
@@ -236,9 +244,45 @@ func identityTerms(desc string, a *args, params map[string]string, alias string,
 	return terms, nil
 }
 
+// pathCond is true when the record at alias al of level 0 reaches one of
+// vals' identities along path: nested IN (SELECT ...) subqueries, the
+// identities matched at the path's end. With an empty path it is the
+// collection's own identity terms. It returns "" when the end holds none of
+// vals' types.
+func (d *Driver) pathCond(ctx context.Context, p *plan, o datastore.Operation, path []datastore.Hop, vals map[string][]string, params map[string]string, al, prefix string) (string, error) {
+	levels, err := d.levels(ctx, p, o, path)
+	if err != nil {
+		return "", err
+	}
+	last := len(levels) - 1
+	alias := func(i int) string {
+		if i == 0 {
+			return al
+		}
+		return prefix + strconv.Itoa(i)
+	}
+	terms, err := identityTerms(p.desc, &p.a, params, alias(last), levels[last], vals)
+	if err != nil {
+		return "", err
+	}
+	if len(terms) == 0 {
+		return "", nil
+	}
+	cond := "(" + strings.Join(terms, " OR ") + ")"
+	for i := last - 1; i >= 0; i-- {
+		fc, tc, err := hopColumns(p.desc, levels[i], levels[i+1], path[i])
+		if err != nil {
+			return "", err
+		}
+		cond = fmt.Sprintf("%s IN (SELECT %s FROM %s AS %s WHERE %s)",
+			ref(alias(i), fc.Name), ref(alias(i+1), tc.Name), levels[i+1].key.ident(), alias(i+1), cond)
+	}
+	return cond, nil
+}
+
 // subjectCond selects the subjects' records: directly through the
-// collection's identity fields, or through the Via hops as nested
-// IN (SELECT ...) subqueries, the identities matched at the end of the path.
+// collection's identity fields, through every path of o.Paths, and by the
+// sealed keys of o.Keys; a record matching any of them is selected.
 func (d *Driver) subjectCond(ctx context.Context, p *plan, o datastore.Operation) (string, error) {
 	params := map[string]string{}
 	hasValues := false
@@ -250,74 +294,93 @@ func (d *Driver) subjectCond(ctx context.Context, p *plan, o datastore.Operation
 	if !hasValues {
 		return "", invalid(p.desc, "operation selects by subject but has no subject values")
 	}
-	levels := make([]level, len(o.Via)+1)
-	for i := range levels {
-		lv, err := d.levelOf(ctx, p, o, i)
+	var terms []string
+	direct, err := d.pathCond(ctx, p, o, nil, o.Subjects, params, "t", "")
+	if err != nil {
+		return "", err
+	}
+	if direct != "" {
+		terms = append(terms, direct)
+	}
+	for k, path := range o.Paths {
+		cond, err := d.pathCond(ctx, p, o, path, o.Subjects, params, "t", "s"+strconv.Itoa(k)+"_")
 		if err != nil {
 			return "", err
 		}
-		levels[i] = lv
-	}
-	last := len(levels) - 1
-	alias := func(i int) string {
-		if i == 0 {
-			return "t"
+		if cond == "" {
+			return "", invalid(p.desc, "the end of path %d holds none of the operation's identity types", k+1)
 		}
-		return "s" + strconv.Itoa(i)
-	}
-	terms, err := identityTerms(p.desc, &p.a, params, alias(last), levels[last], o.Subjects)
-	if err != nil {
-		return "", err
+		terms = append(terms, cond)
 	}
 	if len(terms) == 0 {
-		return "", invalid(p.desc, "%s holds none of the operation's identity types", levels[last].key.ident())
+		return "", invalid(p.desc, "%s holds none of the operation's identity types", p.t.key.ident())
 	}
-	cond := "(" + strings.Join(terms, " OR ") + ")"
-	for i := last - 1; i >= 0; i-- {
-		fc, tc, err := hopColumns(p.desc, levels[i], levels[i+1], o.Via[i])
+	if len(o.Keys) > 0 {
+		keys, err := keysCond(p, "t", o.Keys)
 		if err != nil {
 			return "", err
 		}
-		cond = fmt.Sprintf("%s IN (SELECT %s FROM %s AS %s WHERE %s)",
-			ref(alias(i), fc.Name), ref(alias(i+1), tc.Name), levels[i+1].key.ident(), alias(i+1), cond)
+		terms = append(terms, keys)
 	}
-	return cond, nil
+	if len(terms) == 1 {
+		return terms[0], nil
+	}
+	return "(" + strings.Join(terms, "\n   OR ") + ")", nil
 }
 
-// heldExpr is true when the record at level i (alias al) is held: one of its
-// own identity fields holds a held value, or (through the next hop) the
-// record it refers to is held. It returns "" when no held identity type
-// occurs on the rest of the path. EXISTS never yields NULL; a direct
-// comparison may, and the caller wraps the whole in IS NOT TRUE.
-func (d *Driver) heldExpr(ctx context.Context, p *plan, o datastore.Operation, i int, al string) (string, error) {
-	lv, err := d.levelOf(ctx, p, o, i)
-	if err != nil {
-		return "", err
+// keysCond is true for the records whose primary key is one of keys (text
+// tuples in key order), each column cast to its type by the server.
+func keysCond(p *plan, al string, keys [][]string) (string, error) {
+	cols := make([][]string, len(p.pk))
+	for _, k := range keys {
+		if len(k) != len(p.pk) {
+			return "", invalid(p.desc, "a sealed key has %d columns, the primary key %d", len(k), len(p.pk))
+		}
+		for i := range k {
+			cols[i] = append(cols[i], k[i])
+		}
 	}
+	if len(p.pk) == 1 {
+		c := p.pk[0]
+		return fmt.Sprintf("%s = ANY(%s::text[]::%s[])", ref(al, c.Name), p.a.add(cols[0]), c.castType), nil
+	}
+	var lhs, sel, arrays []string
+	for i, c := range p.pk {
+		lhs = append(lhs, ref(al, c.Name))
+		sel = append(sel, fmt.Sprintf("k.c%d::%s", i, c.castType))
+		arrays = append(arrays, p.a.add(cols[i])+"::text[]")
+	}
+	names := make([]string, len(p.pk))
+	for i := range names {
+		names[i] = "c" + strconv.Itoa(i)
+	}
+	return fmt.Sprintf("(%s) IN (SELECT %s FROM unnest(%s) AS k(%s))",
+		strings.Join(lhs, ", "), strings.Join(sel, ", "), strings.Join(arrays, ", "), strings.Join(names, ", ")), nil
+}
+
+// heldExpr is true when the record at alias al is held: one of its own
+// identity fields holds a held value, or a path of o.HeldPaths leads to a
+// record that does. It returns "" when no held identity type occurs. A
+// comparison may be NULL; the caller wraps the whole in IS NOT TRUE.
+func (d *Driver) heldExpr(ctx context.Context, p *plan, o datastore.Operation, al string) (string, error) {
 	if p.heldParams == nil {
 		p.heldParams = map[string]string{}
 	}
-	terms, err := identityTerms(p.desc, &p.a, p.heldParams, al, lv, o.Held)
+	var terms []string
+	direct, err := d.pathCond(ctx, p, o, nil, o.Held, p.heldParams, al, "")
 	if err != nil {
 		return "", err
 	}
-	if i < len(o.Via) {
-		next, err := d.levelOf(ctx, p, o, i+1)
+	if direct != "" {
+		terms = append(terms, direct)
+	}
+	for k, path := range o.HeldPaths {
+		cond, err := d.pathCond(ctx, p, o, path, o.Held, p.heldParams, al, "h"+strconv.Itoa(k)+"_")
 		if err != nil {
 			return "", err
 		}
-		fc, tc, err := hopColumns(p.desc, lv, next, o.Via[i])
-		if err != nil {
-			return "", err
-		}
-		na := "h" + strconv.Itoa(i+1)
-		inner, err := d.heldExpr(ctx, p, o, i+1, na)
-		if err != nil {
-			return "", err
-		}
-		if inner != "" {
-			terms = append(terms, fmt.Sprintf("EXISTS (SELECT 1 FROM %s AS %s WHERE %s = %s AND (%s))",
-				next.key.ident(), na, ref(na, tc.Name), ref(al, fc.Name), inner))
+		if cond != "" {
+			terms = append(terms, cond)
 		}
 	}
 	return strings.Join(terms, " OR "), nil

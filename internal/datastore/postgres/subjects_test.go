@@ -77,11 +77,11 @@ func TestEraseSubjectsThroughReferences(t *testing.T) {
 	// User 1 by id, user 2 by email: one operation per collection.
 	subjects := map[string][]string{"user_id": {"1"}, "email": {"u2@example.com"}}
 	ops := []datastore.Operation{
-		{Collection: s.items, Via: s.viaOrdersUsers(), Delete: true, Subjects: subjects, BatchSize: 5},
-		{Collection: s.orders, Via: []datastore.Hop{{Field: "user_id", Parent: s.users, ParentField: "id"}}, Delete: true, Subjects: subjects, BatchSize: 5},
+		{Collection: s.items, Paths: [][]datastore.Hop{s.viaOrdersUsers()}, Delete: true, Subjects: subjects, BatchSize: 5},
+		{Collection: s.orders, Paths: [][]datastore.Hop{[]datastore.Hop{{Field: "user_id", Parent: s.users, ParentField: "id"}}}, Delete: true, Subjects: subjects, BatchSize: 5},
 		// sessions hold user_id only: user 2 (known by email) is reached
 		// through users.
-		{Collection: s.sessions, Via: []datastore.Hop{{Field: "user_id", Parent: s.users, ParentField: "id"}}, Delete: true, Subjects: subjects, BatchSize: 5},
+		{Collection: s.sessions, Paths: [][]datastore.Hop{[]datastore.Hop{{Field: "user_id", Parent: s.users, ParentField: "id"}}}, Delete: true, Subjects: subjects, BatchSize: 5},
 		{Collection: s.users, Delete: true, Subjects: subjects, BatchSize: 5},
 	}
 	want := []int64{12, 6, 8, 2}
@@ -109,7 +109,7 @@ func TestEraseSubjectsThroughReferences(t *testing.T) {
 	for i := 3; i <= 2000; i++ {
 		many = append(many, strconv.Itoa(i))
 	}
-	op := datastore.Operation{Collection: s.items, Via: s.viaOrders(), Delete: true, Subjects: map[string][]string{"user_id": many}, BatchSize: 1000}
+	op := datastore.Operation{Collection: s.items, Paths: [][]datastore.Hop{s.viaOrders()}, Delete: true, Subjects: map[string][]string{"user_id": many}, BatchSize: 1000}
 	r := drain(t, d, op, "", 3)
 	if r.affected != 4*3*2 || r.batches != 1 {
 		t.Fatalf("coalesced erasure: %d rows in %d batches, want 24 in 1", r.affected, r.batches)
@@ -135,7 +135,7 @@ func TestLegalHoldsAreExcluded(t *testing.T) {
 	// sessions.user_id → users (email). Guest sessions (NULL user) go.
 	cut := time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)
 	via := []datastore.Hop{{Field: "user_id", Parent: s.users, ParentField: "id"}}
-	anon := datastore.Operation{Collection: s.sessions, Via: via, Cutoff: &cut, Held: held, BatchSize: 3,
+	anon := datastore.Operation{Collection: s.sessions, HeldPaths: [][]datastore.Hop{via}, Cutoff: &cut, Held: held, BatchSize: 3,
 		Fields: []datastore.FieldMask{{Field: "ip", Strategy: generalize()}}}
 	if n := count(t, d, anon); n != 4*4+4 {
 		t.Fatalf("sessions anonymize Count = %d, want 20", n)
@@ -146,7 +146,7 @@ func TestLegalHoldsAreExcluded(t *testing.T) {
 	if n := e.int(`SELECT count(*) FROM sessions WHERE ip = ('10.0.0.' || coalesce(user_id, 0))::inet`); n != 8 {
 		t.Fatalf("%d sessions keep their address, want the 8 held ones", n)
 	}
-	del := datastore.Operation{Collection: s.sessions, Via: via, Delete: true, Cutoff: &cut, Held: held, BatchSize: 3}
+	del := datastore.Operation{Collection: s.sessions, HeldPaths: [][]datastore.Hop{via}, Delete: true, Cutoff: &cut, Held: held, BatchSize: 3}
 	if n := count(t, d, del); n != 20 {
 		t.Fatalf("sessions delete Count = %d, want 20", n)
 	}
@@ -157,7 +157,7 @@ func TestLegalHoldsAreExcluded(t *testing.T) {
 		t.Fatalf("sessions left for users %v, want [3 4] (guests are not held)", got)
 	}
 
-	items := datastore.Operation{Collection: s.items, Via: s.viaOrdersUsers(), Delete: true, Subjects: subjects, Held: held, BatchSize: 2}
+	items := datastore.Operation{Collection: s.items, Paths: [][]datastore.Hop{s.viaOrdersUsers()}, HeldPaths: [][]datastore.Hop{s.viaOrdersUsers()}, Delete: true, Subjects: subjects, Held: held, BatchSize: 2}
 	if n := count(t, d, items); n != 6 {
 		t.Fatalf("items Count = %d, want 6 (user 5 only)", n)
 	}
@@ -168,7 +168,7 @@ func TestLegalHoldsAreExcluded(t *testing.T) {
 		t.Fatalf("users with items left among 3,4,5: %v, want [3 4]", got)
 	}
 
-	orders := datastore.Operation{Collection: s.orders, Via: []datastore.Hop{{Field: "user_id", Parent: s.users}}, Delete: true, Subjects: subjects, Held: held, BatchSize: 2}
+	orders := datastore.Operation{Collection: s.orders, Paths: [][]datastore.Hop{[]datastore.Hop{{Field: "user_id", Parent: s.users}}}, HeldPaths: [][]datastore.Hop{[]datastore.Hop{{Field: "user_id", Parent: s.users}}}, Delete: true, Subjects: subjects, Held: held, BatchSize: 2}
 	if r := drain(t, d, orders, "", 10); r.affected != 3 {
 		t.Fatalf("orders deleted %d, want 3", r.affected)
 	}

@@ -157,7 +157,7 @@ func TestErrorsClassified(t *testing.T) {
 		"value with delimiter":   {Collection: c, Delete: true, Subjects: map[string][]string{"user_id": {"1:2"}}},
 		"empty value":            {Collection: c, Delete: true, Subjects: map[string][]string{"user_id": {""}}},
 		"identity not in key":    {Collection: c, Delete: true, Subjects: map[string][]string{"email": {"a@b"}}},
-		"via":                    {Collection: c, Delete: true, Subjects: map[string][]string{"user_id": {"1"}}, Via: []datastore.Hop{{Field: "x"}}},
+		"via":                    {Collection: c, Delete: true, Subjects: map[string][]string{"user_id": {"1"}}, Paths: [][]datastore.Hop{[]datastore.Hop{{Field: "x"}}}},
 		"hash field unnamed":     {Collection: c, Delete: true, Cutoff: &cutoff},
 		"SQL timestamp source":   {Collection: datastore.Collection{Pattern: "s:*", TimestampSource: "Column"}, Delete: true, Cutoff: &cutoff},
 		"anonymize a sorted set": {Collection: datastore.Collection{Pattern: "s:*", TimestampSource: "SortedSetScore"}, Cutoff: &cutoff, Fields: []datastore.FieldMask{{Field: "f", Strategy: mask.Strategy{Kind: mask.Null}}}},

@@ -93,7 +93,7 @@ func newPlan(op datastore.Operation, total bool) (*plan, error) {
 			p.phTypes = append(p.phTypes, s.ph)
 		}
 	}
-	if len(op.Via) > 0 {
+	if len(op.Paths) > 0 || len(op.HeldPaths) > 0 || len(op.Keys) > 0 {
 		return nil, fmt.Errorf("%w: redis: collections cannot be reached through references (Via)", datastore.ErrInvalid)
 	}
 	if !total && op.Cutoff == nil && op.Subjects == nil {

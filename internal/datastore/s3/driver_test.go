@@ -204,7 +204,7 @@ func TestProbeAndErrors(t *testing.T) {
 		"empty value":      {Collection: c, Delete: true, Subjects: map[string][]string{"user_id": {""}}},
 		"no placeholder":   {Collection: c, Delete: true, Subjects: map[string][]string{"email": {"a@b"}}},
 		"not LastModified": {Collection: datastore.Collection{Pattern: "a/", TimestampSource: "HashField"}, Delete: true, Cutoff: ptr(time.Now())},
-		"via":              {Collection: c, Delete: true, Subjects: map[string][]string{"user_id": {"1"}}, Via: []datastore.Hop{{Field: "x"}}},
+		"via":              {Collection: c, Delete: true, Subjects: map[string][]string{"user_id": {"1"}}, Paths: [][]datastore.Hop{[]datastore.Hop{{Field: "x"}}}},
 	} {
 		if _, err := e.d.Execute(ctx, op, ""); !errors.Is(err, datastore.ErrInvalid) {
 			t.Errorf("%s: Execute: %v, want ErrInvalid", name, err)

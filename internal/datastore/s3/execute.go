@@ -52,7 +52,7 @@ func newPlan(op datastore.Operation, total bool) (*plan, error) {
 	if c.TimestampSource != "" && c.TimestampSource != sourceLastModified {
 		return nil, fmt.Errorf("%w: s3: objects are dated by LastModified, not %s", datastore.ErrInvalid, c.TimestampSource)
 	}
-	if len(op.Via) > 0 {
+	if len(op.Paths) > 0 || len(op.HeldPaths) > 0 || len(op.Keys) > 0 {
 		return nil, fmt.Errorf("%w: s3: collections cannot be reached through references (Via)", datastore.ErrInvalid)
 	}
 	if !total && !op.Delete {

@@ -63,10 +63,14 @@ func TestMain(m *testing.M) {
 // at a time, or the first would erase the baseline's requests too.
 func startManager(b *testing.B, coalesce bool) (stop func()) {
 	b.Helper()
-	cfg := *env.Config
+	// The manager's ServiceAccount under the RBAC of config/rbac.
+	cfg, err := env.ManagerConfig()
+	if err != nil {
+		b.Fatal(err)
+	}
 	cfg.QPS, cfg.Burst = 1000, 2000
 	cfg.WrapTransport = apiCalls.wrap
-	mgr, err := ctrl.NewManager(&cfg, ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: ptr(true)},
 		Client:     client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
