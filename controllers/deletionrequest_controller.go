@@ -111,7 +111,7 @@ func jobRequests(job client.Object) []string {
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=deletionrequests,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=deletionrequests/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;delete;patch
 // The erasure ledger: list (names only) finds the day's last shard after a restart.
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;create;update
 
