@@ -299,13 +299,13 @@ func cases() []hostileCase {
 		reject("LegalHold/subjects Secret in another namespace", hold("subjectsSecretRef: {name: held, namespace: kube-system}\n"), msgSameNS),
 		reject("LegalHold/reason longer than 512", hold("datasets: [pg-shop]\nreason: \""+strings.Repeat("x", 513)+"\"\n"), "Too long"),
 		reject("LegalHold/bad category", hold("categories: [\"Contact Data\"]\n"), "should match '^[a-z][a-z0-9_-]*$'"),
-		// Scoped to pg-scratch, so they do not block the requests above.
-		stall("LegalHold/subjects Secret missing", hold("datasets: [pg-scratch]\nsubjectsSecretRef: {name: no-such-held}\n"), "SecretNotFound", "no-such-held"),
-		stall("LegalHold/subjects Secret value with a control character", hold("datasets: [pg-scratch]\nsubjectsSecretRef: {name: bad-hold-subjects}\n"), "InvalidIdentity", "Secret bad-hold-subjects, key email: a value contains a NUL or other control character"),
-		stall("LegalHold/subjects Secret key that is no identity type", hold("datasets: [pg-scratch]\nsubjectsSecretRef: {name: bad-type-identities}\n"), "InvalidIdentity", "is not an identity type"),
-		// The base LegalHold broken-hold (subjects Secret missing) covers
-		// my-news: a request there waits, and says why.
-		stall("DeletionRequest/in the scope of a hold whose Secret is missing", request("subject: {identities: [{type: email, value: a@example.com}]}\nreason: SubjectRequest\nscope: {datasets: [my-news]}\n"), "LegalHold", "Blocked until the subjects of a LegalHold can be read"),
+		// Scoped to my-news, so they block only the request there.
+		stall("LegalHold/subjects Secret missing", hold("datasets: [my-news]\nsubjectsSecretRef: {name: no-such-held}\n"), "SecretNotFound", "no-such-held"),
+		stall("LegalHold/subjects Secret value with a control character", hold("datasets: [my-news]\nsubjectsSecretRef: {name: bad-hold-subjects}\n"), "InvalidIdentity", "Secret bad-hold-subjects, key email: a value contains a NUL or other control character"),
+		stall("LegalHold/subjects Secret key that is no identity type", hold("datasets: [my-news]\nsubjectsSecretRef: {name: bad-type-identities}\n"), "InvalidIdentity", "is not an identity type"),
+		// The base LegalHold broken-hold (subjects Secret missing) and the
+		// holds above cover my-news: a request there waits, and says why.
+		stall("DeletionRequest/in the scope of a hold whose Secret is missing", request("subject: {identities: [{type: email, value: a@example.com}]}\nreason: SubjectRequest\nscope: {datasets: [my-news]}\n"), "LegalHold", "can be read: "),
 
 		// --- PurgeJob ----------------------------------------------------------------
 		// Users cannot create PurgeJobs once only the manager may (issue 17,

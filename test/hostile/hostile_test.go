@@ -186,7 +186,7 @@ kind: Dataset
 metadata: {name: pg-scratch}
 spec:
   dataStoreRef: {name: pg}
-  collections: [{name: scratch, timestampField: created_at}]
+  collections: [{name: scratch, timestampField: created_at, identities: [{type: scratch_id, field: id}]}]
 ---
 kind: Dataset
 metadata: {name: my-news}
@@ -353,10 +353,10 @@ func metricSeriesRemoved(t *testing.T, user client.Client, ns string, all []host
 // billing-subject (its derived-identities name) and billing-ids (its
 // identities Secret), which it does not own, stay.
 func cleanupKeepsOthersSecrets(t *testing.T, user client.Client, ns string) {
-	for name, data := range map[string]string{"billing-subject": "the admin's", "billing-ids": "1"} {
+	for name, data := range map[string]string{"billing-subject": "the admin's", "billing-ids": "999"} {
 		key := "note"
 		if name == "billing-ids" {
-			key = "user_id"
+			key = "scratch_id" // no such row: the erasure completes and changes nothing
 		}
 		create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: map[string]string{key: data}})
 	}
