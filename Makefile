@@ -89,6 +89,14 @@ demo: controlplane ## Start a local control plane and datastores, apply the samp
 	@go build -o $(BIN)/demo/lethe-demo ./hack/demo
 	@$(BIN)/demo/lethe-demo -users $(DEMO_USERS) -manager-log $(BIN)/demo/manager.log $(if $(filter-out 0 false no,$(KEEP)),-keep)
 
+# FUZZ_CASES sizes make fuzz-erasure; FUZZ_SEED picks the first seed.
+FUZZ_CASES ?= 2000
+FUZZ_SEED ?= 1000
+
+.PHONY: fuzz-erasure
+fuzz-erasure: ## Run the erasure property test over FUZZ_CASES generated schemas (PostgreSQL; a fifth as many on MariaDB).
+	LETHE_PROPERTY_CASES=$(FUZZ_CASES) LETHE_PROPERTY_SEED=$(FUZZ_SEED) go test ./test/erasure -count=1 -v -timeout 3h -run 'TestErasureProperty'
+
 .PHONY: bench
 bench: controlplane versitygw ## Run the benchmarks and print ratios against baselines measured in the same run.
 	@hack/bench.sh

@@ -312,10 +312,16 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 	name := fmt.Sprintf("erase-%s-%s", truncate(g.dataset, 40), hex.EncodeToString(sum[:5]))
 	labels := map[string]string{LabelCoalesced: "true"}
 
-	// The PurgeJob first, then its subjects Secret, owned by the job from
-	// its creation: no Secret of identities ever exists without an owner.
-	// The PurgeJob controller waits for a subjects Secret that does not
-	// exist yet (subjectsSecretGrace).
+	// The PurgeJob first, signed over the subjects it will read, then its
+	// subjects Secret, owned by the job from its creation: no Secret of
+	// identities ever exists without an owner. The PurgeJob controller
+	// waits for a subjects Secret that does not exist yet
+	// (subjectsSecretGrace).
+	data := map[string][]byte{}
+	for t, vs := range union {
+		slices.Sort(vs)
+		data[t] = []byte(strings.Join(slices.Compact(vs), "\n"))
+	}
 	job := &retentionv1.PurgeJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name, Labels: labels,
 			Annotations: map[string]string{AnnotationDeletionRequests: strings.Join(names, ",")}},
@@ -326,15 +332,15 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 			Operations:        g.ops,
 		},
 	}
+	if err := SignPurgeJob(c.DigestKey, job, data); err != nil {
+		return "", fmt.Errorf("signing PurgeJob: %w", err)
+	}
 	if err := c.Create(ctx, job); err != nil {
 		return "", fmt.Errorf("creating PurgeJob: %w", err)
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name, Labels: labels,
-		OwnerReferences: []metav1.OwnerReference{ownerReference(job, "PurgeJob")}}, Data: map[string][]byte{}}
-	for t, vs := range union {
-		slices.Sort(vs)
-		secret.Data[t] = []byte(strings.Join(slices.Compact(vs), "\n"))
-	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name,
+		Labels:          map[string]string{LabelCoalesced: "true", retentionv1.LabelSecretConsent: "true"},
+		OwnerReferences: []metav1.OwnerReference{ownerReference(job, "PurgeJob")}}, Data: data}
 	if err := c.Create(ctx, secret); err != nil {
 		// Nothing ran: the job waits for its Secret. Remove it, and its
 		// members are queued again.

@@ -116,9 +116,9 @@ func TestQueuedRequestFindsItsPurgeJobAfterRestart(t *testing.T) {
 		}
 		ops = append(ops, op)
 	}
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "erase-app-before-restart"},
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "erase-app-before-restart", Labels: marked()},
 		StringData: map[string]string{"user_id": adaID, "email": adaEmail}})
-	create(t, &retentionv1.PurgeJob{
+	createJob(t, &retentionv1.PurgeJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "erase-app-before-restart",
 			Labels:      map[string]string{controllers.LabelCoalesced: "true"},
 			Annotations: map[string]string{controllers.AnnotationDeletionRequests: "ada"}},

@@ -1,6 +1,6 @@
 // Package controllers holds one reconciler per Lethe kind. Each reads top to
 // bottom: get → gates (deletion, suspend, holds, approval) → plan → act →
-// status, with conditions as in DESIGN.md §5.
+// status, with conditions as in docs/design.md §5.
 package controllers
 
 import (
@@ -66,7 +66,7 @@ func stalled(reason, msg string) error { return stallError{reason: reason, msg: 
 func classify(err error) (reason, msg string) {
 	switch {
 	case errors.Is(err, connect.ErrSecretNotFound):
-		return retentionv1.ReasonSecretNotFound, err.Error()
+		return connect.SecretReason(err), err.Error()
 	case errors.Is(err, datastore.ErrAuthentication):
 		return retentionv1.ReasonAuthenticationFailed, "The datastore refused the credentials"
 	case errors.Is(err, datastore.ErrUnavailable):

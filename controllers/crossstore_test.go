@@ -58,10 +58,10 @@ func TestDeletionRequestAcrossFourStores(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "my-credentials"}, StringData: map[string]string{"username": my.User, "password": my.Password}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "my-credentials", Labels: marked()}, StringData: map[string]string{"username": my.User, "password": my.Password}})
 	create(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "my"}, Spec: retentionv1.DataStoreSpec{
 		Type: retentionv1.DataStoreMySQL, Host: my.Host, Port: ptr(int32(my.Port)), Database: retentionv1.Identifier(my.Database),
-		CredentialsSecretRef: &retentionv1.SecretReference{Name: "my-credentials"}}})
+		TLS: retentionv1.TLSDisable, CredentialsSecretRef: &retentionv1.SecretReference{Name: "my-credentials"}}})
 
 	// Redis: sessions.
 	rc := redisSessions(t, ns, subject, other)
@@ -77,9 +77,9 @@ func TestDeletionRequestAcrossFourStores(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s3-credentials"}, StringData: map[string]string{"accessKeyID": s3s.AccessKeyID, "secretAccessKey": s3s.SecretAccessKey}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s3-credentials", Labels: marked()}, StringData: map[string]string{"accessKeyID": s3s.AccessKeyID, "secretAccessKey": s3s.SecretAccessKey}})
 	create(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "s3"}, Spec: retentionv1.DataStoreSpec{
-		Type: retentionv1.DataStoreS3, CredentialsSecretRef: &retentionv1.SecretReference{Name: "s3-credentials"},
+		Type: retentionv1.DataStoreS3, TLS: retentionv1.TLSDisable, CredentialsSecretRef: &retentionv1.SecretReference{Name: "s3-credentials"},
 		S3: &retentionv1.S3Settings{Endpoint: s3s.Endpoint, Region: s3s.Region, Bucket: s3s.Bucket, ForcePathStyle: true}}})
 
 	userID := []retentionv1.IdentityField{{Type: "user_id"}}
@@ -179,9 +179,9 @@ func redisSessions(t *testing.T, ns, subject, other string) *goredis.Client {
 	if rs.Password != "" {
 		redisSecret["password"] = rs.Password
 	}
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis-credentials"}, StringData: redisSecret})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis-credentials", Labels: marked()}, StringData: redisSecret})
 	create(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis"}, Spec: retentionv1.DataStoreSpec{
-		Type: retentionv1.DataStoreRedis, Host: rs.Host, Port: ptr(int32(rs.Port)), RedisDB: ptr(int32(rs.DB)),
+		Type: retentionv1.DataStoreRedis, Host: rs.Host, Port: ptr(int32(rs.Port)), RedisDB: ptr(int32(rs.DB)), TLS: retentionv1.TLSDisable,
 		CredentialsSecretRef: &retentionv1.SecretReference{Name: "redis-credentials"}}})
 	return rc
 }

@@ -210,7 +210,7 @@ func (r *DatasetReconciler) checkHMACKey(ctx context.Context, ds *retentionv1.Da
 	key, err := connect.SecretKey(ctx, r.APIReader, ds.Namespace, *ref)
 	switch {
 	case errors.Is(err, connect.ErrSecretNotFound):
-		v.add(retentionv1.ReasonSecretNotFound, "hmacKeySecretRef: %v", err)
+		v.add(connect.SecretReason(err), "hmacKeySecretRef: %v", err)
 	case err != nil:
 		return fmt.Errorf("reading the HMAC key Secret: %w", err)
 	case len(key) < 16:

@@ -150,10 +150,18 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		ds.Status.ServerVersion = info.Version
 		retentionv1.MarkReady(&ds, retentionv1.ReasonConnected, fmt.Sprintf("Connected to %s %s", ds.Spec.Type, info.Version))
 		result.RequeueAfter = interval
-	case errors.Is(err, connect.ErrSecretNotFound):
+	case connect.SecretReason(err) != "":
+		// SecretNotFound, SecretNotMarked or InvalidSecret: the message
+		// names the Secret and the key, never anything read from it.
 		up.Set(0)
-		retentionv1.MarkStalled(&ds, retentionv1.ReasonSecretNotFound, err.Error())
-		result.RequeueAfter = interval // a Secret created later is noticed on the next probe
+		retentionv1.MarkStalled(&ds, connect.SecretReason(err), err.Error())
+		result.RequeueAfter = interval // a Secret created or labelled later is noticed on the next probe
+	case datastore.TLSVerificationProblem(err) != "":
+		up.Set(0)
+		retentionv1.MarkStalled(&ds, ReasonTLSVerificationFailed, fmt.Sprintf(
+			"The server's certificate was refused: %s. No credentials were sent. Set caBundleSecretRef to the CA that signed it, or tls: Require to connect without verifying (insecure)",
+			datastore.TLSVerificationProblem(err)))
+		result.RequeueAfter = interval
 	case errors.Is(err, datastore.ErrAuthentication):
 		up.Set(0)
 		retentionv1.MarkStalled(&ds, retentionv1.ReasonAuthenticationFailed, "The datastore refused the credentials of the referenced Secret")
@@ -163,10 +171,34 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		retentionv1.MarkNotReady(&ds, retentionv1.ReasonConnectionFailed, fmt.Sprintf("Cannot connect: %v", err))
 		result.RequeueAfter = min(interval, 30*time.Second)
 	}
+	r.markTLS(&ds, before)
 	if err := r.Status().Patch(ctx, &ds, client.MergeFrom(before)); err != nil {
 		return reconcile.Result{}, err
 	}
 	return result, nil
+}
+
+// ReasonTLSVerificationFailed: the server's certificate did not verify
+// against the DataStore's CA bundle (or the system's roots) and host.
+const ReasonTLSVerificationFailed = "TLSVerificationFailed"
+
+// markTLS sets TLSVerified: False with a Warning event when the DataStore
+// explicitly connects without verifying the server (tls Disable or Require).
+func (r *DataStoreReconciler) markTLS(ds, before *retentionv1.DataStore) {
+	switch ds.Spec.TLS {
+	case retentionv1.TLSDisable, retentionv1.TLSRequire:
+		msg := "tls: Disable: credentials and data travel in clear to whoever answers at the address"
+		if ds.Spec.TLS == retentionv1.TLSRequire {
+			msg = "tls: Require: the connection is encrypted but the server's certificate is not verified; whoever answers at the address receives the credentials"
+		}
+		retentionv1.SetCondition(ds, retentionv1.ConditionTLSVerified, metav1.ConditionFalse, retentionv1.ReasonInsecureConnection, msg)
+		if c := findCondition(before.Status.Conditions, retentionv1.ConditionTLSVerified); c == nil || c.Reason != retentionv1.ReasonInsecureConnection || c.Message != msg {
+			r.Recorder.Eventf(ds, nil, "Warning", retentionv1.ReasonInsecureConnection, "Connect", "%s", msg)
+		}
+	default:
+		retentionv1.SetCondition(ds, retentionv1.ConditionTLSVerified, metav1.ConditionTrue, retentionv1.ReasonTLSVerified,
+			"TLS with the server's certificate verified (tls VerifyFull) before credentials are sent")
+	}
 }
 
 func (r *DataStoreReconciler) probe(ctx context.Context, ds *retentionv1.DataStore) (datastore.ServerInfo, error) {

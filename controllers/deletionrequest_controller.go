@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -55,11 +56,14 @@ const (
 	ConditionHeld               = "Held"
 	ConditionDeadlineMet        = "DeadlineMet"
 
-	ReasonInReview           = "InReview"
-	ReasonWindowPassed       = "WindowPassed"
-	ReasonAwaitingApproval   = "AwaitingApproval"
-	ReasonApproved           = "Approved"
-	ReasonSelfApproval       = "SelfApproval"
+	ReasonInReview         = "InReview"
+	ReasonWindowPassed     = "WindowPassed"
+	ReasonAwaitingApproval = "AwaitingApproval"
+	ReasonApproved         = "Approved"
+	ReasonSelfApproval     = "SelfApproval"
+	// ReasonRequesterUnknown: approval is required (by a Dataset) but the
+	// request does not carry retention.lethe.dev/requested-by.
+	ReasonRequesterUnknown   = "RequesterUnknown"
 	ReasonNotRequired        = "NotRequired"
 	ReasonNotHeld            = "NotHeld"
 	ReasonOnTrack            = "OnTrack"
@@ -77,6 +81,9 @@ const (
 	// ReasonReferencedOutsideErasure: records outside the erasure refer, by
 	// a foreign key, to records it would delete; nothing was changed.
 	ReasonReferencedOutsideErasure = "ReferencedOutsideErasure"
+	// ReasonDatasetNotReady: a Dataset in scope was validated and found
+	// wanting; nothing is erased until it is fixed.
+	ReasonDatasetNotReady = "DatasetNotReady"
 
 	// AnnotationRequestedBy carries the creator's user name; the
 	// ValidatingAdmissionPolicy in config/admission checks it against the
@@ -135,8 +142,26 @@ func (r *DeletionRequestReconciler) SetupWithManager(mgr ctrl.Manager, concurren
 		For(&retentionv1.DeletionRequest{}, builder.WithPredicates(specOrMetadataChanged())).
 		Watches(&retentionv1.PurgeJob{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfJob), builder.WithPredicates(purgeJobFinished())).
 		Watches(&retentionv1.LegalHold{}, handler.EnqueueRequestsFromMapFunc(r.heldRequests)).
+		Watches(&retentionv1.Dataset{}, handler.EnqueueRequestsFromMapFunc(r.stalledRequests), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Complete(r)
+}
+
+// stalledRequests maps a changed Dataset to the requests of its namespace
+// that wait for a human (a Dataset fixed after a preflight stopped them
+// plans again at once).
+func (r *DeletionRequestReconciler) stalledRequests(ctx context.Context, o client.Object) []reconcile.Request {
+	var list retentionv1.DeletionRequestList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, dr := range list.Items {
+		if dr.Status.Phase != DRCompleted && dr.Status.Phase != DRFailed && meta.IsStatusConditionTrue(dr.Status.Conditions, retentionv1.ConditionStalled) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&dr)})
+		}
+	}
+	return out
 }
 
 // requestsOfJob maps a PurgeJob to the requests it erases (its annotation).
@@ -205,7 +230,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		var se stallError
 		switch {
 		case errors.Is(err, connect.ErrSecretNotFound):
-			retentionv1.MarkStalled(dr, retentionv1.ReasonSecretNotFound, err.Error())
+			retentionv1.MarkStalled(dr, connect.SecretReason(err), err.Error())
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		case errors.As(err, &se):
 			retentionv1.MarkStalled(dr, se.reason, se.msg)
@@ -243,6 +268,10 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		retentionv1.MarkReconciling(dr, retentionv1.ReasonProgressing, fmt.Sprintf("Waiting for Dataset %s to be validated against its store", name))
 		return reconcile.Result{RequeueAfter: 2 * time.Second}, nil
 	}
+	if name, why := invalid(datasets); name != "" {
+		retentionv1.MarkStalled(dr, ReasonDatasetNotReady, fmt.Sprintf("Dataset %s is not valid (%s); nothing is erased until it is fixed", name, why))
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
+	}
 	// Before the stores are read, the plan includes what identity types the
 	// given ones may be derived into (email → user_id through users).
 	planTypes, mayDerive := identityTypes(identities), map[string]string{}
@@ -264,7 +293,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
 	retentionv1.SetCondition(dr, ConditionReviewWindowPassed, metav1.ConditionTrue, ReasonWindowPassed, "The review window has passed")
-	if !r.approved(dr) {
+	if !r.approved(dr, approvalRequiredBy(datasets, plan)) {
 		return reconcile.Result{}, nil
 	}
 
@@ -278,7 +307,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 			retentionv1.MarkStalled(dr, se.reason, se.msg)
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		}
-		if invalid(err) {
+		if invalidOperation(err) {
 			retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, "Cannot derive identities: "+err.Error())
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		}
@@ -305,7 +334,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		retentionv1.MarkStalled(dr, se.reason, se.msg)
 		return reconcile.Result{RequeueAfter: time.Minute}, nil
 	}
-	if invalid(err) {
+	if invalidOperation(err) {
 		// The stores cannot run this erasure as specified (a value that does
 		// not fit a key pattern or prefix, a collection the store refuses):
 		// say so on the request rather than retry in the log.
@@ -356,7 +385,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	if dr.Spec.DryRun {
 		return r.complete(ctx, dr, jobs, now, ReasonDryRunCompleted)
 	}
-	if msg, err := r.verify(ctx, steps, jobs, identities); invalid(err) {
+	if msg, err := r.verify(ctx, steps, jobs, identities); invalidOperation(err) {
 		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, "Cannot verify: "+err.Error())
 		return reconcile.Result{RequeueAfter: time.Minute}, nil
 	} else if err != nil {
@@ -367,9 +396,9 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	return r.complete(ctx, dr, jobs, now, ReasonErased)
 }
 
-// invalid reports whether err says that an operation cannot run as
+// invalidOperation reports whether err says that an operation cannot run as
 // specified (retrying cannot help).
-func invalid(err error) bool {
+func invalidOperation(err error) bool {
 	return err != nil && (errors.Is(err, datastore.ErrInvalid) || errors.Is(err, engine.ErrInvalid))
 }
 
@@ -586,15 +615,39 @@ func (r *DeletionRequestReconciler) storeOf(ctx context.Context, ds *retentionv1
 	return &store, d, nil
 }
 
-// approved checks the approval gate. The annotations are authenticated by
-// the ValidatingAdmissionPolicy; the creator check is repeated here.
-func (r *DeletionRequestReconciler) approved(dr *retentionv1.DeletionRequest) bool {
-	if !dr.Spec.RequireApproval {
+// approvalRequiredBy names the planned Datasets that require approval for
+// every erasure (spec.requireApproval), sorted.
+func approvalRequiredBy(datasets []retentionv1.Dataset, plan []retentionv1.PlannedCollection) []string {
+	var names []string
+	for _, ds := range datasets {
+		if ds.Spec.RequireApproval && slices.ContainsFunc(plan, func(p retentionv1.PlannedCollection) bool { return p.Dataset == ds.Name }) {
+			names = append(names, ds.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// approved checks the approval gate: required by the request itself or by a
+// Dataset it touches (datasets), so a requester cannot opt out. The
+// annotations are authenticated by the ValidatingAdmissionPolicy (which also
+// requires the RBAC verb approve on deletionrequests to approve); the
+// creator check is repeated here.
+func (r *DeletionRequestReconciler) approved(dr *retentionv1.DeletionRequest, datasets []string) bool {
+	if !dr.Spec.RequireApproval && len(datasets) == 0 {
 		retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionTrue, ReasonNotRequired, "No approval required")
 		return true
 	}
 	by, creator := dr.Annotations[AnnotationApprovedBy], dr.Annotations[AnnotationRequestedBy]
 	switch {
+	case creator == "" && !dr.Spec.RequireApproval:
+		// Without the creator's authenticated name, an approval could be
+		// the creator's own.
+		dr.Status.Phase = DRAwaitingApproval
+		msg := fmt.Sprintf("Dataset %s requires approval for every erasure, and an approval needs the creator's name: recreate the request with annotation %s=<your user name> (checked at admission)", strings.Join(datasets, ", "), AnnotationRequestedBy)
+		retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionFalse, ReasonRequesterUnknown, msg)
+		retentionv1.MarkStalled(dr, ReasonRequesterUnknown, msg)
+		return false
 	case by == "":
 		dr.Status.Phase = DRAwaitingApproval
 		msg := fmt.Sprintf("Awaiting approval: someone other than the creator annotates it with %s=<their user name>", AnnotationApprovedBy)
@@ -771,7 +824,11 @@ func (r *DeletionRequestReconciler) jobsOf(ctx context.Context, dr *retentionv1.
 	}
 	var jobs []*retentionv1.PurgeJob
 	for i := range list.Items {
-		jobs = append(jobs, &list.Items[i])
+		// Anyone who can write PurgeJobs can name a request in the
+		// annotation: only the manager's own jobs count.
+		if signedByManager(r.DigestKey, &list.Items[i]) {
+			jobs = append(jobs, &list.Items[i])
+		}
 	}
 	started := r.Coalescer.Assigned(client.ObjectKeyFromObject(dr))
 	for _, name := range append(started, dr.Status.PurgeJobs...) {
@@ -786,7 +843,9 @@ func (r *DeletionRequestReconciler) jobsOf(ctx context.Context, dr *retentionv1.
 		if err != nil {
 			return nil, err
 		}
-		jobs = append(jobs, job)
+		if signedByManager(r.DigestKey, job) {
+			jobs = append(jobs, job)
+		}
 	}
 	slices.SortFunc(jobs, func(a, b *retentionv1.PurgeJob) int { return strings.Compare(a.Name, b.Name) })
 	return jobs, nil

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -109,7 +111,7 @@ func appFixture(t *testing.T) (string, *pgx.Conn) {
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	seedApp(t, conn)
 	create(t, appDataset(ns))
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada"},
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada", Labels: marked()},
 		StringData: map[string]string{"user_id": adaID, "email": adaEmail}})
 	return ns, conn
 }
@@ -322,7 +324,7 @@ func TestDeletionRequestWaitsForTheReviewWindow(t *testing.T) {
 	}
 
 	// A minor's data goes at once, whatever the reason's usual window.
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grace"}, StringData: map[string]string{"user_id": "usr_grace_1906"}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "grace", Labels: marked()}, StringData: map[string]string{"user_id": "usr_grace_1906"}})
 	minor := adaRequest(ns, "minor")
 	minor.Spec.Reason = retentionv1.ReasonMinor
 	minor.Spec.Subject.IdentitiesSecretRef.Name = "grace"
@@ -426,7 +428,7 @@ func TestDeletionRequestApprovalByAnotherAuthenticatedUser(t *testing.T) {
 func TestDeletionRequestBlockedByLegalHoldUntilReleased(t *testing.T) {
 	startManager(t, controllers.Options{})
 	ns, conn := appFixture(t)
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"}, StringData: map[string]string{"email": adaEmail}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held", Labels: marked()}, StringData: map[string]string{"email": adaEmail}})
 	hold := &retentionv1.LegalHold{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "case-99"},
 		Spec: retentionv1.LegalHoldSpec{Reason: "Case 99", SubjectsSecretRef: &retentionv1.SecretReference{Name: "held"}}}
 	create(t, hold)
@@ -478,7 +480,7 @@ func TestDeletionRequestOverdueIsFlagged(t *testing.T) {
 	_ = over
 }
 
-func TestDeletionRequestVerificationNamesTheCollectionLeftIdentifiable(t *testing.T) {
+func TestDeletionRequestStopsBeforeLeavingRecordsIdentifiable(t *testing.T) {
 	startManager(t, controllers.Options{})
 	ns := namespace(t)
 	pg := postgresStore(t, ns, "db")
@@ -488,8 +490,8 @@ func TestDeletionRequestVerificationNamesTheCollectionLeftIdentifiable(t *testin
 	}
 	defer conn.Close(context.Background())
 	seedApp(t, conn)
-	// Without the foreign key, nothing stops users from going while orders
-	// still point at them; only verification notices.
+	// Without the foreign key, nothing in the store stops users from going
+	// while orders still point at them.
 	mustExec(t, conn, `ALTER TABLE orders DROP CONSTRAINT orders_user_id_fkey`)
 	ds := appDataset(ns)
 	// Orders are "anonymized" without touching user_id: still identifiable.
@@ -499,12 +501,21 @@ func TestDeletionRequestVerificationNamesTheCollectionLeftIdentifiable(t *testin
 		}
 	}
 	create(t, ds)
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada"}, StringData: map[string]string{"user_id": adaID}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada", Labels: marked()}, StringData: map[string]string{"user_id": adaID}})
+	before := adaLeft(t, conn)
 	create(t, adaRequest(ns, "ada"))
-	failed := waitRequest(t, ns, "ada", controllers.DRFailed)
-	c := condition(failed, retentionv1.ConditionStalled)
-	if c == nil || c.Reason != controllers.ReasonVerificationFailed || !strings.Contains(c.Message, "collection order") { // order_items (reached through orders) or orders
-		t.Fatalf("conditions: %+v", failed.Status.Conditions)
+	// Such an erasure would end with Ada's orders still carrying her
+	// user_id: the Dataset refuses the anonymization, and the request
+	// stops before changing anything, naming the field.
+	stopped := waitFor(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada"}}, 60*time.Second, "Stalled DatasetNotReady",
+		func(d *retentionv1.DeletionRequest) bool {
+			return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonDatasetNotReady)
+		})
+	if c := condition(stopped, retentionv1.ConditionStalled); !strings.Contains(c.Message, "orders.user_id") || !strings.Contains(c.Message, controllers.ReasonInvalidAnonymization) {
+		t.Errorf("Stalled: %q, want the field orders.user_id named", c.Message)
+	}
+	if after := adaLeft(t, conn); !maps.Equal(after, before) || len(stopped.Status.PurgeJobs) != 0 {
+		t.Errorf("records changed by a stopped request: %v, were %v (jobs %v)", after, before, stopped.Status.PurgeJobs)
 	}
 }
 
@@ -516,7 +527,7 @@ func TestDeletionRequestTTLRemovesTheRequestAndKeepsTheLedger(t *testing.T) {
 	dr.Spec.Subject.IdentitiesSecretRef.Name = "ada-owned"
 	dr.Spec.TTLSecondsAfterFinished = ptr(int32(2))
 	create(t, dr)
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-owned",
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-owned", Labels: marked(),
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "DeletionRequest", Name: dr.Name, UID: dr.UID}}},
 		StringData: map[string]string{"user_id": adaID}})
 	done := waitRequest(t, ns, "short-lived", controllers.DRCompleted)
@@ -542,5 +553,98 @@ func TestDeletionRequestTTLRemovesTheRequestAndKeepsTheLedger(t *testing.T) {
 	}
 	if !strings.Contains(line, receipt.SHA256) || strings.Contains(line, adaID) {
 		t.Errorf("ledger line after TTL: %q", line)
+	}
+}
+
+// A Dataset can require approval for every erasure touching it: a request
+// cannot opt out by leaving its own requireApproval false. Without the
+// creator's name (requested-by) it stalls; with it, it waits for an
+// approval by someone else and is erased only then.
+func TestDeletionRequestApprovalRequiredByDataset(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns, conn := appFixture(t)
+	ds := &retentionv1.Dataset{}
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app"}, ds); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(ds.DeepCopy())
+	ds.Spec.RequireApproval = true
+	if err := env.Client.Patch(context.Background(), ds, patch); err != nil {
+		t.Fatal(err)
+	}
+
+	create(t, adaRequest(ns, "anonymous"))
+	anon := waitFor(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "anonymous"}}, 90*time.Second,
+		"Stalled RequesterUnknown", func(d *retentionv1.DeletionRequest) bool {
+			return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonRequesterUnknown)
+		})
+	if !hasCondition(anon, controllers.ConditionApproved, metav1.ConditionFalse, controllers.ReasonRequesterUnknown) {
+		t.Errorf("conditions: %+v", anon.Status.Conditions)
+	}
+
+	// As users the approval policy (installed by another test of this
+	// process, or not) would accept.
+	alice, err := env.UserClient("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, err := env.UserClient("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr := adaRequest(ns, "opted-out")
+	dr.Annotations = map[string]string{controllers.AnnotationRequestedBy: "alice"}
+	if err := alice.Create(context.Background(), dr); err != nil {
+		t.Fatal(err)
+	}
+	got := waitRequest(t, ns, "opted-out", controllers.DRAwaitingApproval)
+	if !hasCondition(got, controllers.ConditionApproved, metav1.ConditionFalse, controllers.ReasonAwaitingApproval) {
+		t.Errorf("conditions: %+v", got.Status.Conditions)
+	}
+	time.Sleep(time.Second)
+	if left := adaLeft(t, conn)["users"]; left != 1 {
+		t.Fatal("erased before approval, although the Dataset requires it")
+	}
+	approval := client.MergeFrom(got.DeepCopy())
+	got.Annotations[controllers.AnnotationApprovedBy] = "bob"
+	if err := bob.Patch(context.Background(), got, approval); err != nil {
+		t.Fatal(err)
+	}
+	waitRequest(t, ns, "opted-out", controllers.DRCompleted)
+	if left := adaLeft(t, conn)["users"]; left != 0 {
+		t.Errorf("not erased after approval: %d users rows left", left)
+	}
+}
+
+// A PurgeJob not created by Lethe that names a request in
+// retention.lethe.dev/deletion-requests (a dry run that would make the
+// request fail verification) is ignored by the request and refused by the
+// PurgeJob controller; the request is erased by Lethe's own job.
+func TestPurgeJobForgedForARequestIsIgnored(t *testing.T) {
+	ns, conn := appFixture(t)
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged", Labels: marked()},
+		StringData: map[string]string{"user_id": "nobody"}})
+	create(t, &retentionv1.PurgeJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged",
+			Labels:      map[string]string{controllers.LabelCoalesced: "true"},
+			Annotations: map[string]string{controllers.AnnotationDeletionRequests: "victim", controllers.AnnotationSignature: "v1:0000"}},
+		Spec: retentionv1.PurgeJobSpec{DatasetRef: retentionv1.LocalObjectReference{Name: "app"}, Mode: retentionv1.ModeDryRun,
+			SubjectsSecretRef: &retentionv1.SecretReference{Name: "forged"},
+			Operations:        []retentionv1.Operation{{Collection: "users", Action: retentionv1.ActionDelete, BySubject: true}}},
+	})
+	startManager(t, controllers.Options{CoalesceWindow: 100 * time.Millisecond})
+	create(t, adaRequest(ns, "victim"))
+	dr := waitRequest(t, ns, "victim", controllers.DRCompleted)
+	if slices.Contains(dr.Status.PurgeJobs, "forged") {
+		t.Errorf("the request counted the forged job: %v", dr.Status.PurgeJobs)
+	}
+	for table, n := range adaLeft(t, conn) {
+		if n != 0 {
+			t.Errorf("%d rows of the subject left in %s", n, table)
+		}
+	}
+	forged := waitPhase(t, ns, "forged", controllers.PhaseFailed)
+	if !hasCondition(forged, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonUnsignedPurgeJob) {
+		t.Errorf("forged job: %+v", forged.Status.Conditions)
 	}
 }

@@ -195,7 +195,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	// Owned by the request from its creation: removed with it (garbage
 	// collector) and by ttlSecondsAfterFinished (expire).
 	s = corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{LabelDeletionRequest: dr.Name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{LabelDeletionRequest: dr.Name, retentionv1.LabelSecretConsent: "true"},
 			OwnerReferences: []metav1.OwnerReference{ownerReference(dr, "DeletionRequest")}},
 		Data: map[string][]byte{},
 	}
@@ -489,12 +489,25 @@ func unvalidated(datasets []retentionv1.Dataset) string {
 			return ds.Name
 		}
 		switch c.Reason {
-		case ReasonValidated, ReasonCollectionNotFound, ReasonFieldNotFound, ReasonPrimaryKeyNotUnique, retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound:
+		case ReasonValidated, ReasonCollectionNotFound, ReasonFieldNotFound, ReasonPrimaryKeyNotUnique, ReasonInvalidAnonymization, retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound:
 		default:
 			return ds.Name
 		}
 	}
 	return ""
+}
+
+// invalid names a validated Dataset in scope that its validation found
+// wanting (a missing table or column, an anonymization that cannot work),
+// with the reason: an erasure planned on it could fail half-way or leave
+// records identifying, so none starts ("" when all are Ready).
+func invalid(datasets []retentionv1.Dataset) (string, string) {
+	for i := range datasets {
+		if c := findCondition(datasets[i].Status.Conditions, retentionv1.ConditionReady); c != nil && c.Status != metav1.ConditionTrue {
+			return datasets[i].Name, c.Reason + ": " + c.Message
+		}
+	}
+	return "", ""
 }
 
 // ledgerIdentities are the request's identities with the derived ones kept

@@ -20,7 +20,7 @@ import (
 
 // graphFixture: PostgreSQL users(id, email) is the only table holding both
 // identity types; orders is keyed only by user_id; order_items has no
-// identity and no declared reference, only a foreign key to orders; Redis
+// identity and is owned by orders (a declared reference on its foreign key); Redis
 // keeps sessions under session:{user_id}:*. Ada and Alan each have data
 // everywhere.
 func graphFixture(t *testing.T) (string, *pgx.Conn, *goredis.Client) {
@@ -58,13 +58,15 @@ func graphFixture(t *testing.T) (string, *pgx.Conn, *goredis.Client) {
 		Collections: []retentionv1.Collection{
 			{Name: "users", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "id"}, {Type: "email", Field: "email"}}},
 			{Name: "orders", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "user_id"}}},
-			{Name: "order_items"}, // no identity, no declared reference: only the live foreign key
+			// No identity: the items are Ada's because her orders own them
+			// (a foreign key alone would only say they point at an order).
+			{Name: "order_items", References: []retentionv1.Reference{{Field: "order_id", Collection: "orders"}}},
 		}}})
 	create(t, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sessions"}, Spec: retentionv1.DatasetSpec{
 		DataStoreRef: retentionv1.LocalObjectReference{Name: "redis"},
 		Collections: []retentionv1.Collection{{Name: "sessions", KeyPattern: "session:{user_id}:*", TimestampField: "ts",
 			Identities: []retentionv1.IdentityField{{Type: "user_id"}}}}}})
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-email"}, StringData: map[string]string{"email": adaEmail}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-email", Labels: marked()}, StringData: map[string]string{"email": adaEmail}})
 	return ns, conn, rc
 }
 
@@ -108,7 +110,7 @@ func TestDeletionRequestDerivesIdentitiesAndFollowsForeignKeys(t *testing.T) {
 		via[p.Collection] = p.Via
 	}
 	if !strings.Contains(via["sessions"], "user_id (derived from email via users)") ||
-		!strings.Contains(via["order_items"], "order_items.order_id → orders.id (foreign key)") {
+		!strings.Contains(via["order_items"], "order_items.order_id → orders.id; identity: user_id") {
 		t.Errorf("plan before derivation: %+v", r.Status.Plan)
 	}
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "ada-review-subject"}, &corev1.Secret{}); err == nil {
@@ -141,7 +143,7 @@ func TestDeletionRequestDerivesIdentitiesAndFollowsForeignKeys(t *testing.T) {
 	if pos["order_items"] > pos["orders"] || pos["orders"] > pos["users"] {
 		t.Errorf("plan order: %+v", dr.Status.Plan)
 	}
-	if v := via["order_items"]; v != "order_items.order_id → orders.id (foreign key); identity: user_id (derived from email via users)" {
+	if v := via["order_items"]; v != "order_items.order_id → orders.id; identity: user_id (derived from email via users)" {
 		t.Errorf("via of order_items: %q", v)
 	}
 	// The derived user_id is kept in the request's own Secret, nowhere else.
@@ -159,7 +161,7 @@ func TestDeletionRequestDerivesIdentitiesAndFollowsForeignKeys(t *testing.T) {
 func TestDeletionRequestHeldThroughDerivedIdentity(t *testing.T) {
 	startManager(t, controllers.Options{})
 	ns, conn, rc := graphFixture(t)
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"}, StringData: map[string]string{"user_id": adaID}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held", Labels: marked()}, StringData: map[string]string{"user_id": adaID}})
 	hold := &retentionv1.LegalHold{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "case-7"},
 		Spec: retentionv1.LegalHoldSpec{Reason: "Case 7", SubjectsSecretRef: &retentionv1.SecretReference{Name: "held"}}}
 	create(t, hold)
@@ -202,7 +204,7 @@ func TestDeletionRequestStopsWhenDerivationIsTooBroad(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), &ds, patch); err != nil {
 		t.Fatal(err)
 	}
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-phone"}, StringData: map[string]string{"phone": "+1-555-0100"}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-phone", Labels: marked()}, StringData: map[string]string{"phone": "+1-555-0100"}})
 	dr := emailRequest(ns, "shared")
 	dr.Spec.Subject.IdentitiesSecretRef.Name = "by-phone"
 	create(t, dr)

@@ -231,8 +231,8 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		retentionv1.MarkStalled(&h, bad.reason, bad.msg+"; PurgeJobs in this hold's scope cannot exclude its subjects until it is fixed")
 		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
 	case missing != nil && active:
-		retentionv1.MarkStalled(&h, retentionv1.ReasonSecretNotFound,
-			fmt.Sprintf("%v; PurgeJobs in this hold's scope cannot run until it exists", missing))
+		retentionv1.MarkStalled(&h, connect.SecretReason(missing),
+			fmt.Sprintf("%v; PurgeJobs in this hold's scope cannot run until Lethe can read it", missing))
 		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
 	case derr != nil && active:
 		// The hold still holds its named identities and those derived

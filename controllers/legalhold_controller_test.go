@@ -81,7 +81,7 @@ func TestLegalHoldCountsSubjectsFromSecret(t *testing.T) {
 	startLethe(t, time.Second)
 	ns := namespace(t)
 	create(t, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held", Labels: marked()},
 		StringData: map[string]string{"user_id": "1\n2\n\n3\n", "email": "grace@example.com\n"},
 	})
 	create(t, &retentionv1.LegalHold{
@@ -114,7 +114,7 @@ func TestLegalHoldMissingSecretStalls(t *testing.T) {
 		t.Errorf("stalled hold: phase %s, conditions %+v", h.Status.Phase, h.Status.Conditions)
 	}
 	create(t, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "later", Labels: marked()},
 		StringData: map[string]string{"user_id": "7\n8\n"},
 	})
 	h = waitFor(t, holdKey(ns, "case-4"), 15*time.Second, "Ready once the Secret exists", func(h *retentionv1.LegalHold) bool {

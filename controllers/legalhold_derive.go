@@ -147,7 +147,7 @@ func (r *LegalHoldReconciler) derive(ctx context.Context, h *retentionv1.LegalHo
 		}
 	} else {
 		s = corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: h.Namespace, Name: key.Name, Labels: map[string]string{holds.LabelLegalHold: h.Name}, Annotations: annotations},
+			ObjectMeta: metav1.ObjectMeta{Namespace: h.Namespace, Name: key.Name, Labels: map[string]string{holds.LabelLegalHold: h.Name, retentionv1.LabelSecretConsent: "true"}, Annotations: annotations},
 			Type:       corev1.SecretTypeOpaque,
 			Data:       data,
 		}

@@ -226,7 +226,7 @@ func TestLegalHoldOnUserIDKeepsEmailKeyedRowsInRetentionRuns(t *testing.T) {
 
 	// (b) A request naming only the email is stalled by the hold, and the
 	// hold lists it with the run it kept records from.
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-email"}, StringData: map[string]string{"email": heldEmail}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-email", Labels: marked()}, StringData: map[string]string{"email": heldEmail}})
 	create(t, &retentionv1.DeletionRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forget-21"},
 		Spec: retentionv1.DeletionRequestSpec{Reason: retentionv1.ReasonSubjectRequest,

@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/engine"
@@ -114,7 +114,43 @@ func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return reconcile.Result{}, nil
 	}
 	run := &jobRun{r: r, job: &job, before: job.DeepCopy()}
+	// Only what this manager created runs: checked before every slice.
+	if err := verifyPurgeJob(ctx, r.APIReader, r.DigestKey, &job); err != nil {
+		if waitingForSubjects(&job, err) {
+			return reconcile.Result{RequeueAfter: 250 * time.Millisecond}, nil
+		}
+		var st stallError
+		if errors.As(err, &st) && st.reason == ReasonUnsignedPurgeJob {
+			return run.refuse(ctx, st.msg)
+		}
+		return run.fail(ctx, err)
+	}
 	return run.reconcile(ctx)
+}
+
+// waitingForSubjects reports whether err is the subjects Secret of a job
+// that has not started and was created less than subjectsSecretGrace ago:
+// the coalescer creates the Secret right after the job, owned by it.
+func waitingForSubjects(job *retentionv1.PurgeJob, err error) bool {
+	return (errors.Is(err, engine.ErrSubjectsSecretMissing) || errors.Is(err, connect.ErrSecretNotFound)) &&
+		job.Status.StartTime == nil && time.Since(job.CreationTimestamp.Time) < subjectsSecretGrace
+}
+
+// refuse fails a PurgeJob this manager did not create, before anything runs.
+func (j *jobRun) refuse(ctx context.Context, msg string) (reconcile.Result, error) {
+	job := j.job
+	now := metav1.NewTime(j.r.now())
+	job.Status.ObservedGeneration = job.Generation
+	job.Status.Phase = PhaseFailed
+	job.Status.CompletionTime = &now
+	retentionv1.MarkStalled(job, ReasonUnsignedPurgeJob, msg)
+	if err := j.saveStatus(ctx); err != nil {
+		return reconcile.Result{}, err
+	}
+	metrics.PurgeJobs.WithLabelValues(job.Namespace, PhaseFailed).Inc()
+	j.r.Recorder.Eventf(job, nil, "Warning", ReasonUnsignedPurgeJob, "Execute", "%s", msg)
+	log.FromContext(ctx).Info("Refused a PurgeJob Lethe did not create")
+	return reconcile.Result{}, nil
 }
 
 func finished(job *retentionv1.PurgeJob) bool {
@@ -156,7 +192,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	j.steps, err = engine.Resolve(ctx, job, engine.Inputs{
 		Reader: j.r.APIReader, Dataset: dataset, StoreType: j.store.Spec.Type, Holds: holdList.Items, Now: j.r.now(), Sealed: sealed,
 	})
-	if errors.Is(err, engine.ErrSubjectsSecretMissing) && job.Status.StartTime == nil && time.Since(job.CreationTimestamp.Time) < subjectsSecretGrace {
+	if waitingForSubjects(job, err) {
 		// Created just before its subjects Secret (the coalescer makes the
 		// Secret owned by the job): wait, nothing has run.
 		return reconcile.Result{RequeueAfter: 250 * time.Millisecond}, nil
@@ -525,7 +561,7 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 		}
 		retentionv1.SetCondition(job, ConditionDataStoreAvailable, metav1.ConditionFalse, reason, msg)
 		retentionv1.MarkNotReady(job, reason, msg+"; retrying with backoff")
-		if reason == retentionv1.ReasonSecretNotFound || reason == retentionv1.ReasonAuthenticationFailed {
+		if connect.SecretReason(err) != "" || reason == retentionv1.ReasonAuthenticationFailed {
 			return j.stall(ctx, reason, msg)
 		}
 		if serr := j.saveStatus(ctx); serr != nil {
@@ -693,8 +729,8 @@ func (j *jobRun) seal(ctx context.Context) error {
 	}
 	job := j.job
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
-		Namespace: job.Namespace, Name: sealedName(job), Labels: map[string]string{LabelSealedKeys: job.Name},
-		OwnerReferences: []metav1.OwnerReference{ownerRef(job, retentionv1.GroupVersion.WithKind("PurgeJob"))},
+		Namespace: job.Namespace, Name: sealedName(job), Labels: map[string]string{LabelSealedKeys: job.Name, retentionv1.LabelSecretConsent: "true"},
+		OwnerReferences: []metav1.OwnerReference{ownerReference(job, "PurgeJob")},
 	}, Data: map[string][]byte{sealedKeysField: data}}
 	err = j.r.Create(ctx, secret)
 	if apierrors.IsAlreadyExists(err) {
@@ -764,12 +800,3 @@ func decodeSealed(data []byte) (map[string][][]string, error) {
 	}
 	return keys, nil
 }
-
-// ownerRef makes owner the controller of an object Lethe creates, set in
-// the create call itself (never patched later). BlockOwnerDeletion stays
-// unset: it would need update on the owner's finalizers.
-func ownerRef(owner metav1.Object, gvk schema.GroupVersionKind) metav1.OwnerReference {
-	return metav1.OwnerReference{APIVersion: gvk.GroupVersion().String(), Kind: gvk.Kind, Name: owner.GetName(), UID: owner.GetUID(), Controller: ptrTo(true)}
-}
-
-func ptrTo[T any](v T) *T { return &v }

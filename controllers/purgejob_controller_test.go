@@ -78,7 +78,7 @@ func fixture(t *testing.T, n, expired int) (string, *pgx.Conn) {
 	ns := namespace(t)
 	pg := postgresStore(t, ns, "db")
 	conn := seedEvents(t, pg, n, expired)
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hmac"}, StringData: map[string]string{"key": hmacKey}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hmac", Labels: marked()}, StringData: map[string]string{"key": hmacKey}})
 	create(t, eventsDataset(ns))
 	return ns, conn
 }
@@ -106,7 +106,7 @@ func TestPurgeJobDeletesExactlyTheExpiredRows(t *testing.T) {
 	startManager(t, controllers.Options{})
 	ns, conn := fixture(t, 1000, 437)
 
-	create(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
+	createJob(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
 	job := waitPhase(t, ns, "run", controllers.PhaseSucceeded)
 
 	if job.Status.Matched != 437 || job.Status.Deleted != 437 || job.Status.Operations[0].Deleted != 437 {
@@ -132,7 +132,7 @@ func TestPurgeJobDryRunCountsWhatEnforceDeletes(t *testing.T) {
 	startManager(t, controllers.Options{})
 	ns, conn := fixture(t, 500, 123)
 
-	create(t, deleteJob(ns, "dry", retentionv1.ModeDryRun))
+	createJob(t, deleteJob(ns, "dry", retentionv1.ModeDryRun))
 	dry := waitPhase(t, ns, "dry", controllers.PhaseSucceeded)
 	if got := count(t, conn, `SELECT count(*) FROM events`); got != 500 {
 		t.Fatalf("a dry run changed the store: %d rows left of 500", got)
@@ -141,7 +141,7 @@ func TestPurgeJobDryRunCountsWhatEnforceDeletes(t *testing.T) {
 		t.Errorf("dry run conditions: %+v", dry.Status.Conditions)
 	}
 
-	create(t, deleteJob(ns, "real", retentionv1.ModeEnforce))
+	createJob(t, deleteJob(ns, "real", retentionv1.ModeEnforce))
 	real := waitPhase(t, ns, "real", controllers.PhaseSucceeded)
 	if dry.Status.Matched != 123 || real.Status.Deleted != dry.Status.Matched {
 		t.Errorf("dry run matched %d, real run deleted %d, want both 123", dry.Status.Matched, real.Status.Deleted)
@@ -154,7 +154,7 @@ func TestPurgeJobSafetyLimitStopsBeforeTouchingAnything(t *testing.T) {
 
 	job := deleteJob(ns, "big", retentionv1.ModeEnforce)
 	job.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr(int64(50))}
-	create(t, job)
+	createJob(t, job)
 	stalled := waitPhase(t, ns, "big", controllers.PhaseStalled)
 	if !hasCondition(stalled, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonSafetyLimitExceeded) ||
 		!hasCondition(stalled, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonSafetyLimitExceeded) {
@@ -167,12 +167,12 @@ func TestPurgeJobSafetyLimitStopsBeforeTouchingAnything(t *testing.T) {
 	// A percentage limit stops too (200 of 300 is 66%).
 	pct := deleteJob(ns, "pct", retentionv1.ModeEnforce)
 	pct.Spec.Safety = &retentionv1.SafetyLimits{MaxPercent: ptr(int32(50))}
-	create(t, pct)
+	createJob(t, pct)
 	waitPhase(t, ns, "pct", controllers.PhaseStalled)
 
 	// Releasing the first job lets exactly that job proceed.
 	patch := client.MergeFrom(stalled.DeepCopy())
-	stalled.Annotations = map[string]string{controllers.AnnotationReleaseSafetyLimit: "true"}
+	stalled.Annotations[controllers.AnnotationReleaseSafetyLimit] = "true"
 	if err := env.Client.Patch(context.Background(), stalled, patch); err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestPurgeJobHeldSubjectsSurvive(t *testing.T) {
 	})
 	heldExpired := count(t, conn, `SELECT count(*) FROM events WHERE user_id = '7' AND ts < $1`, base)
 
-	create(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
+	createJob(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
 	job := waitPhase(t, ns, "run", controllers.PhaseSucceeded)
 	if got := count(t, conn, `SELECT count(*) FROM events WHERE user_id = '7' AND ts < $1`, base); got != heldExpired || got == 0 {
 		t.Errorf("held subject's expired rows: %d left, want all %d", got, heldExpired)
@@ -221,7 +221,7 @@ func TestPurgeJobCollectionWideHoldSkipsTheOperation(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"},
 		Spec:       retentionv1.LegalHoldSpec{Collections: []retentionv1.Identifier{"events"}},
 	})
-	create(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
+	createJob(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
 	job := waitPhase(t, ns, "run", controllers.PhaseSucceeded)
 	if job.Status.Operations[0].Phase != controllers.PhaseHeld || count(t, conn, `SELECT count(*) FROM events`) != 100 {
 		t.Errorf("a collection under hold was touched: op phase %s", job.Status.Operations[0].Phase)
@@ -262,7 +262,7 @@ func TestPurgeJobResumesAfterRestartWithExactTotals(t *testing.T) {
 		},
 	}
 	first := startManager(t, controllers.Options{PurgeJobBatchesPerSlice: 1})
-	create(t, job)
+	createJob(t, job)
 	mid := waitFor(t, &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "resume"}}, 60*time.Second, "5 batches",
 		func(j *retentionv1.PurgeJob) bool {
 			return len(j.Status.Operations) == 1 && j.Status.Operations[0].Batches >= 5
@@ -347,7 +347,7 @@ func TestPurgeJobMissingTableFailsWithReason(t *testing.T) {
 	job := deleteJob(ns, "ghost", retentionv1.ModeEnforce)
 	job.Spec.DatasetRef.Name = "ghost"
 	job.Spec.Operations[0].Collection = "ghost_events"
-	create(t, job)
+	createJob(t, job)
 	failed := waitPhase(t, ns, "ghost", controllers.PhaseFailed)
 	if !hasCondition(failed, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonInvalidOperation) {
 		t.Errorf("conditions: %+v", failed.Status.Conditions)
@@ -396,7 +396,7 @@ func TestPurgeJobHoldReachesThroughReferences(t *testing.T) {
 	}
 	create(t, &retentionv1.LegalHold{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-case"},
 		Spec: retentionv1.LegalHoldSpec{SubjectsSecretRef: &retentionv1.SecretReference{Name: "ada"}}})
-	create(t, &retentionv1.PurgeJob{
+	createJob(t, &retentionv1.PurgeJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sessions"},
 		Spec: retentionv1.PurgeJobSpec{DatasetRef: retentionv1.LocalObjectReference{Name: "app"}, Mode: retentionv1.ModeEnforce,
 			Cutoff:     &metav1.Time{Time: time.Now().Add(time.Hour)},
@@ -411,5 +411,88 @@ func TestPurgeJobHoldReachesThroughReferences(t *testing.T) {
 	}
 	if held := job.Status.Operations[0].Held; held != 12 {
 		t.Errorf("operation held %d records, want Ada's 12 sessions", held)
+	}
+}
+
+// Lethe runs only the PurgeJobs it created: a job an admin creates directly,
+// a signed job recreated with another spec, a signature copied onto another
+// name, and a signed job whose subjects Secret was rewritten are all failed
+// with reason UnsignedPurgeJob, and the store is untouched.
+func TestPurgeJobNotCreatedByLetheIsRefused(t *testing.T) {
+	ns, conn := fixture(t, 300, 100)
+	ctx := context.Background()
+	far := metav1.NewTime(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC))
+
+	// Created directly, without a signature, with a release annotation set
+	// at creation (it must not matter).
+	direct := deleteJob(ns, "direct", retentionv1.ModeEnforce)
+	direct.Spec.Cutoff = &far
+	direct.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr(int64(1))}
+	direct.Annotations = map[string]string{controllers.AnnotationReleaseSafetyLimit: "true"}
+	create(t, direct)
+
+	// Signed by Lethe as a dry run, then recreated by an admin with an
+	// Enforce spec and a cutoff in 2100, keeping the annotations (the spec
+	// itself is immutable, so recreating is how it is "edited").
+	signed := deleteJob(ns, "edited", retentionv1.ModeDryRun)
+	createJob(t, signed)
+	if err := env.Client.Delete(ctx, signed); err != nil {
+		t.Fatal(err)
+	}
+	edited := deleteJob(ns, "edited", retentionv1.ModeEnforce)
+	edited.Spec.Cutoff = &far
+	edited.Annotations = signed.Annotations
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := env.Client.Create(ctx, edited); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+	}
+
+	// A valid signature copied onto a job of another name.
+	copied := deleteJob(ns, "copied", retentionv1.ModeEnforce)
+	copied.Annotations = signed.Annotations
+	create(t, copied)
+
+	// A signed erasure whose subjects Secret was rewritten afterwards.
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "subjects", Labels: marked()},
+		StringData: map[string]string{"user_id": "3"}})
+	bySubject := &retentionv1.PurgeJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "subjects"},
+		Spec: retentionv1.PurgeJobSpec{DatasetRef: retentionv1.LocalObjectReference{Name: "app"}, Mode: retentionv1.ModeEnforce,
+			SubjectsSecretRef: &retentionv1.SecretReference{Name: "subjects"},
+			Operations:        []retentionv1.Operation{{Collection: "events", Action: retentionv1.ActionDelete, BySubject: true}}},
+	}
+	createJob(t, bySubject)
+	var s corev1.Secret
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "subjects"}, &s); err != nil {
+		t.Fatal(err)
+	}
+	s.Data["user_id"] = []byte("4\n5\n6")
+	if err := env.Client.Update(ctx, &s); err != nil {
+		t.Fatal(err)
+	}
+
+	startManager(t, controllers.Options{})
+	for _, name := range []string{"direct", "edited", "copied", "subjects"} {
+		job := waitPhase(t, ns, name, controllers.PhaseFailed)
+		if !hasCondition(job, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonUnsignedPurgeJob) ||
+			!hasCondition(job, retentionv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonUnsignedPurgeJob) {
+			t.Errorf("job %s: conditions %+v", name, job.Status.Conditions)
+		}
+		if job.Status.StartTime != nil || job.Status.Matched != 0 || len(job.Status.Operations) != 0 {
+			t.Errorf("job %s was counted or started: %+v", name, job.Status)
+		}
+		assertEvent(t, ns, name, controllers.ReasonUnsignedPurgeJob)
+	}
+	if got := count(t, conn, `SELECT count(*) FROM events`); got != 300 {
+		t.Fatalf("a refused PurgeJob touched the store: %d rows left of 300", got)
+	}
+
+	// The same job signed by Lethe runs.
+	createJob(t, deleteJob(ns, "lethe", retentionv1.ModeEnforce))
+	if job := waitPhase(t, ns, "lethe", controllers.PhaseSucceeded); job.Status.Deleted != 100 || count(t, conn, `SELECT count(*) FROM events`) != 200 {
+		t.Errorf("the signed job deleted %d, want 100", job.Status.Deleted)
 	}
 }

@@ -181,7 +181,11 @@ func (r *RetentionPolicyReconciler) runs(ctx context.Context, p *retentionv1.Ret
 	if err := r.List(ctx, &list, client.InNamespace(p.Namespace), client.MatchingLabels{LabelPolicy: p.Name}); err != nil {
 		return nil, err
 	}
-	jobs := slices.DeleteFunc(list.Items, func(j retentionv1.PurgeJob) bool { return !metav1.IsControlledBy(&j, p) })
+	// A run is a job this policy controls and this manager signed: a forged
+	// job claiming the policy as owner is neither counted nor waited for.
+	jobs := slices.DeleteFunc(list.Items, func(j retentionv1.PurgeJob) bool {
+		return !metav1.IsControlledBy(&j, p) || !signedByManager(r.DigestKey, &j)
+	})
 	slices.SortFunc(jobs, func(a, b retentionv1.PurgeJob) int {
 		if c := scheduledTime(&b).Compare(scheduledTime(&a)); c != 0 {
 			return c
@@ -356,6 +360,9 @@ func (r *RetentionPolicyReconciler) startDueRun(ctx context.Context, p *retentio
 		},
 	}
 	if err := controllerutil.SetControllerReference(p, job, r.Scheme()); err != nil {
+		return nil, err
+	}
+	if err := SignPurgeJob(r.DigestKey, job, nil); err != nil {
 		return nil, err
 	}
 	if err := r.Create(ctx, job); err != nil {

@@ -323,6 +323,9 @@ func TestPurgeJobWaitsForItsSubjectsSecret(t *testing.T) {
 		SubjectsSecretRef: &retentionv1.SecretReference{Name: "by-subject"},
 		Operations:        []retentionv1.Operation{{Collection: "support_messages", Action: retentionv1.ActionDelete, BySubject: true}},
 	}}
+	if err := controllers.SignPurgeJob(testDigestKey, job, map[string][]byte{"user_id": []byte(adaID)}); err != nil {
+		t.Fatal(err)
+	}
 	create(t, job)
 	time.Sleep(3 * time.Second)
 	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(job), job); err != nil {
@@ -331,7 +334,7 @@ func TestPurgeJobWaitsForItsSubjectsSecret(t *testing.T) {
 	if job.Status.Phase == controllers.PhaseStalled || job.Status.Phase == controllers.PhaseFailed {
 		t.Fatalf("a PurgeJob whose subjects Secret does not exist yet is %s: %+v", job.Status.Phase, job.Status.Conditions)
 	}
-	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-subject",
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-subject", Labels: marked(),
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "PurgeJob", Name: job.Name, UID: job.UID}}},
 		StringData: map[string]string{"user_id": adaID}})
 	done := waitPhase(t, ns, "by-subject", controllers.PhaseSucceeded)
@@ -362,6 +365,10 @@ func TestRequestRecoversFromACoalescedJobWithoutItsSecret(t *testing.T) {
 			SubjectsSecretRef: &retentionv1.SecretReference{Name: "erase-app-orphan"},
 			Operations:        []retentionv1.Operation{{Collection: "support_messages", Action: retentionv1.ActionDelete, BySubject: true}},
 		}}
+	// Signed as Lethe signs the jobs it creates: only its Secret is missing.
+	if err := controllers.SignPurgeJob(testDigestKey, orphan, map[string][]byte{"user_id": []byte(adaID)}); err != nil {
+		t.Fatal(err)
+	}
 	create(t, orphan)
 	dr := adaRequest(ns, "orph")
 	dr.Spec.Subject = retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "user_id", Value: adaID}}}

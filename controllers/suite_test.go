@@ -105,7 +105,7 @@ func startManager(t *testing.T, opts controllers.Options) *manager {
 func startManagerWithClock(t *testing.T, opts controllers.Options, clock func() time.Time) *manager {
 	t.Helper()
 	mgr := newManager(t)
-	deps := controllers.NewDeps(mgr, []byte("test-digest-key-0123456789abcdef0123"))
+	deps := controllers.NewDeps(mgr, testDigestKey)
 	deps.Clock = clock
 	pool := deps.Pool
 	if err := controllers.Setup(mgr, deps, opts); err != nil {
@@ -168,6 +168,30 @@ func (m *manager) stop() {
 	m.done.Wait()
 }
 
+// marked labels a Secret as one Lethe may use (retentionv1.LabelSecretConsent).
+func marked() map[string]string { return map[string]string{retentionv1.LabelSecretConsent: "true"} }
+
+// testDigestKey is the digest key of every test manager.
+var testDigestKey = []byte("test-digest-key-0123456789abcdef0123")
+
+// createJob creates a PurgeJob signed as the manager signs the jobs it
+// creates (tests stand in for a RetentionPolicy or the coalescer).
+func createJob(t *testing.T, job *retentionv1.PurgeJob) {
+	t.Helper()
+	var subjects map[string][]byte
+	if ref := job.Spec.SubjectsSecretRef; ref != nil {
+		var s corev1.Secret
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: job.Namespace, Name: ref.Name}, &s); err != nil {
+			t.Fatal(err)
+		}
+		subjects = s.Data
+	}
+	if err := controllers.SignPurgeJob(testDigestKey, job, subjects); err != nil {
+		t.Fatal(err)
+	}
+	create(t, job)
+}
+
 func ptr[T any](v T) *T { return &v }
 
 // namespace creates a fresh namespace for one test.
@@ -218,7 +242,7 @@ func postgresStore(t *testing.T, ns, name string) testharness.PG {
 	t.Helper()
 	pg := testharness.Postgres(t)
 	create(t, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-credentials"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-credentials", Labels: marked()},
 		StringData: map[string]string{"username": pg.User, "password": pg.Password},
 	})
 	create(t, &retentionv1.DataStore{

@@ -70,12 +70,29 @@ type LocalObjectReference struct {
 	Name ObjectName `json:"name"`
 }
 
+// LabelSecretConsent marks a Secret that Lethe may use: Lethe reads a Secret
+// that a DataStore, Dataset, DeletionRequest or LegalHold references only if
+// it carries this label with the value "true". Anyone who can write those
+// kinds can name any Secret of the namespace; the label is the consent of
+// whoever owns the Secret. A reference to an unmarked Secret leaves the
+// referrer Stalled with reason SecretNotMarked, and nothing of it is read.
+const LabelSecretConsent = "retention.lethe.dev/secret"
+
+// LabelRequireApproval on a Namespace ("true") makes every DeletionRequest in
+// it require approval: the ValidatingAdmissionPolicy of
+// config/admission/deletionrequest_approval.yaml refuses a request without
+// requireApproval there.
+const LabelRequireApproval = "retention.lethe.dev/require-approval"
+
 // SecretReference names a Secret in the same namespace as the referrer.
 // Cross-namespace references are not allowed: Lethe only reads Secrets it is
-// pointed at, in the namespace of the object that points at them.
+// pointed at, in the namespace of the object that points at them, and only
+// those labelled retention.lethe.dev/secret: "true".
 // +kubebuilder:validation:XValidation:rule="!has(self.__namespace__)",message="Secret references are same-namespace only: remove namespace"
 type SecretReference struct {
-	// Name of the Secret, in the same namespace as the referrer.
+	// Name of the Secret, in the same namespace as the referrer. The Secret
+	// must carry the label retention.lethe.dev/secret: "true" (Lethe uses no
+	// other Secret).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
@@ -90,10 +107,13 @@ type SecretReference struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
-// SecretKeySelector names one key of a Secret in the same namespace.
+// SecretKeySelector names one key of a Secret in the same namespace. Lethe
+// reads only Secrets labelled retention.lethe.dev/secret: "true".
 // +kubebuilder:validation:XValidation:rule="!has(self.__namespace__)",message="Secret references are same-namespace only: remove namespace"
 type SecretKeySelector struct {
-	// Name of the Secret, in the same namespace as the referrer.
+	// Name of the Secret, in the same namespace as the referrer. The Secret
+	// must carry the label retention.lethe.dev/secret: "true" (Lethe uses no
+	// other Secret).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253

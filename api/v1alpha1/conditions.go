@@ -5,7 +5,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Condition types shared by every kind (DESIGN.md §5): Ready is always present
+// Condition types shared by every kind (docs/design.md §5): Ready is always present
 // once an object has been seen; Reconciling and Stalled are present only while
 // True, so kstatus, Flux health checks and kubectl wait read them correctly.
 const (
@@ -17,10 +17,16 @@ const (
 // Reasons shared by several kinds. Reasons are PascalCase; messages are for
 // humans and never carry personal data.
 const (
-	ReasonProgressing         = "Progressing"
-	ReasonSucceeded           = "Succeeded"
-	ReasonInvalidSpec         = "InvalidSpec"
-	ReasonSecretNotFound      = "SecretNotFound"
+	ReasonProgressing    = "Progressing"
+	ReasonSucceeded      = "Succeeded"
+	ReasonInvalidSpec    = "InvalidSpec"
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretNotMarked: the referenced Secret lacks the label
+	// retention.lethe.dev/secret=true (LabelSecretConsent).
+	ReasonSecretNotMarked = "SecretNotMarked"
+	// ReasonInvalidSecret: the referenced Secret lacks a key the referrer
+	// needs, or holds an invalid value (a CA bundle that is not PEM).
+	ReasonInvalidSecret       = "InvalidSecret"
 	ReasonSafetyLimitExceeded = "SafetyLimitExceeded"
 	ReasonLegalHold           = "LegalHold"
 	ReasonDataStoreNotReady   = "DataStoreNotReady"
@@ -33,6 +39,13 @@ const (
 	ReasonConnectionFailed     = "ConnectionFailed"
 	ReasonAuthenticationFailed = "AuthenticationFailed"
 	ReasonInUse                = "InUse"
+
+	// ConditionTLSVerified says whether Lethe verifies the server's identity
+	// before sending credentials: True (ReasonTLSVerified) with tls
+	// VerifyFull, False (ReasonInsecureConnection) with Disable or Require.
+	ConditionTLSVerified     = "TLSVerified"
+	ReasonTLSVerified        = "Verified"
+	ReasonInsecureConnection = "InsecureConnection"
 )
 
 // Object is a Lethe object whose status carries conditions.

@@ -264,9 +264,21 @@ type DatasetSpec struct {
 	DataStoreRef LocalObjectReference `json:"dataStoreRef"`
 
 	// HMACKeySecretRef names the Secret key used by the HMAC anonymization
-	// strategy. Required when any field uses HMAC.
+	// strategy. Required when any field uses HMAC. The Secret must carry the
+	// label retention.lethe.dev/secret: "true".
 	// +optional
 	HMACKeySecretRef *SecretKeySelector `json:"hmacKeySecretRef,omitempty"`
+
+	// RequireApproval makes every DeletionRequest whose plan touches this
+	// Dataset wait for an approval (annotation retention.lethe.dev/approved-by,
+	// by someone other than the creator who holds the RBAC verb approve on
+	// deletionrequests), whatever the request's own requireApproval says.
+	// Such requests must carry retention.lethe.dev/requested-by. To make
+	// approval required for a whole namespace instead, where users cannot
+	// change it, label the namespace retention.lethe.dev/require-approval:
+	// "true" (enforced by the admission policy of config/admission).
+	// +optional
+	RequireApproval bool `json:"requireApproval,omitempty"`
 
 	// Collections of personal data in the store.
 	// +required

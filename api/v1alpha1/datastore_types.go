@@ -17,14 +17,22 @@ const (
 	DataStoreS3 DataStoreType = "S3"
 )
 
-// TLSMode says how the connection is encrypted.
-// +kubebuilder:validation:Enum=Disable;Prefer;Require;VerifyFull
+// TLSMode says how the connection is encrypted and whether the server's
+// identity is verified before credentials are sent.
+// +kubebuilder:validation:Enum=Disable;Require;VerifyFull
 type TLSMode string
 
 const (
-	TLSDisable    TLSMode = "Disable"
-	TLSPrefer     TLSMode = "Prefer"
-	TLSRequire    TLSMode = "Require"
+	// TLSDisable: no TLS; credentials and data travel in clear. Insecure: the
+	// DataStore shows TLSVerified=False (InsecureConnection).
+	TLSDisable TLSMode = "Disable"
+	// TLSRequire: TLS without verifying the server's certificate; whoever
+	// answers at the address receives the credentials. Insecure: the
+	// DataStore shows TLSVerified=False (InsecureConnection).
+	TLSRequire TLSMode = "Require"
+	// TLSVerifyFull (the default): TLS, with the server's certificate
+	// verified against caBundleSecretRef (or the system's roots) and the host
+	// name.
 	TLSVerifyFull TLSMode = "VerifyFull"
 )
 
@@ -39,6 +47,9 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.type == 'Redis' || !has(self.redisDB)",message="redisDB is only for type Redis"
 // +kubebuilder:validation:XValidation:rule="self.type != 'S3' || (!has(self.host) && !has(self.port))",message="host and port are not used by type S3: set s3.endpoint"
 // +kubebuilder:validation:XValidation:rule="self.type != 'MySQL' || !has(self.database) || !(self.database.lowerAscii() in ['mysql', 'sys', 'performance_schema', 'information_schema'])",message="database must not be a system schema (mysql, sys, performance_schema, information_schema): Lethe never works on system catalogs"
+// +kubebuilder:validation:XValidation:rule="!(has(self.s3) && has(self.s3.endpoint) && self.s3.endpoint.startsWith('http://')) || (has(self.tls) && self.tls == 'Disable')",message="an http:// S3 endpoint sends requests in clear: set tls: Disable to say so, or use https"
+// +kubebuilder:validation:XValidation:rule="!has(self.caBundleSecretRef) || !has(self.tls) || self.tls == 'VerifyFull'",message="caBundleSecretRef is only used with tls VerifyFull"
+// +kubebuilder:validation:XValidation:rule="!(self.type in ['PostgreSQL', 'MySQL']) || has(self.credentialsSecretRef)",message="types PostgreSQL and MySQL need credentialsSecretRef (keys username and password): Lethe never logs in as its own operating-system user"
 type DataStoreSpec struct {
 	// Type of the store: PostgreSQL, MySQL (MySQL and MariaDB), Redis or S3
 	// (any S3-compatible storage).
@@ -71,15 +82,34 @@ type DataStoreSpec struct {
 	// +kubebuilder:validation:Maximum=15
 	RedisDB *int32 `json:"redisDB,omitempty"`
 
-	// TLS mode of the connection (default Prefer for PostgreSQL, Disable for
-	// others).
+	// TLS mode of the connection, for every type: VerifyFull (default) uses
+	// TLS and verifies the server's certificate against caBundleSecretRef (or
+	// the system's roots) and host (for S3, the endpoint's host); credentials
+	// are sent only to a verified server. Require uses TLS without verifying
+	// the certificate and Disable uses no TLS: both send the credentials to
+	// whoever answers at the address, and the DataStore shows the condition
+	// TLSVerified=False with reason InsecureConnection. An http:// S3
+	// endpoint needs Disable.
 	// +optional
 	TLS TLSMode `json:"tls,omitempty"`
 
+	// CABundleSecretRef names the key of a Secret in the same namespace that
+	// holds the PEM certificates of the certificate authorities the server's
+	// certificate must chain to (for example key ca.crt), instead of the
+	// system's roots. The Secret must carry the label
+	// retention.lethe.dev/secret: "true". Only used with tls VerifyFull.
+	// +optional
+	CABundleSecretRef *SecretKeySelector `json:"caBundleSecretRef,omitempty"`
+
 	// CredentialsSecretRef names a Secret in the same namespace holding the
-	// credentials: keys username and password for SQL stores and Redis (both
-	// optional for Redis), accessKeyID and secretAccessKey for S3. Lethe reads
-	// only this Secret and never logs its content.
+	// credentials: keys username and password for PostgreSQL and MySQL
+	// (both required; there is no fallback to the manager's own user) and
+	// Redis (both optional), accessKeyID and secretAccessKey for S3 (both,
+	// or no Secret for anonymous access). The Secret must carry the label
+	// retention.lethe.dev/secret: "true"; a missing key leaves the DataStore
+	// Stalled with reason InvalidSecret. Lethe reads only this Secret and
+	// never logs or reports anything read from it. Required for PostgreSQL
+	// and MySQL.
 	// +optional
 	CredentialsSecretRef *SecretReference `json:"credentialsSecretRef,omitempty"`
 
@@ -163,7 +193,10 @@ type DataStoreStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready (reasons Connected, ConnectionFailed, SecretNotFound,
-	// AuthenticationFailed, InUse while deletion waits), Reconciling, Stalled.
+	// SecretNotMarked, InvalidSecret, AuthenticationFailed, InUse while
+	// deletion waits), Reconciling, Stalled, and TLSVerified: True (reason
+	// Verified) when the server's identity is verified, False (reason
+	// InsecureConnection) when tls is Disable or Require.
 	// +optional
 	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`

@@ -36,7 +36,9 @@ type Subject struct {
 
 	// IdentitiesSecretRef names a Secret in the same namespace whose keys are
 	// identity types and whose values are the identifiers (for example
-	// email: ada@example.com). A Secret owned by the request is removed with it.
+	// email: ada@example.com). The Secret must carry the label
+	// retention.lethe.dev/secret: "true". A Secret owned by the request is
+	// removed with it.
 	// +optional
 	IdentitiesSecretRef *SecretReference `json:"identitiesSecretRef,omitempty"`
 }
@@ -101,7 +103,10 @@ type DeletionRequestSpec struct {
 	// retention.lethe.dev/requested-by=<their user name>; the approver adds
 	// retention.lethe.dev/approved-by=<their user name>. The admission policy
 	// of config/admission checks both names against the API server's
-	// authentication.
+	// authentication, and the approver must hold the RBAC verb approve on
+	// deletionrequests. A Dataset in scope with requireApproval, or a
+	// namespace labelled retention.lethe.dev/require-approval: "true",
+	// requires approval even when this is false.
 	// +optional
 	RequireApproval bool `json:"requireApproval,omitempty"`
 

@@ -22,7 +22,8 @@ type LegalHoldSpec struct {
 	Subjects []SubjectIdentity `json:"subjects,omitempty"`
 
 	// SubjectsSecretRef names a Secret in the same namespace whose keys are
-	// identity types and whose values are newline-separated identifiers.
+	// identity types and whose values are newline-separated identifiers. The
+	// Secret must carry the label retention.lethe.dev/secret: "true".
 	// +optional
 	SubjectsSecretRef *SecretReference `json:"subjectsSecretRef,omitempty"`
 

@@ -67,7 +67,9 @@ type PurgeJobSpec struct {
 
 	// SubjectsSecretRef names a Secret, in the same namespace and usually owned
 	// by the job, holding the subjects' identities (keys are identity types,
-	// values newline-separated identifiers).
+	// values newline-separated identifiers). Lethe creates it, labelled
+	// retention.lethe.dev/secret: "true", and signs a digest of its content
+	// with the job.
 	// +optional
 	SubjectsSecretRef *SecretReference `json:"subjectsSecretRef,omitempty"`
 

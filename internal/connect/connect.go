@@ -8,6 +8,7 @@ package connect
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -24,8 +25,40 @@ import (
 	"github.com/lethe-dev/lethe/internal/schedule"
 )
 
-// ErrSecretNotFound: a referenced Secret or key does not exist.
-var ErrSecretNotFound = errors.New("secret not found")
+// Errors of referenced Secrets. Each needs a human, so the referrer goes
+// Stalled with the reason SecretReason gives. ErrSecretNotMarked and
+// ErrInvalidSecret also match ErrSecretNotFound (the Secret cannot be used),
+// so a caller that only knows that error still stalls.
+var (
+	// ErrSecretNotFound: a referenced Secret or key does not exist.
+	ErrSecretNotFound = errors.New("secret not found")
+	// ErrSecretNotMarked: the Secret exists but does not carry the label
+	// retention.lethe.dev/secret=true, so Lethe does not use it.
+	ErrSecretNotMarked = &secretError{"secret not marked for Lethe"}
+	// ErrInvalidSecret: the Secret lacks what the referrer needs (a SQL
+	// DataStore's username and password, an S3 key pair, a PEM CA bundle).
+	ErrInvalidSecret = &secretError{"invalid secret"}
+)
+
+type secretError struct{ msg string }
+
+func (e *secretError) Error() string { return e.msg }
+
+func (e *secretError) Is(target error) bool { return target == e || target == ErrSecretNotFound }
+
+// SecretReason is the condition reason for an error of a referenced Secret:
+// SecretNotMarked, InvalidSecret or SecretNotFound ("" for other errors).
+func SecretReason(err error) string {
+	switch {
+	case errors.Is(err, ErrSecretNotMarked):
+		return retentionv1.ReasonSecretNotMarked
+	case errors.Is(err, ErrInvalidSecret):
+		return retentionv1.ReasonInvalidSecret
+	case errors.Is(err, ErrSecretNotFound):
+		return retentionv1.ReasonSecretNotFound
+	}
+	return ""
+}
 
 // Opener opens a driver for a resolved configuration.
 type Opener func(ctx context.Context, cfg datastore.Config) (datastore.Driver, error)
@@ -126,7 +159,7 @@ func Resolve(ctx context.Context, r client.Reader, ds *retentionv1.DataStore) (d
 		Host:           s.Host,
 		Port:           defaultPorts[s.Type],
 		Database:       string(s.Database),
-		TLS:            string(s.TLS),
+		TLS:            string(s.TLS), // "" is VerifyFull (datastore.Config.TLSMode)
 		MaxConnections: int(s.Limits.MaxConnections),
 	}
 	if s.Port != nil {
@@ -154,25 +187,61 @@ func Resolve(ctx context.Context, r client.Reader, ds *retentionv1.DataStore) (d
 			cfg.S3Region = "us-east-1"
 		}
 	}
+	version := ""
+	if ref := s.CABundleSecretRef; ref != nil {
+		secret, err := GetSecret(ctx, r, ds.Namespace, ref.Name)
+		if err != nil {
+			return cfg, "", err
+		}
+		pem, ok := secret.Data[ref.Key]
+		if !ok {
+			return cfg, "", fmt.Errorf("%w: Secret %q has no key %q", ErrInvalidSecret, ref.Name, ref.Key)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return cfg, "", fmt.Errorf("%w: key %q of Secret %q holds no PEM certificate", ErrInvalidSecret, ref.Key, ref.Name)
+		}
+		cfg.CABundle = pem
+		version = "ca" + secret.ResourceVersion + "/"
+	}
+	sql := s.Type == retentionv1.DataStorePostgreSQL || s.Type == retentionv1.DataStoreMySQL
 	if s.CredentialsSecretRef == nil {
-		return cfg, "", nil
+		// Without credentials a SQL client would log in as the manager's
+		// own operating-system user (and read its password files).
+		if sql {
+			return cfg, "", fmt.Errorf("%w: a %s DataStore needs credentialsSecretRef (keys username and password)", ErrInvalidSecret, s.Type)
+		}
+		return cfg, version, nil
 	}
 	secret, err := GetSecret(ctx, r, ds.Namespace, s.CredentialsSecretRef.Name)
 	if err != nil {
 		return cfg, "", err
 	}
-	if s.Type == retentionv1.DataStoreS3 {
+	version += secret.ResourceVersion
+	switch {
+	case s.Type == retentionv1.DataStoreS3:
 		cfg.S3AccessKeyID = string(secret.Data["accessKeyID"])
 		cfg.S3SecretAccessKey = string(secret.Data["secretAccessKey"])
-	} else {
+		if cfg.S3AccessKeyID == "" || cfg.S3SecretAccessKey == "" {
+			return cfg, "", fmt.Errorf("%w: Secret %q needs both keys accessKeyID and secretAccessKey", ErrInvalidSecret, secret.Name)
+		}
+	default:
 		cfg.Username = string(secret.Data["username"])
 		cfg.Password = string(secret.Data["password"])
+		if sql && (cfg.Username == "" || cfg.Password == "") {
+			return cfg, "", fmt.Errorf("%w: Secret %q needs both keys username and password", ErrInvalidSecret, secret.Name)
+		}
 	}
-	return cfg, secret.ResourceVersion, nil
+	return cfg, version, nil
 }
 
-// GetSecret reads one Secret of a namespace. A missing Secret is
-// ErrSecretNotFound, naming the Secret (names are not personal data).
+// GetSecret reads one Secret of a namespace that is marked for Lethe: it
+// carries the label retention.lethe.dev/secret=true
+// (retentionv1.LabelSecretConsent). Whoever can write a Lethe object in a
+// namespace can name any Secret there; the label is the Secret owner's
+// consent that Lethe may use it, so a user who cannot read a Secret cannot
+// make Lethe use (and leak) it either. A missing Secret is ErrSecretNotFound
+// and an unmarked one ErrSecretNotMarked, naming the Secret (names are not
+// personal data); nothing read from a Secret is ever part of an error.
 func GetSecret(ctx context.Context, r client.Reader, namespace, name string) (*corev1.Secret, error) {
 	var secret corev1.Secret
 	if err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &secret); err != nil {
@@ -180,6 +249,9 @@ func GetSecret(ctx context.Context, r client.Reader, namespace, name string) (*c
 			return nil, fmt.Errorf("%w: Secret %q in namespace %q", ErrSecretNotFound, name, namespace)
 		}
 		return nil, fmt.Errorf("reading Secret %q: %w", name, err)
+	}
+	if secret.Labels[retentionv1.LabelSecretConsent] != "true" {
+		return nil, fmt.Errorf("%w: Secret %q lacks the label %s=\"true\" that allows Lethe to use it", ErrSecretNotMarked, name, retentionv1.LabelSecretConsent)
 	}
 	return &secret, nil
 }

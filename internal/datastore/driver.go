@@ -27,7 +27,10 @@ type Config struct {
 	Port     int
 	Database string
 	RedisDB  int
-	TLS      string // Disable, Prefer, Require, VerifyFull
+	TLS      string // Disable, Require or VerifyFull (the default when empty); see ClientTLS
+	// CABundle holds PEM certificates the server's certificate must chain
+	// to with VerifyFull; empty means the system's roots.
+	CABundle []byte
 
 	Username string
 	Password string

@@ -183,21 +183,21 @@ func holdsType(c *retentionv1.Collection, hasType func(string) bool) bool {
 // also yields its prefix, so the union is exact whatever the path's
 // length). It wraps ErrNoPath when nothing reaches the subject.
 func (g *Graph) Owned(from *retentionv1.Collection, hasType func(string) bool) (Reach, error) {
-	r, err := g.reach(from, hasType, func(e Edge) bool { return e.Owned })
+	r, err := g.reach(from, hasType)
 	if err == nil && r.Empty() {
 		return r, fmt.Errorf("%w: collection %s holds none of the subject's identity types and no owning reference leads to one that does", ErrNoPath, from.Name)
 	}
 	return r, err
 }
 
-func (g *Graph) reach(from *retentionv1.Collection, hasType func(string) bool, follow func(Edge) bool) (Reach, error) {
+func (g *Graph) reach(from *retentionv1.Collection, hasType func(string) bool) (Reach, error) {
 	r := Reach{Direct: holdsType(from, hasType)}
 	onPath := map[string]bool{string(from.Name): true}
 	var path []Edge
 	var walk func(name string) error
 	walk = func(name string) error {
 		for _, e := range g.out[name] {
-			if !follow(e) || onPath[e.To] || e.From == e.To || e.composite {
+			if !e.Owned || onPath[e.To] || e.From == e.To || e.composite {
 				continue
 			}
 			if e.err != nil {

@@ -128,7 +128,13 @@ func (e *Env) Kubeconfig(dir string) (string, error) {
 // UserClient returns a client authenticated as the named user (member of
 // system:masters), for tests of what the API server records about who did what.
 func (e *Env) UserClient(name string) (client.Client, error) {
-	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	return e.UserClientInGroups(name, "system:masters")
+}
+
+// UserClientInGroups returns a client authenticated as the named user in
+// exactly these groups: without system:masters, RBAC decides what it may do.
+func (e *Env) UserClientInGroups(name string, groups ...string) (client.Client, error) {
+	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: groups}, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,11 @@ type PG struct {
 	// DSN is a postgres:// URL for pgx (pgx.Connect, pgxpool.New) and
 	// database/sql with the pgx stdlib driver.
 	DSN string
+	// CACert is the PEM certificate of the throwaway authority that signed
+	// the server's certificate (for 127.0.0.1 and localhost): the server
+	// accepts TLS (ssl=on) as well as plain connections. Empty for the
+	// server of LETHE_TEST_POSTGRES_DSN.
+	CACert []byte
 }
 
 // pgServer is the PostgreSQL server of this test process.
@@ -36,6 +41,7 @@ type pgServer struct {
 	host, user, password string
 	port                 int
 	adminURL             *url.URL // connects to the maintenance database
+	caCert               []byte   // PEM; nil for an external server
 
 	mu    sync.Mutex // serialises CREATE DATABASE on admin
 	admin *pgx.Conn
@@ -60,7 +66,7 @@ func Postgres(tb testing.TB) PG {
 	u.Path = "/" + name
 	return PG{
 		Host: srv.host, Port: srv.port, User: srv.user, Password: srv.password,
-		Database: name, DSN: u.String(),
+		Database: name, DSN: u.String(), CACert: srv.caCert,
 	}
 }
 
@@ -118,6 +124,10 @@ func startPostgres() (*pgServer, error) {
 		saveTemplate("postgres", key, data)
 	}
 
+	cert, err := newServerCert(dir, cred)
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL: creating a test certificate: %w", err)
+	}
 	return startWithRetry(func(port int) (*pgServer, error) {
 		p, err := startProcess(procSpec{
 			name: "PostgreSQL", path: postgres, dir: dir, logPath: logPath, env: env, cred: cred,
@@ -142,6 +152,11 @@ func startPostgres() (*pgServer, error) {
 				"-c", "huge_pages=off",
 				"-c", "log_min_messages=warning",
 				"-c", "log_line_prefix=%m [%p] ",
+				// TLS with a throwaway authority (PG.CACert); plain
+				// connections are still accepted (pg_hba "host").
+				"-c", "ssl=on",
+				"-c", "ssl_cert_file=" + cert.CertFile,
+				"-c", "ssl_key_file=" + cert.KeyFile,
 			},
 		})
 		if err != nil {
@@ -176,7 +191,7 @@ func startPostgres() (*pgServer, error) {
 			return nil, fmt.Errorf("setting the password: %w", err)
 		}
 		u.User = url.UserPassword("lethe", password)
-		return &pgServer{host: "127.0.0.1", port: port, user: "lethe", password: password, adminURL: u, admin: admin}, nil
+		return &pgServer{host: "127.0.0.1", port: port, user: "lethe", password: password, adminURL: u, admin: admin, caCert: cert.CAPEM}, nil
 	})
 }
 

@@ -2,6 +2,8 @@ package testharness
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -156,4 +158,77 @@ func externalRedis(addr string) (*rdServer, error) {
 		srv.free = append(srv.free, i)
 	}
 	return srv, nil
+}
+
+// RedisTLSServer is a throwaway redis-server that accepts only TLS, with a
+// certificate (for 127.0.0.1 and localhost) from a throwaway authority.
+type RedisTLSServer struct {
+	Host   string
+	Port   int
+	CACert []byte // PEM certificate of the authority that signed the server's
+}
+
+var rdTLSLazy lazy[*RedisTLSServer]
+
+// RedisTLS returns the TLS-only Redis server of this test process, started
+// on first use. Tests share it: use a key prefix of your own.
+func RedisTLS(tb testing.TB) RedisTLSServer {
+	tb.Helper()
+	requireMain(tb)
+	return *rdTLSLazy.get(tb, "Redis (TLS)", startRedisTLS)
+}
+
+func startRedisTLS() (*RedisTLSServer, error) {
+	bin := lookBinary([]string{"redis-server"}, "/usr/bin/redis-server", "/usr/sbin/redis-server")
+	if bin == "" {
+		return nil, fmt.Errorf("redis-server not found in PATH or /usr/bin; install it with: apt-get install -y redis-server")
+	}
+	dir, err := serverDir("redis-tls")
+	if err != nil {
+		return nil, err
+	}
+	cert, err := newServerCert(dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, cert.CAPEM, 0o644); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(dir, "redis.log")
+	return startWithRetry(func(port int) (*RedisTLSServer, error) {
+		p, err := startProcess(procSpec{
+			name: "Redis (TLS)", path: bin, dir: dir, logPath: logPath, stopSig: syscall.SIGKILL,
+			args: []string{
+				"--port", "0",
+				"--tls-port", strconv.Itoa(port),
+				"--tls-cert-file", cert.CertFile,
+				"--tls-key-file", cert.KeyFile,
+				"--tls-ca-cert-file", caFile,
+				"--tls-auth-clients", "no",
+				"--bind", "127.0.0.1",
+				"--dir", dir,
+				"--save", "",
+				"--appendonly", "no",
+				"--daemonize", "no",
+				"--loglevel", "warning",
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(cert.CAPEM)
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		err = p.waitReady(func(ctx context.Context) error {
+			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1,
+				TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "127.0.0.1"}})
+			defer c.Close()
+			return c.Ping(ctx).Err()
+		})
+		if err != nil {
+			return nil, err
+		}
+		return &RedisTLSServer{Host: "127.0.0.1", Port: port, CACert: cert.CAPEM}, nil
+	})
 }

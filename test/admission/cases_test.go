@@ -172,6 +172,7 @@ func cases() []admissionCase {
 				host: 10.0.12.7
 				database: shop_orders
 				tls: VerifyFull
+				credentialsSecretRef: {name: shop-mysql-credentials}
 			`)},
 		{name: "DataStore/Redis with redisDB is accepted",
 			manifest: obj("DataStore", `
@@ -183,6 +184,7 @@ func cases() []admissionCase {
 		{name: "DataStore/S3 with endpoint and bucket is accepted",
 			manifest: obj("DataStore", `
 				type: S3
+				tls: Disable
 				s3:
 				  endpoint: http://minio.storage.svc:9000
 				  region: eu-central-1
@@ -190,6 +192,20 @@ func cases() []admissionCase {
 				  forcePathStyle: true
 				credentialsSecretRef: {name: shop-s3-credentials}
 			`)},
+		{name: "DataStore/S3 http endpoint without tls Disable is rejected",
+			manifest: obj("DataStore", "type: S3\ns3: {endpoint: \"http://minio.storage.svc:9000\", bucket: shop-uploads}\n"),
+			wantErr:  true, want: []string{"an http:// S3 endpoint sends requests in clear: set tls: Disable to say so, or use https"}},
+		{name: "DataStore/tls Prefer (falls back to a cleartext password) is rejected",
+			manifest: obj("DataStore", dedent(validPostgres)+"\ntls: Prefer\n"),
+			wantErr:  true, want: []string{"spec.tls", msgUnsupported}},
+		{name: "DataStore/PostgreSQL without credentialsSecretRef is rejected",
+			manifest: obj("DataStore", "type: PostgreSQL\nhost: db.shop.svc\ndatabase: shop\n"),
+			wantErr:  true, want: []string{"types PostgreSQL and MySQL need credentialsSecretRef"}},
+		{name: "DataStore/caBundleSecretRef with tls Require is rejected",
+			manifest: obj("DataStore", "type: Redis\nhost: shop-redis\ntls: Require\ncaBundleSecretRef: {name: shop-ca, key: ca.crt}\n"),
+			wantErr:  true, want: []string{"caBundleSecretRef is only used with tls VerifyFull"}},
+		{name: "DataStore/Redis with a CA bundle, verified TLS by default, is accepted",
+			manifest: obj("DataStore", "type: Redis\nhost: shop-redis\ncaBundleSecretRef: {name: shop-ca, key: ca.crt}\n")},
 		{name: "DataStore/S3 without s3 section is rejected",
 			manifest: obj("DataStore", "type: S3\n"),
 			wantErr:  true, want: []string{"type S3 needs the s3 section (bucket)"}},

@@ -42,6 +42,8 @@ var (
 	kubeconfig string
 	// serverVersion is the apiserver's reported version, logged once.
 	serverVersion string
+	// testEnv is the running control plane (for clients of other users).
+	testEnv *testenv.Env
 )
 
 func TestMain(m *testing.M) {
@@ -65,7 +67,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "admission tests: stopping envtest:", err)
 		}
 	}()
-	assetsDir, cfg = env.Assets, env.Config
+	assetsDir, cfg, testEnv = env.Assets, env.Config, env
 	if _, err := os.Stat(filepath.Join(assetsDir, "kubectl")); err != nil {
 		fmt.Fprintln(os.Stderr, "admission tests: kubectl missing in", assetsDir, "- run `make controlplane`")
 		return 1

@@ -107,7 +107,7 @@ func (m *myBench) driver(b *testing.B) *mysql.Driver {
 	b.Helper()
 	d, err := mysql.New(context.Background(), datastore.Config{
 		Type: "MySQL", Host: m.my.Host, Port: m.my.Port, Database: m.my.Database,
-		Username: m.my.User, Password: m.my.Password,
+		Username: m.my.User, Password: m.my.Password, TLS: datastore.TLSDisable,
 		MaxConnections: 4, StatementTimeout: 5 * time.Second, LockTimeout: time.Second,
 	})
 	if err != nil {

@@ -113,7 +113,7 @@ func BenchmarkRedisErase(b *testing.B) {
 			ctx := context.Background()
 			rdb := goredis.NewClient(&goredis.Options{Addr: srv.Addr, Password: srv.Password, DB: srv.DB})
 			defer rdb.Close()
-			d, err := lredis.New(ctx, datastore.Config{Type: "Redis", Host: srv.Host, Port: srv.Port, Password: srv.Password, RedisDB: srv.DB})
+			d, err := lredis.New(ctx, datastore.Config{Type: "Redis", Host: srv.Host, Port: srv.Port, Password: srv.Password, RedisDB: srv.DB, TLS: datastore.TLSDisable})
 			if err != nil {
 				b.Fatal(err)
 			}

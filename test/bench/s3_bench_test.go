@@ -107,6 +107,7 @@ func BenchmarkS3Delete(b *testing.B) {
 			d, err := ls3.New(ctx, datastore.Config{
 				Type: "S3", S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3Bucket: srv.Bucket,
 				S3AccessKeyID: srv.AccessKeyID, S3SecretAccessKey: srv.SecretAccessKey, S3ForcePathStyle: true,
+				TLS: datastore.TLSDisable,
 			})
 			if err != nil {
 				b.Fatal(err)

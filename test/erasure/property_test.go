@@ -42,6 +42,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
 
@@ -176,7 +177,8 @@ func discover(ctx context.Context, st *store, s *schema) (*retentionv1.Dataset, 
 
 // subjectsReader serves the subjects Secret of a job, as the API server would.
 func subjectsReader(name string, ids map[string][]string) client.Reader {
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "prop", Name: name}, Data: map[string][]byte{}}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "prop", Name: name,
+		Labels: map[string]string{retentionv1.LabelSecretConsent: "true"}}, Data: map[string][]byte{}}
 	for k, vs := range ids {
 		sec.Data[k] = []byte(strings.Join(vs, "\n"))
 	}
@@ -191,6 +193,9 @@ func holdOn(subs []int) []retentionv1.LegalHold {
 			h.Spec.Subjects = append(h.Spec.Subjects, retentionv1.SubjectIdentity{Type: retentionv1.IdentityType(typ), Value: v})
 		}
 	}
+	// Derived, as the LegalHold controller marks a hold once it has looked
+	// (nothing to derive here: the hold names both identity types).
+	h.Status.Conditions = []metav1.Condition{{Type: holds.ConditionIdentitiesDerived, Status: metav1.ConditionTrue, Reason: "IdentitiesDerived", ObservedGeneration: h.Generation}}
 	return []retentionv1.LegalHold{h}
 }
 

@@ -59,8 +59,9 @@ func (r *run) applySamples(ctx context.Context) error {
 		}
 	}
 
-	// The sample's DataStore points at shop-postgres.shop.svc with TLS; this
-	// one is on a loopback port without TLS.
+	// The sample's DataStore points at shop-postgres.shop.svc with verified
+	// TLS; this one is on a loopback port without TLS (so without the CA).
+	unstructured.RemoveNestedField(ds.Object, "spec", "caBundleSecretRef")
 	for field, v := range map[string]any{"host": r.pg.Host, "port": int64(r.pg.Port), "database": r.pg.Database, "tls": "Disable"} {
 		if err := unstructured.SetNestedField(ds.Object, v, "spec", field); err != nil {
 			return err

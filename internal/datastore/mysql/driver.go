@@ -2,7 +2,6 @@ package mysql
 
 import (
 	"context"
-	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -180,17 +179,16 @@ func baseConfig(cfg datastore.Config) (*gomysql.Config, error) {
 	c.MultiStatements = false
 	c.InterpolateParams = false // values travel as bound parameters of prepared statements
 	c.Logger = &gomysql.NopLogger{}
-	switch cfg.TLS {
-	case "", "Disable":
+	// No "preferred": a server that declines TLS must not receive the
+	// credentials in clear.
+	tlsConfig, err := cfg.ClientTLS(cfg.Host)
+	if err != nil {
+		return nil, invalid(op, "%v", err)
+	}
+	if tlsConfig == nil {
 		c.TLSConfig = "false"
-	case "Prefer":
-		c.TLSConfig = "preferred"
-	case "Require":
-		c.TLSConfig = "skip-verify"
-	case "VerifyFull":
-		c.TLS = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
-	default:
-		return nil, invalid(op, "unknown TLS mode %q", cfg.TLS)
+	} else {
+		c.TLS = tlsConfig
 	}
 	lock := int64(math.Ceil(cfg.LockTimeout.Seconds()))
 	if lock < 1 {

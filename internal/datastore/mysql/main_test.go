@@ -36,7 +36,7 @@ func newEnv(t testing.TB) *env {
 func (e *env) config() datastore.Config {
 	return datastore.Config{
 		Type: "MySQL", Host: e.my.Host, Port: e.my.Port, Database: e.my.Database,
-		Username: e.my.User, Password: e.my.Password,
+		Username: e.my.User, Password: e.my.Password, TLS: datastore.TLSDisable, // the throwaway server has no TLS
 		MaxConnections: 4, StatementTimeout: 5 * time.Second, LockTimeout: 2 * time.Second,
 	}
 }

@@ -66,11 +66,17 @@ func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
 	if port < 0 || port > 65535 {
 		return nil, invalid(op, "port %d out of range", cfg.Port)
 	}
+	// No "prefer": a server that declines TLS must not receive the password
+	// in clear.
 	sslmode, ok := map[string]string{
-		"": "prefer", "Disable": "disable", "Prefer": "prefer", "Require": "require", "VerifyFull": "verify-full",
-	}[cfg.TLS]
+		datastore.TLSDisable: "disable", datastore.TLSRequire: "require", datastore.TLSVerifyFull: "verify-full",
+	}[cfg.TLSMode()]
 	if !ok {
-		return nil, invalid(op, "unknown TLS mode %q", cfg.TLS)
+		return nil, invalid(op, "unknown TLS mode %q (Disable, Require or VerifyFull)", cfg.TLS)
+	}
+	tlsConfig, err := cfg.ClientTLS(cfg.Host)
+	if err != nil {
+		return nil, invalid(op, "%v", err)
 	}
 
 	u := url.URL{
@@ -87,6 +93,11 @@ func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
 		// The parse error may quote the connection string; keep it out.
 		return nil, invalid(op, "invalid connection settings for %s", cfg.String())
 	}
+	// Use exactly the TLS configuration of the DataStore (its CA bundle),
+	// never a fallback: pgx adds plain-text fallbacks only for sslmode
+	// prefer and allow, which are not offered.
+	pc.ConnConfig.TLSConfig = tlsConfig
+	pc.ConnConfig.Fallbacks = nil
 	maxConns := cfg.MaxConnections
 	if maxConns <= 0 {
 		maxConns = DefaultMaxConnections

@@ -123,8 +123,13 @@ func classify(op string, err error) error {
 		case errors.As(err, &ne), errors.As(err, &ce):
 			e.reason = "connection failed"
 			// Dial, DNS and TLS errors carry host names and ports, never
-			// row values; they are what an operator needs to fix.
+			// row values; they are what an operator needs to fix. A
+			// ConnectError's own text names the user from the credentials
+			// Secret: only what it wraps is kept.
 			e.detail = err.Error()
+			if errors.As(err, &ce) && errors.Unwrap(ce) != nil {
+				e.detail = errors.Unwrap(ce).Error()
+			}
 		case pgconn.SafeToRetry(err):
 			e.reason = "connection busy or closed"
 		default:

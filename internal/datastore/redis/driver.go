@@ -2,7 +2,6 @@ package redis
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,8 +27,8 @@ var _ datastore.Driver = (*Driver)(nil)
 
 // New returns a driver for cfg; it does not contact the server (Probe does).
 // It uses Host, Port (default 6379), RedisDB, Username, Password, TLS
-// (Disable or Prefer: plain, as Redis cannot negotiate; Require: TLS without
-// verifying the certificate; VerifyFull: TLS verified against Host),
+// (Disable: plain; Require: TLS without verifying the certificate;
+// VerifyFull, the default: TLS verified against CABundle and Host),
 // MaxConnections (pool size, default 4) and StatementTimeout (read and write
 // timeout per command, default 10s).
 func New(_ context.Context, cfg datastore.Config) (*Driver, error) {
@@ -65,15 +64,11 @@ func New(_ context.Context, cfg datastore.Config) (*Driver, error) {
 		opts.ReadTimeout = cfg.StatementTimeout
 		opts.WriteTimeout = cfg.StatementTimeout
 	}
-	switch cfg.TLS {
-	case "", "Disable", "Prefer":
-	case "Require":
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true} //nolint:gosec // Require means encrypted, not verified (as libpq's sslmode=require)
-	case "VerifyFull":
-		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.Host}
-	default:
-		return nil, fmt.Errorf("%w: redis: unknown TLS mode %q", datastore.ErrInvalid, cfg.TLS)
+	tlsConfig, err := cfg.ClientTLS(cfg.Host)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
 	}
+	opts.TLSConfig = tlsConfig
 	return &Driver{client: goredis.NewClient(opts)}, nil
 }
 

@@ -33,7 +33,7 @@ type env struct {
 func setup(t *testing.T) env {
 	t.Helper()
 	srv := testharness.Redis(t)
-	cfg := datastore.Config{Type: "Redis", Host: srv.Host, Port: srv.Port, RedisDB: srv.DB, Password: srv.Password}
+	cfg := datastore.Config{Type: "Redis", Host: srv.Host, Port: srv.Port, RedisDB: srv.DB, Password: srv.Password, TLS: datastore.TLSDisable}
 	d, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ func TestErrorsClassified(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	down, _ := New(ctx, datastore.Config{Host: "127.0.0.1", Port: port})
+	down, _ := New(ctx, datastore.Config{Host: "127.0.0.1", Port: port, TLS: datastore.TLSDisable})
 	defer down.Close()
 	if _, err := down.Probe(ctx); !errors.Is(err, datastore.ErrUnavailable) {
 		t.Errorf("closed port: %v, want ErrUnavailable", err)

@@ -29,8 +29,9 @@ var _ datastore.Driver = (*Driver)(nil)
 // New returns a driver for cfg; it does not contact the server (Probe does).
 // It uses S3Endpoint (an http or https URL; empty means AWS), S3Region,
 // S3Bucket, S3AccessKeyID, S3SecretAccessKey (both empty: anonymous),
-// S3ForcePathStyle, TLS (Require: https without verifying the certificate;
-// VerifyFull, Prefer or Disable: as the URL says, verified when https),
+// S3ForcePathStyle, TLS (VerifyFull, the default: https verified against
+// CABundle or the system's roots; Require: https without verifying the
+// certificate; Disable: an http:// endpoint),
 // MaxConnections (most connections open at once; unlimited when 0; a batch
 // uses up to eight for listings and four for DeleteObjects) and
 // StatementTimeout (how long to wait for a response's headers, default 60s).
@@ -49,15 +50,24 @@ func New(_ context.Context, cfg datastore.Config) (*Driver, error) {
 		}
 		endpoint, secure = u.Host, u.Scheme == "https"
 	}
-	if !secure && (cfg.TLS == "Require" || cfg.TLS == "VerifyFull") {
-		return nil, fmt.Errorf("%w: s3: TLS %s needs an https endpoint", datastore.ErrInvalid, cfg.TLS)
+	// Requests are signed with the secret key: they go in clear or to an
+	// unverified server only when the DataStore says so.
+	if secure == (cfg.TLSMode() == datastore.TLSDisable) {
+		if secure {
+			return nil, fmt.Errorf("%w: s3: tls Disable needs an http:// endpoint", datastore.ErrInvalid)
+		}
+		return nil, fmt.Errorf("%w: s3: an http:// endpoint needs tls Disable (TLS %s needs https)", datastore.ErrInvalid, cfg.TLSMode())
 	}
 	tr, err := minio.DefaultTransport(secure)
 	if err != nil {
 		return nil, fmt.Errorf("%w: s3: %w", datastore.ErrInvalid, err)
 	}
-	if cfg.TLS == "Require" && tr.TLSClientConfig != nil {
-		tr.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // Require means encrypted, not verified
+	if secure {
+		// No fixed server name: the transport verifies each request's own
+		// host (a virtual-hosted bucket is bucket.endpoint).
+		if tr.TLSClientConfig, err = cfg.ClientTLS(""); err != nil {
+			return nil, fmt.Errorf("s3: %w", err)
+		}
 	}
 	tr.MaxIdleConnsPerHost = 16
 	if cfg.MaxConnections > 0 {

@@ -41,6 +41,7 @@ func setup(t *testing.T, versioned bool) env {
 	cfg := datastore.Config{
 		Type: "S3", S3Endpoint: srv.Endpoint, S3Region: srv.Region, S3Bucket: srv.Bucket,
 		S3AccessKeyID: srv.AccessKeyID, S3SecretAccessKey: srv.SecretAccessKey, S3ForcePathStyle: true,
+		TLS: datastore.TLSDisable, // the throwaway server speaks plain http
 	}
 	d, err := New(context.Background(), cfg)
 	if err != nil {

@@ -230,7 +230,7 @@ func fixture(b *testing.B, users int) string {
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "lethe-bench-"}}
 	must(b, env.Client.Create(ctx, ns))
-	must(b, env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "db"},
+	must(b, env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "db", Labels: map[string]string{retentionv1.LabelSecretConsent: "true"}},
 		StringData: map[string]string{"username": pg.User, "password": pg.Password}}))
 	must(b, env.Client.Create(ctx, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "db"},
 		Spec: retentionv1.DataStoreSpec{Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr(int32(pg.Port)),
