@@ -89,8 +89,8 @@ func s3Collections(cols string) string {
 const (
 	pgStore    = "type: PostgreSQL\nhost: {{PGHOST}}\nport: {{PGPORT}}\ndatabase: {{PGDB}}\ntls: Disable\ncredentialsSecretRef: {name: pg-creds}\n"
 	myStore    = "type: MySQL\nhost: {{MYHOST}}\nport: {{MYPORT}}\ndatabase: {{MYDB}}\ntls: Disable\ncredentialsSecretRef: {name: my-creds}\n"
-	redisStore = "type: Redis\nhost: {{RDHOST}}\nport: {{RDPORT}}\nredisDB: {{RDDB}}\n"
-	s3Store    = "type: S3\ncredentialsSecretRef: {name: s3-creds}\ns3: {endpoint: \"{{S3ENDPOINT}}\", region: us-east-1, bucket: {{S3BUCKET}}, forcePathStyle: true}\n"
+	redisStore = "type: Redis\nhost: {{RDHOST}}\nport: {{RDPORT}}\nredisDB: {{RDDB}}\ntls: Disable\n"
+	s3Store    = "type: S3\ntls: Disable\ncredentialsSecretRef: {name: s3-creds}\ns3: {endpoint: \"{{S3ENDPOINT}}\", region: us-east-1, bucket: {{S3BUCKET}}, forcePathStyle: true}\n"
 	// A valid rule, request subject and hold scope the cases vary.
 	purgeUsers  = "datasetRef: {name: pg-shop}\nmode: Enforce\nschedule: \"0 3 * * *\"\nrules: [{name: r, collections: [users], olderThan: 30d, action: Delete}]\n"
 	subjectUser = "subject: {identities: [{type: user_id, value: \"1\"}]}\nreason: SubjectRequest\n"
@@ -308,13 +308,10 @@ func cases() []hostileCase {
 		stall("DeletionRequest/in the scope of a hold whose Secret is missing", request("subject: {identities: [{type: email, value: a@example.com}]}\nreason: SubjectRequest\nscope: {datasets: [my-news]}\n"), "LegalHold", "can be read: "),
 
 		// --- PurgeJob ----------------------------------------------------------------
-		// Users cannot create PurgeJobs once only the manager may (issue 17,
-		// item 1: admission policy and signature). The signature cases go
-		// here when that lands: a cutoff in 2100 on orders and customers, a
-		// Fixed role=admin into every row, safety.maxRows 1 with the release
-		// annotation set at creation, a DryRun job annotated with another
-		// request's name, and a job an admin edited. Today these are the
-		// cases the API and the engine refuse on their own.
+		// A PurgeJob a user creates carries no signature of the manager:
+		// refused before anything runs (UnsignedPurgeJob), whatever it asks.
+		// (config/admission also refuses its creation in a cluster; envtest
+		// runs without the admission policies, so the manager's check shows.)
 		reject("PurgeJob/cutoff 9999-12-31", purgeJob("datasetRef: {name: pg-shop}\nmode: Enforce\ncutoff: \"9999-12-31T00:00:00Z\"\noperations: [{collection: users, action: Delete, byAge: true}]\n"), msgDate),
 		reject("PurgeJob/operation cutoff 2500-01-01", purgeJob("datasetRef: {name: pg-shop}\nmode: Enforce\noperations: [{collection: users, action: Delete, byAge: true, cutoff: \"2500-01-01T00:00:00Z\"}]\n"), msgDate),
 		reject("PurgeJob/byAge without cutoff", purgeJob("datasetRef: {name: pg-shop}\nmode: Enforce\noperations: [{collection: users, action: Delete, byAge: true}]\n"), "operations byAge need a cutoff"),
@@ -325,15 +322,27 @@ func cases() []hostileCase {
 		reject("PurgeJob/subjects Secret in another namespace", purgeJob("datasetRef: {name: pg-shop}\nmode: Enforce\nsubjectsSecretRef: {name: s, namespace: kube-system}\noperations: [{collection: users, action: Delete, bySubject: true}]\n"), msgSameNS),
 		stall("PurgeJob/writes role=admin into an undeclared column",
 			purgeJob("datasetRef: {name: pg-shop}\nmode: Enforce\ncutoff: \"2030-01-01T00:00:00Z\"\noperations: [{collection: users, action: Anonymize, byAge: true, fields: [{name: role, strategy: Fixed, replacement: admin}]}]\n"),
-			"InvalidOperation", "field users.role is not declared by the Dataset with an anonymize strategy"),
+			"UnsignedPurgeJob", ""),
 		stall("PurgeJob/writes its own text into a declared field",
 			purgeJob("datasetRef: {name: pg-shop}\nmode: Enforce\ncutoff: \"2030-01-01T00:00:00Z\"\noperations: [{collection: orders, action: Anonymize, byAge: true, fields: [{name: shipping, strategy: Fixed, replacement: \"role=admin\"}]}]\n"),
-			"InvalidOperation", "field orders.shipping: strategy Fixed may only write the replacement the Dataset declares"),
+			"UnsignedPurgeJob", ""),
 		stall("PurgeJob/collection the Dataset does not declare",
 			purgeJob("datasetRef: {name: pg-shop}\nmode: Enforce\ncutoff: \"2030-01-01T00:00:00Z\"\noperations: [{collection: pg_authid, action: Delete, byAge: true}]\n"),
-			"InvalidOperation", "collection pg_authid is not in Dataset pg-shop"),
+			"UnsignedPurgeJob", ""),
 		stall("PurgeJob/missing Dataset",
 			purgeJob("datasetRef: {name: no-such-dataset}\nmode: Enforce\ncutoff: \"2030-01-01T00:00:00Z\"\noperations: [{collection: users, action: Delete, byAge: true}]\n"),
-			"DatasetNotFound", "no-such-dataset"),
+			"UnsignedPurgeJob", ""),
+		stall("PurgeJob/cutoff in 2100 empties orders and users",
+			purgeJob("datasetRef: {name: pg-shop}\nmode: Enforce\ncutoff: \"2100-01-01T00:00:00Z\"\noperations: [{collection: orders, action: Delete, byAge: true}, {collection: users, action: Delete, byAge: true}]\n"),
+			"UnsignedPurgeJob", ""),
+		stall("PurgeJob/safety.maxRows 1 released at creation",
+			obj("PurgeJob", "annotations: {retention.lethe.dev/release-safety-limit: \"true\"}", "datasetRef: {name: pg-shop}\nmode: Enforce\ncutoff: \"2030-01-01T00:00:00Z\"\nsafety: {maxRows: 1}\noperations: [{collection: orders, action: Delete, byAge: true}]\n"),
+			"UnsignedPurgeJob", ""),
+		// (A job naming a request that does not exist is refused and then
+		// removed with the requests it names; controllers tests cover a
+		// forged job naming a real request.)
+		stall("PurgeJob/copying a signature annotation from elsewhere",
+			obj("PurgeJob", "annotations: {retention.lethe.dev/signature: \"v1:0000000000000000000000000000000000000000000000000000000000000000\"}", "datasetRef: {name: pg-shop}\nmode: Enforce\ncutoff: \"2030-01-01T00:00:00Z\"\noperations: [{collection: users, action: Delete, byAge: true}]\n"),
+			"UnsignedPurgeJob", ""),
 	}
 }

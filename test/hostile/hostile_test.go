@@ -143,7 +143,7 @@ func adminSecrets(t *testing.T, ns string, st stores) {
 		"bad-type-identities": {"Email": "x@example.com"},
 		"bad-hold-subjects":   {"email": "ok@example.com\nx\x01y@example.com"},
 	} {
-		create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data})
+		create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"retention.lethe.dev/secret": "true"}}, StringData: data})
 	}
 }
 
@@ -159,11 +159,11 @@ spec: {type: MySQL, host: "{{MYHOST}}", port: {{MYPORT}}, database: {{MYDB}}, tl
 ---
 kind: DataStore
 metadata: {name: rd}
-spec: {type: Redis, host: "{{RDHOST}}", port: {{RDPORT}}, redisDB: {{RDDB}}}
+spec: {type: Redis, host: "{{RDHOST}}", port: {{RDPORT}}, redisDB: {{RDDB}}, tls: Disable}
 ---
 kind: DataStore
 metadata: {name: s3}
-spec: {type: S3, credentialsSecretRef: {name: s3-creds}, s3: {endpoint: "{{S3ENDPOINT}}", region: us-east-1, bucket: {{S3BUCKET}}, forcePathStyle: true}}
+spec: {type: S3, tls: Disable, credentialsSecretRef: {name: s3-creds}, s3: {endpoint: "{{S3ENDPOINT}}", region: us-east-1, bucket: {{S3BUCKET}}, forcePathStyle: true}}
 ---
 kind: Dataset
 metadata: {name: pg-shop}
@@ -358,7 +358,7 @@ func cleanupKeepsOthersSecrets(t *testing.T, user client.Client, ns string) {
 		if name == "billing-ids" {
 			key = "scratch_id" // no such row: the erasure completes and changes nothing
 		}
-		create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: map[string]string{key: data}})
+		create(t, env.Client, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"retention.lethe.dev/secret": "true"}}, StringData: map[string]string{key: data}})
 	}
 	dr := &retentionv1.DeletionRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"},
