@@ -881,7 +881,7 @@ func boundaryCases() []admissionCase {
 				- {name: e, schema: pgcrypto_data, table: users, primaryKey: [tenant, id], identities: [{type: user_id, field: id}, {type: email, field: email}]}
 			`)},
 		admissionCase{name: "DataStore/MySQL database named like a system schema but not one is accepted",
-			manifest: obj("DataStore", "type: MySQL\nhost: db\ndatabase: mysql_app\n")},
+			manifest: obj("DataStore", "type: MySQL\nhost: db\ndatabase: mysql_app\ncredentialsSecretRef: {name: db-credentials}\n")},
 	)
 }
 
