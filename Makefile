@@ -30,6 +30,9 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the API types and kubebuilder markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@{ echo "# Generated from config/rbac/role.yaml by \`make manifests\`: the same rules as a namespaced"; \
+	   echo "# Role, for a manager run with --watch-namespaces (one Role and RoleBinding per watched namespace)."; \
+	   sed -e 's/^kind: ClusterRole$$/kind: Role/' -e 's/^  name: manager-role$$/  name: lethe-manager-role/' config/rbac/role.yaml; } > config/rbac-namespaced/role.yaml
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code and the time zone list.

@@ -15,7 +15,6 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -39,7 +38,7 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles at a time.")
 	flag.Float64Var(&qps, "kube-api-qps", 100, "Queries per second to the Kubernetes API (checkpoints and receipts are API writes).")
 	flag.IntVar(&burst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API.")
-	flag.StringVar(&namespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
+	flag.StringVar(&namespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all. With a list, the manager needs only namespaced Roles in those namespaces (config/rbac-namespaced).")
 	flag.IntVar(&options.DataStoreConcurrency, "datastore-concurrency", 2, "Parallel DataStore reconciles.")
 	flag.IntVar(&options.DatasetConcurrency, "dataset-concurrency", 2, "Parallel Dataset reconciles.")
 	flag.IntVar(&options.LegalHoldConcurrency, "legalhold-concurrency", 2, "Parallel LegalHold reconciles.")
@@ -59,15 +58,7 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(retentionv1.AddToScheme(scheme))
 
-	cacheOpts := cache.Options{}
-	if namespaces != "" {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range strings.Split(namespaces, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
-			}
-		}
-	}
+	cacheOpts := controllers.CacheOptions(namespaces)
 	restConfig := ctrl.GetConfigOrDie()
 	restConfig.QPS, restConfig.Burst = float32(qps), burst
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{

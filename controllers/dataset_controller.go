@@ -33,6 +33,9 @@ const (
 	ReasonValidated          = "Validated"
 	ReasonCollectionNotFound = "CollectionNotFound"
 	ReasonFieldNotFound      = "FieldNotFound"
+	// ReasonPrimaryKeyNotUnique: a declared primaryKey is not backed by a
+	// primary key or unique NOT NULL, non-partial index of the live table.
+	ReasonPrimaryKeyNotUnique = "PrimaryKeyNotUnique"
 	// ReasonInvalidAnonymization: a field's strategy cannot apply (a key or
 	// unique column, Null on NOT NULL, a type or length it cannot write) or
 	// an Anonymize collection leaves an identity field as it is.
@@ -274,7 +277,7 @@ type validation struct {
 }
 
 // reasonOrder ranks reasons: the Ready reason is the first that has a problem.
-var reasonOrder = []string{retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound, ReasonCollectionNotFound, ReasonFieldNotFound, ReasonInvalidAnonymization}
+var reasonOrder = []string{retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound, ReasonCollectionNotFound, ReasonFieldNotFound, ReasonPrimaryKeyNotUnique, ReasonInvalidAnonymization}
 
 // verdict returns the Ready reason and message, or "" when all is well. The
 // message lists up to five problems, most serious first.
@@ -336,6 +339,15 @@ func validateDataset(ctx context.Context, ds *retentionv1.Dataset, store *retent
 	if usesHMAC && ds.Spec.HMACKeySecretRef == nil {
 		v.add(retentionv1.ReasonInvalidSpec, "strategy HMAC needs spec.hmacKeySecretRef")
 	}
+	if store.Spec.Type == retentionv1.DataStoreMySQL && engine.SystemSchema(string(store.Spec.Database)) {
+		// The DataStore predates the admission rule: never describe (let
+		// alone erase) the server's own tables.
+		v.add(retentionv1.ReasonInvalidSpec, "DataStore %s connects to the system database %s; Lethe never works on system catalogs", store.Name, store.Spec.Database)
+		for _, x := range order {
+			v.collections = append(v.collections, retentionv1.CollectionStatus{Name: string(x.c.Name), Message: "not checked: system database"})
+		}
+		return v
+	}
 
 	// Live checks.
 	for _, x := range order {
@@ -361,6 +373,7 @@ func validateDataset(ctx context.Context, ds *retentionv1.Dataset, store *retent
 		}
 		if x.found && sql {
 			checkFields(v, x)
+			checkPrimaryKey(v, x, store.Spec.Type == retentionv1.DataStoreMySQL)
 			checkAnonymization(v, x)
 		}
 	}
@@ -528,6 +541,30 @@ func checkFields(v *validation, x *described) {
 	for _, ref := range c.References {
 		check(ref.Field)
 	}
+}
+
+// checkPrimaryKey checks that a declared primaryKey is unique in the live
+// table: some primary key or unique index (not partial, every column NOT
+// NULL) is made of its columns. Keyset batches by a key that is not unique
+// skip records (a purge that leaves expired rows) or repeat them (an
+// anonymization that rewrites rows it did not count).
+func checkPrimaryKey(v *validation, x *described, foldCase bool) {
+	if len(x.c.PrimaryKey) == 0 {
+		return
+	}
+	cols := make([]string, len(x.c.PrimaryKey))
+	for i, k := range x.c.PrimaryKey {
+		if _, ok := x.info.Columns[string(k)]; !ok {
+			return // reported as FieldNotFound
+		}
+		cols[i] = string(k)
+	}
+	if datastore.CoversUniqueKey(cols, x.info.KeysNotNull(), foldCase) {
+		return
+	}
+	x.notes = append(x.notes, "primaryKey is not unique")
+	v.add(ReasonPrimaryKeyNotUnique, "collection %s: primaryKey (%s) is not backed by a primary key or unique index of the table (not partial, every column NOT NULL); batching by it would skip or repeat records: declare the table's real key or add a unique index",
+		x.c.Name, strings.Join(cols, ", "))
 }
 
 // checkAnonymization finds, before any erasure or retention run, what would

@@ -110,6 +110,7 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err := r.Get(ctx, req.NamespacedName, &ds); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Pool.Forget(req.NamespacedName) // deleted before it ever had the finalizer
+			metrics.ForgetDataStore(req.Namespace, req.Name)
 		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
@@ -135,6 +136,12 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	now := metav1.NewTime(r.now())
 	ds.Status.LastProbeTime = &now
 	ds.Status.ObservedGeneration = ds.Generation
+	// One series per store: drop one left by an earlier type.
+	for _, t := range []retentionv1.DataStoreType{retentionv1.DataStorePostgreSQL, retentionv1.DataStoreMySQL, retentionv1.DataStoreRedis, retentionv1.DataStoreS3} {
+		if t != ds.Spec.Type {
+			metrics.DataStoreUp.DeleteLabelValues(ds.Namespace, ds.Name, string(t))
+		}
+	}
 	up := metrics.DataStoreUp.WithLabelValues(ds.Namespace, ds.Name, string(ds.Spec.Type))
 	var result reconcile.Result
 	switch {
@@ -245,6 +252,7 @@ func (r *DataStoreReconciler) finalize(ctx context.Context, ds *retentionv1.Data
 	key := types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name}
 	if !controllerutil.ContainsFinalizer(ds, FinalizerInUse) {
 		r.Pool.Forget(key)
+		metrics.ForgetDataStore(ds.Namespace, ds.Name)
 		return reconcile.Result{}, nil
 	}
 	if len(users) > 0 {
@@ -269,7 +277,7 @@ func (r *DataStoreReconciler) finalize(ctx context.Context, ds *retentionv1.Data
 		return reconcile.Result{}, nil
 	}
 	r.Pool.Forget(key)
-	metrics.DataStoreUp.DeleteLabelValues(ds.Namespace, ds.Name, string(ds.Spec.Type))
+	metrics.ForgetDataStore(ds.Namespace, ds.Name)
 	patch := client.MergeFromWithOptions(ds.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(ds, FinalizerInUse)
 	if err := r.Patch(ctx, ds, patch); err != nil {

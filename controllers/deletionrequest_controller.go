@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -73,6 +75,9 @@ const (
 	ReasonVerificationFailed = "VerificationFailed"
 	ReasonErasureFailed      = "ErasureFailed"
 	ReasonNothingInScope     = "NothingInScope"
+	// ReasonInvalidIdentity: an identity read from the spec or a Secret is
+	// not usable (a control character, or a key that is not an identity type).
+	ReasonInvalidIdentity = "InvalidIdentity"
 	// ReasonReferencedOutsideErasure: records outside the erasure refer, by
 	// a foreign key, to records it would delete; nothing was changed.
 	ReasonReferencedOutsideErasure = "ReferencedOutsideErasure"
@@ -188,12 +193,14 @@ func (r *DeletionRequestReconciler) Reconcile(ctx context.Context, req reconcile
 	var dr retentionv1.DeletionRequest
 	if err := r.Get(ctx, req.NamespacedName, &dr); err != nil {
 		if apierrors.IsNotFound(err) {
+			metrics.ForgetDeletionRequest(req.Namespace, req.Name)
 			// Gone: the coalesced PurgeJobs it was the last of go too.
 			return reconcile.Result{}, r.releaseJobs(ctx, req.NamespacedName)
 		}
 		return reconcile.Result{}, err
 	}
 	if !dr.DeletionTimestamp.IsZero() {
+		metrics.ForgetDeletionRequest(req.Namespace, req.Name)
 		return reconcile.Result{}, nil
 	}
 	before := dr.DeepCopy()
@@ -220,8 +227,13 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// Subject: identities, digest, timeline.
 	identities, err := r.identities(ctx, dr)
 	if err != nil {
-		if errors.Is(err, connect.ErrSecretNotFound) {
+		var se stallError
+		switch {
+		case errors.Is(err, connect.ErrSecretNotFound):
 			retentionv1.MarkStalled(dr, connect.SecretReason(err), err.Error())
+			return reconcile.Result{RequeueAfter: time.Minute}, nil
+		case errors.As(err, &se):
+			retentionv1.MarkStalled(dr, se.reason, se.msg)
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		}
 		return reconcile.Result{}, err
@@ -236,6 +248,11 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// Plan: every collection of every Dataset in scope that reaches the subject.
 	datasets, err := r.datasetsInScope(ctx, dr)
 	if err != nil {
+		var se stallError
+		if errors.As(err, &se) {
+			retentionv1.MarkStalled(dr, se.reason, se.msg)
+			return reconcile.Result{}, nil
+		}
 		return reconcile.Result{}, err
 	}
 	// Types no Dataset declares match nothing: reported, and a request
@@ -290,6 +307,10 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 			retentionv1.MarkStalled(dr, se.reason, se.msg)
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		}
+		if invalidOperation(err) {
+			retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, "Cannot derive identities: "+err.Error())
+			return reconcile.Result{RequeueAfter: time.Minute}, nil
+		}
 		return reconcile.Result{}, err
 	}
 	plan, steps, err := r.plan(dr, datasets, identityTypes(identities), derivedFrom)
@@ -311,6 +332,13 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	var se stallError
 	if errors.As(err, &se) {
 		retentionv1.MarkStalled(dr, se.reason, se.msg)
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
+	}
+	if invalidOperation(err) {
+		// The stores cannot run this erasure as specified (a value that does
+		// not fit a key pattern or prefix, a collection the store refuses):
+		// say so on the request rather than retry in the log.
+		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, "Cannot erase: "+err.Error())
 		return reconcile.Result{RequeueAfter: time.Minute}, nil
 	}
 	if err != nil || queued {
@@ -357,7 +385,10 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	if dr.Spec.DryRun {
 		return r.complete(ctx, dr, jobs, now, ReasonDryRunCompleted)
 	}
-	if msg, err := r.verify(ctx, steps, jobs, identities); err != nil {
+	if msg, err := r.verify(ctx, steps, jobs, identities); invalidOperation(err) {
+		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, "Cannot verify: "+err.Error())
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
+	} else if err != nil {
 		return reconcile.Result{}, err
 	} else if msg != "" {
 		return r.fail(dr, ReasonVerificationFailed, msg, now)
@@ -365,10 +396,21 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	return r.complete(ctx, dr, jobs, now, ReasonErased)
 }
 
+// invalidOperation reports whether err says that an operation cannot run as
+// specified (retrying cannot help).
+func invalidOperation(err error) bool {
+	return err != nil && (errors.Is(err, datastore.ErrInvalid) || errors.Is(err, engine.ErrInvalid))
+}
+
 // identities reads the subject: inline identities and the identity Secret.
+// A value with a control character, or a Secret key that is not an identity
+// type, is a stallError (InvalidIdentity); messages never carry the values.
 func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentionv1.DeletionRequest) (map[string][]string, error) {
 	out := map[string][]string{}
-	for _, id := range dr.Spec.Subject.Identities {
+	for i, id := range dr.Spec.Subject.Identities {
+		if err := checkIdentity(string(id.Type), id.Value); err != nil {
+			return nil, stalled(ReasonInvalidIdentity, fmt.Sprintf("spec.subject.identities[%d]: %v", i, err))
+		}
 		out[string(id.Type)] = append(out[string(id.Type)], id.Value)
 	}
 	if ref := dr.Spec.Subject.IdentitiesSecretRef; ref != nil {
@@ -377,7 +419,12 @@ func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentio
 			return nil, err
 		}
 		for k, v := range s.Data {
-			out[k] = append(out[k], holds.SplitValues(string(v))...)
+			for _, value := range holds.SplitValues(string(v)) {
+				if err := checkIdentity(k, value); err != nil {
+					return nil, stalled(ReasonInvalidIdentity, fmt.Sprintf("identity Secret %s, key %s: %v", ref.Name, k, err))
+				}
+				out[k] = append(out[k], value)
+			}
 		}
 	}
 	for k, vs := range out {
@@ -385,6 +432,25 @@ func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentio
 		out[k] = slices.Compact(vs)
 	}
 	return out, nil
+}
+
+// checkIdentity checks one identity read from a request or a Secret: the
+// type is an identity type and the value holds no NUL or other control
+// character (which no store compares sensibly, and which PostgreSQL refuses
+// in text). The error never contains the value.
+func checkIdentity(typ, value string) error {
+	if !identityTypePattern(typ) || len(typ) > 63 {
+		return fmt.Errorf("%q is not an identity type (lowercase letters, digits and underscores)", typ)
+	}
+	if !utf8.ValidString(value) {
+		return fmt.Errorf("a %s value is not valid UTF-8", typ)
+	}
+	for _, c := range value {
+		if unicode.IsControl(c) {
+			return fmt.Errorf("a %s value contains a NUL or other control character", typ)
+		}
+	}
+	return nil
 }
 
 // timeline fixes notBefore and the deadline from the creation time.
@@ -409,8 +475,16 @@ func (r *DeletionRequestReconciler) timeline(dr *retentionv1.DeletionRequest) er
 	if err != nil {
 		return fmt.Errorf("deadline: %w", err)
 	}
-	dr.Status.NotBefore = &metav1.Time{Time: w.After(created)}
-	dr.Status.DeadlineTime = &metav1.Time{Time: d.After(created)}
+	notBefore, err := w.Deadline(created)
+	if err != nil {
+		return fmt.Errorf("reviewWindow: %w", err)
+	}
+	until, err := d.Deadline(created)
+	if err != nil {
+		return fmt.Errorf("deadline: %w", err)
+	}
+	dr.Status.NotBefore = &metav1.Time{Time: notBefore}
+	dr.Status.DeadlineTime = &metav1.Time{Time: until}
 	return nil
 }
 
@@ -448,7 +522,7 @@ func (r *DeletionRequestReconciler) datasetsInScope(ctx context.Context, dr *ret
 	if s := dr.Spec.Scope; s != nil && s.Selector != nil {
 		sel, err := metav1.LabelSelectorAsSelector(s.Selector)
 		if err != nil {
-			return nil, err
+			return nil, stalled(retentionv1.ReasonInvalidSpec, fmt.Sprintf("spec.scope.selector is not a valid label selector: %v", err))
 		}
 		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
 	}
@@ -620,7 +694,17 @@ func (r *DeletionRequestReconciler) held(ctx context.Context, dr *retentionv1.De
 			}
 			if subjects == nil {
 				var err error
-				if subjects, err = holds.Subjects(ctx, r.APIReader, h); err != nil {
+				subjects, err = holds.Subjects(ctx, r.APIReader, h)
+				if errors.Is(err, connect.ErrSecretNotFound) || errors.Is(err, holds.ErrInvalidSubject) {
+					// A hold whose subjects cannot be read may hold this
+					// subject: holds win, so wait, and say why on the request.
+					dr.Status.Phase = DRHeld
+					msg := fmt.Sprintf("Blocked until the subjects of LegalHold %s can be read: %v", h.Name, err)
+					retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
+					retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
+					return true, nil
+				}
+				if err != nil {
 					return false, fmt.Errorf("LegalHold %q: %w", h.Name, err)
 				}
 				if !holds.Derivation(h) {
@@ -891,7 +975,7 @@ func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv
 	if c := meta.FindStatusCondition(dr.Status.Conditions, ConditionDeadlineMet); c != nil && c.Status == metav1.ConditionTrue {
 		retentionv1.SetCondition(dr, ConditionDeadlineMet, metav1.ConditionTrue, ReasonAnsweredInTime, fmt.Sprintf("Answered %s before the deadline", humanDuration(dr.Status.DeadlineTime.Sub(now))))
 	}
-	metrics.DeletionRequestDeadline.DeleteLabelValues(dr.Namespace, dr.Name)
+	metrics.ForgetDeletionRequest(dr.Namespace, dr.Name)
 	metrics.DeletionRequests.WithLabelValues(dr.Namespace, DRCompleted).Inc()
 	r.Coalescer.Done(client.ObjectKeyFromObject(dr))
 	r.Recorder.Eventf(dr, nil, "Normal", reason, "Erase", "%s", msg)
@@ -904,7 +988,7 @@ func (r *DeletionRequestReconciler) fail(dr *retentionv1.DeletionRequest, reason
 	dr.Status.CompletionTime = &metav1.Time{Time: now}
 	retentionv1.MarkStalled(dr, reason, msg)
 	metrics.DeletionRequests.WithLabelValues(dr.Namespace, DRFailed).Inc()
-	metrics.DeletionRequestDeadline.DeleteLabelValues(dr.Namespace, dr.Name)
+	metrics.ForgetDeletionRequest(dr.Namespace, dr.Name)
 	r.Coalescer.Done(client.ObjectKeyFromObject(dr))
 	r.Recorder.Eventf(dr, nil, "Warning", reason, "Erase", "%s", msg)
 	return reconcile.Result{}, nil

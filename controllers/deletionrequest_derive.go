@@ -489,7 +489,7 @@ func unvalidated(datasets []retentionv1.Dataset) string {
 			return ds.Name
 		}
 		switch c.Reason {
-		case ReasonValidated, ReasonCollectionNotFound, ReasonFieldNotFound, ReasonInvalidAnonymization, retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound:
+		case ReasonValidated, ReasonCollectionNotFound, ReasonFieldNotFound, ReasonPrimaryKeyNotUnique, ReasonInvalidAnonymization, retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound:
 		default:
 			return ds.Name
 		}

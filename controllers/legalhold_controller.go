@@ -150,7 +150,13 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	// Subjects: counted, never copied. A missing Secret matters only while
 	// the hold is active (the engine then refuses to run jobs in its scope).
 	named, err := holds.Named(ctx, r.APIReader, &h)
+	if errors.Is(err, holds.ErrInvalidSubject) {
+		err = stalled(ReasonInvalidIdentity, strings.TrimPrefix(err.Error(), holds.ErrInvalidSubject.Error()+": "))
+	} else if err == nil {
+		err = checkHeld(named)
+	}
 	var missing error
+	var bad stallError
 	switch {
 	case err == nil:
 		h.Status.Subjects = countDistinct(named)
@@ -161,6 +167,8 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			return reconcile.Result{}, err
 		}
 		r.markUnknownTypes(&h, "hold", identityTypes(named), datasets)
+	case errors.As(err, &bad):
+		h.Status.Subjects = 0
 	case errors.Is(err, connect.ErrSecretNotFound):
 		missing = err
 		h.Status.Subjects = int32(len(h.Spec.Subjects))
@@ -177,7 +185,7 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	var refresh time.Duration
 	var derr error
 	switch {
-	case active && missing == nil && holds.HasSubjects(&h):
+	case active && missing == nil && bad.reason == "" && holds.HasSubjects(&h):
 		refresh, derr = r.derive(ctx, &h, named, now)
 	case !active:
 		derr = r.forgetDerived(ctx, &h)
@@ -219,6 +227,9 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		retentionv1.SetCondition(&h, ConditionActive, metav1.ConditionFalse, ReasonReleased, "The hold was released")
 	}
 	switch {
+	case bad.reason != "" && active:
+		retentionv1.MarkStalled(&h, bad.reason, bad.msg+"; PurgeJobs in this hold's scope cannot exclude its subjects until it is fixed")
+		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
 	case missing != nil && active:
 		retentionv1.MarkStalled(&h, connect.SecretReason(missing),
 			fmt.Sprintf("%v; PurgeJobs in this hold's scope cannot run until Lethe can read it", missing))
@@ -235,6 +246,19 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		retentionv1.MarkReady(&h, phase, msg)
 	}
 	return r.save(ctx, before, &h, result)
+}
+
+// checkHeld checks the identities a hold names: types that are identity
+// types, values without control characters (InvalidIdentity).
+func checkHeld(subjects map[string][]string) error {
+	for t, vs := range subjects {
+		for _, v := range vs {
+			if err := checkIdentity(t, v); err != nil {
+				return stalled(ReasonInvalidIdentity, "subjects: "+err.Error())
+			}
+		}
+	}
+	return nil
 }
 
 // countDistinct counts distinct identifiers (type and value).

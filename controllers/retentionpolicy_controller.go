@@ -123,7 +123,18 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, p *retentionv
 		return reconcile.Result{}, err
 	}
 	if _, err := engine.PolicyOperations(p, &ds, now); err != nil {
-		retentionv1.MarkStalled(p, retentionv1.ReasonInvalidSpec, err.Error())
+		retentionv1.MarkStalled(p, retentionv1.ReasonInvalidSpec, strings.TrimPrefix(err.Error(), engine.ErrInvalid.Error()+": "))
+		return reconcile.Result{}, nil
+	}
+	if p.Spec.StartingDeadlineSeconds != nil {
+		if _, err := schedule.StartingDeadline(*p.Spec.StartingDeadlineSeconds); err != nil {
+			retentionv1.MarkStalled(p, retentionv1.ReasonInvalidSpec, err.Error())
+			return reconcile.Result{}, nil
+		}
+	}
+	if next := nextRun(p, sched, now); !next.IsZero() && next.After(schedule.MaxTime) {
+		retentionv1.MarkStalled(p, ReasonInvalidSchedule, "The next run (after effectiveFrom) is beyond the range of dates the API can store")
+		p.Status.NextScheduleTime = nil
 		return reconcile.Result{}, nil
 	}
 
@@ -298,7 +309,10 @@ func (r *RetentionPolicyReconciler) startDueRun(ctx context.Context, p *retentio
 		}
 		var deadline *time.Duration
 		if p.Spec.StartingDeadlineSeconds != nil {
-			d := time.Duration(*p.Spec.StartingDeadlineSeconds) * time.Second
+			d, err := schedule.StartingDeadline(*p.Spec.StartingDeadlineSeconds)
+			if err != nil { // checked by reconcile's gates
+				return nil, err
+			}
 			deadline = &d
 		}
 		due, ok, skipped := schedule.Due(sched, last, p.CreationTimestamp.Time, now, deadline)

@@ -2,10 +2,12 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -35,6 +37,23 @@ type Options struct {
 	// LegalHoldRecheck is how often an active hold re-reads its subjects
 	// Secret and derives their further identities again (default 5m).
 	LegalHoldRecheck time.Duration
+}
+
+// CacheOptions are the manager's cache options for --watch-namespaces: a
+// comma-separated list of namespaces to watch, or empty for all. With a list,
+// every watch, list and cached read is namespaced, so the manager needs only
+// Roles in those namespaces (config/rbac-namespaced), no ClusterRole.
+func CacheOptions(namespaces string) cache.Options {
+	opts := cache.Options{}
+	for _, ns := range strings.Split(namespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			if opts.DefaultNamespaces == nil {
+				opts.DefaultNamespaces = map[string]cache.Config{}
+			}
+			opts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return opts
 }
 
 // Setup registers every controller with the manager.

@@ -41,20 +41,26 @@ type ObjectName string
 // so "6m" can never be misread as six months.
 // +kubebuilder:validation:MinLength=2
 // +kubebuilder:validation:MaxLength=8
+// At most 100 years: 99999h, 36525d, 5218w, 1200mo or 100y, so that no
+// cutoff or deadline computed from it leaves the API's range of dates.
 // +kubebuilder:validation:XValidation:rule="self.matches('^[1-9][0-9]{0,4}(h|d|w|mo|y)$')",message="must be a positive duration with one unit: h, d, w, mo or y (for example 36h, 90d, 6w, 18mo, 3y)"
+// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]{1,5}(h|d|w|mo|y)$') || (self.endsWith('mo') ? int(self.substring(0, size(self) - 2)) <= 1200 : self.endsWith('y') ? int(self.substring(0, size(self) - 1)) <= 100 : self.endsWith('w') ? int(self.substring(0, size(self) - 1)) <= 5218 : self.endsWith('d') ? int(self.substring(0, size(self) - 1)) <= 36525 : true)",message="must be at most 100 years: at most 100y, 1200mo, 5218w, 36525d or 99999h"
 type RetentionDuration string
 
-// WaitDuration is like RetentionDuration but may be zero ("0h") to mean no wait.
+// WaitDuration is like RetentionDuration (at most 100 years) but may be zero
+// ("0h") to mean no wait.
 // +kubebuilder:validation:MinLength=2
 // +kubebuilder:validation:MaxLength=8
 // +kubebuilder:validation:XValidation:rule="self.matches('^(0|[1-9][0-9]{0,4})(h|d|w|mo|y)$')",message="must be a non-negative duration with one unit: h, d, w, mo or y (for example 0h, 48h, 30d)"
+// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]{1,5}(h|d|w|mo|y)$') || (self.endsWith('mo') ? int(self.substring(0, size(self) - 2)) <= 1200 : self.endsWith('y') ? int(self.substring(0, size(self) - 1)) <= 100 : self.endsWith('w') ? int(self.substring(0, size(self) - 1)) <= 5218 : self.endsWith('d') ? int(self.substring(0, size(self) - 1)) <= 36525 : true)",message="must be at most 100 years: at most 100y, 1200mo, 5218w, 36525d or 99999h"
 type WaitDuration string
 
 // Timeout is a short Go-style duration with a single unit: ms, s or m, for
-// example 500ms, 5s or 2m.
+// example 500ms, 5s or 2m; at most 24 hours.
 // +kubebuilder:validation:MinLength=2
 // +kubebuilder:validation:MaxLength=10
 // +kubebuilder:validation:XValidation:rule="self.matches('^[1-9][0-9]{0,6}(ms|s|m)$')",message="must be a positive duration with one unit: ms, s or m (for example 500ms, 5s, 2m)"
+// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]{1,7}(ms|s|m)$') || (self.endsWith('ms') ? int(self.substring(0, size(self) - 2)) <= 86400000 : self.endsWith('s') ? int(self.substring(0, size(self) - 1)) <= 86400 : int(self.substring(0, size(self) - 1)) <= 1440)",message="must be at most 24 hours: at most 1440m, 86400s or 86400000ms"
 type Timeout string
 
 // LocalObjectReference names an object of a known kind in the same namespace.
@@ -137,10 +143,12 @@ type SubjectIdentity struct {
 	// +required
 	Type IdentityType `json:"type"`
 
-	// Value of the identifier.
+	// Value of the identifier. It must not contain NUL or other control
+	// characters (tabs and line breaks included).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[[:cntrl:]]')",message="must not contain NUL or other control characters (tabs and line breaks included)"
 	Value string `json:"value"`
 }
 
@@ -171,9 +179,10 @@ const (
 // than expected. A stopped run shows Stalled with reason SafetyLimitExceeded.
 type SafetyLimits struct {
 	// MaxRows is the largest number of records one run may delete or anonymize
-	// across all its collections. Unset means no absolute limit.
+	// across all its collections (at most 10^12). Unset means no absolute limit.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000000
 	MaxRows *int64 `json:"maxRows,omitempty"`
 
 	// MaxPercent is the largest share, in percent of a collection's records,

@@ -5,19 +5,26 @@ import (
 )
 
 // KeyPattern is a Redis key pattern with identity placeholders, such as
-// session:{user_id}:* . Letters, digits and _ : . / - * { } only.
+// session:{user_id}:* . Letters, digits and _ : . / - * { } only, with a
+// literal part outside the placeholders (session:) that tells these keys
+// from other data.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=512
 // +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_:./*{}-]+$')",message="must contain only letters, digits and _ : . / - * { } (placeholders are written {identity_type})"
 // +kubebuilder:validation:XValidation:rule="self.matches('[A-Za-z0-9]')",message="must contain a literal part or a {placeholder}: a pattern of only wildcards and separators selects every key of the database"
+// +kubebuilder:validation:XValidation:rule="!self.matches('[A-Za-z0-9]') || self.matches('(^|[}])[^{]*[A-Za-z0-9]')",message="needs a literal part (a letter or digit outside the placeholders, such as session: in session:{user_id}:*) that separates these keys from other data: a pattern made of placeholders, wildcards and separators alone, such as {user_id} or {user_id}:*, matches unrelated keys"
 type KeyPattern string
 
 // ObjectPrefix is an S3 key prefix with identity placeholders, such as
-// uploads/{user_id}/ . Letters, digits and _ . / - = { } only.
+// uploads/{user_id}/ . Letters, digits and _ . / - = { } only, with a
+// literal part outside the placeholders (uploads/) that tells these objects
+// from other data, and no . or .. path segments.
 // +kubebuilder:validation:MinLength=1
 // +kubebuilder:validation:MaxLength=512
 // +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_./={}-]+$')",message="must contain only letters, digits and _ . / - = { } (placeholders are written {identity_type})"
 // +kubebuilder:validation:XValidation:rule="!self.startsWith('/')",message="must not start with /"
+// +kubebuilder:validation:XValidation:rule="self.matches('(^|[}])[^{]*[A-Za-z0-9]')",message="needs a literal part (a letter or digit outside the placeholders, such as uploads/ in uploads/{user_id}/) that separates these objects from other data: a prefix made of placeholders and separators alone, such as {user_id}/, matches unrelated objects"
+// +kubebuilder:validation:XValidation:rule="!self.matches('(^|/)[.][.]?(/|$)')",message="must not contain . or .. path segments"
 type ObjectPrefix string
 
 // TimestampSource says where a record's age comes from.
@@ -140,6 +147,8 @@ type Reference struct {
 // +kubebuilder:validation:XValidation:rule="!((has(self.keyPattern) || has(self.prefix)) && (has(self.table) || has(self.schema)))",message="table and schema are only for SQL collections"
 // +kubebuilder:validation:XValidation:rule="self.action != 'Anonymize' || (has(self.fields) && self.fields.exists(f, has(f.anonymize)))",message="action Anonymize needs at least one field with an anonymize strategy"
 // +kubebuilder:validation:XValidation:rule="!has(self.timestampSource) || has(self.timestampField) || self.timestampSource in ['IdleTime', 'LastModified', 'StreamID', 'SortedSetScore']",message="timestampSource Column and HashField need timestampField"
+// +kubebuilder:validation:XValidation:rule="!has(self.identities) || self.identities.all(i, self.identities.exists_one(j, j.type == i.type))",message="each identity type may be declared once per collection: a second field of the same type would be ignored and its records never erased; declare the other field as a separate identity type or collection"
+// +kubebuilder:validation:XValidation:rule="!has(self.primaryKey) || self.primaryKey.all(k, self.primaryKey.exists_one(j, j == k))",message="primaryKey lists a column twice"
 // +kubebuilder:validation:XValidation:rule="!has(self.whenReferenced) || self.whenReferenced != 'Anonymize' || (has(self.fields) && self.fields.exists(f, has(f.anonymize)))",message="whenReferenced Anonymize needs at least one field with an anonymize strategy"
 // +kubebuilder:validation:XValidation:rule="!has(self.traverseOnly) || !self.traverseOnly || !has(self.whenReferenced)",message="a traverseOnly collection is never erased, so whenReferenced does not apply"
 type Collection struct {
@@ -149,8 +158,11 @@ type Collection struct {
 	Name Identifier `json:"name"`
 
 	// Schema of the table (PostgreSQL; default public). For MySQL the
-	// DataStore's database is used.
+	// DataStore's database is used and schema must be unset. System schemas
+	// (pg_catalog, pg_toast, any other pg_ name, information_schema, mysql,
+	// sys, performance_schema) are refused: Lethe never works on catalogs.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!self.lowerAscii().startsWith('pg_') && !(self.lowerAscii() in ['information_schema', 'mysql', 'sys', 'performance_schema'])",message="must not be a system schema (pg_catalog, pg_toast, pg_temp…, information_schema, mysql, sys, performance_schema): Lethe never works on system catalogs"
 	Schema Identifier `json:"schema,omitempty"`
 
 	// Table name, when it differs from name.
@@ -185,13 +197,18 @@ type Collection struct {
 	TimestampTimeZone TimeZone `json:"timestampTimeZone,omitempty"`
 
 	// PrimaryKey columns, used for keyset batching. Discovered from the schema
-	// when omitted.
+	// when omitted. When declared, a primary key or unique index of the live
+	// table (not partial, every column NOT NULL) must be made of these
+	// columns (or some of them); otherwise the Dataset is not Ready
+	// (PrimaryKeyNotUnique), since batching by a non-unique key skips or
+	// repeats records.
 	// +optional
 	// +kubebuilder:validation:MaxItems=8
 	// +listType=atomic
 	PrimaryKey []Identifier `json:"primaryKey,omitempty"`
 
-	// Identities are the fields that identify a data subject directly.
+	// Identities are the fields that identify a data subject directly, at
+	// most one field per identity type.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=atomic

@@ -43,6 +43,10 @@ const (
 // +kubebuilder:validation:XValidation:rule="!(self.type in ['PostgreSQL', 'MySQL']) || has(self.database)",message="types PostgreSQL and MySQL need database"
 // +kubebuilder:validation:XValidation:rule="self.type == 'S3' || has(self.host)",message="host is required for PostgreSQL, MySQL and Redis"
 // +kubebuilder:validation:XValidation:rule="self.type != 'Redis' || !has(self.database)",message="Redis selects its database with redisDB, not database"
+// +kubebuilder:validation:XValidation:rule="self.type != 'S3' || !has(self.database)",message="database is only for types PostgreSQL and MySQL"
+// +kubebuilder:validation:XValidation:rule="self.type == 'Redis' || !has(self.redisDB)",message="redisDB is only for type Redis"
+// +kubebuilder:validation:XValidation:rule="self.type != 'S3' || (!has(self.host) && !has(self.port))",message="host and port are not used by type S3: set s3.endpoint"
+// +kubebuilder:validation:XValidation:rule="self.type != 'MySQL' || !has(self.database) || !(self.database.lowerAscii() in ['mysql', 'sys', 'performance_schema', 'information_schema'])",message="database must not be a system schema (mysql, sys, performance_schema, information_schema): Lethe never works on system catalogs"
 // +kubebuilder:validation:XValidation:rule="!(has(self.s3) && has(self.s3.endpoint) && self.s3.endpoint.startsWith('http://')) || (has(self.tls) && self.tls == 'Disable')",message="an http:// S3 endpoint sends requests in clear: set tls: Disable to say so, or use https"
 // +kubebuilder:validation:XValidation:rule="!has(self.caBundleSecretRef) || !has(self.tls) || self.tls == 'VerifyFull'",message="caBundleSecretRef is only used with tls VerifyFull"
 // +kubebuilder:validation:XValidation:rule="!(self.type in ['PostgreSQL', 'MySQL']) || has(self.credentialsSecretRef)",message="types PostgreSQL and MySQL need credentialsSecretRef (keys username and password): Lethe never logs in as its own operating-system user"
@@ -53,7 +57,7 @@ type DataStoreSpec struct {
 	Type DataStoreType `json:"type"`
 
 	// Host name or IP address of the server. Required except for S3, which uses
-	// s3.endpoint.
+	// s3.endpoint (and must not set host or port).
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$') || isIP(self)",message="must be a host name or IP address, without a port (the port goes in port)"
@@ -66,11 +70,13 @@ type DataStoreSpec struct {
 	// +kubebuilder:validation:Maximum=65535
 	Port *int32 `json:"port,omitempty"`
 
-	// Database to connect to (PostgreSQL and MySQL).
+	// Database to connect to (PostgreSQL and MySQL; for MySQL not one of the
+	// system schemas mysql, sys, performance_schema, information_schema).
 	// +optional
 	Database Identifier `json:"database,omitempty"`
 
-	// RedisDB is the logical Redis database number (default 0).
+	// RedisDB is the logical Redis database number (default 0); type Redis
+	// only.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=15

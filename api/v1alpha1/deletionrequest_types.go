@@ -53,8 +53,11 @@ type ErasureScope struct {
 	// +listType=set
 	Datasets []ObjectName `json:"datasets,omitempty"`
 
-	// Selector chooses Datasets by label.
+	// Selector chooses Datasets by label. Operators are In, NotIn, Exists and
+	// DoesNotExist.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions operator must be In, NotIn, Exists or DoesNotExist"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['Exists', 'DoesNotExist'] ? (!has(e.values) || size(e.values) == 0) : (has(e.values) && size(e.values) > 0))",message="matchExpressions: In and NotIn need values, Exists and DoesNotExist take none"
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
 
@@ -123,11 +126,12 @@ type DeletionRequestSpec struct {
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 
-	// TTLSecondsAfterFinished removes the request (and an identity Secret it
-	// owns) this long after it finished; an erasure-ledger entry of keyed
-	// digests remains.
+	// TTLSecondsAfterFinished removes the request (and the identity Secrets
+	// it owns) this long after it finished, at most 315360000 (ten years); an
+	// erasure-ledger entry of keyed digests remains.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=315360000
 	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 }
 

@@ -45,8 +45,9 @@ type LegalHoldSpec struct {
 	// +listType=set
 	Categories []Category `json:"categories,omitempty"`
 
-	// ExpiresAt ends the hold automatically.
+	// ExpiresAt ends the hold automatically; from 1970 to 2200.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self >= timestamp('1970-01-01T00:00:00Z') && self < timestamp('2201-01-01T00:00:00Z')",message="must be a date from 1970-01-01 to 2200-12-31"
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 
 	// Released ends the hold now, keeping the object as a record.

@@ -23,8 +23,10 @@ type Operation struct {
 	ByAge bool `json:"byAge,omitempty"`
 
 	// Cutoff overrides the job's cutoff for this operation, so one run can
-	// apply several storage periods (a policy's rules). An absolute instant.
+	// apply several storage periods (a policy's rules). An absolute instant
+	// from 1970 to 2200.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self >= timestamp('1970-01-01T00:00:00Z') && self < timestamp('2201-01-01T00:00:00Z')",message="must be a date from 1970-01-01 to 2200-12-31"
 	Cutoff *metav1.Time `json:"cutoff,omitempty"`
 
 	// Rule names the RetentionPolicy rule this operation comes from, for the
@@ -58,8 +60,9 @@ type PurgeJobSpec struct {
 	Mode Mode `json:"mode"`
 
 	// Cutoff is the absolute instant (UTC) before which records are selected
-	// by age. Fixed when the job is created.
+	// by age. Fixed when the job is created; from 1970 to 2200.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self >= timestamp('1970-01-01T00:00:00Z') && self < timestamp('2201-01-01T00:00:00Z')",message="must be a date from 1970-01-01 to 2200-12-31"
 	Cutoff *metav1.Time `json:"cutoff,omitempty"`
 
 	// SubjectsSecretRef names a Secret, in the same namespace and usually owned

@@ -91,9 +91,11 @@ type RetentionPolicySpec struct {
 	TimeZone TimeZone `json:"timeZone,omitempty"`
 
 	// StartingDeadlineSeconds: a run missed by more than this is skipped, not
-	// caught up. At most one missed run is ever caught up.
+	// caught up. At most one missed run is ever caught up. At most 31536000
+	// (one year).
 	// +optional
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=31536000
 	StartingDeadlineSeconds *int64 `json:"startingDeadlineSeconds,omitempty"`
 
 	// ConcurrencyPolicy is Forbid (default) or Replace.
@@ -106,8 +108,9 @@ type RetentionPolicySpec struct {
 	Suspend bool `json:"suspend,omitempty"`
 
 	// EffectiveFrom delays enforcement until this instant, for example the
-	// announced end of a service.
+	// announced end of a service; from 1970 to 2200.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="self >= timestamp('1970-01-01T00:00:00Z') && self < timestamp('2201-01-01T00:00:00Z')",message="must be a date from 1970-01-01 to 2200-12-31"
 	EffectiveFrom *metav1.Time `json:"effectiveFrom,omitempty"`
 
 	// Rules of the policy.

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/mask"
@@ -208,6 +209,50 @@ type ForeignKey struct {
 	RefSchema  string
 	RefTable   string
 	RefColumns []string
+}
+
+// KeysNotNull returns the unique keys whose columns are all NOT NULL: the
+// keys no two records share (NULLs may repeat in a unique index).
+func (i CollectionInfo) KeysNotNull() [][]string {
+	var out [][]string
+	for _, key := range i.UniqueKeys {
+		ok := len(key) > 0
+		for _, c := range key {
+			col, found := i.Columns[c]
+			ok = ok && found && !col.Nullable
+		}
+		if ok {
+			out = append(out, key)
+		}
+	}
+	return out
+}
+
+// CoversUniqueKey reports whether the columns of a declared primary key
+// include every column of one of the unique keys, so that no two records
+// share a value of the declared key. foldCase compares names
+// case-insensitively (MySQL column names).
+func CoversUniqueKey(declared []string, unique [][]string, foldCase bool) bool {
+	has := map[string]bool{}
+	for _, c := range declared {
+		if foldCase {
+			c = strings.ToLower(c)
+		}
+		has[c] = true
+	}
+	for _, key := range unique {
+		covered := len(key) > 0
+		for _, c := range key {
+			if foldCase {
+				c = strings.ToLower(c)
+			}
+			covered = covered && has[c]
+		}
+		if covered {
+			return true
+		}
+	}
+	return false
 }
 
 // Sealer is implemented by stores whose records have primary keys (SQL).

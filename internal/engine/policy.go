@@ -23,7 +23,11 @@ func PolicyOperations(p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, r
 		if err != nil {
 			return nil, fmt.Errorf("%w: rule %s: %w", ErrInvalid, rule.Name, err)
 		}
-		cutoff := metav1.NewTime(age.Before(runAt))
+		at, err := age.Cutoff(runAt)
+		if err != nil {
+			return nil, fmt.Errorf("%w: rule %s: olderThan: %v", ErrInvalid, rule.Name, err)
+		}
+		cutoff := metav1.NewTime(at)
 		selected, err := SelectCollections(ds, rule)
 		if err != nil {
 			return nil, err
@@ -39,7 +43,10 @@ func PolicyOperations(p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, r
 			op := retentionv1.Operation{Collection: c.Name, Action: rule.Action, ByAge: true, Cutoff: cutoff.DeepCopy(), Rule: rule.Name}
 			if rule.Action == retentionv1.ActionAnonymize {
 				if op.Fields = anonymizedFields(c, rule); len(op.Fields) == 0 {
-					return nil, fmt.Errorf("%w: rule %s anonymizes collection %s, but none of its fields has an anonymize strategy; add one in the Dataset or list fields in the rule", ErrInvalid, rule.Name, c.Name)
+					return nil, fmt.Errorf("%w: rule %s anonymizes collection %s, but none of its fields has an anonymize strategy; add one in the Dataset", ErrInvalid, rule.Name, c.Name)
+				}
+				if err := CheckFields(c, op.Fields); err != nil {
+					return nil, fmt.Errorf("%w: rule %s: %v", ErrInvalid, rule.Name, err)
 				}
 				for _, f := range op.Fields {
 					// Every run selects all records older than its cutoff,
@@ -54,6 +61,26 @@ func PolicyOperations(p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, r
 		}
 	}
 	return OrderChildrenFirst(ds, ops), nil
+}
+
+// CheckFields checks that every field an operation anonymizes is declared by
+// the collection with an anonymize strategy, and that a Fixed replacement is
+// the one the Dataset declares: a rule or a PurgeJob may choose among the
+// declared fields (and a strategy for them), but never rewrite a column the
+// Dataset does not declare, or write text of its own choosing into one.
+func CheckFields(c *retentionv1.Collection, fields []retentionv1.FieldAnonymization) error {
+	for _, f := range fields {
+		i := slices.IndexFunc(c.Fields, func(d retentionv1.DataField) bool { return d.Name == f.Name })
+		if i < 0 || c.Fields[i].Anonymize == nil {
+			return fmt.Errorf("field %s.%s is not declared by the Dataset with an anonymize strategy; only declared fields may be anonymized", c.Name, f.Name)
+		}
+		declared := c.Fields[i].Anonymize
+		if f.Strategy == retentionv1.StrategyFixed && (declared.Strategy != retentionv1.StrategyFixed || declared.Replacement == nil ||
+			f.Replacement == nil || *f.Replacement != *declared.Replacement) {
+			return fmt.Errorf("field %s.%s: strategy Fixed may only write the replacement the Dataset declares for it", c.Name, f.Name)
+		}
+	}
+	return nil
 }
 
 // SelectCollections returns the collections a rule selects, by name or by

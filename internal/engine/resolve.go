@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,6 +69,12 @@ func ToDriver(storeType retentionv1.DataStoreType, c *retentionv1.Collection) (d
 		if out.Schema == "" && storeType == retentionv1.DataStorePostgreSQL {
 			out.Schema = "public"
 		}
+		if out.Schema != "" && storeType == retentionv1.DataStoreMySQL {
+			return out, fmt.Errorf("%w: collection %s: schema is not used by MySQL (the DataStore's database is); remove it", ErrInvalid, c.Name)
+		}
+		if SystemSchema(out.Schema) {
+			return out, fmt.Errorf("%w: collection %s: schema %s is a system schema; Lethe never works on system catalogs", ErrInvalid, c.Name, out.Schema)
+		}
 		if out.TimestampSource == "" {
 			out.TimestampSource = string(retentionv1.TimestampColumn)
 		}
@@ -98,6 +106,15 @@ func ToDriver(storeType retentionv1.DataStoreType, c *retentionv1.Collection) (d
 		out.IdentityFields[string(id.Type)] = string(id.Field)
 	}
 	return out, nil
+}
+
+// SystemSchema reports whether a schema (or MySQL database) name is a
+// system catalog: PostgreSQL's pg_catalog, pg_toast, pg_temp_N and every
+// other pg_ name (reserved by the server), information_schema, and MySQL's
+// mysql, sys and performance_schema. Compared case-insensitively.
+func SystemSchema(name string) bool {
+	n := strings.ToLower(name)
+	return strings.HasPrefix(n, "pg_") || slices.Contains([]string{"information_schema", "mysql", "sys", "performance_schema"}, n)
 }
 
 // Strategy converts an API anonymization into a mask strategy; key is the
@@ -176,6 +193,9 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 			}
 			d.Keys = in.Sealed[string(op.Collection)]
 		}
+		if err := CheckFields(c, op.Fields); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 		for _, f := range op.Fields {
 			if f.Strategy == retentionv1.StrategyHMAC && hmacKey == nil {
 				if hmacKey, err = readHMACKey(ctx, in.Reader, in.Dataset); err != nil {
@@ -185,6 +205,9 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 			d.Fields = append(d.Fields, datastore.FieldMask{Field: string(f.Name), Strategy: Strategy(f.Anonymization, hmacKey)})
 		}
 		effect, err := holds.For(ctx, in.Reader, in.Holds, in.Dataset.Name, c, in.Now)
+		if errors.Is(err, holds.ErrInvalidSubject) {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -66,6 +68,11 @@ func Applies(h *retentionv1.LegalHold, dataset string, c *retentionv1.Collection
 func HasSubjects(h *retentionv1.LegalHold) bool {
 	return len(h.Spec.Subjects) > 0 || h.Spec.SubjectsSecretRef != nil
 }
+
+// ErrInvalidSubject: a held identity cannot be used in a statement (it
+// holds a NUL or other control character). The hold's status says so, and
+// work in its scope stops rather than run without it.
+var ErrInvalidSubject = errors.New("invalid held identity")
 
 // ConditionIdentitiesDerived on a hold says what the LegalHold controller
 // derived for its current generation (True), or that it found nothing or
@@ -152,7 +159,10 @@ func OwnedBy(s *corev1.Secret, h *retentionv1.LegalHold) bool {
 // newline-separated.
 func Named(ctx context.Context, r client.Reader, h *retentionv1.LegalHold) (map[string][]string, error) {
 	out := map[string][]string{}
-	for _, s := range h.Spec.Subjects {
+	for i, s := range h.Spec.Subjects {
+		if hasControl(s.Value) {
+			return nil, fmt.Errorf("%w: subjects[%d]: a %s value contains a NUL or other control character", ErrInvalidSubject, i, s.Type)
+		}
 		out[string(s.Type)] = append(out[string(s.Type)], s.Value)
 	}
 	if ref := h.Spec.SubjectsSecretRef; ref != nil {
@@ -161,10 +171,19 @@ func Named(ctx context.Context, r client.Reader, h *retentionv1.LegalHold) (map[
 			return nil, err
 		}
 		for k, v := range secret.Data {
-			out[k] = append(out[k], SplitValues(string(v))...)
+			for _, value := range SplitValues(string(v)) {
+				if hasControl(value) {
+					return nil, fmt.Errorf("%w: Secret %s, key %s: a value contains a NUL or other control character", ErrInvalidSubject, ref.Name, k)
+				}
+				out[k] = append(out[k], value)
+			}
 		}
 	}
 	return out, nil
+}
+
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, unicode.IsControl) >= 0 || !utf8.ValidString(s)
 }
 
 // SplitValues splits a newline-separated list, trimming blanks.

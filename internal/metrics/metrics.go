@@ -69,6 +69,18 @@ var (
 	}, []string{"namespace", "result"})
 )
 
+// ForgetDataStore removes every series of a DataStore that no longer exists
+// (or whose type changed), so a dashboard does not show a deleted store as down.
+func ForgetDataStore(namespace, name string) {
+	DataStoreUp.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "datastore": name})
+}
+
+// ForgetDeletionRequest removes the deadline series of a DeletionRequest
+// that finished or no longer exists.
+func ForgetDeletionRequest(namespace, name string) {
+	DeletionRequestDeadline.DeleteLabelValues(namespace, name)
+}
+
 func init() {
 	ctrlmetrics.Registry.MustRegister(RowsDeleted, RowsAnonymized, Batches, BatchDuration, Errors, PurgeJobs, DataStoreUp, DeletionRequestDeadline, DeletionRequests)
 }

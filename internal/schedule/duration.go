@@ -27,13 +27,43 @@ const (
 // carry: the API pattern allows at most five digits.
 const MaxCount = 99999
 
+// MaxYears bounds every RetentionDuration and WaitDuration: at most 100
+// years, so that no cutoff, deadline or review window computed from one
+// leaves the range of dates the Kubernetes API can store (years 0000–9999).
+const MaxYears = 100
+
+// MaxOf returns the largest count allowed for a unit: 99999h (the API's five
+// digits), 36525d, 5218w, 1200mo or 100y; 0 for an unknown unit.
+func MaxOf(u Unit) int {
+	switch u {
+	case UnitHour:
+		return MaxCount
+	case UnitDay:
+		return 36525
+	case UnitWeek:
+		return 5218
+	case UnitMonth:
+		return MaxYears * 12
+	case UnitYear:
+		return MaxYears
+	}
+	return 0
+}
+
+// MinTime and MaxTime bound the instants Lethe computes and writes to the
+// API: RFC 3339 in the API server has four-digit years.
+var (
+	MinTime = time.Date(1, time.January, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(9999, time.December, 31, 23, 59, 59, 0, time.UTC)
+)
+
 // Retention is a parsed RetentionDuration or WaitDuration such as 90d or 18mo.
 // Use ParseRetention or ParseWait to build one. A Retention that is not Valid
 // (unknown unit, negative or too large count, including the zero value
 // Retention{}) never produces a cutoff that deletes anything: Before returns
 // the zero time and After returns FarFuture.
 type Retention struct {
-	// Count is the number of units, 0 to MaxCount.
+	// Count is the number of units, 0 to MaxOf(Unit).
 	Count int
 	// Unit is one of UnitHour, UnitDay, UnitWeek, UnitMonth, UnitYear.
 	Unit Unit
@@ -92,6 +122,9 @@ func parseRetention(s string, allowZero bool) (Retention, string, bool) {
 	}
 	switch u := Unit(unit); u {
 	case UnitHour, UnitDay, UnitWeek, UnitMonth, UnitYear:
+		if n > MaxOf(u) {
+			return Retention{}, fmt.Sprintf(" (at most %d years: at most %d%s)", MaxYears, MaxOf(u), u), false
+		}
 		return Retention{Count: n, Unit: u}, "", true
 	case "m", "min", "mins", "minute", "minutes":
 		return Retention{}, fmt.Sprintf(" (minutes are not a unit, so %sm is never read as months: write %smo for months)", digits, digits), false
@@ -115,16 +148,10 @@ func splitNumber(s string) (digits, rest string) {
 }
 
 // Valid reports whether r is within the API grammar (a known unit and
-// 0 ≤ Count ≤ MaxCount). ParseRetention and ParseWait only return valid values.
+// 0 ≤ Count ≤ MaxOf(Unit), at most 100 years). ParseRetention and ParseWait
+// only return valid values.
 func (r Retention) Valid() bool {
-	if r.Count < 0 || r.Count > MaxCount {
-		return false
-	}
-	switch r.Unit {
-	case UnitHour, UnitDay, UnitWeek, UnitMonth, UnitYear:
-		return true
-	}
-	return false
+	return MaxOf(r.Unit) > 0 && r.Count >= 0 && r.Count <= MaxOf(r.Unit)
 }
 
 // IsZero reports whether r is a zero-length wait such as "0h".
@@ -158,6 +185,49 @@ func (r Retention) After(t time.Time) time.Time {
 		return FarFuture
 	}
 	return r.shift(t, 1)
+}
+
+// Cutoff is Before with an error instead of a silent zero time: when r is
+// not valid, or the cutoff would fall before year 1 (which the API cannot
+// store), it says so.
+func (r Retention) Cutoff(t time.Time) (time.Time, error) {
+	if !r.Valid() {
+		return time.Time{}, fmt.Errorf("duration %s is out of range (at most %d years)", r, MaxYears)
+	}
+	c := r.shift(t, -1)
+	if c.Before(MinTime) || c.After(t) {
+		return time.Time{}, fmt.Errorf("%s before %s is out of the range of dates the API can store", r, t.UTC().Format(time.RFC3339))
+	}
+	return c, nil
+}
+
+// Deadline is After with an error instead of FarFuture: when r is not valid,
+// or t plus r would fall after year 9999 (which the API cannot store), it
+// says so.
+func (r Retention) Deadline(t time.Time) (time.Time, error) {
+	if !r.Valid() {
+		return time.Time{}, fmt.Errorf("duration %s is out of range (at most %d years)", r, MaxYears)
+	}
+	d := r.shift(t, 1)
+	if d.After(MaxTime) || d.Before(t) {
+		return time.Time{}, fmt.Errorf("%s after %s is out of the range of dates the API can store", r, t.UTC().Format(time.RFC3339))
+	}
+	return d, nil
+}
+
+// MaxStartingDeadlineSeconds is the largest startingDeadlineSeconds the API
+// accepts: one year.
+const MaxStartingDeadlineSeconds = 365 * 24 * 3600
+
+// StartingDeadline converts a RetentionPolicy's startingDeadlineSeconds into
+// a duration. Values beyond MaxStartingDeadlineSeconds or negative ones are
+// an error rather than a silently overflowed (negative) duration that would
+// skip every run.
+func StartingDeadline(seconds int64) (time.Duration, error) {
+	if seconds < 0 || seconds > MaxStartingDeadlineSeconds {
+		return 0, fmt.Errorf("startingDeadlineSeconds %d is out of range: 0 to %d (one year)", seconds, MaxStartingDeadlineSeconds)
+	}
+	return time.Duration(seconds) * time.Second, nil
 }
 
 func (r Retention) shift(t time.Time, sign int64) time.Time {
@@ -204,8 +274,11 @@ func daysIn(y int, m time.Month) int {
 	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
+// MaxTimeout bounds a Timeout (statement and lock timeouts, probe interval).
+const MaxTimeout = 24 * time.Hour
+
 // ParseTimeout parses a Timeout: a positive whole number of at most seven
-// digits without leading zeros, then one of ms, s, m.
+// digits without leading zeros, then one of ms, s, m; at most MaxTimeout.
 func ParseTimeout(s string) (time.Duration, error) {
 	digits, unit := splitNumber(s)
 	hint := ""
@@ -223,19 +296,26 @@ func ParseTimeout(s string) (time.Duration, error) {
 		}
 	default:
 		n, _ := strconv.ParseInt(digits, 10, 64) // at most 7 digits: cannot fail
+		var d time.Duration
 		switch unit {
 		case "ms":
-			return time.Duration(n) * time.Millisecond, nil
+			d = time.Duration(n) * time.Millisecond
 		case "s":
-			return time.Duration(n) * time.Second, nil
+			d = time.Duration(n) * time.Second
 		case "m":
-			return time.Duration(n) * time.Minute, nil
+			d = time.Duration(n) * time.Minute
 		case "h":
 			hint = fmt.Sprintf(" (hours are not a unit: write %dm)", n*60)
 		case "us", "µs", "ns":
 			hint = " (use ms)"
 		case "MS", "Ms", "S", "M":
 			hint = " (units are lowercase)"
+		}
+		switch {
+		case d > MaxTimeout:
+			hint = " (at most 24 hours: 1440m)"
+		case d > 0:
+			return d, nil
 		}
 	}
 	return 0, fmt.Errorf("invalid timeout %q: %s%s", s, timeoutWant, hint)

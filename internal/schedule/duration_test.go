@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,11 @@ func TestParseRetention(t *testing.T) {
 		"18mo":   {18, UnitMonth},
 		"3y":     {3, UnitYear},
 		"1h":     {1, UnitHour},
-		"99999y": {99999, UnitYear},
+		"100y":   {100, UnitYear},
+		"1200mo": {1200, UnitMonth},
+		"5218w":  {5218, UnitWeek},
+		"36525d": {36525, UnitDay},
+		"99999h": {99999, UnitHour},
 	}
 	for in, want := range valid {
 		got, err := ParseRetention(in)
@@ -50,6 +55,14 @@ func TestParseRetention(t *testing.T) {
 		"1month":      "",
 		"P90D":        "",
 		"2147483648h": " (at most 5 digits)",
+		// At most 100 years, whatever the unit.
+		"101y":    " (at most 100 years: at most 100y)",
+		"5000y":   " (at most 100 years: at most 100y)",
+		"99999y":  " (at most 100 years: at most 100y)",
+		"1201mo":  " (at most 100 years: at most 1200mo)",
+		"99999mo": " (at most 100 years: at most 1200mo)",
+		"5219w":   " (at most 100 years: at most 5218w)",
+		"36526d":  " (at most 100 years: at most 36525d)",
 	}
 	for in, hint := range invalid {
 		_, err := ParseRetention(in)
@@ -95,7 +108,8 @@ func TestParseWait(t *testing.T) {
 
 func TestParseTimeout(t *testing.T) {
 	for in, want := range map[string]time.Duration{
-		"500ms": 500 * time.Millisecond, "5s": 5 * time.Second, "2m": 2 * time.Minute, "1ms": time.Millisecond, "9999999m": 9999999 * time.Minute,
+		"500ms": 500 * time.Millisecond, "5s": 5 * time.Second, "2m": 2 * time.Minute, "1ms": time.Millisecond,
+		"1440m": 24 * time.Hour, "86400s": 24 * time.Hour, "9999999ms": 9999999 * time.Millisecond,
 	} {
 		if got, err := ParseTimeout(in); err != nil || got != want {
 			t.Errorf("ParseTimeout(%q) = %v, %v; want %v", in, got, err, want)
@@ -114,6 +128,9 @@ func TestParseTimeout(t *testing.T) {
 		"5 s":       " (no whitespace)",
 		"10000000s": " (at most 7 digits)",
 		"-5s":       "",
+		"1441m":     " (at most 24 hours: 1440m)",
+		"9999999m":  " (at most 24 hours: 1440m)",
+		"86401s":    " (at most 24 hours: 1440m)",
 	} {
 		_, err := ParseTimeout(in)
 		want := `invalid timeout "` + in + `": want a positive number and one unit (ms, s, m), for example 5s` + hint
@@ -154,9 +171,10 @@ func TestBefore(t *testing.T) {
 		{"3y", "2026-11-22T19:00:00Z", "2023-11-22T19:00:00Z"},
 		{"3y", "2027-02-28T00:00:00Z", "2024-02-28T00:00:00Z"},
 		{"3y", "2027-03-01T00:00:00Z", "2024-03-01T00:00:00Z"},
-		// The largest values stay exact (99999w is more than a time.Duration holds).
+		// The largest values stay exact.
 		{"99999h", "2026-11-22T19:00:00Z", "2015-06-27T04:00:00Z"},
-		{"99999w", "2026-11-22T19:00:00Z", "0110-05-18T19:00:00Z"},
+		{"5218w", "2026-11-22T19:00:00Z", "1926-11-21T19:00:00Z"},
+		{"100y", "2026-11-22T19:00:00Z", "1926-11-22T19:00:00Z"},
 	}
 	for _, tt := range tests {
 		r, err := ParseRetention(tt.r)
@@ -175,15 +193,15 @@ func TestBefore(t *testing.T) {
 	}
 	// Exact units agree with time.Duration arithmetic.
 	at := utc(t, "2026-11-22T19:00:00Z")
-	for _, r := range []Retention{{90, UnitDay}, {6, UnitWeek}, {36, UnitHour}, {99999, UnitDay}} {
+	for _, r := range []Retention{{90, UnitDay}, {6, UnitWeek}, {36, UnitHour}, {36525, UnitDay}} {
 		unit := map[Unit]time.Duration{UnitHour: time.Hour, UnitDay: 24 * time.Hour, UnitWeek: 7 * 24 * time.Hour}[r.Unit]
 		if got, want := r.Before(at), at.Add(-time.Duration(r.Count)*unit); !got.Equal(want) {
 			t.Errorf("%s before %s = %s, want %s", r, at, got, want)
 		}
 	}
 	// The largest year count does not panic or wrap.
-	if got := (Retention{MaxCount, UnitYear}).Before(at); got.Year() != 2026-MaxCount {
-		t.Errorf("99999y before %s = %s", at, got)
+	if got := (Retention{MaxYears, UnitYear}).Before(at); got.Year() != 2026-MaxYears {
+		t.Errorf("100y before %s = %s", at, got)
 	}
 }
 
@@ -239,7 +257,8 @@ func TestBeforeNeverDeletesYoungData(t *testing.T) {
 
 func TestInvalidRetentionIsSafe(t *testing.T) {
 	at := utc(t, "2026-11-22T19:00:00Z")
-	for _, r := range []Retention{{}, {Count: 5}, {Count: -1, Unit: UnitDay}, {Count: MaxCount + 1, Unit: UnitDay}, {Count: 3, Unit: "m"}} {
+	for _, r := range []Retention{{}, {Count: 5}, {Count: -1, Unit: UnitDay}, {Count: MaxCount + 1, Unit: UnitDay},
+		{Count: 101, Unit: UnitYear}, {Count: 5000, Unit: UnitYear}, {Count: 1201, Unit: UnitMonth}, {Count: 36526, Unit: UnitDay}, {Count: 3, Unit: "m"}} {
 		if r.Valid() {
 			t.Errorf("%#v is Valid", r)
 		}
@@ -249,15 +268,100 @@ func TestInvalidRetentionIsSafe(t *testing.T) {
 		if got := r.After(at); !got.Equal(FarFuture) {
 			t.Errorf("%#v.After = %s, want FarFuture", r, got)
 		}
+		if got, err := r.Cutoff(at); err == nil {
+			t.Errorf("%#v.Cutoff = %s, want an error", r, got)
+		}
+		if got, err := r.Deadline(at); err == nil {
+			t.Errorf("%#v.Deadline = %s, want an error", r, got)
+		}
+	}
+}
+
+// TestCutoffAndDeadlineStayInTheAPIRange: a computed instant the API server
+// cannot store (years outside 0001–9999) is an error, never a silly time
+// that fails the status write and leaves the object without conditions.
+func TestCutoffAndDeadlineStayInTheAPIRange(t *testing.T) {
+	tests := []struct {
+		r, at         string
+		cutoffErr     bool
+		deadlineErr   bool
+		cutoff, until string
+	}{
+		{"100y", "2026-11-22T19:00:00Z", false, false, "1926-11-22T19:00:00Z", "2126-11-22T19:00:00Z"},
+		{"1200mo", "2026-01-31T00:00:00Z", false, false, "1926-01-31T00:00:00Z", "2126-01-31T00:00:00Z"},
+		{"99999h", "2026-11-22T19:00:00Z", false, false, "2015-06-27T04:00:00Z", "2038-04-20T10:00:00Z"},
+		// Near the ends of the API's range.
+		{"100y", "0050-06-01T00:00:00Z", true, false, "", "0150-06-01T00:00:00Z"},
+		{"1y", "9999-06-01T00:00:00Z", false, true, "9998-06-01T00:00:00Z", ""},
+		{"36525d", "9950-01-01T00:00:00Z", false, true, "9849-12-31T00:00:00Z", ""},
+		{"1h", "9999-12-31T23:30:00Z", false, true, "9999-12-31T22:30:00Z", ""},
+	}
+	for _, tt := range tests {
+		r, err := ParseRetention(tt.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := utc(t, tt.at)
+		c, err := r.Cutoff(at)
+		if (err != nil) != tt.cutoffErr || (!tt.cutoffErr && !c.Equal(utc(t, tt.cutoff))) {
+			t.Errorf("%s.Cutoff(%s) = %s, %v", tt.r, tt.at, c, err)
+		}
+		d, err := r.Deadline(at)
+		if (err != nil) != tt.deadlineErr || (!tt.deadlineErr && !d.Equal(utc(t, tt.until))) {
+			t.Errorf("%s.Deadline(%s) = %s, %v", tt.r, tt.at, d, err)
+		}
+		if err != nil && !strings.Contains(err.Error(), "out of the range of dates the API can store") {
+			t.Errorf("%s.Deadline(%s) error %q does not say why", tt.r, tt.at, err)
+		}
+	}
+}
+
+func TestStartingDeadline(t *testing.T) {
+	for secs, want := range map[int64]time.Duration{0: 0, 3600: time.Hour, MaxStartingDeadlineSeconds: 365 * 24 * time.Hour} {
+		if got, err := StartingDeadline(secs); err != nil || got != want {
+			t.Errorf("StartingDeadline(%d) = %s, %v; want %s", secs, got, err, want)
+		}
+	}
+	// 10000000000 s overflows time.Duration (int64 nanoseconds) into a
+	// negative value that would skip every run: an error instead.
+	for _, secs := range []int64{-1, MaxStartingDeadlineSeconds + 1, 10000000000, 1 << 62} {
+		if got, err := StartingDeadline(secs); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("StartingDeadline(%d) = %s, %v; want an out-of-range error", secs, got, err)
+		}
 	}
 }
 
 // The admission patterns of RetentionDuration and WaitDuration (common_types.go).
 var (
-	apiRetentionPattern = regexp.MustCompile(`^[1-9][0-9]{0,4}(h|d|w|mo|y)$`)
-	apiWaitPattern      = regexp.MustCompile(`^(0|[1-9][0-9]{0,4})(h|d|w|mo|y)$`)
-	apiTimeoutPattern   = regexp.MustCompile(`^[1-9][0-9]{0,6}(ms|s|m)$`)
+	apiRetentionPattern = withinBound{regexp.MustCompile(`^[1-9][0-9]{0,4}(h|d|w|mo|y)$`)}
+	apiWaitPattern      = withinBound{regexp.MustCompile(`^(0|[1-9][0-9]{0,4})(h|d|w|mo|y)$`)}
+	apiTimeoutPattern   = timeoutBound{regexp.MustCompile(`^[1-9][0-9]{0,6}(ms|s|m)$`)}
 )
+
+// withinBound adds the second CEL rule of RetentionDuration and WaitDuration:
+// at most 100y, 1200mo, 5218w, 36525d.
+type withinBound struct{ re *regexp.Regexp }
+
+func (b withinBound) MatchString(s string) bool {
+	if !b.re.MatchString(s) {
+		return false
+	}
+	digits, unit := splitNumber(s)
+	n, _ := strconv.Atoi(digits)
+	return n <= map[string]int{"h": 99999, "d": 36525, "w": 5218, "mo": 1200, "y": 100}[unit]
+}
+
+// timeoutBound adds the second CEL rule of Timeout: at most 24 hours.
+type timeoutBound struct{ re *regexp.Regexp }
+
+func (b timeoutBound) MatchString(s string) bool {
+	if !b.re.MatchString(s) {
+		return false
+	}
+	digits, unit := splitNumber(s)
+	n, _ := strconv.Atoi(digits)
+	return n <= map[string]int{"ms": 86400000, "s": 86400, "m": 1440}[unit]
+}
 
 func FuzzParseRetention(f *testing.F) {
 	for _, s := range []string{"36h", "90d", "6w", "18mo", "3y", "0h", "99999y", "100000d", "6m", "90 days", "0", "mo", "1mo1", "٣d", "\xff"} {

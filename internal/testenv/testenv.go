@@ -140,3 +140,17 @@ func (e *Env) UserClientInGroups(name string, groups ...string) (client.Client, 
 	}
 	return client.New(user.Config(), client.Options{Scheme: e.Scheme})
 }
+
+// UserConfig returns a REST config authenticated as the named user, member of
+// the given groups only (not system:masters): it can do what RBAC grants
+// that user and nothing more, as a namespace user or a manager bound to
+// Roles would.
+func (e *Env) UserConfig(name string, groups ...string) (*rest.Config, error) {
+	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg := user.Config()
+	cfg.QPS, cfg.Burst = e.Config.QPS, e.Config.Burst
+	return cfg, nil
+}

@@ -162,7 +162,7 @@ func purge(lines string) string {
 }
 
 func cases() []admissionCase {
-	return []admissionCase{
+	return append(boundaryCases(), []admissionCase{
 		// ---------------------------------------------------------------- DataStore
 		{name: "DataStore/PostgreSQL with credentials and limits is accepted",
 			manifest: obj("DataStore", validPostgres)},
@@ -858,7 +858,47 @@ func cases() []admissionCase {
 					}}, "status", "operations")(u)
 				}},
 			}},
+	}...)
+}
+
+// boundaryCases: the largest values the bounds of issue 17 allow are
+// accepted (test/hostile has the values just beyond them), so the bounds
+// refuse nothing a real policy needs.
+func boundaryCases() []admissionCase {
+	policy := func(extra string) string {
+		return obj("RetentionPolicy", "datasetRef: {name: shop}\nmode: DryRun\nschedule: \"0 3 * * *\"\n"+extra)
 	}
+	rule := func(olderThan string) string {
+		return policy("rules: [{name: r, collections: [users], olderThan: " + olderThan + ", action: Delete}]\n")
+	}
+	var out []admissionCase
+	for _, d := range []string{"100y", "1200mo", "5218w", "36525d", "99999h"} {
+		out = append(out, admissionCase{name: "RetentionPolicy/olderThan " + d + " (the bound) is accepted", manifest: rule(d)})
+	}
+	for _, d := range []string{"1440m", "86400s", "9999999ms"} {
+		out = append(out, admissionCase{name: "DataStore/probeInterval " + d + " (at most 24h) is accepted",
+			manifest: obj("DataStore", dedent(validPostgres)+"probeInterval: "+d+"\n")})
+	}
+	return append(out,
+		admissionCase{name: "RetentionPolicy/startingDeadlineSeconds of one year is accepted",
+			manifest: rule("30d") + "  startingDeadlineSeconds: 31536000\n  effectiveFrom: \"2200-12-31T23:59:59Z\"\n"},
+		admissionCase{name: "LegalHold/expiresAt 1970-01-01 (an expired hold) is accepted",
+			manifest: obj("LegalHold", "datasets: [shop]\nexpiresAt: \"1970-01-01T00:00:00Z\"\n")},
+		admissionCase{name: "DeletionRequest/deadline 100y, ttl ten years and a Unicode identity are accepted",
+			manifest: obj("DeletionRequest", "subject: {identities: [{type: name, value: \"Zoë 张伟 🙂\"}]}\nreason: Other\ndeadline: 100y\nreviewWindow: 1200mo\nttlSecondsAfterFinished: 315360000\nscope: {selector: {matchExpressions: [{key: app, operator: Exists}, {key: tier, operator: NotIn, values: [test]}]}}\n")},
+		admissionCase{name: "Dataset/patterns and prefixes with a literal part anywhere are accepted",
+			manifest: obj("Dataset", `
+				dataStoreRef: {name: cache}
+				collections:
+				- {name: a, keyPattern: "{user_id}:session", identities: [{type: user_id}]}
+				- {name: b, keyPattern: "u{user_id}", identities: [{type: user_id}]}
+				- {name: c, prefix: "{user_id}/avatar.png", identities: [{type: user_id}]}
+				- {name: d, prefix: "uploads/v1..v2/{user_id}/", identities: [{type: user_id}]}
+				- {name: e, schema: pgcrypto_data, table: users, primaryKey: [tenant, id], identities: [{type: user_id, field: id}, {type: email, field: email}]}
+			`)},
+		admissionCase{name: "DataStore/MySQL database named like a system schema but not one is accepted",
+			manifest: obj("DataStore", "type: MySQL\nhost: db\ndatabase: mysql_app\ncredentialsSecretRef: {name: db-credentials}\n")},
+	)
 }
 
 // TestAdmission sends every case to the real apiserver.

@@ -48,6 +48,10 @@ type table struct {
 	columns  map[string]column
 	colOrder []string
 	pk       []string
+	// unique holds the primary key and every unique, valid, non-partial,
+	// plain index whose columns are all NOT NULL, primary key first, then
+	// narrowest first; pk is the first of them.
+	unique [][]string
 	// uniqueKeys are the column lists of the table's plain unique indexes
 	// (not partial, no expression), the primary key first.
 	uniqueKeys [][]string
@@ -132,6 +136,10 @@ func (t *table) keyColumns(op string, c datastore.Collection) ([]string, error) 
 				return nil, notFound(op, "primary key column %q does not exist", k)
 			}
 		}
+		if !datastore.CoversUniqueKey(c.PrimaryKey, t.unique, false) {
+			// Keyset batches by a key that is not unique skip or repeat rows.
+			return nil, invalid(op, "the declared primary key is not unique in the table (no primary key or unique NOT NULL index is made of its columns)")
+		}
 		return slices.Clone(c.PrimaryKey), nil
 	}
 	if len(t.pk) == 0 {
@@ -211,8 +219,8 @@ JOIN pg_catalog.pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbaset
 LEFT JOIN pg_catalog.pg_type et ON et.oid = bt.typelem AND bt.typcategory = 'A'
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`, t.oid)
-	// The primary key, else the narrowest unique, non-partial, plain index
-	// whose columns are all NOT NULL.
+	// The unique keys: the primary key first, then the unique, non-partial,
+	// plain indexes whose columns are all NOT NULL, narrowest first.
 	b.Queue(`
 SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -222,8 +230,7 @@ WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL A
   AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey::int2[]) AS k(attnum)
                   JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                   WHERE NOT a.attnotnull)
-ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid
-LIMIT 1`, t.oid)
+ORDER BY i.indisprimary DESC, i.indnatts, i.indexrelid`, t.oid)
 	b.Queue(`
 SELECT con.conname, rn.nspname, rc.relname,
        ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
@@ -283,11 +290,19 @@ ORDER BY i.indisprimary DESC, i.indexrelid`, t.oid)
 		return nil, classify(op, err)
 	}
 
-	var pk []string
-	if err := br.QueryRow().Scan(&pk); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	rows, _ = br.Query()
+	var keyCols []string
+	_, err = pgx.ForEachRow(rows, []any{&keyCols}, func() error {
+		t.unique = append(t.unique, keyCols)
+		keyCols = nil
+		return nil
+	})
+	if err != nil {
 		return nil, classify(op, err)
 	}
-	t.pk = pk
+	if len(t.unique) > 0 {
+		t.pk = t.unique[0]
+	}
 
 	rows, _ = br.Query()
 	var fk datastore.ForeignKey

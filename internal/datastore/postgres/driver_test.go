@@ -323,11 +323,18 @@ func TestDescribe(t *testing.T) {
 	_, err = d.Execute(ctx, datastore.Operation{Collection: datastore.Collection{Name: "nokey", IdentityFields: map[string]string{"a": "a"}},
 		Delete: true, Subjects: map[string][]string{"a": {"1"}}}, "")
 	wantErr(t, err, datastore.ErrInvalid, "executing on a table without key")
+	// A declared key must be backed by a unique index: batches by a key
+	// that repeats would skip or repeat rows.
 	c := coll("nokey")
 	c.PrimaryKey = []string{"a"}
-	if info, err = d.Describe(ctx, c); err != nil || !slices.Equal(info.PrimaryKey, []string{"a"}) {
+	_, err = d.Describe(ctx, c)
+	wantErr(t, err, datastore.ErrInvalid, "declared primary key without a unique index")
+	c = coll("nopk")
+	c.PrimaryKey = []string{"b", "a"}
+	if info, err = d.Describe(ctx, c); err != nil || !slices.Equal(info.PrimaryKey, []string{"b", "a"}) {
 		t.Errorf("declared primary key: %v %v", info.PrimaryKey, err)
 	}
+	c = coll("nokey")
 	c.PrimaryKey = []string{"zz"}
 	_, err = d.Describe(ctx, c)
 	wantErr(t, err, datastore.ErrNotFound, "declared primary key column missing")
