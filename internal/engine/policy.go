@@ -25,7 +25,7 @@ func PolicyOperations(p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, r
 		}
 		at, err := age.Cutoff(runAt)
 		if err != nil {
-			return nil, fmt.Errorf("%w: rule %s: olderThan: %v", ErrInvalid, rule.Name, err)
+			return nil, fmt.Errorf("%w: rule %s: olderThan: %w", ErrInvalid, rule.Name, err)
 		}
 		cutoff := metav1.NewTime(at)
 		selected, err := SelectCollections(ds, rule)
@@ -46,7 +46,7 @@ func PolicyOperations(p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, r
 					return nil, fmt.Errorf("%w: rule %s anonymizes collection %s, but none of its fields has an anonymize strategy; add one in the Dataset", ErrInvalid, rule.Name, c.Name)
 				}
 				if err := CheckFields(c, op.Fields); err != nil {
-					return nil, fmt.Errorf("%w: rule %s: %v", ErrInvalid, rule.Name, err)
+					return nil, fmt.Errorf("%w: rule %s: %w", ErrInvalid, rule.Name, err)
 				}
 				for _, f := range op.Fields {
 					// Every run selects all records older than its cutoff,

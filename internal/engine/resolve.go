@@ -194,7 +194,7 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 			d.Keys = in.Sealed[string(op.Collection)]
 		}
 		if err := CheckFields(c, op.Fields); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		for _, f := range op.Fields {
 			if f.Strategy == retentionv1.StrategyHMAC && hmacKey == nil {
@@ -206,7 +206,7 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 		}
 		effect, err := holds.For(ctx, in.Reader, in.Holds, in.Dataset.Name, c, in.Now)
 		if errors.Is(err, holds.ErrInvalidSubject) {
-			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 		}
 		if err != nil {
 			return nil, err
