@@ -22,12 +22,14 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/datastore"
 )
 
 func main() {
 	var (
 		metricsAddr, probeAddr, namespaces string
 		digestKeyFile                      string
+		allowedNetworks, deniedNetworks    string
 		qps                                float64
 		burst                              int
 		leaderElect                        bool
@@ -48,11 +50,22 @@ func main() {
 	flag.StringVar(&digestKeyFile, "digest-key-file", "", "File holding the key of the HMAC digests that stand for data subjects in status, receipts and the erasure ledger (mount a Secret). Falls back to $LETHE_DIGEST_KEY.")
 	flag.IntVar(&options.PurgeJobConcurrency, "purgejob-concurrency", 4, "Parallel PurgeJob reconciles (jobs executing at once).")
 	flag.DurationVar(&options.PurgeJobSlice, "purgejob-slice", 10*time.Second, "How long one PurgeJob reconcile executes batches before checkpointing and yielding.")
+	flag.StringVar(&allowedNetworks, "datastore-allowed-networks", datastore.DefaultAllowedNetworks,
+		"Comma-separated networks DataStores may connect to: CIDRs (10.0.0.0/8, fd00::/8) or addresses, each optionally with :port (10.0.0.0/8:5432). Every address a DataStore's host resolves to must be allowed and not denied.")
+	flag.StringVar(&deniedNetworks, "datastore-denied-networks", datastore.DefaultDeniedNetworks,
+		"Comma-separated networks DataStores may never connect to, in the same form; denied wins over allowed. The default denies link-local addresses and cloud metadata services; a value replaces the whole list.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+	policy, err := datastore.NewNetworkPolicy(allowedNetworks, deniedNetworks)
+	if err != nil {
+		log.Error(err, "invalid --datastore-allowed-networks or --datastore-denied-networks")
+		os.Exit(1)
+	}
+	options.NetworkPolicy = policy
+	log.Info("DataStores connect only where the network policy allows", "policy", policy.String())
 
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))

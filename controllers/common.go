@@ -62,18 +62,45 @@ func (e stallError) Error() string { return e.msg }
 func stalled(reason, msg string) error { return stallError{reason: reason, msg: msg} }
 
 // classify maps a connection error to a condition reason and a message that
-// carries no credentials or personal data.
+// carries no credentials, no personal data and nothing a server sent: an
+// error of a driver is described by its class in fixed words
+// (datastore.ConnectionProblem), never by its text, since a client
+// library's error can quote whatever answered at the DataStore's address.
+// Only messages Lethe writes itself are shown as they are: a Secret's
+// (naming it and its key), the network policy's (naming the host and the
+// policy) and invalid settings found before connecting.
 func classify(err error) (reason, msg string) {
 	switch {
 	case errors.Is(err, connect.ErrSecretNotFound):
 		return connect.SecretReason(err), err.Error()
+	case errors.Is(err, datastore.ErrNotAllowed):
+		return retentionv1.ReasonNetworkNotAllowed, notAllowedMessage(err)
+	case datastore.TLSVerificationProblem(err) != "":
+		return ReasonTLSVerificationFailed, "The server's certificate was refused: " + datastore.TLSVerificationProblem(err)
 	case errors.Is(err, datastore.ErrAuthentication):
 		return retentionv1.ReasonAuthenticationFailed, "The datastore refused the credentials"
+	case errors.Is(err, datastore.ErrSettings):
+		return retentionv1.ReasonConnectionFailed, err.Error()
 	case errors.Is(err, datastore.ErrUnavailable):
-		return ReasonDataStoreUnavailable, fmt.Sprintf("The datastore is unavailable: %v", err)
+		return ReasonDataStoreUnavailable, "The datastore is unavailable: " + datastore.ConnectionProblem(err)
+	case errors.Is(err, datastore.ErrInvalid), errors.Is(err, datastore.ErrNotFound):
+		return retentionv1.ReasonConnectionFailed, "The datastore failed: " + datastore.ConnectionProblem(err)
 	default:
+		// Not a driver's error (drivers classify all of theirs): the
+		// Kubernetes API or Lethe itself.
 		return retentionv1.ReasonConnectionFailed, err.Error()
 	}
+}
+
+// notAllowedMessage says which address the network policy refused, and
+// what to do, in Lethe's own words (the *datastore.NotAllowedError alone,
+// without a client library's wrapping).
+func notAllowedMessage(err error) string {
+	what := "The DataStore's address"
+	if na := datastore.AsNotAllowed(err); na != nil {
+		what = na.Error()
+	}
+	return "Not connecting: " + what + ". Nothing was sent to it. Point the DataStore at an allowed address, or ask the cluster admin to change the manager's --datastore-allowed-networks or --datastore-denied-networks"
 }
 
 func errorKind(err error) string {

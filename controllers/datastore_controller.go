@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -147,8 +149,8 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	switch {
 	case err == nil:
 		up.Set(1)
-		ds.Status.ServerVersion = info.Version
-		retentionv1.MarkReady(&ds, retentionv1.ReasonConnected, fmt.Sprintf("Connected to %s %s", ds.Spec.Type, info.Version))
+		ds.Status.ServerVersion = versionText(info.Version)
+		retentionv1.MarkReady(&ds, retentionv1.ReasonConnected, fmt.Sprintf("Connected to %s %s", ds.Spec.Type, ds.Status.ServerVersion))
 		result.RequeueAfter = interval
 	case connect.SecretReason(err) != "":
 		// SecretNotFound, SecretNotMarked or InvalidSecret: the message
@@ -162,13 +164,29 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			"The server's certificate was refused: %s. No credentials were sent. Set caBundleSecretRef to the CA that signed it, or tls: Require to connect without verifying (insecure)",
 			datastore.TLSVerificationProblem(err)))
 		result.RequeueAfter = interval
+	case errors.Is(err, datastore.ErrNotAllowed):
+		// Refused before any connection; only a new host, a name that
+		// resolves elsewhere or a new policy (a manager restart) changes
+		// that: checked again at the probe interval, not retried.
+		up.Set(0)
+		retentionv1.MarkStalled(&ds, retentionv1.ReasonNetworkNotAllowed, notAllowedMessage(err))
+		result.RequeueAfter = interval
 	case errors.Is(err, datastore.ErrAuthentication):
 		up.Set(0)
 		retentionv1.MarkStalled(&ds, retentionv1.ReasonAuthenticationFailed, "The datastore refused the credentials of the referenced Secret")
 		result.RequeueAfter = interval
-	default:
+	case errors.Is(err, datastore.ErrSettings):
+		// Found before connecting: the message is Lethe's own.
 		up.Set(0)
-		retentionv1.MarkNotReady(&ds, retentionv1.ReasonConnectionFailed, fmt.Sprintf("Cannot connect: %v", err))
+		retentionv1.MarkNotReady(&ds, retentionv1.ReasonConnectionFailed, "Cannot connect: "+err.Error())
+		result.RequeueAfter = min(interval, 30*time.Second)
+	default:
+		// Fixed words for the error's class: a driver's error can quote
+		// whatever answered at the address (a banner, another protocol's
+		// reply), and the status must not reflect it.
+		up.Set(0)
+		retentionv1.MarkNotReady(&ds, retentionv1.ReasonConnectionFailed, fmt.Sprintf("Cannot connect to %s at %s: %s; retrying",
+			ds.Spec.Type, storeAddress(&ds), datastore.ConnectionProblem(err)))
 		result.RequeueAfter = min(interval, 30*time.Second)
 	}
 	r.markTLS(&ds, before)
@@ -214,6 +232,37 @@ func (r *DataStoreReconciler) probe(ctx context.Context, ds *retentionv1.DataSto
 		r.Pool.Forget(types.NamespacedName{Namespace: ds.Namespace, Name: ds.Name})
 	}
 	return info, err
+}
+
+// storeAddress is where the DataStore points, as its spec says.
+func storeAddress(ds *retentionv1.DataStore) string {
+	if ds.Spec.S3 != nil && ds.Spec.S3.Endpoint != "" {
+		return ds.Spec.S3.Endpoint
+	}
+	if ds.Spec.Type == retentionv1.DataStoreS3 {
+		return "the AWS endpoint"
+	}
+	if ds.Spec.Port != nil {
+		return net.JoinHostPort(ds.Spec.Host, strconv.Itoa(int(*ds.Spec.Port)))
+	}
+	return ds.Spec.Host
+}
+
+// versionText keeps of a server's version what looks like one (letters,
+// digits, spaces and . _ + ~ ( ) : / -, at most 64 characters, up to the
+// first other character): a status shows nothing else a server sent.
+func versionText(v string) string {
+	for i, r := range v {
+		ok := r < 128 && (r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || strings.ContainsRune(" ._+~():/-", r))
+		if !ok || i >= 64 {
+			v = v[:i]
+			break
+		}
+	}
+	if v = strings.TrimSpace(v); v == "" {
+		return "(unknown version)"
+	}
+	return v
 }
 
 func probeInterval(ds *retentionv1.DataStore) time.Duration {

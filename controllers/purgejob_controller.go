@@ -560,7 +560,8 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 		}
 		retentionv1.SetCondition(job, ConditionDataStoreAvailable, metav1.ConditionFalse, reason, msg)
 		retentionv1.MarkNotReady(job, reason, msg+"; retrying with backoff")
-		if connect.SecretReason(err) != "" || reason == retentionv1.ReasonAuthenticationFailed {
+		if connect.SecretReason(err) != "" || reason == retentionv1.ReasonAuthenticationFailed ||
+			reason == retentionv1.ReasonNetworkNotAllowed || reason == ReasonTLSVerificationFailed {
 			return j.stall(ctx, reason, msg)
 		}
 		if serr := j.saveStatus(ctx); serr != nil {

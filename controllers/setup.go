@@ -12,6 +12,7 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/connect"
+	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/datastore/all"
 )
 
@@ -37,6 +38,10 @@ type Options struct {
 	// LegalHoldRecheck is how often an active hold re-reads its subjects
 	// Secret and derives their further identities again (default 5m).
 	LegalHoldRecheck time.Duration
+	// NetworkPolicy says where DataStores may connect
+	// (--datastore-allowed-networks, --datastore-denied-networks); nil
+	// keeps the pool's, by default datastore.DefaultNetworkPolicy.
+	NetworkPolicy *datastore.NetworkPolicy
 }
 
 // CacheOptions are the manager's cache options for --watch-namespaces: a
@@ -60,6 +65,9 @@ func CacheOptions(namespaces string) cache.Options {
 func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	if len(deps.DigestKey) < 32 {
 		return fmt.Errorf("a digest key of at least 32 bytes is required (it keys subject digests and seals cursors)")
+	}
+	if o.NetworkPolicy != nil && deps.Pool != nil {
+		deps.Pool.Network = o.NetworkPolicy
 	}
 	if err := (&DataStoreReconciler{Deps: deps}).SetupWithManager(mgr, o.DataStoreConcurrency); err != nil {
 		return err

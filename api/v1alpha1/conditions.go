@@ -39,6 +39,10 @@ const (
 	ReasonConnectionFailed     = "ConnectionFailed"
 	ReasonAuthenticationFailed = "AuthenticationFailed"
 	ReasonInUse                = "InUse"
+	// ReasonNetworkNotAllowed: the manager's network policy
+	// (--datastore-allowed-networks, --datastore-denied-networks) does not
+	// allow an address the DataStore's host resolves to; nothing was sent.
+	ReasonNetworkNotAllowed = "NetworkNotAllowed"
 
 	// ConditionTLSVerified says whether Lethe verifies the server's identity
 	// before sending credentials: True (ReasonTLSVerified) with tls

@@ -68,6 +68,9 @@ type Opener func(ctx context.Context, cfg datastore.Config) (datastore.Driver, e
 type Pool struct {
 	Reader client.Reader // uncached reader for Secrets (mgr.GetAPIReader())
 	Open   Opener
+	// Network is the manager's network policy: every connection of every
+	// driver goes through it. nil means datastore.DefaultNetworkPolicy.
+	Network *datastore.NetworkPolicy
 
 	mu      sync.Mutex
 	drivers map[types.NamespacedName]entry
@@ -99,6 +102,7 @@ func (p *Pool) Get(ctx context.Context, ds *retentionv1.DataStore) (datastore.Dr
 	if err != nil {
 		return nil, err
 	}
+	cfg.Network = p.Network
 	version := prefix + secretVersion
 
 	p.mu.Lock()
@@ -173,10 +177,10 @@ func Resolve(ctx context.Context, r client.Reader, ds *retentionv1.DataStore) (d
 	}
 	var err error
 	if cfg.StatementTimeout, err = timeoutOr(s.Limits.StatementTimeout, "5s"); err != nil {
-		return cfg, "", fmt.Errorf("limits.statementTimeout: %w", err)
+		return cfg, "", fmt.Errorf("%w: limits.statementTimeout: %w", datastore.ErrSettings, err)
 	}
 	if cfg.LockTimeout, err = timeoutOr(s.Limits.LockTimeout, "1s"); err != nil {
-		return cfg, "", fmt.Errorf("limits.lockTimeout: %w", err)
+		return cfg, "", fmt.Errorf("%w: limits.lockTimeout: %w", datastore.ErrSettings, err)
 	}
 	if s.S3 != nil {
 		cfg.S3Endpoint = s.S3.Endpoint

@@ -45,6 +45,10 @@ type Config struct {
 	MaxConnections   int
 	StatementTimeout time.Duration
 	LockTimeout      time.Duration
+
+	// Network is the manager's network policy every connection goes
+	// through (DialContext); nil means DefaultNetworkPolicy.
+	Network *NetworkPolicy
 }
 
 // String describes the connection without credentials.
@@ -301,4 +305,15 @@ var (
 	ErrNotFound = errors.New("not found in datastore")
 	// ErrInvalid: the operation cannot be executed as specified (needs a human).
 	ErrInvalid = errors.New("invalid operation")
+	// ErrSettings: the DataStore's settings were refused before any
+	// connection was attempted (no host, an endpoint that is not a URL, an
+	// unknown TLS mode). Its message is Lethe's own, never text a server
+	// sent, so a status may show it. It matches ErrInvalid too.
+	ErrSettings error = settingsError{}
 )
+
+type settingsError struct{}
+
+func (settingsError) Error() string { return "invalid DataStore settings" }
+
+func (settingsError) Is(target error) bool { return target == ErrInvalid }

@@ -30,7 +30,7 @@ func (c Config) Verified() bool { return c.TLSMode() == TLSVerifyFull }
 // Disable, unverified for Require, and for VerifyFull verified against
 // CABundle (or the system's roots when empty) and serverName (an empty
 // serverName lets an HTTP transport verify each request's host). Any other
-// mode is ErrInvalid.
+// mode is ErrSettings.
 func (c Config) ClientTLS(serverName string) (*tls.Config, error) {
 	switch c.TLSMode() {
 	case TLSDisable:
@@ -42,13 +42,13 @@ func (c Config) ClientTLS(serverName string) (*tls.Config, error) {
 		if len(c.CABundle) > 0 {
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(c.CABundle) {
-				return nil, fmt.Errorf("%w: the CA bundle holds no PEM certificate", ErrInvalid)
+				return nil, fmt.Errorf("%w: the CA bundle holds no PEM certificate", ErrSettings)
 			}
 			cfg.RootCAs = pool
 		}
 		return cfg, nil
 	default:
-		return nil, fmt.Errorf("%w: unknown TLS mode %q (Disable, Require or VerifyFull)", ErrInvalid, c.TLS)
+		return nil, fmt.Errorf("%w: unknown TLS mode %q (Disable, Require or VerifyFull)", ErrSettings, c.TLS)
 	}
 }
 

@@ -99,13 +99,13 @@ type serverInfo struct {
 func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
 	const op = "connect"
 	if cfg.Host == "" {
-		return nil, invalid(op, "host is empty")
+		return nil, settings(op, "host is empty")
 	}
 	if err := checkIdent(op, "database", cfg.Database); err != nil {
-		return nil, err
+		return nil, asSettings(err)
 	}
 	if cfg.StatementTimeout < 0 || cfg.LockTimeout < 0 {
-		return nil, invalid(op, "timeouts must not be negative")
+		return nil, settings(op, "timeouts must not be negative")
 	}
 	base, err := baseConfig(cfg)
 	if err != nil {
@@ -176,6 +176,10 @@ func baseConfig(cfg datastore.Config) (*gomysql.Config, error) {
 	c.ParseTime = true
 	c.Loc = time.UTC
 	c.Timeout = dialTimeout
+	// Every connection goes through the manager's network policy (TLS,
+	// negotiated after the server's greeting, still verifies the
+	// certificate against cfg.Host).
+	c.DialFunc = cfg.NetworkPolicy().DialContext
 	c.MultiStatements = false
 	c.InterpolateParams = false // values travel as bound parameters of prepared statements
 	c.Logger = &gomysql.NopLogger{}
@@ -183,7 +187,7 @@ func baseConfig(cfg datastore.Config) (*gomysql.Config, error) {
 	// credentials in clear.
 	tlsConfig, err := cfg.ClientTLS(cfg.Host)
 	if err != nil {
-		return nil, invalid(op, "%v", err)
+		return nil, settings(op, "%v", strings.TrimPrefix(err.Error(), datastore.ErrSettings.Error()+": "))
 	}
 	if tlsConfig == nil {
 		c.TLSConfig = "false"
@@ -211,7 +215,7 @@ func baseConfig(cfg datastore.Config) (*gomysql.Config, error) {
 func openDB(c *gomysql.Config, maxConns int) (*sql.DB, error) {
 	conn, err := gomysql.NewConnector(c)
 	if err != nil {
-		return nil, invalid("connect", "connection settings rejected (%T)", err)
+		return nil, settings("connect", "connection settings rejected (%T)", err)
 	}
 	db := sql.OpenDB(conn)
 	db.SetMaxOpenConns(maxConns)

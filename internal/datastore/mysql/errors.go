@@ -67,6 +67,23 @@ func invalid(op, format string, args ...any) error {
 	return &Error{Op: op, Class: datastore.ErrInvalid, reason: fmt.Sprintf(format, args...)}
 }
 
+// settings is an error in the DataStore's settings, found before any
+// connection (datastore.ErrSettings); asSettings turns a validation error
+// of invalid into one.
+func settings(op, format string, args ...any) error {
+	return &Error{Op: op, Class: datastore.ErrSettings, reason: fmt.Sprintf(format, args...)}
+}
+
+func asSettings(err error) error {
+	var e *Error
+	if errors.As(err, &e) && e.Class == datastore.ErrInvalid && e.cause == nil {
+		c := *e
+		c.Class = datastore.ErrSettings
+		return &c
+	}
+	return err
+}
+
 func notFound(op, format string, args ...any) error {
 	return &Error{Op: op, Class: datastore.ErrNotFound, reason: fmt.Sprintf(format, args...)}
 }
@@ -84,6 +101,9 @@ func classify(op string, err error) error {
 	}
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("mysql: %s: %w", op, err)
+	}
+	if na := datastore.AsNotAllowed(err); na != nil {
+		return fmt.Errorf("mysql: %s: %w", op, na)
 	}
 	var me *gomysql.MySQLError
 	if errors.As(err, &me) {

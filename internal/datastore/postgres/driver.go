@@ -51,20 +51,20 @@ var _ datastore.Driver = (*Driver)(nil)
 func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
 	const op = "open"
 	if cfg.Type != "" && !strings.EqualFold(cfg.Type, "PostgreSQL") {
-		return nil, invalid(op, "config type %q is not PostgreSQL", cfg.Type)
+		return nil, settings(op, "config type %q is not PostgreSQL", cfg.Type)
 	}
 	if cfg.Host == "" {
-		return nil, invalid(op, "host is required")
+		return nil, settings(op, "host is required")
 	}
 	if cfg.Database == "" {
-		return nil, invalid(op, "database is required")
+		return nil, settings(op, "database is required")
 	}
 	port := cfg.Port
 	if port == 0 {
 		port = 5432
 	}
 	if port < 0 || port > 65535 {
-		return nil, invalid(op, "port %d out of range", cfg.Port)
+		return nil, settings(op, "port %d out of range", cfg.Port)
 	}
 	// No "prefer": a server that declines TLS must not receive the password
 	// in clear.
@@ -72,11 +72,11 @@ func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
 		datastore.TLSDisable: "disable", datastore.TLSRequire: "require", datastore.TLSVerifyFull: "verify-full",
 	}[cfg.TLSMode()]
 	if !ok {
-		return nil, invalid(op, "unknown TLS mode %q (Disable, Require or VerifyFull)", cfg.TLS)
+		return nil, settings(op, "unknown TLS mode %q (Disable, Require or VerifyFull)", cfg.TLS)
 	}
 	tlsConfig, err := cfg.ClientTLS(cfg.Host)
 	if err != nil {
-		return nil, invalid(op, "%v", err)
+		return nil, settings(op, "%v", strings.TrimPrefix(err.Error(), datastore.ErrSettings.Error()+": "))
 	}
 
 	u := url.URL{
@@ -91,13 +91,30 @@ func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
 	pc, err := pgxpool.ParseConfig(u.String())
 	if err != nil {
 		// The parse error may quote the connection string; keep it out.
-		return nil, invalid(op, "invalid connection settings for %s", cfg.String())
+		return nil, settings(op, "invalid connection settings for %s", cfg.String())
 	}
 	// Use exactly the TLS configuration of the DataStore (its CA bundle),
 	// never a fallback: pgx adds plain-text fallbacks only for sslmode
 	// prefer and allow, which are not offered.
 	pc.ConnConfig.TLSConfig = tlsConfig
 	pc.ConnConfig.Fallbacks = nil
+	// Every connection goes through the manager's network policy: the
+	// lookup checks every address of the host and returns them, and the
+	// dial connects to one of those addresses only (TLS still verifies
+	// the certificate against cfg.Host, the TLSConfig's ServerName).
+	policy := cfg.NetworkPolicy()
+	pc.ConnConfig.LookupFunc = func(ctx context.Context, host string) ([]string, error) {
+		ips, err := policy.Resolve(ctx, host, port)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(ips))
+		for i, ip := range ips {
+			out[i] = ip.String()
+		}
+		return out, nil
+	}
+	pc.ConnConfig.DialFunc = policy.DialContext
 	maxConns := cfg.MaxConnections
 	if maxConns <= 0 {
 		maxConns = DefaultMaxConnections

@@ -80,6 +80,12 @@ func invalid(op, format string, args ...any) error {
 	return &Error{Op: op, Class: datastore.ErrInvalid, reason: fmt.Sprintf(format, args...)}
 }
 
+// settings is an error in the DataStore's settings, found before any
+// connection (datastore.ErrSettings).
+func settings(op, format string, args ...any) error {
+	return &Error{Op: op, Class: datastore.ErrSettings, reason: fmt.Sprintf(format, args...)}
+}
+
 func notFound(op, format string, args ...any) error {
 	return &Error{Op: op, Class: datastore.ErrNotFound, reason: fmt.Sprintf(format, args...)}
 }
@@ -97,6 +103,10 @@ func classify(op string, err error) error {
 	}
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("postgres: %s: %w", op, err)
+	}
+	if na := datastore.AsNotAllowed(err); na != nil {
+		// Without pgx's ConnectError, whose text names the user.
+		return fmt.Errorf("postgres: %s: %w", op, na)
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {

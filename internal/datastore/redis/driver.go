@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -33,14 +34,14 @@ var _ datastore.Driver = (*Driver)(nil)
 // timeout per command, default 10s).
 func New(_ context.Context, cfg datastore.Config) (*Driver, error) {
 	if cfg.Host == "" {
-		return nil, fmt.Errorf("%w: redis: no host", datastore.ErrInvalid)
+		return nil, fmt.Errorf("%w: redis: no host", datastore.ErrSettings)
 	}
 	port := cfg.Port
 	if port == 0 {
 		port = 6379
 	}
 	if cfg.RedisDB < 0 {
-		return nil, fmt.Errorf("%w: redis: negative logical database", datastore.ErrInvalid)
+		return nil, fmt.Errorf("%w: redis: negative logical database", datastore.ErrSettings)
 	}
 	opts := &goredis.Options{
 		Addr:            net.JoinHostPort(cfg.Host, strconv.Itoa(port)),
@@ -69,7 +70,29 @@ func New(_ context.Context, cfg datastore.Config) (*Driver, error) {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	opts.TLSConfig = tlsConfig
+	opts.Dialer = dialer(cfg.NetworkPolicy(), tlsConfig, opts.DialTimeout)
 	return &Driver{client: goredis.NewClient(opts)}, nil
+}
+
+// dialer connects through the manager's network policy and, with a TLS
+// configuration, completes the handshake (verifying the certificate against
+// the DataStore's host, its ServerName) before go-redis sends anything: a
+// custom Options.Dialer replaces go-redis's own TLS dialing.
+func dialer(policy *datastore.NetworkPolicy, tlsConfig *tls.Config, timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		conn, err := policy.DialContext(ctx, network, addr)
+		if err != nil || tlsConfig == nil {
+			return conn, err
+		}
+		tc := tls.Client(conn, tlsConfig)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		return tc, nil
+	}
 }
 
 // Close releases the connections.
@@ -199,6 +222,9 @@ func (d *Driver) Total(ctx context.Context, c datastore.Collection) (int64, erro
 func classify(what string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if na := datastore.AsNotAllowed(err); na != nil {
+		return fmt.Errorf("redis: %s: %w", what, na)
 	}
 	for _, known := range []error{datastore.ErrInvalid, datastore.ErrUnavailable, datastore.ErrAuthentication, datastore.ErrNotFound} {
 		if errors.Is(err, known) {

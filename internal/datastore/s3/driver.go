@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -37,16 +38,16 @@ var _ datastore.Driver = (*Driver)(nil)
 // StatementTimeout (how long to wait for a response's headers, default 60s).
 func New(_ context.Context, cfg datastore.Config) (*Driver, error) {
 	if cfg.S3Bucket == "" {
-		return nil, fmt.Errorf("%w: s3: no bucket", datastore.ErrInvalid)
+		return nil, fmt.Errorf("%w: s3: no bucket", datastore.ErrSettings)
 	}
 	endpoint, secure := "s3.amazonaws.com", true
 	if cfg.S3Endpoint != "" {
 		u, err := url.Parse(cfg.S3Endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("%w: s3: endpoint must be an http or https URL", datastore.ErrInvalid)
+			return nil, fmt.Errorf("%w: s3: endpoint must be an http or https URL", datastore.ErrSettings)
 		}
 		if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-			return nil, fmt.Errorf("%w: s3: endpoint must have no path, query or credentials", datastore.ErrInvalid)
+			return nil, fmt.Errorf("%w: s3: endpoint must have no path, query or credentials", datastore.ErrSettings)
 		}
 		endpoint, secure = u.Host, u.Scheme == "https"
 	}
@@ -54,13 +55,35 @@ func New(_ context.Context, cfg datastore.Config) (*Driver, error) {
 	// unverified server only when the DataStore says so.
 	if secure == (cfg.TLSMode() == datastore.TLSDisable) {
 		if secure {
-			return nil, fmt.Errorf("%w: s3: tls Disable needs an http:// endpoint", datastore.ErrInvalid)
+			return nil, fmt.Errorf("%w: s3: tls Disable needs an http:// endpoint", datastore.ErrSettings)
 		}
-		return nil, fmt.Errorf("%w: s3: an http:// endpoint needs tls Disable (TLS %s needs https)", datastore.ErrInvalid, cfg.TLSMode())
+		return nil, fmt.Errorf("%w: s3: an http:// endpoint needs tls Disable (TLS %s needs https)", datastore.ErrSettings, cfg.TLSMode())
 	}
 	tr, err := minio.DefaultTransport(secure)
 	if err != nil {
 		return nil, fmt.Errorf("%w: s3: %w", datastore.ErrInvalid, err)
+	}
+	// Every connection goes through the manager's network policy (a
+	// redirect to another host too); TLS still verifies each request's
+	// host. Through an HTTP proxy the connection goes to the proxy, so the
+	// request's own host is checked before the proxy is used.
+	policy := cfg.NetworkPolicy()
+	tr.DialContext = policy.DialContext
+	if proxy := tr.Proxy; proxy != nil {
+		tr.Proxy = func(req *http.Request) (*url.URL, error) {
+			u, err := proxy(req)
+			if err != nil || u == nil {
+				return u, err
+			}
+			port, _ := strconv.Atoi(req.URL.Port())
+			if port == 0 {
+				port = map[bool]int{true: 443, false: 80}[req.URL.Scheme == "https"]
+			}
+			if _, err := policy.Resolve(req.Context(), req.URL.Hostname(), port); err != nil {
+				return nil, err
+			}
+			return u, nil
+		}
 	}
 	if secure {
 		// No fixed server name: the transport verifies each request's own
@@ -208,6 +231,10 @@ var (
 func classify(what string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if na := datastore.AsNotAllowed(err); na != nil {
+		// Without the request's URL, which can hold a prefix.
+		return fmt.Errorf("s3: %s: %w", what, na)
 	}
 	for _, known := range []error{datastore.ErrInvalid, datastore.ErrUnavailable, datastore.ErrAuthentication, datastore.ErrNotFound} {
 		if errors.Is(err, known) {
