@@ -76,7 +76,7 @@ func settings(op, format string, args ...any) error {
 
 func asSettings(err error) error {
 	var e *Error
-	if errors.As(err, &e) && e.Class == datastore.ErrInvalid && e.cause == nil {
+	if errors.As(err, &e) && errors.Is(e.Class, datastore.ErrInvalid) && e.cause == nil {
 		c := *e
 		c.Class = datastore.ErrSettings
 		return &c
