@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -282,6 +283,21 @@ type Blocker struct {
 	OnDelete string
 	// Rows is how many referencing records would be left.
 	Rows int64
+}
+
+// LeavesNoReference reports whether op leaves none of the rows it selects
+// referring through cols: it deletes them, or anonymizes every one of cols
+// to NULL. same compares column names as the store does.
+func LeavesNoReference(op Operation, cols []string, same func(a, b string) bool) bool {
+	if op.Delete {
+		return true
+	}
+	for _, c := range cols {
+		if !slices.ContainsFunc(op.Fields, func(f FieldMask) bool { return same(f.Field, c) && f.Strategy.Kind == mask.Null }) {
+			return false
+		}
+	}
+	return len(cols) > 0
 }
 
 // Referrers is implemented by stores with foreign keys (SQL).

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/lethe-dev/lethe/internal/datastore"
-	"github.com/lethe-dev/lethe/internal/mask"
 )
 
 // Keys returns the batch keys (primary key) of the rows op selects now, as
@@ -144,7 +143,7 @@ func (d *Driver) blocked(ctx context.Context, parent *plan, f referrer, local bo
 	args := slices.Clone(parent.matchArgs)
 	var gone []string
 	for _, o := range ops {
-		if !local || tableName(o.Collection) != f.table || !removes(o, f.cols) {
+		if !local || tableName(o.Collection) != f.table || !datastore.LeavesNoReference(o, f.cols, strings.EqualFold) {
 			continue
 		}
 		p, err := d.plan(ctx, "preflight", o)
@@ -162,18 +161,4 @@ func (d *Driver) blocked(ctx context.Context, parent *plan, f referrer, local bo
 		return 0, classify(parent.op, err)
 	}
 	return n, nil
-}
-
-// removes reports whether o leaves no row it selects referring through
-// cols: it deletes them, or anonymizes every one of cols to NULL.
-func removes(o datastore.Operation, cols []string) bool {
-	if o.Delete {
-		return true
-	}
-	for _, c := range cols {
-		if !slices.ContainsFunc(o.Fields, func(f datastore.FieldMask) bool { return strings.EqualFold(f.Field, c) && f.Strategy.Kind == mask.Null }) {
-			return false
-		}
-	}
-	return len(cols) > 0
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/lethe-dev/lethe/internal/datastore"
-	"github.com/lethe-dev/lethe/internal/mask"
 )
 
 // Keys returns the primary keys of the records o selects now, as text in key
@@ -156,7 +155,7 @@ func (d *Driver) blocked(ctx context.Context, parent *plan, f referrer, ops []da
 	var gone []string
 	for _, o := range ops {
 		k, err := keyOf("preflight", o.Collection)
-		if err != nil || k != child.key || !removes(o, f.cols) {
+		if err != nil || k != child.key || !datastore.LeavesNoReference(o, f.cols, func(a, b string) bool { return a == b }) {
 			continue
 		}
 		p, err := d.planAfter(ctx, "preflight", o, vals)
@@ -172,18 +171,4 @@ func (d *Driver) blocked(ctx context.Context, parent *plan, f referrer, ops []da
 	var n int64
 	err = d.oneShot(ctx, parent.desc, true, sql, vals, &n)
 	return n, err
-}
-
-// removes reports whether o leaves no row it selects referring through
-// cols: it deletes them, or anonymizes every one of cols to NULL.
-func removes(o datastore.Operation, cols []string) bool {
-	if o.Delete {
-		return true
-	}
-	for _, c := range cols {
-		if !slices.ContainsFunc(o.Fields, func(f datastore.FieldMask) bool { return f.Field == c && f.Strategy.Kind == mask.Null }) {
-			return false
-		}
-	}
-	return len(cols) > 0
 }
