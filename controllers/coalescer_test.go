@@ -33,17 +33,13 @@ func TestCoalescedVerificationFailsOnlyTheRequestWithRecordsLeft(t *testing.T) {
 		END $$`)
 	mustExec(t, conn, `CREATE TRIGGER log_deletion AFTER DELETE ON users FOR EACH ROW EXECUTE FUNCTION log_deletion()`)
 	var ds retentionv1.Dataset
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "app"}, &ds); err != nil {
-		t.Fatal(err)
-	}
 	// audit_log refers to users (declared: the table has no foreign key), so
 	// it is erased before users, and the trigger's line comes after it.
-	ds.Spec.Collections = append(ds.Spec.Collections, retentionv1.Collection{Name: "audit_log",
-		Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "user_id"}},
-		References: []retentionv1.Reference{{Field: "user_id", Collection: "users", TargetField: "id"}}})
-	if err := env.Client.Update(context.Background(), &ds); err != nil {
-		t.Fatal(err)
-	}
+	updateDataset(t, ns, "app", &ds, func(d *retentionv1.Dataset) {
+		d.Spec.Collections = append(d.Spec.Collections, retentionv1.Collection{Name: "audit_log",
+			Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "user_id"}},
+			References: []retentionv1.Reference{{Field: "user_id", Collection: "users", TargetField: "id"}}})
+	})
 	waitFor(t, &ds, 30*time.Second, "Dataset Ready with audit_log", func(d *retentionv1.Dataset) bool {
 		return retentionv1.IsReady(d) && d.Status.ObservedGeneration == d.Generation
 	})

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -155,13 +156,9 @@ func TestSupplierWhoseQuotesOthersOrdered(t *testing.T) {
 	}
 
 	// The fallback: the quotes others refer to are anonymized instead.
-	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(ds), ds); err != nil {
-		t.Fatal(err)
-	}
-	ds.Spec.Collections[1].WhenReferenced = retentionv1.WhenReferencedAnonymize
-	if err := env.Client.Update(context.Background(), ds); err != nil {
-		t.Fatal(err)
-	}
+	updateDataset(t, ns, ds.Name, ds, func(d *retentionv1.Dataset) {
+		d.Spec.Collections[1].WhenReferenced = retentionv1.WhenReferencedAnonymize
+	})
 	dr := waitRequest(t, ns, "supplier", controllers.DRCompleted)
 	for _, p := range dr.Status.Plan {
 		if p.Collection == "quotes" && (p.Action != retentionv1.ActionAnonymize || !strings.Contains(p.Fallback, "orders_quote_id_fkey")) {
@@ -213,5 +210,21 @@ func TestDatasetRefusesAnonymizationThatCannotWork(t *testing.T) {
 		if c.Status != metav1.ConditionFalse || c.Reason != controllers.ReasonInvalidAnonymization || !strings.Contains(c.Message, tc.want) {
 			t.Errorf("%s: Ready=%s %s %q, want False InvalidAnonymization naming %q", name, c.Status, c.Reason, c.Message, tc.want)
 		}
+	}
+}
+
+// updateDataset changes a Dataset, read again on a conflict (the Dataset
+// controller writes its metadata and status meanwhile); into holds the result.
+func updateDataset(t *testing.T, ns, name string, into *retentionv1.Dataset, change func(*retentionv1.Dataset)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, into); err != nil {
+			return err
+		}
+		change(into)
+		return env.Client.Update(context.Background(), into)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"encoding/json"
+	"k8s.io/client-go/util/retry"
 	"slices"
 	"strings"
 	"testing"
@@ -66,8 +67,14 @@ func TestLegalHoldReleased(t *testing.T) {
 		Spec:       retentionv1.LegalHoldSpec{Collections: []retentionv1.Identifier{"orders"}},
 	})
 	h := waitFor(t, holdKey(ns, "case-2"), 10*time.Second, "phase Active", holdIn("Active"))
-	h.Spec.Released = true
-	if err := env.Client.Update(context.Background(), h); err != nil {
+	// Read again on a conflict: the controller may write the hold meanwhile.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(h), h); err != nil {
+			return err
+		}
+		h.Spec.Released = true
+		return env.Client.Update(context.Background(), h)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	h = waitFor(t, holdKey(ns, "case-2"), 10*time.Second, "phase Released", holdIn("Released"))
