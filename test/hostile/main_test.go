@@ -9,13 +9,11 @@
 package hostile
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"k8s.io/klog/v2"
@@ -30,24 +28,7 @@ var env *testenv.Env
 
 // managerLogs keeps everything the manager logs (controller-runtime and
 // client-go), so the suite can prove it never met a "forbidden".
-var managerLogs syncBuffer
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+var managerLogs testenv.Logs
 
 func TestMain(m *testing.M) {
 	logger := zap.New(zap.WriteTo(io.Writer(&managerLogs)), zap.UseDevMode(false))
