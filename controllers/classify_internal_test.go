@@ -26,8 +26,8 @@ func TestClassifyNeverShowsDriverText(t *testing.T) {
 		shows      string // in the message
 		showsReply bool
 	}{
-		{fmt.Errorf("redis: probe: %w: can't parse reply %q: %w", datastore.ErrUnavailable, reply, io.ErrUnexpectedEOF), ReasonDataStoreUnavailable, "the server closed the connection", false},
-		{fmt.Errorf("redis: probe: %w: %s", datastore.ErrUnavailable, reply), ReasonDataStoreUnavailable, "unavailable", false},
+		{fmt.Errorf("redis: probe: %w: can't parse reply %q: %w", datastore.ErrUnavailable, reply, io.ErrUnexpectedEOF), retentionv1.ReasonDataStoreUnavailable, "the server closed the connection", false},
+		{fmt.Errorf("redis: probe: %w: %s", datastore.ErrUnavailable, reply), retentionv1.ReasonDataStoreUnavailable, "unavailable", false},
 		{fmt.Errorf("redis: probe: %w: ERR %s", datastore.ErrInvalid, reply), retentionv1.ReasonConnectionFailed, "could not be used", false},
 		{fmt.Errorf("s3: probe: %w: %s", datastore.ErrNotFound, reply), retentionv1.ReasonConnectionFailed, "does not exist", false},
 		{fmt.Errorf("pg: %w: %s", datastore.ErrAuthentication, reply), retentionv1.ReasonAuthenticationFailed, "refused the credentials", false},

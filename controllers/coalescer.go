@@ -19,15 +19,6 @@ import (
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 )
 
-// LabelCoalesced marks PurgeJobs and Secrets that erase several requests'
-// subjects together.
-const LabelCoalesced = "retention.lethe.dev/coalesced"
-
-// AnnotationDeletionRequests on a coalesced PurgeJob lists the names of the
-// DeletionRequests it erases, comma-separated. It is how a request finds its
-// jobs after a manager restart and how a finished job wakes its requests.
-const AnnotationDeletionRequests = "retention.lethe.dev/deletion-requests"
-
 // maxMemberBytes bounds the member names of one PurgeJob, so the annotation
 // stays far below the API server's 256 KiB limit for all annotations.
 const maxMemberBytes = 64 << 10
@@ -310,7 +301,7 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 	slices.Sort(names)
 	sum := sha256.Sum256([]byte(strings.Join(names, "\x00") + time.Now().String()))
 	name := fmt.Sprintf("erase-%s-%s", truncate(g.dataset, 40), hex.EncodeToString(sum[:5]))
-	labels := map[string]string{LabelCoalesced: "true"}
+	labels := map[string]string{retentionv1.LabelCoalesced: "true"}
 
 	// The PurgeJob first, signed over the subjects it will read, then its
 	// subjects Secret, owned by the job from its creation: no Secret of
@@ -324,7 +315,7 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 	}
 	job := &retentionv1.PurgeJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name, Labels: labels,
-			Annotations: map[string]string{AnnotationDeletionRequests: strings.Join(names, ",")}},
+			Annotations: map[string]string{retentionv1.AnnotationDeletionRequests: strings.Join(names, ",")}},
 		Spec: retentionv1.PurgeJobSpec{
 			DatasetRef:        retentionv1.LocalObjectReference{Name: retentionv1.ObjectName(g.dataset)},
 			Mode:              g.mode,
@@ -339,7 +330,7 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 		return "", fmt.Errorf("creating PurgeJob: %w", err)
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name,
-		Labels:          map[string]string{LabelCoalesced: "true", retentionv1.LabelSecretConsent: "true"},
+		Labels:          map[string]string{retentionv1.LabelCoalesced: "true", retentionv1.LabelSecretConsent: "true"},
 		OwnerReferences: []metav1.OwnerReference{ownerReference(job, "PurgeJob")}}, Data: data}
 	if err := c.Create(ctx, secret); err != nil {
 		// Nothing ran: the job waits for its Secret. Remove it, and its

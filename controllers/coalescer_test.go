@@ -51,8 +51,8 @@ func TestCoalescedVerificationFailsOnlyTheRequestWithRecordsLeft(t *testing.T) {
 	create(t, ada)
 	create(t, alan)
 
-	gotAda := waitRequest(t, ns, "ada", controllers.DRCompleted)
-	gotAlan := waitRequest(t, ns, "alan", controllers.DRFailed)
+	gotAda := waitRequest(t, ns, "ada", retentionv1.RequestCompleted)
+	gotAlan := waitRequest(t, ns, "alan", retentionv1.RequestFailed)
 	if len(gotAda.Status.PurgeJobs) != 1 || !equalStrings(gotAda.Status.PurgeJobs, gotAlan.Status.PurgeJobs) {
 		t.Fatalf("the two requests were not erased by one PurgeJob: %v and %v", gotAda.Status.PurgeJobs, gotAlan.Status.PurgeJobs)
 	}
@@ -63,14 +63,14 @@ func TestCoalescedVerificationFailsOnlyTheRequestWithRecordsLeft(t *testing.T) {
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "ada-subject"}, &derived); !apierrors.IsNotFound(err) {
 		t.Errorf("a Secret of derived identities was kept when nothing needed deriving (error %v)", err)
 	}
-	if condition(gotAda, controllers.ConditionIdentitiesDerived) != nil {
+	if condition(gotAda, retentionv1.ConditionIdentitiesDerived) != nil {
 		t.Errorf("conditions: %+v", gotAda.Status.Conditions)
 	}
 	if !gotAda.Status.Receipt.Verified {
 		t.Errorf("ada's receipt is not verified: %+v", gotAda.Status.Receipt)
 	}
 	c := condition(gotAlan, retentionv1.ConditionStalled)
-	if c == nil || c.Reason != controllers.ReasonVerificationFailed || !strings.Contains(c.Message, "1 records in collection audit_log") {
+	if c == nil || c.Reason != retentionv1.ReasonVerificationFailed || !strings.Contains(c.Message, "1 records in collection audit_log") {
 		t.Errorf("alan's request: %+v", gotAlan.Status.Conditions)
 	}
 	if n := count(t, conn, `SELECT count(*) FROM audit_log WHERE user_id = $1`, adaID); n != 0 {
@@ -89,7 +89,7 @@ func TestQueuedRequestFindsItsPurgeJobAfterRestart(t *testing.T) {
 	first := startManager(t, controllers.Options{CoalesceWindow: time.Hour}) // never flushes
 	ns, conn := appFixture(t)
 	create(t, adaRequest(ns, "ada"))
-	queued := waitRequest(t, ns, "ada", controllers.DRQueued)
+	queued := waitRequest(t, ns, "ada", retentionv1.RequestQueued)
 	first.stop()
 
 	// What the stopped manager had created for it: the subjects Secret and
@@ -116,14 +116,14 @@ func TestQueuedRequestFindsItsPurgeJobAfterRestart(t *testing.T) {
 		StringData: map[string]string{"user_id": adaID, "email": adaEmail}})
 	createJob(t, &retentionv1.PurgeJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "erase-app-before-restart",
-			Labels:      map[string]string{controllers.LabelCoalesced: "true"},
-			Annotations: map[string]string{controllers.AnnotationDeletionRequests: "ada"}},
+			Labels:      map[string]string{retentionv1.LabelCoalesced: "true"},
+			Annotations: map[string]string{retentionv1.AnnotationDeletionRequests: "ada"}},
 		Spec: retentionv1.PurgeJobSpec{DatasetRef: retentionv1.LocalObjectReference{Name: "app"}, Mode: retentionv1.ModeEnforce,
 			SubjectsSecretRef: &retentionv1.SecretReference{Name: "erase-app-before-restart"}, Operations: ops},
 	})
 
 	startManager(t, controllers.Options{CoalesceWindow: 100 * time.Millisecond})
-	dr := waitRequest(t, ns, "ada", controllers.DRCompleted)
+	dr := waitRequest(t, ns, "ada", retentionv1.RequestCompleted)
 	if !equalStrings(dr.Status.PurgeJobs, []string{"erase-app-before-restart"}) {
 		t.Errorf("status.purgeJobs %v, want the job started before the restart", dr.Status.PurgeJobs)
 	}

@@ -76,13 +76,13 @@ func classify(err error) (reason, msg string) {
 	case errors.Is(err, datastore.ErrNotAllowed):
 		return retentionv1.ReasonNetworkNotAllowed, notAllowedMessage(err)
 	case datastore.TLSVerificationProblem(err) != "":
-		return ReasonTLSVerificationFailed, "The server's certificate was refused: " + datastore.TLSVerificationProblem(err)
+		return retentionv1.ReasonTLSVerificationFailed, "The server's certificate was refused: " + datastore.TLSVerificationProblem(err)
 	case errors.Is(err, datastore.ErrAuthentication):
 		return retentionv1.ReasonAuthenticationFailed, "The datastore refused the credentials"
 	case errors.Is(err, datastore.ErrSettings):
 		return retentionv1.ReasonConnectionFailed, err.Error()
 	case errors.Is(err, datastore.ErrUnavailable):
-		return ReasonDataStoreUnavailable, "The datastore is unavailable: " + datastore.ConnectionProblem(err)
+		return retentionv1.ReasonDataStoreUnavailable, "The datastore is unavailable: " + datastore.ConnectionProblem(err)
 	case errors.Is(err, datastore.ErrInvalid), errors.Is(err, datastore.ErrNotFound):
 		return retentionv1.ReasonConnectionFailed, "The datastore failed: " + datastore.ConnectionProblem(err)
 	default:
@@ -146,7 +146,7 @@ func purgeJobFinished() predicate.Predicate {
 				return false
 			}
 			switch j.Status.Phase {
-			case PhaseSucceeded, PhaseFailed, PhaseStalled:
+			case retentionv1.PurgeJobSucceeded, retentionv1.PurgeJobFailed, retentionv1.PurgeJobStalled:
 				return true
 			}
 			return false
@@ -158,7 +158,7 @@ func purgeJobFinished() predicate.Predicate {
 				return true
 			}
 			switch n.Status.Phase {
-			case PhaseSucceeded, PhaseFailed, PhaseStalled:
+			case retentionv1.PurgeJobSucceeded, retentionv1.PurgeJobFailed, retentionv1.PurgeJobStalled:
 				return o.Status.Phase != n.Status.Phase
 			}
 			return false

@@ -98,7 +98,7 @@ func TestDeletionRequestAcrossFourStores(t *testing.T) {
 	}
 	create(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "everywhere"}, Spec: retentionv1.DeletionRequestSpec{
 		Reason: retentionv1.ReasonSubjectRequest, Subject: retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "user_id", Value: subject}}}}})
-	dr := waitRequest(t, ns, "everywhere", controllers.DRCompleted)
+	dr := waitRequest(t, ns, "everywhere", retentionv1.RequestCompleted)
 
 	// One receipt, four stores.
 	rows := map[string]int64{}

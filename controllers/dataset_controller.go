@@ -29,18 +29,6 @@ import (
 )
 
 // Dataset reasons beyond the shared ones.
-const (
-	ReasonValidated          = "Validated"
-	ReasonCollectionNotFound = "CollectionNotFound"
-	ReasonFieldNotFound      = "FieldNotFound"
-	// ReasonPrimaryKeyNotUnique: a declared primaryKey is not backed by a
-	// primary key or unique NOT NULL, non-partial index of the live table.
-	ReasonPrimaryKeyNotUnique = "PrimaryKeyNotUnique"
-	// ReasonInvalidAnonymization: a field's strategy cannot apply (a key or
-	// unique column, Null on NOT NULL, a type or length it cannot write) or
-	// an Anonymize collection leaves an identity field as it is.
-	ReasonInvalidAnonymization = "InvalidAnonymization"
-)
 
 // DatasetDataStoreIndex is the cache index of Datasets by the name of the
 // DataStore they use (spec.dataStoreRef.name).
@@ -194,7 +182,7 @@ func (r *DatasetReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		retentionv1.MarkStalled(&ds, reason, msg)
 		return r.save(ctx, before, &ds, reconcile.Result{RequeueAfter: r.recheckInterval()})
 	}
-	retentionv1.MarkReady(&ds, ReasonValidated, fmt.Sprintf("%d collections validated against DataStore %s; %d identity paths",
+	retentionv1.MarkReady(&ds, retentionv1.ReasonValidated, fmt.Sprintf("%d collections validated against DataStore %s; %d identity paths",
 		len(ds.Spec.Collections), store.Name, len(v.graph)))
 	return r.save(ctx, before, &ds, reconcile.Result{RequeueAfter: r.resyncInterval()})
 }
@@ -277,7 +265,7 @@ type validation struct {
 }
 
 // reasonOrder ranks reasons: the Ready reason is the first that has a problem.
-var reasonOrder = []string{retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound, ReasonCollectionNotFound, ReasonFieldNotFound, ReasonPrimaryKeyNotUnique, ReasonInvalidAnonymization}
+var reasonOrder = []string{retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound, retentionv1.ReasonCollectionNotFound, retentionv1.ReasonFieldNotFound, retentionv1.ReasonPrimaryKeyNotUnique, retentionv1.ReasonInvalidAnonymization}
 
 // verdict returns the Ready reason and message, or "" when all is well. The
 // message lists up to five problems, most serious first.
@@ -363,7 +351,7 @@ func validateDataset(ctx context.Context, ds *retentionv1.Dataset, store *retent
 		case errors.Is(err, datastore.ErrNotFound):
 			what := notFoundWhat(store, x.dc)
 			x.notes = append(x.notes, what+" not found")
-			v.add(ReasonCollectionNotFound, "collection %s: %s not found", x.c.Name, what)
+			v.add(retentionv1.ReasonCollectionNotFound, "collection %s: %s not found", x.c.Name, what)
 		case errors.Is(err, datastore.ErrInvalid):
 			x.notes = append(x.notes, err.Error())
 			v.add(retentionv1.ReasonInvalidSpec, "collection %s: %v", x.c.Name, err)
@@ -523,7 +511,7 @@ func checkFields(v *validation, x *described) {
 		seen[f] = true
 		if _, ok := x.info.Columns[f]; !ok {
 			x.notes = append(x.notes, "field "+f+" not found")
-			v.add(ReasonFieldNotFound, "field %s.%s not found", c.Name, f)
+			v.add(retentionv1.ReasonFieldNotFound, "field %s.%s not found", c.Name, f)
 		}
 	}
 	if x.dc.TimestampSource == string(retentionv1.TimestampColumn) {
@@ -563,7 +551,7 @@ func checkPrimaryKey(v *validation, x *described, foldCase bool) {
 		return
 	}
 	x.notes = append(x.notes, "primaryKey is not unique")
-	v.add(ReasonPrimaryKeyNotUnique, "collection %s: primaryKey (%s) is not backed by a primary key or unique index of the table (not partial, every column NOT NULL); batching by it would skip or repeat records: declare the table's real key or add a unique index",
+	v.add(retentionv1.ReasonPrimaryKeyNotUnique, "collection %s: primaryKey (%s) is not backed by a primary key or unique index of the table (not partial, every column NOT NULL); batching by it would skip or repeat records: declare the table's real key or add a unique index",
 		x.c.Name, strings.Join(cols, ", "))
 }
 
@@ -588,7 +576,7 @@ func checkAnonymization(v *validation, x *described) {
 		bad := func(format string, args ...any) {
 			msg := fmt.Sprintf(format, args...)
 			x.notes = append(x.notes, "field "+string(f.Name)+": "+msg)
-			v.add(ReasonInvalidAnonymization, "field %s.%s: %s", c.Name, f.Name, msg)
+			v.add(retentionv1.ReasonInvalidAnonymization, "field %s.%s: %s", c.Name, f.Name, msg)
 		}
 		switch {
 		case slices.Contains(pk, string(f.Name)):
@@ -612,7 +600,7 @@ func checkAnonymization(v *validation, x *described) {
 		}
 		if !slices.ContainsFunc(c.Fields, func(f retentionv1.DataField) bool { return f.Name == id.Field && f.Anonymize != nil }) {
 			x.notes = append(x.notes, "identity field "+string(id.Field)+" has no anonymize strategy")
-			v.add(ReasonInvalidAnonymization, "field %s.%s: identity %s of a collection erased by Anonymize needs an anonymize strategy, or its records would still identify the subject", c.Name, id.Field, id.Type)
+			v.add(retentionv1.ReasonInvalidAnonymization, "field %s.%s: identity %s of a collection erased by Anonymize needs an anonymize strategy, or its records would still identify the subject", c.Name, id.Field, id.Type)
 		}
 	}
 }
@@ -660,7 +648,7 @@ func checkReferenceTargets(v *validation, order []*described, byName map[string]
 			}
 			if _, ok := t.info.Columns[target]; !ok {
 				t.notes = append(t.notes, "field "+target+" not found")
-				v.add(ReasonFieldNotFound, "field %s.%s not found (target of reference %s.%s)", t.c.Name, target, x.c.Name, ref.Field)
+				v.add(retentionv1.ReasonFieldNotFound, "field %s.%s not found (target of reference %s.%s)", t.c.Name, target, x.c.Name, ref.Field)
 			}
 		}
 	}

@@ -120,7 +120,7 @@ func TestDatasetValidatedWithIdentityGraph(t *testing.T) {
 	create(t, fkShopDataset(ns))
 
 	d := waitFor(t, datasetKey(ns, "shop"), 30*time.Second, "Ready=True Validated", func(d *retentionv1.Dataset) bool {
-		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonValidated)
+		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonValidated)
 	})
 	if condition(d, retentionv1.ConditionStalled) != nil || condition(d, retentionv1.ConditionReconciling) != nil {
 		t.Errorf("Stalled/Reconciling must be absent when Ready: %+v", d.Status.Conditions)
@@ -162,7 +162,7 @@ func TestDatasetValidatedWithIdentityGraph(t *testing.T) {
 	}
 	waitFor(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}}, 30*time.Second,
 		"status.datasets = 1", func(s *retentionv1.DataStore) bool { return s.Status.Datasets == 1 })
-	assertEvent(t, ns, "shop", controllers.ReasonValidated)
+	assertEvent(t, ns, "shop", retentionv1.ReasonValidated)
 }
 
 func TestDatasetMissingTableIsRecheckedUntilCreated(t *testing.T) {
@@ -182,10 +182,10 @@ func TestDatasetMissingTableIsRecheckedUntilCreated(t *testing.T) {
 	}
 	create(t, ds)
 	d := waitFor(t, datasetKey(ns, "app"), 30*time.Second, "Stalled=True CollectionNotFound", func(d *retentionv1.Dataset) bool {
-		return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonCollectionNotFound)
+		return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonCollectionNotFound)
 	})
 	ready := condition(d, retentionv1.ConditionReady)
-	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != controllers.ReasonCollectionNotFound || !strings.Contains(ready.Message, "sessions") {
+	if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != retentionv1.ReasonCollectionNotFound || !strings.Contains(ready.Message, "sessions") {
 		t.Errorf("Ready should be False/CollectionNotFound naming sessions: %+v", ready)
 	}
 	if c := collectionStatus(d, "sessions"); c == nil || c.Found || !strings.Contains(c.Message, "not found") {
@@ -198,7 +198,7 @@ func TestDatasetMissingTableIsRecheckedUntilCreated(t *testing.T) {
 	// A migration creates the table: the periodic recheck notices.
 	mustExec(t, conn, `CREATE TABLE sessions (id bigint PRIMARY KEY, user_id bigint, ts timestamptz)`)
 	d = waitFor(t, datasetKey(ns, "app"), 30*time.Second, "Ready=True after the table appears", func(d *retentionv1.Dataset) bool {
-		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonValidated)
+		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonValidated)
 	})
 	if condition(d, retentionv1.ConditionStalled) != nil {
 		t.Errorf("Stalled must be gone: %+v", d.Status.Conditions)
@@ -225,7 +225,7 @@ func TestDatasetMissingColumnIsFieldNotFound(t *testing.T) {
 	}
 	create(t, ds)
 	d := waitFor(t, datasetKey(ns, "app"), 30*time.Second, "Stalled=True FieldNotFound", func(d *retentionv1.Dataset) bool {
-		return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonFieldNotFound)
+		return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonFieldNotFound)
 	})
 	if msg := condition(d, retentionv1.ConditionReady).Message; !strings.Contains(msg, "events.ts") {
 		t.Errorf("Ready message should name events.ts: %q", msg)
@@ -306,7 +306,7 @@ func TestDatasetWaitsForItsDataStore(t *testing.T) {
 		},
 	})
 	waitFor(t, datasetKey(ns, "app"), 30*time.Second, "Ready=True once the DataStore is Ready", func(d *retentionv1.Dataset) bool {
-		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonValidated)
+		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonValidated)
 	})
 }
 
@@ -343,7 +343,7 @@ func TestDatasetRedisPlaceholdersMustBeDeclaredIdentities(t *testing.T) {
 	create(t, dataset("bad", "session:{device_id}:*"))
 
 	d := waitFor(t, datasetKey(ns, "good"), 30*time.Second, "Ready=True Validated", func(d *retentionv1.Dataset) bool {
-		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonValidated)
+		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonValidated)
 	})
 	if s := collectionStatus(d, "sessions"); s == nil || !s.Found || s.EstimatedRows == nil || *s.EstimatedRows != 3 {
 		t.Errorf("sessions status: %+v", s)

@@ -160,7 +160,7 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		result.RequeueAfter = interval // a Secret created or labelled later is noticed on the next probe
 	case datastore.TLSVerificationProblem(err) != "":
 		up.Set(0)
-		retentionv1.MarkStalled(&ds, ReasonTLSVerificationFailed, fmt.Sprintf(
+		retentionv1.MarkStalled(&ds, retentionv1.ReasonTLSVerificationFailed, fmt.Sprintf(
 			"The server's certificate was refused: %s. No credentials were sent. Set caBundleSecretRef to the CA that signed it, or tls: Require to connect without verifying (insecure)",
 			datastore.TLSVerificationProblem(err)))
 		result.RequeueAfter = interval
@@ -195,10 +195,6 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	return result, nil
 }
-
-// ReasonTLSVerificationFailed: the server's certificate did not verify
-// against the DataStore's CA bundle (or the system's roots) and host.
-const ReasonTLSVerificationFailed = "TLSVerificationFailed"
 
 // markTLS sets TLSVerified: False with a Warning event when the DataStore
 // explicitly connects without verifying the server (tls Disable or Require).

@@ -285,7 +285,7 @@ func TestDataStoreVerifiesTLSByDefault(t *testing.T) {
 
 	refused := waitFor(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}, 30*time.Second,
 		"Stalled TLSVerificationFailed", func(d *retentionv1.DataStore) bool {
-			return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonTLSVerificationFailed)
+			return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonTLSVerificationFailed)
 		})
 	if c := condition(refused, retentionv1.ConditionStalled); !strings.Contains(c.Message, "signed by an authority that is not trusted") {
 		t.Errorf("message: %q", c.Message)

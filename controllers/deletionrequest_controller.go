@@ -41,63 +41,6 @@ import (
 )
 
 // DeletionRequest phases, condition types, reasons and annotations.
-const (
-	DRPending          = "Pending"
-	DRReviewing        = "Reviewing"
-	DRAwaitingApproval = "AwaitingApproval"
-	DRHeld             = "Held"
-	DRQueued           = "Queued"
-	DRRunning          = "Running"
-	DRCompleted        = "Completed"
-	DRFailed           = "Failed"
-
-	ConditionReviewWindowPassed = "ReviewWindowPassed"
-	ConditionApproved           = "Approved"
-	ConditionHeld               = "Held"
-	ConditionDeadlineMet        = "DeadlineMet"
-
-	ReasonInReview         = "InReview"
-	ReasonWindowPassed     = "WindowPassed"
-	ReasonAwaitingApproval = "AwaitingApproval"
-	ReasonApproved         = "Approved"
-	ReasonSelfApproval     = "SelfApproval"
-	// ReasonRequesterUnknown: approval is required (by a Dataset) but the
-	// request does not carry retention.lethe.dev/requested-by.
-	ReasonRequesterUnknown   = "RequesterUnknown"
-	ReasonNotRequired        = "NotRequired"
-	ReasonNotHeld            = "NotHeld"
-	ReasonOnTrack            = "OnTrack"
-	ReasonAnsweredInTime     = "AnsweredInTime"
-	ReasonOverdue            = "Overdue"
-	ReasonQueued             = "Queued"
-	ReasonErasing            = "Erasing"
-	ReasonErased             = "Erased"
-	ReasonVerificationFailed = "VerificationFailed"
-	ReasonErasureFailed      = "ErasureFailed"
-	ReasonNothingInScope     = "NothingInScope"
-	// ReasonInvalidIdentity: an identity read from the spec or a Secret is
-	// not usable (a control character, or a key that is not an identity type).
-	ReasonInvalidIdentity = "InvalidIdentity"
-	// ReasonReferencedOutsideErasure: records outside the erasure refer, by
-	// a foreign key, to records it would delete; nothing was changed.
-	ReasonReferencedOutsideErasure = "ReferencedOutsideErasure"
-	// ReasonDatasetNotReady: a Dataset in scope was validated and found
-	// wanting; nothing is erased until it is fixed.
-	ReasonDatasetNotReady = "DatasetNotReady"
-
-	// AnnotationRequestedBy carries the creator's user name; the
-	// ValidatingAdmissionPolicy in config/admission checks it against the
-	// API server's authentication when approval is required.
-	AnnotationRequestedBy = "retention.lethe.dev/requested-by"
-	// AnnotationApprovedBy carries the approver's user name, checked the
-	// same way: it must be the user making the change, and not the creator.
-	AnnotationApprovedBy = "retention.lethe.dev/approved-by"
-	// LabelDeletionRequest on PurgeJobs and Secrets names their request.
-	LabelDeletionRequest = "retention.lethe.dev/deletion-request"
-	// LedgerConfigMap prefixes the ConfigMaps holding the erasure ledger of a
-	// namespace: one line per completed request, keyed digests only.
-	LedgerConfigMap = "lethe-erasure-ledger"
-)
 
 // DeletionRequestReconciler erases one subject across the Datasets in scope:
 // plan → review window → approval → legal holds → PurgeJobs → verification
@@ -112,7 +55,7 @@ type DeletionRequestReconciler struct {
 const jobRequestIndex = "metadata.annotations.deletionRequests"
 
 func jobRequests(job client.Object) []string {
-	v := job.GetAnnotations()[AnnotationDeletionRequests]
+	v := job.GetAnnotations()[retentionv1.AnnotationDeletionRequests]
 	if v == "" {
 		return nil
 	}
@@ -157,7 +100,7 @@ func (r *DeletionRequestReconciler) stalledRequests(ctx context.Context, o clien
 	}
 	var out []reconcile.Request
 	for _, dr := range list.Items {
-		if dr.Status.Phase != DRCompleted && dr.Status.Phase != DRFailed && meta.IsStatusConditionTrue(dr.Status.Conditions, retentionv1.ConditionStalled) {
+		if dr.Status.Phase != retentionv1.RequestCompleted && dr.Status.Phase != retentionv1.RequestFailed && meta.IsStatusConditionTrue(dr.Status.Conditions, retentionv1.ConditionStalled) {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&dr)})
 		}
 	}
@@ -180,7 +123,7 @@ func (r *DeletionRequestReconciler) heldRequests(ctx context.Context, o client.O
 	}
 	var out []reconcile.Request
 	for _, dr := range list.Items {
-		if dr.Status.Phase == DRHeld {
+		if dr.Status.Phase == retentionv1.RequestHeld {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&dr)})
 		}
 	}
@@ -216,11 +159,11 @@ func (r *DeletionRequestReconciler) Reconcile(ctx context.Context, req reconcile
 func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retentionv1.DeletionRequest) (reconcile.Result, error) {
 	now := r.now()
 	dr.Status.ObservedGeneration = dr.Generation
-	if dr.Status.Phase == DRCompleted || dr.Status.Phase == DRFailed {
+	if dr.Status.Phase == retentionv1.RequestCompleted || dr.Status.Phase == retentionv1.RequestFailed {
 		return r.expire(ctx, dr, now)
 	}
 	if dr.Status.Phase == "" {
-		dr.Status.Phase = DRPending
+		dr.Status.Phase = retentionv1.RequestPending
 		retentionv1.MarkReconciling(dr, retentionv1.ReasonProgressing, "Planning the erasure")
 	}
 
@@ -259,7 +202,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// naming only such types stops instead of completing as NothingInScope.
 	// (Datasets are not watched: the check repeats every minute.)
 	if _, all := r.markUnknownTypes(dr, "request", identityTypes(identities), datasets); all {
-		retentionv1.MarkStalled(dr, ReasonUnknownIdentityType, meta.FindStatusCondition(dr.Status.Conditions, ConditionUnknownIdentityTypes).Message)
+		retentionv1.MarkStalled(dr, retentionv1.ReasonUnknownIdentityType, meta.FindStatusCondition(dr.Status.Conditions, retentionv1.ConditionUnknownIdentityTypes).Message)
 		return reconcile.Result{RequeueAfter: time.Minute}, nil
 	}
 	if name := unvalidated(datasets); name != "" {
@@ -269,7 +212,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		return reconcile.Result{RequeueAfter: 2 * time.Second}, nil
 	}
 	if name, why := invalid(datasets); name != "" {
-		retentionv1.MarkStalled(dr, ReasonDatasetNotReady, fmt.Sprintf("Dataset %s is not valid (%s); nothing is erased until it is fixed", name, why))
+		retentionv1.MarkStalled(dr, retentionv1.ReasonDatasetNotReady, fmt.Sprintf("Dataset %s is not valid (%s); nothing is erased until it is fixed", name, why))
 		return reconcile.Result{RequeueAfter: time.Minute}, nil
 	}
 	// Before the stores are read, the plan includes what identity types the
@@ -287,12 +230,12 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 
 	// Gates, in order: review window, approval, legal holds.
 	if wait := dr.Status.NotBefore.Time.Sub(now); wait > 0 {
-		dr.Status.Phase = DRReviewing
-		retentionv1.SetCondition(dr, ConditionReviewWindowPassed, metav1.ConditionFalse, ReasonInReview, fmt.Sprintf("In review until %s", dr.Status.NotBefore.UTC().Format(time.RFC3339)))
-		retentionv1.MarkReconciling(dr, ReasonInReview, fmt.Sprintf("Review window open until %s; %d collections planned", dr.Status.NotBefore.UTC().Format(time.RFC3339), len(plan)))
+		dr.Status.Phase = retentionv1.RequestReviewing
+		retentionv1.SetCondition(dr, retentionv1.ConditionReviewWindowPassed, metav1.ConditionFalse, retentionv1.ReasonInReview, fmt.Sprintf("In review until %s", dr.Status.NotBefore.UTC().Format(time.RFC3339)))
+		retentionv1.MarkReconciling(dr, retentionv1.ReasonInReview, fmt.Sprintf("Review window open until %s; %d collections planned", dr.Status.NotBefore.UTC().Format(time.RFC3339), len(plan)))
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
-	retentionv1.SetCondition(dr, ConditionReviewWindowPassed, metav1.ConditionTrue, ReasonWindowPassed, "The review window has passed")
+	retentionv1.SetCondition(dr, retentionv1.ConditionReviewWindowPassed, metav1.ConditionTrue, retentionv1.ReasonWindowPassed, "The review window has passed")
 	if !r.approved(dr, approvalRequiredBy(datasets, plan)) {
 		return reconcile.Result{}, nil
 	}
@@ -323,7 +266,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 		return reconcile.Result{RequeueAfter: time.Minute}, err
 	}
 	if len(plan) == 0 {
-		return r.complete(ctx, dr, nil, now, ReasonNothingInScope)
+		return r.complete(ctx, dr, nil, now, retentionv1.ReasonNothingInScope)
 	}
 
 	// Execute: count the subject's records, then queue for a coalesced
@@ -355,27 +298,27 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 			return reconcile.Result{RequeueAfter: time.Second}, nil
 		}
 		switch j.Status.Phase {
-		case PhaseFailed:
+		case retentionv1.PurgeJobFailed:
 			msg := fmt.Sprintf("PurgeJob %s failed", j.Name)
 			if c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled); c != nil {
 				msg += ": " + c.Message
 			}
-			return r.fail(dr, ReasonErasureFailed, msg, now)
-		case PhaseStalled:
+			return r.fail(dr, retentionv1.ReasonErasureFailed, msg, now)
+		case retentionv1.PurgeJobStalled:
 			// Stopped, but not over: a safety limit to release, records
 			// referring from outside, or an interrupted erasure that resumes
 			// once its cause is fixed. The job's end wakes this request.
-			reason, msg := ReasonErasureFailed, fmt.Sprintf("PurgeJob %s stopped", j.Name)
+			reason, msg := retentionv1.ReasonErasureFailed, fmt.Sprintf("PurgeJob %s stopped", j.Name)
 			if c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled); c != nil {
 				reason, msg = c.Reason, msg+": "+c.Message
 			}
-			dr.Status.Phase = DRRunning
+			dr.Status.Phase = retentionv1.RequestRunning
 			retentionv1.MarkStalled(dr, reason, msg)
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
-		case PhaseSucceeded:
+		case retentionv1.PurgeJobSucceeded:
 		default:
-			dr.Status.Phase = DRRunning
-			retentionv1.MarkReconciling(dr, ReasonErasing, fmt.Sprintf("Erasing with %d PurgeJobs", len(jobs)))
+			dr.Status.Phase = retentionv1.RequestRunning
+			retentionv1.MarkReconciling(dr, retentionv1.ReasonErasing, fmt.Sprintf("Erasing with %d PurgeJobs", len(jobs)))
 			// The job's end requeues this request; the timer is a fallback.
 			return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
 		}
@@ -383,7 +326,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 
 	// Verify: nothing identifiable left anywhere in the plan.
 	if dr.Spec.DryRun {
-		return r.complete(ctx, dr, jobs, now, ReasonDryRunCompleted)
+		return r.complete(ctx, dr, jobs, now, retentionv1.ReasonDryRunCompleted)
 	}
 	if msg, err := r.verify(ctx, steps, jobs, identities); invalidOperation(err) {
 		retentionv1.MarkStalled(dr, retentionv1.ReasonInvalidSpec, "Cannot verify: "+err.Error())
@@ -391,9 +334,9 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	} else if err != nil {
 		return reconcile.Result{}, err
 	} else if msg != "" {
-		return r.fail(dr, ReasonVerificationFailed, msg, now)
+		return r.fail(dr, retentionv1.ReasonVerificationFailed, msg, now)
 	}
-	return r.complete(ctx, dr, jobs, now, ReasonErased)
+	return r.complete(ctx, dr, jobs, now, retentionv1.ReasonErased)
 }
 
 // invalidOperation reports whether err says that an operation cannot run as
@@ -409,7 +352,7 @@ func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentio
 	out := map[string][]string{}
 	for i, id := range dr.Spec.Subject.Identities {
 		if err := checkIdentity(string(id.Type), id.Value); err != nil {
-			return nil, stalled(ReasonInvalidIdentity, fmt.Sprintf("spec.subject.identities[%d]: %v", i, err))
+			return nil, stalled(retentionv1.ReasonInvalidIdentity, fmt.Sprintf("spec.subject.identities[%d]: %v", i, err))
 		}
 		out[string(id.Type)] = append(out[string(id.Type)], id.Value)
 	}
@@ -421,7 +364,7 @@ func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentio
 		for k, v := range s.Data {
 			for _, value := range holds.SplitValues(string(v)) {
 				if err := checkIdentity(k, value); err != nil {
-					return nil, stalled(ReasonInvalidIdentity, fmt.Sprintf("identity Secret %s, key %s: %v", ref.Name, k, err))
+					return nil, stalled(retentionv1.ReasonInvalidIdentity, fmt.Sprintf("identity Secret %s, key %s: %v", ref.Name, k, err))
 				}
 				out[k] = append(out[k], value)
 			}
@@ -494,14 +437,14 @@ func (r *DeletionRequestReconciler) deadline(dr *retentionv1.DeletionRequest, no
 	left := dr.Status.DeadlineTime.Sub(now)
 	metrics.DeletionRequestDeadline.WithLabelValues(dr.Namespace, dr.Name).Set(left.Seconds())
 	if left >= 0 {
-		retentionv1.SetCondition(dr, ConditionDeadlineMet, metav1.ConditionTrue, ReasonOnTrack, fmt.Sprintf("%s left until the deadline %s", humanDuration(left), dr.Status.DeadlineTime.UTC().Format(time.RFC3339)))
+		retentionv1.SetCondition(dr, retentionv1.ConditionDeadlineMet, metav1.ConditionTrue, retentionv1.ReasonOnTrack, fmt.Sprintf("%s left until the deadline %s", humanDuration(left), dr.Status.DeadlineTime.UTC().Format(time.RFC3339)))
 		return
 	}
-	c := meta.FindStatusCondition(dr.Status.Conditions, ConditionDeadlineMet)
-	if c == nil || c.Reason != ReasonOverdue {
-		r.Recorder.Eventf(dr, nil, "Warning", ReasonOverdue, "Deadline", "Overdue: the deadline %s passed %s ago", dr.Status.DeadlineTime.UTC().Format(time.RFC3339), humanDuration(-left))
+	c := meta.FindStatusCondition(dr.Status.Conditions, retentionv1.ConditionDeadlineMet)
+	if c == nil || c.Reason != retentionv1.ReasonOverdue {
+		r.Recorder.Eventf(dr, nil, "Warning", retentionv1.ReasonOverdue, "Deadline", "Overdue: the deadline %s passed %s ago", dr.Status.DeadlineTime.UTC().Format(time.RFC3339), humanDuration(-left))
 	}
-	retentionv1.SetCondition(dr, ConditionDeadlineMet, metav1.ConditionFalse, ReasonOverdue, fmt.Sprintf("Overdue by %s (deadline %s)", humanDuration(-left), dr.Status.DeadlineTime.UTC().Format(time.RFC3339)))
+	retentionv1.SetCondition(dr, retentionv1.ConditionDeadlineMet, metav1.ConditionFalse, retentionv1.ReasonOverdue, fmt.Sprintf("Overdue by %s (deadline %s)", humanDuration(-left), dr.Status.DeadlineTime.UTC().Format(time.RFC3339)))
 }
 
 func humanDuration(d time.Duration) string {
@@ -635,34 +578,34 @@ func approvalRequiredBy(datasets []retentionv1.Dataset, plan []retentionv1.Plann
 // creator check is repeated here.
 func (r *DeletionRequestReconciler) approved(dr *retentionv1.DeletionRequest, datasets []string) bool {
 	if !dr.Spec.RequireApproval && len(datasets) == 0 {
-		retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionTrue, ReasonNotRequired, "No approval required")
+		retentionv1.SetCondition(dr, retentionv1.ConditionApproved, metav1.ConditionTrue, retentionv1.ReasonNotRequired, "No approval required")
 		return true
 	}
-	by, creator := dr.Annotations[AnnotationApprovedBy], dr.Annotations[AnnotationRequestedBy]
+	by, creator := dr.Annotations[retentionv1.AnnotationApprovedBy], dr.Annotations[retentionv1.AnnotationRequestedBy]
 	switch {
 	case creator == "" && !dr.Spec.RequireApproval:
 		// Without the creator's authenticated name, an approval could be
 		// the creator's own.
-		dr.Status.Phase = DRAwaitingApproval
-		msg := fmt.Sprintf("Dataset %s requires approval for every erasure, and an approval needs the creator's name: recreate the request with annotation %s=<your user name> (checked at admission)", strings.Join(datasets, ", "), AnnotationRequestedBy)
-		retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionFalse, ReasonRequesterUnknown, msg)
-		retentionv1.MarkStalled(dr, ReasonRequesterUnknown, msg)
+		dr.Status.Phase = retentionv1.RequestAwaitingApproval
+		msg := fmt.Sprintf("Dataset %s requires approval for every erasure, and an approval needs the creator's name: recreate the request with annotation %s=<your user name> (checked at admission)", strings.Join(datasets, ", "), retentionv1.AnnotationRequestedBy)
+		retentionv1.SetCondition(dr, retentionv1.ConditionApproved, metav1.ConditionFalse, retentionv1.ReasonRequesterUnknown, msg)
+		retentionv1.MarkStalled(dr, retentionv1.ReasonRequesterUnknown, msg)
 		return false
 	case by == "":
-		dr.Status.Phase = DRAwaitingApproval
-		msg := fmt.Sprintf("Awaiting approval: someone other than the creator annotates it with %s=<their user name>", AnnotationApprovedBy)
-		retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionFalse, ReasonAwaitingApproval, msg)
-		retentionv1.MarkReconciling(dr, ReasonAwaitingApproval, msg)
+		dr.Status.Phase = retentionv1.RequestAwaitingApproval
+		msg := fmt.Sprintf("Awaiting approval: someone other than the creator annotates it with %s=<their user name>", retentionv1.AnnotationApprovedBy)
+		retentionv1.SetCondition(dr, retentionv1.ConditionApproved, metav1.ConditionFalse, retentionv1.ReasonAwaitingApproval, msg)
+		retentionv1.MarkReconciling(dr, retentionv1.ReasonAwaitingApproval, msg)
 		return false
 	case creator == "" || by == creator:
-		dr.Status.Phase = DRAwaitingApproval
+		dr.Status.Phase = retentionv1.RequestAwaitingApproval
 		msg := "The approval is not valid: the creator cannot approve their own request"
-		retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionFalse, ReasonSelfApproval, msg)
-		retentionv1.MarkStalled(dr, ReasonSelfApproval, msg)
+		retentionv1.SetCondition(dr, retentionv1.ConditionApproved, metav1.ConditionFalse, retentionv1.ReasonSelfApproval, msg)
+		retentionv1.MarkStalled(dr, retentionv1.ReasonSelfApproval, msg)
 		return false
 	}
 	dr.Status.ApprovedBy = by
-	retentionv1.SetCondition(dr, ConditionApproved, metav1.ConditionTrue, ReasonApproved, "Approved by "+by)
+	retentionv1.SetCondition(dr, retentionv1.ConditionApproved, metav1.ConditionTrue, retentionv1.ReasonApproved, "Approved by "+by)
 	return true
 }
 
@@ -678,7 +621,7 @@ func (r *DeletionRequestReconciler) held(ctx context.Context, dr *retentionv1.De
 	var by []string
 	for i := range list.Items {
 		h := &list.Items[i]
-		if holds.Phase(h, now) != holds.PhaseActive {
+		if holds.Phase(h, now) != retentionv1.HoldActive {
 			continue
 		}
 		var subjects map[string][]string // read once per hold, when needed
@@ -698,9 +641,9 @@ func (r *DeletionRequestReconciler) held(ctx context.Context, dr *retentionv1.De
 				if errors.Is(err, connect.ErrSecretNotFound) || errors.Is(err, holds.ErrInvalidSubject) {
 					// A hold whose subjects cannot be read may hold this
 					// subject: holds win, so wait, and say why on the request.
-					dr.Status.Phase = DRHeld
+					dr.Status.Phase = retentionv1.RequestHeld
 					msg := fmt.Sprintf("Blocked until the subjects of LegalHold %s can be read: %v", h.Name, err)
-					retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
+					retentionv1.SetCondition(dr, retentionv1.ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
 					retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
 					return true, nil
 				}
@@ -720,16 +663,16 @@ func (r *DeletionRequestReconciler) held(ctx context.Context, dr *retentionv1.De
 	slices.Sort(by)
 	dr.Status.HeldBy = by
 	if len(by) > 0 {
-		dr.Status.Phase = DRHeld
+		dr.Status.Phase = retentionv1.RequestHeld
 		msg := fmt.Sprintf("Blocked by LegalHold %s until it is released or expires", by[0])
 		if len(by) > 1 {
 			msg = fmt.Sprintf("Blocked by LegalHolds %s until they are released or expire", strings.Join(by, ", "))
 		}
-		retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
+		retentionv1.SetCondition(dr, retentionv1.ConditionHeld, metav1.ConditionTrue, retentionv1.ReasonLegalHold, msg)
 		retentionv1.MarkStalled(dr, retentionv1.ReasonLegalHold, msg)
 		return true, nil
 	}
-	retentionv1.SetCondition(dr, ConditionHeld, metav1.ConditionFalse, ReasonNotHeld, "No legal hold applies")
+	retentionv1.SetCondition(dr, retentionv1.ConditionHeld, metav1.ConditionFalse, retentionv1.ReasonNotHeld, "No legal hold applies")
 	return false, nil
 }
 
@@ -776,7 +719,7 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 		}
 		return jobs, false, nil
 	}
-	if dr.Status.Phase != DRQueued {
+	if dr.Status.Phase != retentionv1.RequestQueued {
 		msg, err := r.preflight(ctx, steps, identities)
 		if err != nil {
 			return nil, false, err
@@ -787,7 +730,7 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 		}
 		setPlan(dr, plan)
 		if msg != "" {
-			return nil, false, stalled(ReasonReferencedOutsideErasure, msg)
+			return nil, false, stalled(retentionv1.ReasonReferencedOutsideErasure, msg)
 		}
 		counts, err := r.countSubject(ctx, steps, identities)
 		if err != nil {
@@ -809,8 +752,8 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 	for _, s := range missing {
 		r.Coalescer.Add(client.ObjectKeyFromObject(dr), s.Dataset.Name, mode, s.Ops, identities)
 	}
-	dr.Status.Phase = DRQueued
-	retentionv1.MarkReconciling(dr, ReasonQueued, "Queued for erasure together with other requests")
+	dr.Status.Phase = retentionv1.RequestQueued
+	retentionv1.MarkReconciling(dr, retentionv1.ReasonQueued, "Queued for erasure together with other requests")
 	return nil, true, nil
 }
 
@@ -932,7 +875,7 @@ func (r *DeletionRequestReconciler) verify(ctx context.Context, steps []datasetS
 // when the PurgeJob of its Dataset finished), appends the ledger entry and
 // marks the request done.
 func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv1.DeletionRequest, jobs []*retentionv1.PurgeJob, now time.Time, reason string) (reconcile.Result, error) {
-	dry := reason == ReasonDryRunCompleted
+	dry := reason == retentionv1.ReasonDryRunCompleted
 	receipt := &retentionv1.Receipt{SubjectDigest: dr.Status.SubjectDigest, Verified: !dry, CompletedAt: &metav1.Time{Time: now}}
 	for _, p := range dr.Status.Plan {
 		var rows int64
@@ -958,7 +901,7 @@ func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv
 		}
 	}
 	dr.Status.Receipt = receipt
-	dr.Status.Phase = DRCompleted
+	dr.Status.Phase = retentionv1.RequestCompleted
 	dr.Status.CompletionTime = &metav1.Time{Time: now}
 	rows := int64(0)
 	for _, e := range receipt.Entries {
@@ -966,17 +909,17 @@ func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv
 	}
 	msg := fmt.Sprintf("%d records in %d collections erased and verified; receipt sha256 %s", rows, len(receipt.Entries), sum[:12])
 	switch reason {
-	case ReasonNothingInScope:
+	case retentionv1.ReasonNothingInScope:
 		msg = "No collection in scope holds this subject's identity types; nothing to erase"
-	case ReasonDryRunCompleted:
+	case retentionv1.ReasonDryRunCompleted:
 		msg = fmt.Sprintf("Dry run: %d records in %d collections would be erased; nothing was changed", rows, len(receipt.Entries))
 	}
 	retentionv1.MarkReady(dr, reason, msg)
-	if c := meta.FindStatusCondition(dr.Status.Conditions, ConditionDeadlineMet); c != nil && c.Status == metav1.ConditionTrue {
-		retentionv1.SetCondition(dr, ConditionDeadlineMet, metav1.ConditionTrue, ReasonAnsweredInTime, fmt.Sprintf("Answered %s before the deadline", humanDuration(dr.Status.DeadlineTime.Sub(now))))
+	if c := meta.FindStatusCondition(dr.Status.Conditions, retentionv1.ConditionDeadlineMet); c != nil && c.Status == metav1.ConditionTrue {
+		retentionv1.SetCondition(dr, retentionv1.ConditionDeadlineMet, metav1.ConditionTrue, retentionv1.ReasonAnsweredInTime, fmt.Sprintf("Answered %s before the deadline", humanDuration(dr.Status.DeadlineTime.Sub(now))))
 	}
 	metrics.ForgetDeletionRequest(dr.Namespace, dr.Name)
-	metrics.DeletionRequests.WithLabelValues(dr.Namespace, DRCompleted).Inc()
+	metrics.DeletionRequests.WithLabelValues(dr.Namespace, string(retentionv1.RequestCompleted)).Inc()
 	r.Coalescer.Done(client.ObjectKeyFromObject(dr))
 	r.Recorder.Eventf(dr, nil, "Normal", reason, "Erase", "%s", msg)
 	log.FromContext(ctx).Info("DeletionRequest completed", "subject", digest.Short(dr.Status.SubjectDigest), "records", rows)
@@ -984,10 +927,10 @@ func (r *DeletionRequestReconciler) complete(ctx context.Context, dr *retentionv
 }
 
 func (r *DeletionRequestReconciler) fail(dr *retentionv1.DeletionRequest, reason, msg string, now time.Time) (reconcile.Result, error) {
-	dr.Status.Phase = DRFailed
+	dr.Status.Phase = retentionv1.RequestFailed
 	dr.Status.CompletionTime = &metav1.Time{Time: now}
 	retentionv1.MarkStalled(dr, reason, msg)
-	metrics.DeletionRequests.WithLabelValues(dr.Namespace, DRFailed).Inc()
+	metrics.DeletionRequests.WithLabelValues(dr.Namespace, string(retentionv1.RequestFailed)).Inc()
 	metrics.ForgetDeletionRequest(dr.Namespace, dr.Name)
 	r.Coalescer.Done(client.ObjectKeyFromObject(dr))
 	r.Recorder.Eventf(dr, nil, "Warning", reason, "Erase", "%s", msg)
@@ -1062,7 +1005,7 @@ func (r *DeletionRequestReconciler) expire(ctx context.Context, dr *retentionv1.
 		}
 	}
 	var jobs retentionv1.PurgeJobList
-	if err := r.List(ctx, &jobs, client.InNamespace(dr.Namespace), client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(labels.Set{LabelDeletionRequest: dr.Name})}); err != nil {
+	if err := r.List(ctx, &jobs, client.InNamespace(dr.Namespace), client.MatchingLabelsSelector{Selector: labels.SelectorFromSet(labels.Set{retentionv1.LabelDeletionRequest: dr.Name})}); err != nil {
 		return reconcile.Result{}, err
 	}
 	for i := range jobs.Items {
@@ -1089,7 +1032,7 @@ func (r *DeletionRequestReconciler) releaseJobs(ctx context.Context, req types.N
 	}
 	for i := range list.Items {
 		job := &list.Items[i]
-		if job.Status.Phase == PhaseRunning || !job.DeletionTimestamp.IsZero() {
+		if job.Status.Phase == retentionv1.PurgeJobRunning || !job.DeletionTimestamp.IsZero() {
 			continue
 		}
 		live := false
@@ -1133,7 +1076,7 @@ func (r *DeletionRequestReconciler) deleteJob(ctx context.Context, job *retentio
 // creating the job and the Secret): nothing ran, so its requests are queued
 // again instead of failing.
 func orphaned(job *retentionv1.PurgeJob) bool {
-	if job.Labels[LabelCoalesced] != "true" || job.Status.Phase != PhaseStalled || job.Status.StartTime != nil {
+	if job.Labels[retentionv1.LabelCoalesced] != "true" || job.Status.Phase != retentionv1.PurgeJobStalled || job.Status.StartTime != nil {
 		return false
 	}
 	c := meta.FindStatusCondition(job.Status.Conditions, retentionv1.ConditionStalled)

@@ -126,9 +126,9 @@ func adaRequest(ns, name string) *retentionv1.DeletionRequest {
 	}
 }
 
-func waitRequest(t *testing.T, ns, name, phase string) *retentionv1.DeletionRequest {
+func waitRequest(t *testing.T, ns, name string, phase retentionv1.DeletionRequestPhase) *retentionv1.DeletionRequest {
 	t.Helper()
-	return waitFor(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, 90*time.Second, "phase "+phase,
+	return waitFor(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, 90*time.Second, "phase "+string(phase),
 		func(d *retentionv1.DeletionRequest) bool { return d.Status.Phase == phase })
 }
 
@@ -181,7 +181,7 @@ func TestDeletionRequestErasesTheSubjectEverywhereAndNobodyElse(t *testing.T) {
 	ordersBefore := count(t, conn, `SELECT count(*) FROM orders`)
 
 	create(t, adaRequest(ns, "ada"))
-	dr := waitRequest(t, ns, "ada", controllers.DRCompleted)
+	dr := waitRequest(t, ns, "ada", retentionv1.RequestCompleted)
 
 	for table, n := range adaLeft(t, conn) {
 		if n != 0 {
@@ -226,8 +226,8 @@ func TestDeletionRequestErasesTheSubjectEverywhereAndNobodyElse(t *testing.T) {
 	if sum, _ := controllers.ReceiptSHA256(r); sum != r.SHA256 {
 		t.Errorf("receipt sha256 %s does not match its content (%s)", r.SHA256, sum)
 	}
-	if !hasCondition(dr, retentionv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonErased) ||
-		!hasCondition(dr, controllers.ConditionDeadlineMet, metav1.ConditionTrue, controllers.ReasonAnsweredInTime) {
+	if !hasCondition(dr, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonErased) ||
+		!hasCondition(dr, retentionv1.ConditionDeadlineMet, metav1.ConditionTrue, retentionv1.ReasonAnsweredInTime) {
 		t.Errorf("conditions: %+v", dr.Status.Conditions)
 	}
 	// The ledger keeps digests of the identities, never the identities.
@@ -300,25 +300,25 @@ func TestDeletionRequestWaitsForTheReviewWindow(t *testing.T) {
 	dr := adaRequest(ns, "cancel")
 	dr.Spec.Reason = retentionv1.ReasonAccountCancellation // 48h by default
 	create(t, dr)
-	got := waitRequest(t, ns, "cancel", controllers.DRReviewing)
+	got := waitRequest(t, ns, "cancel", retentionv1.RequestReviewing)
 	if d := got.Status.NotBefore.Sub(got.CreationTimestamp.Time); d != 48*time.Hour {
 		t.Errorf("notBefore is %s after creation, want 48h", d)
 	}
 	if len(got.Status.Plan) != 6 {
 		t.Errorf("the plan must show before acting: %+v", got.Status.Plan)
 	}
-	if !hasCondition(got, controllers.ConditionReviewWindowPassed, metav1.ConditionFalse, controllers.ReasonInReview) || adaLeft(t, conn)["users"] != 1 {
+	if !hasCondition(got, retentionv1.ConditionReviewWindowPassed, metav1.ConditionFalse, retentionv1.ReasonInReview) || adaLeft(t, conn)["users"] != 1 {
 		t.Fatalf("acted inside the review window: %+v", got.Status.Conditions)
 	}
 	clock.shift(47 * time.Hour)
 	touch(t, got)
 	time.Sleep(time.Second)
-	if p := waitRequest(t, ns, "cancel", controllers.DRReviewing); adaLeft(t, conn)["users"] != 1 {
+	if p := waitRequest(t, ns, "cancel", retentionv1.RequestReviewing); adaLeft(t, conn)["users"] != 1 {
 		t.Fatalf("acted 47h into a 48h window: %s", p.Status.Phase)
 	}
 	clock.shift(2 * time.Hour)
 	touch(t, got)
-	waitRequest(t, ns, "cancel", controllers.DRCompleted)
+	waitRequest(t, ns, "cancel", retentionv1.RequestCompleted)
 	if adaLeft(t, conn)["users"] != 0 {
 		t.Error("not erased after the review window")
 	}
@@ -329,7 +329,7 @@ func TestDeletionRequestWaitsForTheReviewWindow(t *testing.T) {
 	minor.Spec.Reason = retentionv1.ReasonMinor
 	minor.Spec.Subject.IdentitiesSecretRef.Name = "grace"
 	create(t, minor)
-	m := waitRequest(t, ns, "minor", controllers.DRCompleted)
+	m := waitRequest(t, ns, "minor", retentionv1.RequestCompleted)
 	if !m.Status.NotBefore.Time.Equal(m.CreationTimestamp.Time) {
 		t.Errorf("a minor's request had a review window until %s", m.Status.NotBefore)
 	}
@@ -390,15 +390,15 @@ func TestDeletionRequestApprovalByAnotherAuthenticatedUser(t *testing.T) {
 	}
 	// Claiming to be someone else is refused.
 	forged := dr.DeepCopy()
-	forged.Annotations = map[string]string{controllers.AnnotationRequestedBy: "bob"}
+	forged.Annotations = map[string]string{retentionv1.AnnotationRequestedBy: "bob"}
 	if err := alice.Create(context.Background(), forged); err == nil {
 		t.Fatal("alice created a request claiming to be bob")
 	}
-	dr.Annotations = map[string]string{controllers.AnnotationRequestedBy: "alice"}
+	dr.Annotations = map[string]string{retentionv1.AnnotationRequestedBy: "alice"}
 	if err := alice.Create(context.Background(), dr); err != nil {
 		t.Fatal(err)
 	}
-	got := waitRequest(t, ns, "needs-approval", controllers.DRAwaitingApproval)
+	got := waitRequest(t, ns, "needs-approval", retentionv1.RequestAwaitingApproval)
 	if adaLeft(t, conn)["users"] != 1 {
 		t.Fatal("erased before approval")
 	}
@@ -409,17 +409,17 @@ func TestDeletionRequestApprovalByAnotherAuthenticatedUser(t *testing.T) {
 	}{{alice, "alice"}, {alice, "bob"}, {bob, "carol"}} {
 		patch := client.MergeFrom(got.DeepCopy())
 		attempt := got.DeepCopy()
-		attempt.Annotations[controllers.AnnotationApprovedBy] = c.as
+		attempt.Annotations[retentionv1.AnnotationApprovedBy] = c.as
 		if err := c.who.Patch(context.Background(), attempt, patch); err == nil {
 			t.Fatalf("approval as %q was accepted", c.as)
 		}
 	}
 	patch := client.MergeFrom(got.DeepCopy())
-	got.Annotations[controllers.AnnotationApprovedBy] = "bob"
+	got.Annotations[retentionv1.AnnotationApprovedBy] = "bob"
 	if err := bob.Patch(context.Background(), got, patch); err != nil {
 		t.Fatalf("bob's approval was refused: %v", err)
 	}
-	done := waitRequest(t, ns, "needs-approval", controllers.DRCompleted)
+	done := waitRequest(t, ns, "needs-approval", retentionv1.RequestCompleted)
 	if done.Status.ApprovedBy != "bob" || adaLeft(t, conn)["users"] != 0 {
 		t.Errorf("approvedBy %q; users left %d", done.Status.ApprovedBy, adaLeft(t, conn)["users"])
 	}
@@ -433,9 +433,9 @@ func TestDeletionRequestBlockedByLegalHoldUntilReleased(t *testing.T) {
 		Spec: retentionv1.LegalHoldSpec{Reason: "Case 99", SubjectsSecretRef: &retentionv1.SecretReference{Name: "held"}}}
 	create(t, hold)
 	create(t, adaRequest(ns, "ada"))
-	held := waitRequest(t, ns, "ada", controllers.DRHeld)
+	held := waitRequest(t, ns, "ada", retentionv1.RequestHeld)
 	if !hasCondition(held, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonLegalHold) ||
-		!strings.Contains(condition(held, controllers.ConditionHeld).Message, "case-99") {
+		!strings.Contains(condition(held, retentionv1.ConditionHeld).Message, "case-99") {
 		t.Fatalf("conditions: %+v", held.Status.Conditions)
 	}
 	if adaLeft(t, conn)["support_messages"] != 6 {
@@ -446,7 +446,7 @@ func TestDeletionRequestBlockedByLegalHoldUntilReleased(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), hold, patch); err != nil {
 		t.Fatal(err)
 	}
-	waitRequest(t, ns, "ada", controllers.DRCompleted)
+	waitRequest(t, ns, "ada", retentionv1.RequestCompleted)
 	if adaLeft(t, conn)["support_messages"] != 0 {
 		t.Error("not erased after the hold was released")
 	}
@@ -460,8 +460,8 @@ func TestDeletionRequestOverdueIsFlagged(t *testing.T) {
 	dr.Spec.Reason = retentionv1.ReasonAccountCancellation // in review for 48h
 	dr.Spec.Deadline = "24h"
 	create(t, dr)
-	got := waitRequest(t, ns, "late", controllers.DRReviewing)
-	if !hasCondition(got, controllers.ConditionDeadlineMet, metav1.ConditionTrue, controllers.ReasonOnTrack) {
+	got := waitRequest(t, ns, "late", retentionv1.RequestReviewing)
+	if !hasCondition(got, retentionv1.ConditionDeadlineMet, metav1.ConditionTrue, retentionv1.ReasonOnTrack) {
 		t.Fatalf("conditions: %+v", got.Status.Conditions)
 	}
 	left := testutil.ToFloat64(metrics.DeletionRequestDeadline.WithLabelValues(ns, "late"))
@@ -471,12 +471,12 @@ func TestDeletionRequestOverdueIsFlagged(t *testing.T) {
 	clock.shift(30 * time.Hour)
 	touch(t, got)
 	over := waitFor(t, got, 30*time.Second, "overdue", func(d *retentionv1.DeletionRequest) bool {
-		return hasCondition(d, controllers.ConditionDeadlineMet, metav1.ConditionFalse, controllers.ReasonOverdue)
+		return hasCondition(d, retentionv1.ConditionDeadlineMet, metav1.ConditionFalse, retentionv1.ReasonOverdue)
 	})
 	if v := testutil.ToFloat64(metrics.DeletionRequestDeadline.WithLabelValues(ns, "late")); v >= 0 {
 		t.Errorf("deadline metric = %.0f, want negative when overdue", v)
 	}
-	assertEvent(t, ns, "late", controllers.ReasonOverdue)
+	assertEvent(t, ns, "late", retentionv1.ReasonOverdue)
 	_ = over
 }
 
@@ -509,9 +509,9 @@ func TestDeletionRequestStopsBeforeLeavingRecordsIdentifiable(t *testing.T) {
 	// stops before changing anything, naming the field.
 	stopped := waitFor(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada"}}, 60*time.Second, "Stalled DatasetNotReady",
 		func(d *retentionv1.DeletionRequest) bool {
-			return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonDatasetNotReady)
+			return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonDatasetNotReady)
 		})
-	if c := condition(stopped, retentionv1.ConditionStalled); !strings.Contains(c.Message, "orders.user_id") || !strings.Contains(c.Message, controllers.ReasonInvalidAnonymization) {
+	if c := condition(stopped, retentionv1.ConditionStalled); !strings.Contains(c.Message, "orders.user_id") || !strings.Contains(c.Message, retentionv1.ReasonInvalidAnonymization) {
 		t.Errorf("Stalled: %q, want the field orders.user_id named", c.Message)
 	}
 	if after := adaLeft(t, conn); !maps.Equal(after, before) || len(stopped.Status.PurgeJobs) != 0 {
@@ -530,7 +530,7 @@ func TestDeletionRequestTTLRemovesTheRequestAndKeepsTheLedger(t *testing.T) {
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-owned", Labels: marked(),
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "DeletionRequest", Name: dr.Name, UID: dr.UID}}},
 		StringData: map[string]string{"user_id": adaID}})
-	done := waitRequest(t, ns, "short-lived", controllers.DRCompleted)
+	done := waitRequest(t, ns, "short-lived", retentionv1.RequestCompleted)
 	receipt := done.Status.Receipt
 
 	deadline := time.Now().Add(30 * time.Second)
@@ -576,9 +576,9 @@ func TestDeletionRequestApprovalRequiredByDataset(t *testing.T) {
 	create(t, adaRequest(ns, "anonymous"))
 	anon := waitFor(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "anonymous"}}, 90*time.Second,
 		"Stalled RequesterUnknown", func(d *retentionv1.DeletionRequest) bool {
-			return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonRequesterUnknown)
+			return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonRequesterUnknown)
 		})
-	if !hasCondition(anon, controllers.ConditionApproved, metav1.ConditionFalse, controllers.ReasonRequesterUnknown) {
+	if !hasCondition(anon, retentionv1.ConditionApproved, metav1.ConditionFalse, retentionv1.ReasonRequesterUnknown) {
 		t.Errorf("conditions: %+v", anon.Status.Conditions)
 	}
 
@@ -593,12 +593,12 @@ func TestDeletionRequestApprovalRequiredByDataset(t *testing.T) {
 		t.Fatal(err)
 	}
 	dr := adaRequest(ns, "opted-out")
-	dr.Annotations = map[string]string{controllers.AnnotationRequestedBy: "alice"}
+	dr.Annotations = map[string]string{retentionv1.AnnotationRequestedBy: "alice"}
 	if err := alice.Create(context.Background(), dr); err != nil {
 		t.Fatal(err)
 	}
-	got := waitRequest(t, ns, "opted-out", controllers.DRAwaitingApproval)
-	if !hasCondition(got, controllers.ConditionApproved, metav1.ConditionFalse, controllers.ReasonAwaitingApproval) {
+	got := waitRequest(t, ns, "opted-out", retentionv1.RequestAwaitingApproval)
+	if !hasCondition(got, retentionv1.ConditionApproved, metav1.ConditionFalse, retentionv1.ReasonAwaitingApproval) {
 		t.Errorf("conditions: %+v", got.Status.Conditions)
 	}
 	time.Sleep(time.Second)
@@ -606,11 +606,11 @@ func TestDeletionRequestApprovalRequiredByDataset(t *testing.T) {
 		t.Fatal("erased before approval, although the Dataset requires it")
 	}
 	approval := client.MergeFrom(got.DeepCopy())
-	got.Annotations[controllers.AnnotationApprovedBy] = "bob"
+	got.Annotations[retentionv1.AnnotationApprovedBy] = "bob"
 	if err := bob.Patch(context.Background(), got, approval); err != nil {
 		t.Fatal(err)
 	}
-	waitRequest(t, ns, "opted-out", controllers.DRCompleted)
+	waitRequest(t, ns, "opted-out", retentionv1.RequestCompleted)
 	if left := adaLeft(t, conn)["users"]; left != 0 {
 		t.Errorf("not erased after approval: %d users rows left", left)
 	}
@@ -626,15 +626,15 @@ func TestPurgeJobForgedForARequestIsIgnored(t *testing.T) {
 		StringData: map[string]string{"user_id": "nobody"}})
 	create(t, &retentionv1.PurgeJob{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged",
-			Labels:      map[string]string{controllers.LabelCoalesced: "true"},
-			Annotations: map[string]string{controllers.AnnotationDeletionRequests: "victim", controllers.AnnotationSignature: "v1:0000"}},
+			Labels:      map[string]string{retentionv1.LabelCoalesced: "true"},
+			Annotations: map[string]string{retentionv1.AnnotationDeletionRequests: "victim", retentionv1.AnnotationSignature: "v1:0000"}},
 		Spec: retentionv1.PurgeJobSpec{DatasetRef: retentionv1.LocalObjectReference{Name: "app"}, Mode: retentionv1.ModeDryRun,
 			SubjectsSecretRef: &retentionv1.SecretReference{Name: "forged"},
 			Operations:        []retentionv1.Operation{{Collection: "users", Action: retentionv1.ActionDelete, BySubject: true}}},
 	})
 	startManager(t, controllers.Options{CoalesceWindow: 100 * time.Millisecond})
 	create(t, adaRequest(ns, "victim"))
-	dr := waitRequest(t, ns, "victim", controllers.DRCompleted)
+	dr := waitRequest(t, ns, "victim", retentionv1.RequestCompleted)
 	if slices.Contains(dr.Status.PurgeJobs, "forged") {
 		t.Errorf("the request counted the forged job: %v", dr.Status.PurgeJobs)
 	}
@@ -643,8 +643,8 @@ func TestPurgeJobForgedForARequestIsIgnored(t *testing.T) {
 			t.Errorf("%d rows of the subject left in %s", n, table)
 		}
 	}
-	forged := waitPhase(t, ns, "forged", controllers.PhaseFailed)
-	if !hasCondition(forged, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonUnsignedPurgeJob) {
+	forged := waitPhase(t, ns, "forged", retentionv1.PurgeJobFailed)
+	if !hasCondition(forged, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonUnsignedPurgeJob) {
 		t.Errorf("forged job: %+v", forged.Status.Conditions)
 	}
 }

@@ -33,10 +33,6 @@ import (
 // <request>-subject (owned by the request, removed with it and by
 // ttlSecondsAfterFinished), never in status, events, logs or metrics.
 const (
-	ConditionIdentitiesDerived = holds.ConditionIdentitiesDerived
-	ReasonIdentitiesDerived    = "IdentitiesDerived"
-	ReasonDerivationLimit      = "DerivationLimit"
-	ReasonDerivationFailed     = "DerivationFailed"
 
 	// maxDerivedValues bounds the values derived for one identity type: more
 	// means the identity the request names is shared (a family's phone) and
@@ -155,9 +151,9 @@ func derivable(datasets []retentionv1.Dataset, given map[string]bool) map[string
 // derived once the erasure has been queued.
 func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.DeletionRequest, datasets []retentionv1.Dataset, identities map[string][]string) (map[string][]string, map[string]string, error) {
 	key := types.NamespacedName{Namespace: dr.Namespace, Name: subjectSecretName(dr)}
-	stored := meta.IsStatusConditionTrue(dr.Status.Conditions, ConditionIdentitiesDerived)
+	stored := meta.IsStatusConditionTrue(dr.Status.Conditions, retentionv1.ConditionIdentitiesDerived)
 	if !stored {
-		if dr.Status.Phase == DRQueued || dr.Status.Phase == DRRunning {
+		if dr.Status.Phase == retentionv1.RequestQueued || dr.Status.Phase == retentionv1.RequestRunning {
 			// Nothing was derived before the erasure started: the
 			// identities stay as they were, whatever the stores hold now.
 			return identities, map[string]string{}, nil
@@ -171,7 +167,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	switch err := r.APIReader.Get(ctx, key, &s); {
 	case err == nil:
 		if !ownedBy(&s, dr) {
-			return nil, nil, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s exists but is not owned by this request; Lethe keeps derived identities there", key.Name))
+			return nil, nil, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s exists but is not owned by this request; Lethe keeps derived identities there", key.Name))
 		}
 		out, how, err := mergeStored(identities, &s)
 		if err == nil {
@@ -181,7 +177,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	case !apierrors.IsNotFound(err):
 		return nil, nil, err
 	case stored:
-		return nil, nil, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s with the identities derived for this request is gone; recreate the request", key.Name))
+		return nil, nil, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s with the identities derived for this request is gone; recreate the request", key.Name))
 	}
 
 	out, how, _, err := r.deriveFromStores(ctx, datasets, identities, requestBounds)
@@ -195,7 +191,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	// Owned by the request from its creation: removed with it (garbage
 	// collector) and by ttlSecondsAfterFinished (expire).
 	s = corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{LabelDeletionRequest: dr.Name, retentionv1.LabelSecretConsent: "true"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: dr.Namespace, Name: key.Name, Labels: map[string]string{retentionv1.LabelDeletionRequest: dr.Name, retentionv1.LabelSecretConsent: "true"},
 			OwnerReferences: []metav1.OwnerReference{ownerReference(dr, "DeletionRequest")}},
 		Data: map[string][]byte{},
 	}
@@ -212,7 +208,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	}
 	kinds := slices.Sorted(maps.Keys(how))
 	markDerived(dr, how, key.Name)
-	r.Recorder.Eventf(dr, nil, "Normal", ReasonIdentitiesDerived, "Derive", "Derived identity types %s from the stores; kept in Secret %s", strings.Join(kinds, ", "), key.Name)
+	r.Recorder.Eventf(dr, nil, "Normal", retentionv1.ReasonIdentitiesDerived, "Derive", "Derived identity types %s from the stores; kept in Secret %s", strings.Join(kinds, ", "), key.Name)
 	log.FromContext(ctx).Info("Derived identities", "subject", digest.Short(dr.Status.SubjectDigest), "types", kinds)
 	return out, how, nil
 }
@@ -273,7 +269,7 @@ func (r *Deps) deriveFromStores(ctx context.Context, datasets []retentionv1.Data
 		}
 		dc, err := engine.ToDriver(storeTypes[l.ds.Name], l.c)
 		if err != nil {
-			return false, stalled(ReasonDerivationFailed, fmt.Sprintf("Deriving identities from collection %s of Dataset %s: %v", l.c.Name, l.ds.Name, err))
+			return false, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Deriving identities from collection %s of Dataset %s: %v", l.c.Name, l.ds.Name, err))
 		}
 		in := map[string][]string{}
 		for _, t := range from {
@@ -282,7 +278,7 @@ func (r *Deps) deriveFromStores(ctx context.Context, datasets []retentionv1.Data
 		vals, err := lk.Lookup(ctx, dc, in, want, bounds.max+1)
 		switch {
 		case errors.Is(err, datastore.ErrInvalid) || errors.Is(err, datastore.ErrNotFound):
-			return false, stalled(ReasonDerivationFailed, fmt.Sprintf("Deriving %s from collection %s of Dataset %s: %v", want, l.c.Name, l.ds.Name, err))
+			return false, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Deriving %s from collection %s of Dataset %s: %v", want, l.c.Name, l.ds.Name, err))
 		case err != nil:
 			return false, fmt.Errorf("deriving %s from collection %s of Dataset %s: %w", want, l.c.Name, l.ds.Name, err)
 		}
@@ -295,7 +291,7 @@ func (r *Deps) deriveFromStores(ctx context.Context, datasets []retentionv1.Data
 		}
 		merged, over := mergeDerived(derived[want], vals, placeholder, bounds.max)
 		if over && bounds.stop {
-			return false, stalled(ReasonDerivationLimit, fmt.Sprintf("Deriving identities found more than %d values of type %s (from %s via collection %s of Dataset %s): the identity the request names is shared by several subjects; name the subject's identities explicitly in a new request",
+			return false, stalled(retentionv1.ReasonDerivationLimit, fmt.Sprintf("Deriving identities found more than %d values of type %s (from %s via collection %s of Dataset %s): the identity the request names is shared by several subjects; name the subject's identities explicitly in a new request",
 				bounds.max, want, strings.Join(from, ", "), l.c.Name, l.ds.Name))
 		}
 		if over {
@@ -392,7 +388,7 @@ func markDerived(dr *retentionv1.DeletionRequest, how map[string]string, secret 
 	for _, t := range slices.Sorted(maps.Keys(how)) {
 		parts = append(parts, t+" from "+how[t])
 	}
-	retentionv1.SetCondition(dr, ConditionIdentitiesDerived, metav1.ConditionTrue, ReasonIdentitiesDerived,
+	retentionv1.SetCondition(dr, retentionv1.ConditionIdentitiesDerived, metav1.ConditionTrue, retentionv1.ReasonIdentitiesDerived,
 		fmt.Sprintf("Derived %s; the values are kept in Secret %s", strings.Join(parts, "; "), secret))
 }
 
@@ -413,7 +409,7 @@ func (r *DeletionRequestReconciler) derivationNeeded(ctx context.Context, dr *re
 	}
 	now := r.now()
 	for i := range list.Items {
-		if holds.HasSubjects(&list.Items[i]) && holds.Phase(&list.Items[i], now) == holds.PhaseActive {
+		if holds.HasSubjects(&list.Items[i]) && holds.Phase(&list.Items[i], now) == retentionv1.HoldActive {
 			return true, nil
 		}
 	}
@@ -451,7 +447,7 @@ func mergeStored(identities map[string][]string, s *corev1.Secret) (map[string][
 	how := map[string]string{}
 	if a := s.Annotations[annotationDerivedFrom]; a != "" {
 		if err := json.Unmarshal([]byte(a), &how); err != nil {
-			return nil, nil, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s: annotation %s is not valid JSON", s.Name, annotationDerivedFrom))
+			return nil, nil, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s: annotation %s is not valid JSON", s.Name, annotationDerivedFrom))
 		}
 	}
 	out := map[string][]string{}
@@ -489,7 +485,7 @@ func unvalidated(datasets []retentionv1.Dataset) string {
 			return ds.Name
 		}
 		switch c.Reason {
-		case ReasonValidated, ReasonCollectionNotFound, ReasonFieldNotFound, ReasonPrimaryKeyNotUnique, ReasonInvalidAnonymization, retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound:
+		case retentionv1.ReasonValidated, retentionv1.ReasonCollectionNotFound, retentionv1.ReasonFieldNotFound, retentionv1.ReasonPrimaryKeyNotUnique, retentionv1.ReasonInvalidAnonymization, retentionv1.ReasonInvalidSpec, retentionv1.ReasonSecretNotFound:
 		default:
 			return ds.Name
 		}
@@ -518,7 +514,7 @@ func (r *DeletionRequestReconciler) ledgerIdentities(ctx context.Context, dr *re
 	if err != nil {
 		return nil, err
 	}
-	if !meta.IsStatusConditionTrue(dr.Status.Conditions, ConditionIdentitiesDerived) {
+	if !meta.IsStatusConditionTrue(dr.Status.Conditions, retentionv1.ConditionIdentitiesDerived) {
 		return identities, nil
 	}
 	var s corev1.Secret

@@ -103,7 +103,7 @@ func TestDeletionRequestDerivesIdentitiesAndFollowsForeignKeys(t *testing.T) {
 	review.Spec.ReviewWindow = ptr(retentionv1.WaitDuration("48h"))
 	create(t, review)
 	r := waitFor(t, review, 60*time.Second, "a plan with the derivable collections", func(d *retentionv1.DeletionRequest) bool {
-		return d.Status.Phase == controllers.DRReviewing && len(d.Status.Plan) == 4
+		return d.Status.Phase == retentionv1.RequestReviewing && len(d.Status.Plan) == 4
 	})
 	via := map[string]string{}
 	for _, p := range r.Status.Plan {
@@ -118,7 +118,7 @@ func TestDeletionRequestDerivesIdentitiesAndFollowsForeignKeys(t *testing.T) {
 	}
 
 	create(t, emailRequest(ns, "ada"))
-	dr := waitRequest(t, ns, "ada", controllers.DRCompleted)
+	dr := waitRequest(t, ns, "ada", retentionv1.RequestCompleted)
 
 	if left := graphSnapshot(t, conn, rc, adaID); left["users"]+left["orders"]+left["order_items"]+left["sessions"] != 0 {
 		t.Errorf("left of the subject: %v", left)
@@ -166,8 +166,8 @@ func TestDeletionRequestHeldThroughDerivedIdentity(t *testing.T) {
 		Spec: retentionv1.LegalHoldSpec{Reason: "Case 7", SubjectsSecretRef: &retentionv1.SecretReference{Name: "held"}}}
 	create(t, hold)
 	create(t, emailRequest(ns, "ada"))
-	held := waitRequest(t, ns, "ada", controllers.DRHeld)
-	if c := condition(held, controllers.ConditionHeld); c == nil || !strings.Contains(c.Message, "case-7") {
+	held := waitRequest(t, ns, "ada", retentionv1.RequestHeld)
+	if c := condition(held, retentionv1.ConditionHeld); c == nil || !strings.Contains(c.Message, "case-7") {
 		t.Fatalf("conditions: %+v", held.Status.Conditions)
 	}
 	time.Sleep(time.Second)
@@ -179,7 +179,7 @@ func TestDeletionRequestHeldThroughDerivedIdentity(t *testing.T) {
 	if err := env.Client.Patch(context.Background(), hold, patch); err != nil {
 		t.Fatal(err)
 	}
-	waitRequest(t, ns, "ada", controllers.DRCompleted)
+	waitRequest(t, ns, "ada", retentionv1.RequestCompleted)
 	if left := graphSnapshot(t, conn, rc, adaID); left["users"]+left["orders"]+left["order_items"]+left["sessions"] != 0 {
 		t.Errorf("not erased after the hold was released: %v", left)
 	}
@@ -209,7 +209,7 @@ func TestDeletionRequestStopsWhenDerivationIsTooBroad(t *testing.T) {
 	dr.Spec.Subject.IdentitiesSecretRef.Name = "by-phone"
 	create(t, dr)
 	got := waitFor(t, dr, 60*time.Second, "Stalled DerivationLimit", func(d *retentionv1.DeletionRequest) bool {
-		return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonDerivationLimit)
+		return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonDerivationLimit)
 	})
 	time.Sleep(time.Second)
 	if left := graphSnapshot(t, conn, rc, adaID); left["users"] != 1 || left["orders"] != 3 || left["sessions"] != 2 {

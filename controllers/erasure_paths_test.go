@@ -80,7 +80,7 @@ func TestErasureFollowsEveryOwningPath(t *testing.T) {
 	alan := rows(t, conn, `SELECT a.* FROM addresses a WHERE line LIKE 'alan%'`)
 
 	create(t, emailSubject(ns, "ada", "ada@example.org"))
-	dr := waitRequest(t, ns, "ada", controllers.DRCompleted)
+	dr := waitRequest(t, ns, "ada", retentionv1.RequestCompleted)
 	for _, p := range dr.Status.Plan {
 		if p.Collection == "addresses" && strings.Count(p.Via, " | ") != 2 {
 			t.Errorf("addresses planned via %q, want all three paths", p.Via)
@@ -144,7 +144,7 @@ func TestSupplierWhoseQuotesOthersOrdered(t *testing.T) {
 				return meta.IsStatusConditionTrue(d.Status.Conditions, retentionv1.ConditionStalled)
 			})
 		c := meta.FindStatusCondition(dr.Status.Conditions, retentionv1.ConditionStalled)
-		if c.Reason != controllers.ReasonReferencedOutsideErasure || !strings.Contains(c.Message, "orders_quote_id_fkey") || !strings.Contains(c.Message, "1 records of public.orders") {
+		if c.Reason != retentionv1.ReasonReferencedOutsideErasure || !strings.Contains(c.Message, "orders_quote_id_fkey") || !strings.Contains(c.Message, "1 records of public.orders") {
 			t.Errorf("%s: Stalled %s %q, want ReferencedOutsideErasure naming orders_quote_id_fkey", name, c.Reason, c.Message)
 		}
 		if len(dr.Status.PurgeJobs) != 0 || len(dr.Status.Plan) != 4 {
@@ -159,7 +159,7 @@ func TestSupplierWhoseQuotesOthersOrdered(t *testing.T) {
 	updateDataset(t, ns, ds.Name, ds, func(d *retentionv1.Dataset) {
 		d.Spec.Collections[1].WhenReferenced = retentionv1.WhenReferencedAnonymize
 	})
-	dr := waitRequest(t, ns, "supplier", controllers.DRCompleted)
+	dr := waitRequest(t, ns, "supplier", retentionv1.RequestCompleted)
 	for _, p := range dr.Status.Plan {
 		if p.Collection == "quotes" && (p.Action != retentionv1.ActionAnonymize || !strings.Contains(p.Fallback, "orders_quote_id_fkey")) {
 			t.Errorf("quotes planned %s, fallback %q", p.Action, p.Fallback)
@@ -207,7 +207,7 @@ func TestDatasetRefusesAnonymizationThatCannotWork(t *testing.T) {
 			return c != nil && c.ObservedGeneration == d.Generation && c.Reason != retentionv1.ReasonProgressing && c.Reason != "DataStoreNotReady"
 		})
 		c := meta.FindStatusCondition(d.Status.Conditions, retentionv1.ConditionReady)
-		if c.Status != metav1.ConditionFalse || c.Reason != controllers.ReasonInvalidAnonymization || !strings.Contains(c.Message, tc.want) {
+		if c.Status != metav1.ConditionFalse || c.Reason != retentionv1.ReasonInvalidAnonymization || !strings.Contains(c.Message, tc.want) {
 			t.Errorf("%s: Ready=%s %s %q, want False InvalidAnonymization naming %q", name, c.Status, c.Reason, c.Message, tc.want)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,9 +46,6 @@ type ledgerAppend struct {
 	done                      chan error
 }
 
-// LabelLedger marks the ConfigMaps of the erasure ledger.
-const LabelLedger = "retention.lethe.dev/ledger"
-
 // maxShardBytes is how full a ledger ConfigMap gets before the next is
 // started: about 370 lines. Every append rewrites its whole shard (the API
 // server decodes it and etcd keeps a revision of all of it until
@@ -63,13 +62,15 @@ func NewLedger(c client.Client, r client.Reader) *Ledger {
 // LedgerDay is the ledger day of a completion time.
 func LedgerDay(at time.Time) string { return at.UTC().Format("20060102") }
 
-func shardName(day string, n int) string { return fmt.Sprintf("%s-%s-%d", LedgerConfigMap, day, n) }
+func shardName(day string, n int) string {
+	return fmt.Sprintf("%s-%s-%d", retentionv1.LedgerConfigMap, day, n)
+}
 
 // LedgerLine finds the ledger line of a request in its namespace ("" when
 // there is none): the check a restored backup is compared against.
 func LedgerLine(ctx context.Context, r client.Reader, namespace, request string) (string, error) {
 	var list corev1.ConfigMapList
-	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{LabelLedger: "true"}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{retentionv1.LabelLedger: "true"}); err != nil {
 		return "", err
 	}
 	for _, cm := range list.Items {
@@ -193,7 +194,7 @@ func (l *Ledger) shard(ctx context.Context, key types.NamespacedName, size int) 
 		n = shardIndex(cm.Name) + 1
 	}
 	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: shardName(key.Name, n),
-		Labels: map[string]string{"app.kubernetes.io/managed-by": "lethe", LabelLedger: "true"}}, Data: map[string]string{}}, nil
+		Labels: map[string]string{"app.kubernetes.io/managed-by": "lethe", retentionv1.LabelLedger: "true"}}, Data: map[string]string{}}, nil
 }
 
 // lastShard reads the highest-numbered shard of a namespace's day (key.Name
@@ -201,10 +202,10 @@ func (l *Ledger) shard(ctx context.Context, key types.NamespacedName, size int) 
 func (l *Ledger) lastShard(ctx context.Context, key types.NamespacedName) (*corev1.ConfigMap, error) {
 	var names metav1.PartialObjectMetadataList
 	names.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
-	if err := l.Reader.List(ctx, &names, client.InNamespace(key.Namespace), client.MatchingLabels{LabelLedger: "true"}); err != nil {
+	if err := l.Reader.List(ctx, &names, client.InNamespace(key.Namespace), client.MatchingLabels{retentionv1.LabelLedger: "true"}); err != nil {
 		return nil, err
 	}
-	prefix, last := fmt.Sprintf("%s-%s-", LedgerConfigMap, key.Name), -1
+	prefix, last := fmt.Sprintf("%s-%s-", retentionv1.LedgerConfigMap, key.Name), -1
 	for _, m := range names.Items {
 		if strings.HasPrefix(m.Name, prefix) && shardIndex(m.Name) > last {
 			last = shardIndex(m.Name)

@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 )
 
 // A day's ledger fills one shard after another, never past its size, and a
@@ -43,7 +45,7 @@ func TestLedgerRollsShardsAndResumesInTheLastOne(t *testing.T) {
 	}
 
 	var list corev1.ConfigMapList
-	if err := c.List(ctx, &list, client.InNamespace("ns"), client.MatchingLabels{LabelLedger: "true"}); err != nil {
+	if err := c.List(ctx, &list, client.InNamespace("ns"), client.MatchingLabels{retentionv1.LabelLedger: "true"}); err != nil {
 		t.Fatal(err)
 	}
 	keys := 0

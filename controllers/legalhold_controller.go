@@ -29,12 +29,6 @@ import (
 
 // LegalHold condition type and reasons. A hold that has ended is still
 // Ready (its status is current); the Active condition says whether it holds.
-const (
-	ConditionActive = "Active"
-	ReasonActive    = holds.PhaseActive
-	ReasonExpired   = holds.PhaseExpired
-	ReasonReleased  = holds.PhaseReleased
-)
 
 // maxBlocking bounds status.blocking; the Active condition's message gives
 // the full count.
@@ -116,7 +110,7 @@ func requestHeldChanged() predicate.Predicate {
 func heldOps(job *retentionv1.PurgeJob) int {
 	n := 0
 	for _, st := range job.Status.Operations {
-		if st.Phase == PhaseHeld {
+		if st.Phase == retentionv1.OperationHeld {
 			n++
 		}
 	}
@@ -143,7 +137,7 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	before := h.DeepCopy()
 	now := r.now()
 	phase := holds.Phase(&h, now)
-	active := phase == holds.PhaseActive
+	active := phase == retentionv1.HoldActive
 	h.Status.ObservedGeneration = h.Generation
 	h.Status.Phase = phase
 
@@ -151,7 +145,7 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	// the hold is active (the engine then refuses to run jobs in its scope).
 	named, err := holds.Named(ctx, r.APIReader, &h)
 	if errors.Is(err, holds.ErrInvalidSubject) {
-		err = stalled(ReasonInvalidIdentity, strings.TrimPrefix(err.Error(), holds.ErrInvalidSubject.Error()+": "))
+		err = stalled(retentionv1.ReasonInvalidIdentity, strings.TrimPrefix(err.Error(), holds.ErrInvalidSubject.Error()+": "))
 	} else if err == nil {
 		err = checkHeld(named)
 	}
@@ -211,7 +205,7 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	var result reconcile.Result
 	switch {
 	case active:
-		retentionv1.SetCondition(&h, ConditionActive, metav1.ConditionTrue, ReasonActive, activeMessage(&h, total))
+		retentionv1.SetCondition(&h, retentionv1.ConditionActive, metav1.ConditionTrue, retentionv1.ReasonActive, activeMessage(&h, total))
 		result.RequeueAfter = r.recheckInterval()
 		if refresh > 0 {
 			result.RequeueAfter = min(result.RequeueAfter, refresh)
@@ -220,11 +214,11 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			// Wake up when it expires, so the phase flips on time.
 			result.RequeueAfter = min(result.RequeueAfter, h.Spec.ExpiresAt.Sub(now)+50*time.Millisecond)
 		}
-	case phase == holds.PhaseExpired:
-		retentionv1.SetCondition(&h, ConditionActive, metav1.ConditionFalse, ReasonExpired,
+	case phase == retentionv1.HoldExpired:
+		retentionv1.SetCondition(&h, retentionv1.ConditionActive, metav1.ConditionFalse, retentionv1.ReasonExpired,
 			fmt.Sprintf("The hold expired at %s", h.Spec.ExpiresAt.UTC().Format(time.RFC3339)))
 	default:
-		retentionv1.SetCondition(&h, ConditionActive, metav1.ConditionFalse, ReasonReleased, "The hold was released")
+		retentionv1.SetCondition(&h, retentionv1.ConditionActive, metav1.ConditionFalse, retentionv1.ReasonReleased, "The hold was released")
 	}
 	switch {
 	case bad.reason != "" && active:
@@ -238,12 +232,12 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		// The hold still holds its named identities and those derived
 		// before; the stores are read again after the recheck interval.
 		msg := derivationStalled.msg + "; the hold holds the identities it names and those derived before"
-		retentionv1.SetCondition(&h, ConditionIdentitiesDerived, metav1.ConditionFalse, derivationStalled.reason, msg)
+		retentionv1.SetCondition(&h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionFalse, derivationStalled.reason, msg)
 		retentionv1.MarkStalled(&h, derivationStalled.reason, msg)
 		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
 	default:
-		msg := fmt.Sprintf("The hold is %s", strings.ToLower(phase))
-		retentionv1.MarkReady(&h, phase, msg)
+		msg := fmt.Sprintf("The hold is %s", strings.ToLower(string(phase)))
+		retentionv1.MarkReady(&h, string(phase), msg)
 	}
 	return r.save(ctx, before, &h, result)
 }
@@ -254,7 +248,7 @@ func checkHeld(subjects map[string][]string) error {
 	for t, vs := range subjects {
 		for _, v := range vs {
 			if err := checkIdentity(t, v); err != nil {
-				return stalled(ReasonInvalidIdentity, "subjects: "+err.Error())
+				return stalled(retentionv1.ReasonInvalidIdentity, "subjects: "+err.Error())
 			}
 		}
 	}
@@ -300,7 +294,7 @@ func (r *LegalHoldReconciler) blocking(ctx context.Context, h *retentionv1.Legal
 		return nil, 0, fmt.Errorf("listing DeletionRequests: %w", err)
 	}
 	for _, dr := range requests.Items {
-		if dr.Status.Phase == DRHeld && slices.Contains(dr.Status.HeldBy, h.Name) && dr.DeletionTimestamp.IsZero() {
+		if dr.Status.Phase == retentionv1.RequestHeld && slices.Contains(dr.Status.HeldBy, h.Name) && dr.DeletionTimestamp.IsZero() {
 			out = append(out, "DeletionRequest/"+dr.Name)
 		}
 	}
@@ -341,7 +335,7 @@ func (r *LegalHoldReconciler) blocking(ctx context.Context, h *retentionv1.Legal
 			if k < len(job.Status.Operations) {
 				st = job.Status.Operations[k]
 			}
-			blocked := st.Phase == PhaseHeld && !holds.HasSubjects(h)
+			blocked := st.Phase == retentionv1.OperationHeld && !holds.HasSubjects(h)
 			kept := st.Held > 0 && holds.HasSubjects(h)
 			if !unfinished && !blocked && !kept {
 				continue
@@ -419,10 +413,10 @@ func (r *LegalHoldReconciler) save(ctx context.Context, before, h *retentionv1.L
 	}
 	if h.Status.Phase != before.Status.Phase {
 		msg := "The hold is active"
-		if c := findCondition(h.Status.Conditions, ConditionActive); c != nil {
+		if c := findCondition(h.Status.Conditions, retentionv1.ConditionActive); c != nil {
 			msg = c.Message
 		}
-		r.Recorder.Eventf(h, nil, "Normal", h.Status.Phase, "Hold", "%s", msg)
+		r.Recorder.Eventf(h, nil, "Normal", string(h.Status.Phase), "Hold", "%s", msg)
 		log.FromContext(ctx).Info("LegalHold phase changed", "phase", h.Status.Phase, "subjects", h.Status.Subjects)
 	}
 	if was, now := findCondition(before.Status.Conditions, retentionv1.ConditionStalled), findCondition(h.Status.Conditions, retentionv1.ConditionStalled); now != nil && was == nil {

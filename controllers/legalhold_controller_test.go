@@ -15,17 +15,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
-	"github.com/lethe-dev/lethe/controllers"
 )
 
 func holdKey(ns, name string) *retentionv1.LegalHold {
 	return &retentionv1.LegalHold{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 }
 
-func holdIn(phase string) func(*retentionv1.LegalHold) bool {
+func holdIn(phase retentionv1.LegalHoldPhase) func(*retentionv1.LegalHold) bool {
 	return func(h *retentionv1.LegalHold) bool {
 		return h.Status.Phase == phase && h.Status.ObservedGeneration == h.Generation &&
-			hasCondition(h, retentionv1.ConditionReady, metav1.ConditionTrue, phase)
+			hasCondition(h, retentionv1.ConditionReady, metav1.ConditionTrue, string(phase))
 	}
 }
 
@@ -42,7 +41,7 @@ func TestLegalHoldExpiresOnTime(t *testing.T) {
 		},
 	})
 	h := waitFor(t, holdKey(ns, "case-1"), 10*time.Second, "phase Active", holdIn("Active"))
-	if h.Status.Subjects != 2 || !hasCondition(h, controllers.ConditionActive, metav1.ConditionTrue, controllers.ReasonActive) {
+	if h.Status.Subjects != 2 || !hasCondition(h, retentionv1.ConditionActive, metav1.ConditionTrue, retentionv1.ReasonActive) {
 		t.Errorf("active hold: subjects %d, conditions %+v", h.Status.Subjects, h.Status.Conditions)
 	}
 	h = waitFor(t, holdKey(ns, "case-1"), 10*time.Second, "phase Expired", holdIn("Expired"))
@@ -52,7 +51,7 @@ func TestLegalHoldExpiresOnTime(t *testing.T) {
 	} else if late := now.Sub(expires); late > 3*time.Second {
 		t.Errorf("phase flipped %s after expiresAt", late)
 	}
-	if !hasCondition(h, controllers.ConditionActive, metav1.ConditionFalse, controllers.ReasonExpired) ||
+	if !hasCondition(h, retentionv1.ConditionActive, metav1.ConditionFalse, retentionv1.ReasonExpired) ||
 		condition(h, retentionv1.ConditionStalled) != nil || condition(h, retentionv1.ConditionReconciling) != nil {
 		t.Errorf("expired hold conditions: %+v", h.Status.Conditions)
 	}
@@ -78,7 +77,7 @@ func TestLegalHoldReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	h = waitFor(t, holdKey(ns, "case-2"), 10*time.Second, "phase Released", holdIn("Released"))
-	if !hasCondition(h, controllers.ConditionActive, metav1.ConditionFalse, controllers.ReasonReleased) {
+	if !hasCondition(h, retentionv1.ConditionActive, metav1.ConditionFalse, retentionv1.ReasonReleased) {
 		t.Errorf("released hold conditions: %+v", h.Status.Conditions)
 	}
 	assertEvent(t, ns, "case-2", "Released")
@@ -117,7 +116,7 @@ func TestLegalHoldMissingSecretStalls(t *testing.T) {
 	})
 	// The hold still holds: a missing Secret never lets data go.
 	if h.Status.Phase != "Active" || !hasCondition(h, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonSecretNotFound) ||
-		!hasCondition(h, controllers.ConditionActive, metav1.ConditionTrue, controllers.ReasonActive) {
+		!hasCondition(h, retentionv1.ConditionActive, metav1.ConditionTrue, retentionv1.ReasonActive) {
 		t.Errorf("stalled hold: phase %s, conditions %+v", h.Status.Phase, h.Status.Conditions)
 	}
 	create(t, &corev1.Secret{
@@ -157,7 +156,7 @@ func TestLegalHoldListsWhatItBlocks(t *testing.T) {
 			},
 		}
 	}
-	setStatus := func(j *retentionv1.PurgeJob, phase, opPhase string) {
+	setStatus := func(j *retentionv1.PurgeJob, phase, opPhase retentionv1.PurgeJobPhase) {
 		t.Helper()
 		j.Status.Phase = phase
 		j.Status.Operations = []retentionv1.OperationStatus{{Collection: string(j.Spec.Operations[0].Collection), Phase: opPhase}}
@@ -175,10 +174,10 @@ func TestLegalHoldListsWhatItBlocks(t *testing.T) {
 	create(t, other)
 	held := job("held-orders", "orders")
 	create(t, held)
-	setStatus(held, controllers.PhaseSucceeded, controllers.PhaseHeld)
+	setStatus(held, retentionv1.PurgeJobSucceeded, retentionv1.OperationHeld)
 	done := job("done-orders", "orders")
 	create(t, done)
-	setStatus(done, controllers.PhaseSucceeded, controllers.PhaseSucceeded)
+	setStatus(done, retentionv1.PurgeJobSucceeded, retentionv1.PurgeJobSucceeded)
 
 	create(t, &retentionv1.LegalHold{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders-hold"},
@@ -190,7 +189,7 @@ func TestLegalHoldListsWhatItBlocks(t *testing.T) {
 	})
 
 	// The pending job finishes: the watch on PurgeJobs refreshes the list.
-	setStatus(pending, controllers.PhaseSucceeded, controllers.PhaseSucceeded)
+	setStatus(pending, retentionv1.PurgeJobSucceeded, retentionv1.PurgeJobSucceeded)
 	waitFor(t, holdKey(ns, "orders-hold"), 10*time.Second, "blocking only the held job", func(h *retentionv1.LegalHold) bool {
 		return slices.Equal(h.Status.Blocking, []string{"PurgeJob/held-orders"})
 	})

@@ -42,8 +42,6 @@ const (
 	maxHoldDerivedValues = 1000
 	maxHoldDerivedBytes  = 512 << 10 // a Secret holds at most 1 MiB
 
-	ReasonNothingDerived = "NothingDerived"
-
 	// annotationDerivedInputs on the hold's Secret is a keyed digest of
 	// what the derivation read (the named identities, the Datasets'
 	// generations); annotationDerivedAt is when it ran. The stores are read
@@ -85,7 +83,7 @@ func (r *LegalHoldReconciler) derive(ctx context.Context, h *retentionv1.LegalHo
 	case err != nil:
 		return 0, err
 	case !holds.OwnedBy(&s, h):
-		return 0, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s exists but is not owned by this hold; Lethe keeps the hold's derived identities there", key.Name))
+		return 0, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s exists but is not owned by this hold; Lethe keeps the hold's derived identities there", key.Name))
 	}
 
 	if len(derivable(datasets, identityTypes(named))) == 0 {
@@ -96,7 +94,7 @@ func (r *LegalHoldReconciler) derive(ctx context.Context, h *retentionv1.LegalHo
 			}
 		}
 		h.Status.Derived = 0
-		retentionv1.SetCondition(h, ConditionIdentitiesDerived, metav1.ConditionFalse, ReasonNothingDerived,
+		retentionv1.SetCondition(h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionFalse, retentionv1.ReasonNothingDerived,
 			"No Dataset in scope links the held identity types to others; nothing to derive")
 		return 0, nil
 	}
@@ -183,15 +181,15 @@ func (r *LegalHoldReconciler) reportDerivation(ctx context.Context, h *retention
 	if total == 0 {
 		status = metav1.ConditionFalse
 	}
-	was := findCondition(h.Status.Conditions, ConditionIdentitiesDerived)
-	retentionv1.SetCondition(h, ConditionIdentitiesDerived, status, reason, msg)
+	was := findCondition(h.Status.Conditions, retentionv1.ConditionIdentitiesDerived)
+	retentionv1.SetCondition(h, retentionv1.ConditionIdentitiesDerived, status, reason, msg)
 	if was != nil && was.Reason == reason && was.Message == msg {
 		return
 	}
 	kinds := slices.Sorted(maps.Keys(d.counts))
 	if total > 0 {
 		eventType := "Normal"
-		if reason == ReasonDerivationLimit {
+		if reason == retentionv1.ReasonDerivationLimit {
 			eventType = "Warning"
 		}
 		r.Recorder.Eventf(h, nil, eventType, reason, "Derive", "%s", msg)
@@ -219,14 +217,14 @@ func derivationMessage(d holdDerivation, secret string) (reason, msg string) {
 		parts = append(parts, part)
 	}
 	if len(parts) == 0 {
-		return ReasonNothingDerived, "The stores hold no further identities of the held subjects"
+		return retentionv1.ReasonNothingDerived, "The stores hold no further identities of the held subjects"
 	}
 	msg = fmt.Sprintf("Holding derived identities too: %s; the values are kept in Secret %s", strings.Join(parts, "; "), secret)
 	if len(d.truncated) > 0 {
-		return ReasonDerivationLimit, msg + fmt.Sprintf(". More values of %s were found than one Secret keeps (%d per type, %d KiB in all): those beyond are not held by derivation; name them in the hold",
+		return retentionv1.ReasonDerivationLimit, msg + fmt.Sprintf(". More values of %s were found than one Secret keeps (%d per type, %d KiB in all): those beyond are not held by derivation; name them in the hold",
 			strings.Join(d.truncated, ", "), maxHoldDerivedValues, maxHoldDerivedBytes>>10)
 	}
-	return ReasonIdentitiesDerived, msg
+	return retentionv1.ReasonIdentitiesDerived, msg
 }
 
 // storedDerivation reads what a hold's Secret says was derived (types,
@@ -235,7 +233,7 @@ func storedDerivation(s *corev1.Secret) (holdDerivation, error) {
 	d := holdDerivation{how: map[string]string{}, counts: map[string]int{}}
 	if a := s.Annotations[annotationDerivedFrom]; a != "" {
 		if err := json.Unmarshal([]byte(a), &d.how); err != nil {
-			return d, stalled(ReasonDerivationFailed, fmt.Sprintf("Secret %s: annotation %s is not valid JSON", s.Name, annotationDerivedFrom))
+			return d, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s: annotation %s is not valid JSON", s.Name, annotationDerivedFrom))
 		}
 	}
 	for t, v := range s.Data {
@@ -323,8 +321,8 @@ func (r *LegalHoldReconciler) forgetDerived(ctx context.Context, h *retentionv1.
 		}
 	}
 	h.Status.Derived = 0
-	if findCondition(h.Status.Conditions, ConditionIdentitiesDerived) != nil {
-		retentionv1.SetCondition(h, ConditionIdentitiesDerived, metav1.ConditionFalse, h.Status.Phase,
+	if findCondition(h.Status.Conditions, retentionv1.ConditionIdentitiesDerived) != nil {
+		retentionv1.SetCondition(h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionFalse, string(h.Status.Phase),
 			"The hold has ended; its derived identities were removed")
 	}
 	return nil

@@ -69,14 +69,14 @@ func TestDerivedSecretData(t *testing.T) {
 func TestDerivationMessage(t *testing.T) {
 	d := holdDerivation{how: map[string]string{"email": "user_id via users"}, counts: map[string]int{"email": 1}}
 	reason, msg := derivationMessage(d, "case-21-derived")
-	if reason != ReasonIdentitiesDerived || msg != "Holding derived identities too: email (1 value) from user_id via users; the values are kept in Secret case-21-derived" {
+	if reason != retentionv1.ReasonIdentitiesDerived || msg != "Holding derived identities too: email (1 value) from user_id via users; the values are kept in Secret case-21-derived" {
 		t.Errorf("%s: %q", reason, msg)
 	}
 	d.counts["email"], d.truncated = maxHoldDerivedValues, []string{"email"}
-	if reason, msg = derivationMessage(d, "x"); reason != ReasonDerivationLimit || !strings.Contains(msg, "More values of email") {
+	if reason, msg = derivationMessage(d, "x"); reason != retentionv1.ReasonDerivationLimit || !strings.Contains(msg, "More values of email") {
 		t.Errorf("%s: %q", reason, msg)
 	}
-	if reason, _ = derivationMessage(holdDerivation{}, "x"); reason != ReasonNothingDerived {
+	if reason, _ = derivationMessage(holdDerivation{}, "x"); reason != retentionv1.ReasonNothingDerived {
 		t.Errorf("nothing derived: %s", reason)
 	}
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{

@@ -166,9 +166,9 @@ func TestLegalHoldOnUserIDKeepsEmailKeyedRowsInRetentionRuns(t *testing.T) {
 	create(t, hold)
 	h := waitFor(t, holdKey(ns, "case-21"), 30*time.Second, "email derived", func(h *retentionv1.LegalHold) bool {
 		return holdIn("Active")(h) && h.Status.Derived == 1 &&
-			hasCondition(h, controllers.ConditionIdentitiesDerived, metav1.ConditionTrue, controllers.ReasonIdentitiesDerived)
+			hasCondition(h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionTrue, retentionv1.ReasonIdentitiesDerived)
 	})
-	if msg := condition(h, controllers.ConditionIdentitiesDerived).Message; !strings.Contains(msg, "email (1 value) from user_id via users") || !strings.Contains(msg, "case-21-derived") {
+	if msg := condition(h, retentionv1.ConditionIdentitiesDerived).Message; !strings.Contains(msg, "email (1 value) from user_id via users") || !strings.Contains(msg, "case-21-derived") {
 		t.Errorf("IdentitiesDerived message: %q", msg)
 	}
 
@@ -196,7 +196,7 @@ func TestLegalHoldOnUserIDKeepsEmailKeyedRowsInRetentionRuns(t *testing.T) {
 	create(t, newsletterPolicy(ns))
 	runNow(t, ns, "newsletter", "while-held")
 	p := waitLastRun(t, ns, "newsletter", func(p *retentionv1.RetentionPolicy) bool {
-		return p.Status.LastRun != nil && p.Status.LastRun.Result == controllers.PhaseSucceeded
+		return p.Status.LastRun != nil && p.Status.LastRun.Result == retentionv1.PurgeJobSucceeded
 	}, "held run Succeeded")
 	if got := count(t, conn, `SELECT count(*) FROM newsletter WHERE email = $1`, heldEmail); got != 6 {
 		t.Fatalf("the hold on user_id 21 lost email-keyed rows: %d of 6 left", got)
@@ -232,7 +232,7 @@ func TestLegalHoldOnUserIDKeepsEmailKeyedRowsInRetentionRuns(t *testing.T) {
 		Spec: retentionv1.DeletionRequestSpec{Reason: retentionv1.ReasonSubjectRequest,
 			Subject: retentionv1.Subject{IdentitiesSecretRef: &retentionv1.SecretReference{Name: "by-email"}}},
 	})
-	dr := waitRequest(t, ns, "forget-21", controllers.DRHeld)
+	dr := waitRequest(t, ns, "forget-21", retentionv1.RequestHeld)
 	if !slices.Equal(dr.Status.HeldBy, []string{"case-21"}) || !hasCondition(dr, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonLegalHold) {
 		t.Errorf("held request: heldBy %v, conditions %+v", dr.Status.HeldBy, dr.Status.Conditions)
 	}
@@ -240,7 +240,7 @@ func TestLegalHoldOnUserIDKeepsEmailKeyedRowsInRetentionRuns(t *testing.T) {
 	h = waitFor(t, holdKey(ns, "case-21"), 30*time.Second, "blocking "+strings.Join(want, ", "), func(h *retentionv1.LegalHold) bool {
 		return slices.Equal(h.Status.Blocking, want)
 	})
-	if c := condition(h, controllers.ConditionActive); c == nil || !strings.Contains(c.Message, "holding back 2") {
+	if c := condition(h, retentionv1.ConditionActive); c == nil || !strings.Contains(c.Message, "holding back 2") {
 		t.Errorf("Active condition: %+v", c)
 	}
 	time.Sleep(time.Second)
@@ -256,9 +256,9 @@ func TestLegalHoldOnUserIDKeepsEmailKeyedRowsInRetentionRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	runNow(t, ns, "newsletter", "after-release")
-	waitRequest(t, ns, "forget-21", controllers.DRCompleted)
+	waitRequest(t, ns, "forget-21", retentionv1.RequestCompleted)
 	p = waitLastRun(t, ns, "newsletter", func(p *retentionv1.RetentionPolicy) bool {
-		return p.Status.LastRun != nil && p.Status.LastRun.PurgeJob != firstRun && p.Status.LastRun.Result == controllers.PhaseSucceeded
+		return p.Status.LastRun != nil && p.Status.LastRun.PurgeJob != firstRun && p.Status.LastRun.Result == retentionv1.PurgeJobSucceeded
 	}, "run after release Succeeded")
 	second := &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: p.Status.LastRun.PurgeJob}}
 	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(second), second); err != nil {
@@ -308,7 +308,7 @@ func TestLegalHoldDerivationFollowsDatasetsAndData(t *testing.T) {
 		Spec:       retentionv1.LegalHoldSpec{Subjects: []retentionv1.SubjectIdentity{{Type: "user_id", Value: heldUserID}}},
 	})
 	waitFor(t, holdKey(ns, "case-21"), 30*time.Second, "nothing to derive", func(h *retentionv1.LegalHold) bool {
-		return holdIn("Active")(h) && hasCondition(h, controllers.ConditionIdentitiesDerived, metav1.ConditionFalse, controllers.ReasonNothingDerived)
+		return holdIn("Active")(h) && hasCondition(h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionFalse, retentionv1.ReasonNothingDerived)
 	})
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "case-21-derived"}, &corev1.Secret{}); err == nil {
 		t.Error("a derived Secret exists although nothing is derivable")
@@ -325,7 +325,7 @@ func TestLegalHoldDerivationFollowsDatasetsAndData(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, holdKey(ns, "case-21"), 30*time.Second, "email derived after the Dataset changed", func(h *retentionv1.LegalHold) bool {
-		return h.Status.Derived == 1 && hasCondition(h, controllers.ConditionIdentitiesDerived, metav1.ConditionTrue, controllers.ReasonIdentitiesDerived)
+		return h.Status.Derived == 1 && hasCondition(h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionTrue, retentionv1.ReasonIdentitiesDerived)
 	})
 
 	// The data changes: a second linking table, where reader 21 has two
@@ -365,7 +365,7 @@ func TestLegalHoldDerivationFollowsDatasetsAndData(t *testing.T) {
 		Spec:       retentionv1.LegalHoldSpec{Subjects: []retentionv1.SubjectIdentity{{Type: "email", Value: "shared@example.net"}}},
 	})
 	h := waitFor(t, holdKey(ns, "shared"), 30*time.Second, "ten user ids derived", func(h *retentionv1.LegalHold) bool {
-		return h.Status.Derived == 10 && hasCondition(h, controllers.ConditionIdentitiesDerived, metav1.ConditionTrue, controllers.ReasonIdentitiesDerived)
+		return h.Status.Derived == 10 && hasCondition(h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionTrue, retentionv1.ReasonIdentitiesDerived)
 	})
 	if condition(h, retentionv1.ConditionStalled) != nil {
 		t.Errorf("a hold must not stall on a shared identity: %+v", h.Status.Conditions)

@@ -30,37 +30,10 @@ import (
 )
 
 // PurgeJob phases.
-const (
-	PhasePending   = "Pending"
-	PhaseRunning   = "Running"
-	PhaseSucceeded = "Succeeded"
-	PhaseFailed    = "Failed"
-	PhaseStalled   = "Stalled"
-	// PhaseHeld marks an operation skipped because a LegalHold keeps its
-	// whole collection.
-	PhaseHeld = "Held"
-)
 
 // PurgeJob condition types and reasons beyond the shared ones.
 const (
-	ConditionDataStoreAvailable = "DataStoreAvailable"
-	ReasonDataStoreUnavailable  = "DataStoreUnavailable"
-	ReasonInvalidOperation      = "InvalidOperation"
-	ReasonRunning               = "Running"
-	ReasonDryRunCompleted       = "DryRunCompleted"
-	ReasonWaitingForLegalHold   = "WaitingForLegalHold"
 
-	// AnnotationReleaseSafetyLimit lets a PurgeJob stopped by its safety
-	// limit proceed: set it to "true" on that PurgeJob.
-	AnnotationReleaseSafetyLimit = "retention.lethe.dev/release-safety-limit"
-
-	// ReasonInterrupted: the job failed after it had changed records; it is
-	// retried (and resumes exactly) until the cause is fixed.
-	ReasonInterrupted = "Interrupted"
-
-	// LabelSealedKeys marks the Secret <job>-sealed holding the primary keys
-	// a subject erasure sealed before its first change.
-	LabelSealedKeys = "retention.lethe.dev/sealed-keys"
 	// sealedKeysField is the Secret key holding them (gzip-compressed JSON:
 	// collection → key tuples).
 	sealedKeysField = "keys.json.gz"
@@ -119,7 +92,7 @@ func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 			return reconcile.Result{RequeueAfter: 250 * time.Millisecond}, nil
 		}
 		var st stallError
-		if errors.As(err, &st) && st.reason == ReasonUnsignedPurgeJob {
+		if errors.As(err, &st) && st.reason == retentionv1.ReasonUnsignedPurgeJob {
 			return run.refuse(ctx, st.msg)
 		}
 		return run.fail(ctx, err)
@@ -140,20 +113,20 @@ func (j *jobRun) refuse(ctx context.Context, msg string) (reconcile.Result, erro
 	job := j.job
 	now := metav1.NewTime(j.r.now())
 	job.Status.ObservedGeneration = job.Generation
-	job.Status.Phase = PhaseFailed
+	job.Status.Phase = retentionv1.PurgeJobFailed
 	job.Status.CompletionTime = &now
-	retentionv1.MarkStalled(job, ReasonUnsignedPurgeJob, msg)
+	retentionv1.MarkStalled(job, retentionv1.ReasonUnsignedPurgeJob, msg)
 	if err := j.saveStatus(ctx); err != nil {
 		return reconcile.Result{}, err
 	}
-	metrics.PurgeJobs.WithLabelValues(job.Namespace, PhaseFailed).Inc()
-	j.r.Recorder.Eventf(job, nil, "Warning", ReasonUnsignedPurgeJob, "Execute", "%s", msg)
+	metrics.PurgeJobs.WithLabelValues(job.Namespace, string(retentionv1.PurgeJobFailed)).Inc()
+	j.r.Recorder.Eventf(job, nil, "Warning", retentionv1.ReasonUnsignedPurgeJob, "Execute", "%s", msg)
 	log.FromContext(ctx).Info("Refused a PurgeJob Lethe did not create")
 	return reconcile.Result{}, nil
 }
 
 func finished(job *retentionv1.PurgeJob) bool {
-	return job.Status.Phase == PhaseSucceeded || job.Status.Phase == PhaseFailed
+	return job.Status.Phase == retentionv1.PurgeJobSucceeded || job.Status.Phase == retentionv1.PurgeJobFailed
 }
 
 // jobRun is the state of one reconcile of one job.
@@ -170,7 +143,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	job := j.job
 	job.Status.ObservedGeneration = job.Generation
 	if job.Status.Phase == "" {
-		job.Status.Phase = PhasePending
+		job.Status.Phase = retentionv1.PurgeJobPending
 		retentionv1.MarkReconciling(job, retentionv1.ReasonProgressing, "Preparing the job")
 	}
 
@@ -199,13 +172,13 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	if err != nil {
 		return j.fail(ctx, err)
 	}
-	if c := findCondition(job.Status.Conditions, retentionv1.ConditionReconciling); c != nil && c.Reason == ReasonWaitingForLegalHold && job.Status.Phase == PhaseRunning {
-		retentionv1.MarkReconciling(job, ReasonRunning, "Executing; the legal holds in scope are known again")
+	if c := findCondition(job.Status.Conditions, retentionv1.ConditionReconciling); c != nil && c.Reason == retentionv1.ReasonWaitingForLegalHold && job.Status.Phase == retentionv1.PurgeJobRunning {
+		retentionv1.MarkReconciling(job, retentionv1.ReasonRunning, "Executing; the legal holds in scope are known again")
 	}
 	if len(job.Status.Operations) != len(job.Spec.Operations) {
 		job.Status.Operations = make([]retentionv1.OperationStatus, len(job.Spec.Operations))
 		for i, op := range job.Spec.Operations {
-			job.Status.Operations[i] = retentionv1.OperationStatus{Collection: string(op.Collection), Phase: PhasePending}
+			job.Status.Operations[i] = retentionv1.OperationStatus{Collection: string(op.Collection), Phase: retentionv1.PurgeJobPending}
 		}
 	}
 
@@ -251,7 +224,7 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 	for i, s := range j.steps {
 		st := &job.Status.Operations[i]
 		if s.BlockedBy != "" {
-			st.Phase = PhaseHeld
+			st.Phase = retentionv1.OperationHeld
 			continue
 		}
 		n, err := j.driver.Count(ctx, s.Op)
@@ -274,7 +247,7 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 	job.Status.Held = held
 	if lim := job.Spec.Safety; lim != nil && lim.MaxRows != nil && total > *lim.MaxRows && !released(job) {
 		return j.stall(ctx, retentionv1.ReasonSafetyLimitExceeded, fmt.Sprintf(
-			"would touch %d records, more than safety.maxRows %d; nothing was changed. Set annotation %s=true on this PurgeJob to let it proceed", total, *lim.MaxRows, AnnotationReleaseSafetyLimit))
+			"would touch %d records, more than safety.maxRows %d; nothing was changed. Set annotation %s=true on this PurgeJob to let it proceed", total, *lim.MaxRows, retentionv1.AnnotationReleaseSafetyLimit))
 	}
 	// Proven before the first change: no record outside the job is left
 	// referring to a record it deletes (a dry run stops here too, so the
@@ -282,7 +255,7 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 	if msg, err := j.preflight(ctx); err != nil {
 		return j.fail(ctx, err)
 	} else if msg != "" {
-		return j.stall(ctx, ReasonReferencedOutsideErasure, msg)
+		return j.stall(ctx, retentionv1.ReasonReferencedOutsideErasure, msg)
 	}
 	if job.Spec.Mode == retentionv1.ModeEnforce {
 		if err := j.seal(ctx); err != nil {
@@ -293,14 +266,14 @@ func (j *jobRun) start(ctx context.Context) (reconcile.Result, error) {
 	job.Status.StartTime = &now
 	if job.Spec.Mode == retentionv1.ModeDryRun {
 		for i := range job.Status.Operations {
-			if job.Status.Operations[i].Phase == PhasePending {
-				job.Status.Operations[i].Phase = PhaseSucceeded
+			if job.Status.Operations[i].Phase == retentionv1.PurgeJobPending {
+				job.Status.Operations[i].Phase = retentionv1.PurgeJobSucceeded
 			}
 		}
-		return j.succeed(ctx, ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized%s; nothing was changed", total, keptByHolds(held)))
+		return j.succeed(ctx, retentionv1.ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized%s; nothing was changed", total, keptByHolds(held)))
 	}
-	job.Status.Phase = PhaseRunning
-	retentionv1.MarkReconciling(job, ReasonRunning, fmt.Sprintf("Executing %d operations, %d records matched", len(j.steps), total))
+	job.Status.Phase = retentionv1.PurgeJobRunning
+	retentionv1.MarkReconciling(job, retentionv1.ReasonRunning, fmt.Sprintf("Executing %d operations, %d records matched", len(j.steps), total))
 	j.r.Recorder.Eventf(job, nil, "Normal", "Started", "Execute", "Started: %d operations, %d records matched, %s", len(j.steps), total, scopeString(job))
 	if err := j.saveStatus(ctx); err != nil {
 		return reconcile.Result{}, err
@@ -348,40 +321,40 @@ func (j *jobRun) overPercent(ctx context.Context, s engine.Step, matched int64) 
 	}
 	if total > 0 && matched*100 > total*int64(*lim.MaxPercent) {
 		return fmt.Sprintf("would touch %d of %d records (%d%%) of collection %s, more than safety.maxPercent %d%%; nothing was changed. Set annotation %s=true on this PurgeJob to let it proceed",
-			matched, total, matched*100/total, s.Op.Collection.Name, *lim.MaxPercent, AnnotationReleaseSafetyLimit), nil
+			matched, total, matched*100/total, s.Op.Collection.Name, *lim.MaxPercent, retentionv1.AnnotationReleaseSafetyLimit), nil
 	}
 	return "", nil
 }
 
 func released(job *retentionv1.PurgeJob) bool {
-	return job.Annotations[AnnotationReleaseSafetyLimit] == "true"
+	return job.Annotations[retentionv1.AnnotationReleaseSafetyLimit] == "true"
 }
 
 // execute runs batches, checkpointing after each, until every operation is
 // done or the slice is used up.
 func (j *jobRun) execute(ctx context.Context) (reconcile.Result, error) {
 	job := j.job
-	if job.Status.Phase == PhaseStalled {
+	if job.Status.Phase == retentionv1.PurgeJobStalled {
 		// An interrupted job retried: it resumes from its checkpoint.
-		job.Status.Phase = PhaseRunning
-		retentionv1.MarkReconciling(job, ReasonRunning, "Resuming from the last checkpoint")
+		job.Status.Phase = retentionv1.PurgeJobRunning
+		retentionv1.MarkReconciling(job, retentionv1.ReasonRunning, "Resuming from the last checkpoint")
 	}
 	deadline := j.r.now().Add(j.r.sliceDuration())
 	batches := 0
 	for i, s := range j.steps {
 		st := &job.Status.Operations[i]
-		if st.Phase == PhaseSucceeded || st.Phase == PhaseHeld {
+		if st.Phase == retentionv1.PurgeJobSucceeded || st.Phase == retentionv1.OperationHeld {
 			continue
 		}
 		if s.BlockedBy != "" {
 			// A hold placed while the job runs takes effect at the next batch.
-			st.Phase = PhaseHeld
+			st.Phase = retentionv1.OperationHeld
 			if err := j.saveStatus(ctx); err != nil {
 				return reconcile.Result{}, err
 			}
 			continue
 		}
-		st.Phase = PhaseRunning
+		st.Phase = retentionv1.PurgeJobRunning
 		for {
 			if ctx.Err() != nil {
 				return reconcile.Result{}, ctx.Err()
@@ -416,7 +389,7 @@ func (j *jobRun) execute(ctx context.Context) (reconcile.Result, error) {
 			}
 			j.record(st, s, b)
 			if b.Done {
-				st.Phase = PhaseSucceeded
+				st.Phase = retentionv1.PurgeJobSucceeded
 			}
 			err = j.saveStatus(batchCtx)
 			cancel()
@@ -454,7 +427,7 @@ func (j *jobRun) summary() string {
 	job := j.job
 	held := 0
 	for _, st := range job.Status.Operations {
-		if st.Phase == PhaseHeld {
+		if st.Phase == retentionv1.OperationHeld {
 			held++
 		}
 	}
@@ -472,12 +445,12 @@ func (j *jobRun) succeed(ctx context.Context, reason, msg string) (reconcile.Res
 	}
 	now := metav1.NewTime(j.r.now())
 	job.Status.CompletionTime = &now
-	job.Status.Phase = PhaseSucceeded
+	job.Status.Phase = retentionv1.PurgeJobSucceeded
 	retentionv1.MarkReady(job, reason, msg)
 	if err := j.saveStatus(ctx); err != nil {
 		return reconcile.Result{}, err
 	}
-	metrics.PurgeJobs.WithLabelValues(job.Namespace, PhaseSucceeded).Inc()
+	metrics.PurgeJobs.WithLabelValues(job.Namespace, string(retentionv1.PurgeJobSucceeded)).Inc()
 	j.r.Recorder.Eventf(job, nil, "Normal", reason, "Execute", "%s (%s)", msg, j.elapsed())
 	log.FromContext(ctx).Info("PurgeJob finished", "phase", job.Status.Phase, "deleted", job.Status.Deleted, "anonymized", job.Status.Anonymized)
 	return reconcile.Result{}, nil
@@ -493,14 +466,14 @@ func (j *jobRun) elapsed() string {
 // stall stops the job until a human acts (safety limit, missing objects).
 func (j *jobRun) stall(ctx context.Context, reason, msg string) (reconcile.Result, error) {
 	job := j.job
-	first := job.Status.Phase != PhaseStalled
-	job.Status.Phase = PhaseStalled
+	first := job.Status.Phase != retentionv1.PurgeJobStalled
+	job.Status.Phase = retentionv1.PurgeJobStalled
 	retentionv1.MarkStalled(job, reason, msg)
 	if err := j.saveStatus(ctx); err != nil {
 		return reconcile.Result{}, err
 	}
 	if first {
-		metrics.PurgeJobs.WithLabelValues(job.Namespace, PhaseStalled).Inc()
+		metrics.PurgeJobs.WithLabelValues(job.Namespace, string(retentionv1.PurgeJobStalled)).Inc()
 		j.r.Recorder.Eventf(job, nil, "Warning", reason, "Execute", "%s", msg)
 	}
 	return reconcile.Result{}, nil
@@ -520,7 +493,7 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 		// resumes exactly (fixed cutoff, sealed keys, checkpointed cursor)
 		// once the cause is fixed.
 		j.countError(err)
-		if _, serr := j.stall(ctx, ReasonInterrupted, fmt.Sprintf("Stopped after changing records: %v; %s. Fix the cause: the job retries every %s and resumes where it stopped",
+		if _, serr := j.stall(ctx, retentionv1.ReasonInterrupted, fmt.Sprintf("Stopped after changing records: %v; %s. Fix the cause: the job retries every %s and resumes where it stopped",
 			err, progressString(job), interruptedRetry)); serr != nil {
 			return reconcile.Result{}, serr
 		}
@@ -528,7 +501,7 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 	case errors.Is(err, holds.ErrNotDerived):
 		// A hold just placed or changed: wait until its derived identities
 		// are known, or the job would hold only the ones it names.
-		retentionv1.MarkReconciling(job, ReasonWaitingForLegalHold, err.Error()+"; waiting")
+		retentionv1.MarkReconciling(job, retentionv1.ReasonWaitingForLegalHold, err.Error()+"; waiting")
 		if serr := j.saveStatus(ctx); serr != nil {
 			return reconcile.Result{}, serr
 		}
@@ -536,21 +509,21 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 	case errors.Is(err, engine.ErrInvalid), errors.Is(err, datastore.ErrInvalid), errors.Is(err, datastore.ErrNotFound):
 		j.countError(err)
 		now := metav1.NewTime(j.r.now())
-		job.Status.Phase = PhaseFailed
+		job.Status.Phase = retentionv1.PurgeJobFailed
 		job.Status.CompletionTime = &now
 		for i := range job.Status.Operations {
-			if job.Status.Operations[i].Phase == PhaseRunning {
-				job.Status.Operations[i].Phase = PhaseFailed
+			if job.Status.Operations[i].Phase == retentionv1.PurgeJobRunning {
+				job.Status.Operations[i].Phase = retentionv1.PurgeJobFailed
 			}
 		}
 		if derr := j.dropSealed(ctx); derr != nil {
 			return reconcile.Result{}, derr
 		}
-		retentionv1.MarkStalled(job, ReasonInvalidOperation, err.Error())
+		retentionv1.MarkStalled(job, retentionv1.ReasonInvalidOperation, err.Error())
 		if serr := j.saveStatus(ctx); serr != nil {
 			return reconcile.Result{}, serr
 		}
-		metrics.PurgeJobs.WithLabelValues(job.Namespace, PhaseFailed).Inc()
+		metrics.PurgeJobs.WithLabelValues(job.Namespace, string(retentionv1.PurgeJobFailed)).Inc()
 		j.r.Recorder.Eventf(job, nil, "Warning", "Failed", "Execute", "Failed: %v; deleted %d and anonymized %d records before stopping", err, job.Status.Deleted, job.Status.Anonymized)
 		return reconcile.Result{}, reconcile.TerminalError(err)
 	default:
@@ -558,10 +531,10 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 		if j.store != nil {
 			j.countError(err)
 		}
-		retentionv1.SetCondition(job, ConditionDataStoreAvailable, metav1.ConditionFalse, reason, msg)
+		retentionv1.SetCondition(job, retentionv1.ConditionDataStoreAvailable, metav1.ConditionFalse, reason, msg)
 		retentionv1.MarkNotReady(job, reason, msg+"; retrying with backoff")
 		if connect.SecretReason(err) != "" || reason == retentionv1.ReasonAuthenticationFailed ||
-			reason == retentionv1.ReasonNetworkNotAllowed || reason == ReasonTLSVerificationFailed {
+			reason == retentionv1.ReasonNetworkNotAllowed || reason == retentionv1.ReasonTLSVerificationFailed {
 			return j.stall(ctx, reason, msg)
 		}
 		if serr := j.saveStatus(ctx); serr != nil {
@@ -585,9 +558,9 @@ func (j *jobRun) countError(err error) {
 // writes this run's status, which is authoritative: this controller is the
 // only status writer and each job is reconciled by one worker at a time.
 func (j *jobRun) saveStatus(ctx context.Context) error {
-	if j.job.Status.Phase != PhaseStalled && j.job.Status.Phase != "" {
-		if c := findCondition(j.job.Status.Conditions, ConditionDataStoreAvailable); c != nil && c.Status != metav1.ConditionTrue && j.driver != nil {
-			retentionv1.SetCondition(j.job, ConditionDataStoreAvailable, metav1.ConditionTrue, retentionv1.ReasonConnected, "The DataStore is reachable")
+	if j.job.Status.Phase != retentionv1.PurgeJobStalled && j.job.Status.Phase != "" {
+		if c := findCondition(j.job.Status.Conditions, retentionv1.ConditionDataStoreAvailable); c != nil && c.Status != metav1.ConditionTrue && j.driver != nil {
+			retentionv1.SetCondition(j.job, retentionv1.ConditionDataStoreAvailable, metav1.ConditionTrue, retentionv1.ReasonConnected, "The DataStore is reachable")
 		}
 	}
 	// Write a copy: the server's answer only refreshes metadata, so pointers
@@ -651,7 +624,7 @@ func progressString(job *retentionv1.PurgeJob) string {
 	var done, open []string
 	for _, o := range job.Status.Operations {
 		switch o.Phase {
-		case PhaseSucceeded, PhaseHeld:
+		case retentionv1.PurgeJobSucceeded, retentionv1.OperationHeld:
 			done = append(done, fmt.Sprintf("%s (%d deleted, %d anonymized)", o.Collection, o.Deleted, o.Anonymized))
 		default:
 			open = append(open, fmt.Sprintf("%s (%d deleted, %d anonymized so far)", o.Collection, o.Deleted, o.Anonymized))
@@ -729,7 +702,7 @@ func (j *jobRun) seal(ctx context.Context) error {
 	}
 	job := j.job
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
-		Namespace: job.Namespace, Name: sealedName(job), Labels: map[string]string{LabelSealedKeys: job.Name, retentionv1.LabelSecretConsent: "true"},
+		Namespace: job.Namespace, Name: sealedName(job), Labels: map[string]string{retentionv1.LabelSealedKeys: job.Name, retentionv1.LabelSecretConsent: "true"},
 		OwnerReferences: []metav1.OwnerReference{ownerReference(job, "PurgeJob")},
 	}, Data: map[string][]byte{sealedKeysField: data}}
 	err = j.r.Create(ctx, secret)

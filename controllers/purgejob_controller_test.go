@@ -96,9 +96,9 @@ func deleteJob(ns, name string, mode retentionv1.Mode) *retentionv1.PurgeJob {
 	}
 }
 
-func waitPhase(t *testing.T, ns, name, phase string) *retentionv1.PurgeJob {
+func waitPhase(t *testing.T, ns, name string, phase retentionv1.PurgeJobPhase) *retentionv1.PurgeJob {
 	t.Helper()
-	return waitFor(t, &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, 60*time.Second, "phase "+phase,
+	return waitFor(t, &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, 60*time.Second, "phase "+string(phase),
 		func(j *retentionv1.PurgeJob) bool { return j.Status.Phase == phase })
 }
 
@@ -107,7 +107,7 @@ func TestPurgeJobDeletesExactlyTheExpiredRows(t *testing.T) {
 	ns, conn := fixture(t, 1000, 437)
 
 	createJob(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
-	job := waitPhase(t, ns, "run", controllers.PhaseSucceeded)
+	job := waitPhase(t, ns, "run", retentionv1.PurgeJobSucceeded)
 
 	if job.Status.Matched != 437 || job.Status.Deleted != 437 || job.Status.Operations[0].Deleted != 437 {
 		t.Errorf("status matched %d deleted %d (op %d), want 437", job.Status.Matched, job.Status.Deleted, job.Status.Operations[0].Deleted)
@@ -133,16 +133,16 @@ func TestPurgeJobDryRunCountsWhatEnforceDeletes(t *testing.T) {
 	ns, conn := fixture(t, 500, 123)
 
 	createJob(t, deleteJob(ns, "dry", retentionv1.ModeDryRun))
-	dry := waitPhase(t, ns, "dry", controllers.PhaseSucceeded)
+	dry := waitPhase(t, ns, "dry", retentionv1.PurgeJobSucceeded)
 	if got := count(t, conn, `SELECT count(*) FROM events`); got != 500 {
 		t.Fatalf("a dry run changed the store: %d rows left of 500", got)
 	}
-	if !hasCondition(dry, retentionv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonDryRunCompleted) {
+	if !hasCondition(dry, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonDryRunCompleted) {
 		t.Errorf("dry run conditions: %+v", dry.Status.Conditions)
 	}
 
 	createJob(t, deleteJob(ns, "real", retentionv1.ModeEnforce))
-	real := waitPhase(t, ns, "real", controllers.PhaseSucceeded)
+	real := waitPhase(t, ns, "real", retentionv1.PurgeJobSucceeded)
 	if dry.Status.Matched != 123 || real.Status.Deleted != dry.Status.Matched {
 		t.Errorf("dry run matched %d, real run deleted %d, want both 123", dry.Status.Matched, real.Status.Deleted)
 	}
@@ -155,7 +155,7 @@ func TestPurgeJobSafetyLimitStopsBeforeTouchingAnything(t *testing.T) {
 	job := deleteJob(ns, "big", retentionv1.ModeEnforce)
 	job.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr(int64(50))}
 	createJob(t, job)
-	stalled := waitPhase(t, ns, "big", controllers.PhaseStalled)
+	stalled := waitPhase(t, ns, "big", retentionv1.PurgeJobStalled)
 	if !hasCondition(stalled, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonSafetyLimitExceeded) ||
 		!hasCondition(stalled, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonSafetyLimitExceeded) {
 		t.Fatalf("conditions: %+v", stalled.Status.Conditions)
@@ -168,15 +168,15 @@ func TestPurgeJobSafetyLimitStopsBeforeTouchingAnything(t *testing.T) {
 	pct := deleteJob(ns, "pct", retentionv1.ModeEnforce)
 	pct.Spec.Safety = &retentionv1.SafetyLimits{MaxPercent: ptr(int32(50))}
 	createJob(t, pct)
-	waitPhase(t, ns, "pct", controllers.PhaseStalled)
+	waitPhase(t, ns, "pct", retentionv1.PurgeJobStalled)
 
 	// Releasing the first job lets exactly that job proceed.
 	patch := client.MergeFrom(stalled.DeepCopy())
-	stalled.Annotations[controllers.AnnotationReleaseSafetyLimit] = "true"
+	stalled.Annotations[retentionv1.AnnotationReleaseSafetyLimit] = "true"
 	if err := env.Client.Patch(context.Background(), stalled, patch); err != nil {
 		t.Fatal(err)
 	}
-	done := waitPhase(t, ns, "big", controllers.PhaseSucceeded)
+	done := waitPhase(t, ns, "big", retentionv1.PurgeJobSucceeded)
 	if done.Status.Deleted != 200 || count(t, conn, `SELECT count(*) FROM events`) != 100 {
 		t.Errorf("released job deleted %d, want 200", done.Status.Deleted)
 	}
@@ -184,7 +184,7 @@ func TestPurgeJobSafetyLimitStopsBeforeTouchingAnything(t *testing.T) {
 		t.Errorf("Stalled must be gone after success: %+v", done.Status.Conditions)
 	}
 	var still retentionv1.PurgeJob
-	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "pct"}, &still); err != nil || still.Status.Phase != controllers.PhaseStalled {
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "pct"}, &still); err != nil || still.Status.Phase != retentionv1.PurgeJobStalled {
 		t.Errorf("the other stalled job must stay stalled: %v %s", err, still.Status.Phase)
 	}
 }
@@ -199,7 +199,7 @@ func TestPurgeJobHeldSubjectsSurvive(t *testing.T) {
 	heldExpired := count(t, conn, `SELECT count(*) FROM events WHERE user_id = '7' AND ts < $1`, base)
 
 	createJob(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
-	job := waitPhase(t, ns, "run", controllers.PhaseSucceeded)
+	job := waitPhase(t, ns, "run", retentionv1.PurgeJobSucceeded)
 	if got := count(t, conn, `SELECT count(*) FROM events WHERE user_id = '7' AND ts < $1`, base); got != heldExpired || got == 0 {
 		t.Errorf("held subject's expired rows: %d left, want all %d", got, heldExpired)
 	}
@@ -222,8 +222,8 @@ func TestPurgeJobCollectionWideHoldSkipsTheOperation(t *testing.T) {
 		Spec:       retentionv1.LegalHoldSpec{Collections: []retentionv1.Identifier{"events"}},
 	})
 	createJob(t, deleteJob(ns, "run", retentionv1.ModeEnforce))
-	job := waitPhase(t, ns, "run", controllers.PhaseSucceeded)
-	if job.Status.Operations[0].Phase != controllers.PhaseHeld || count(t, conn, `SELECT count(*) FROM events`) != 100 {
+	job := waitPhase(t, ns, "run", retentionv1.PurgeJobSucceeded)
+	if job.Status.Operations[0].Phase != retentionv1.OperationHeld || count(t, conn, `SELECT count(*) FROM events`) != 100 {
 		t.Errorf("a collection under hold was touched: op phase %s", job.Status.Operations[0].Phase)
 	}
 }
@@ -272,7 +272,7 @@ func TestPurgeJobResumesAfterRestartWithExactTotals(t *testing.T) {
 	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(mid), mid); err != nil {
 		t.Fatal(err)
 	}
-	if mid.Status.Phase != controllers.PhaseRunning {
+	if mid.Status.Phase != retentionv1.PurgeJobRunning {
 		t.Fatalf("job finished before the interruption (phase %s); make it bigger", mid.Status.Phase)
 	}
 	key := mask.Strategy{Kind: mask.HMAC, Key: []byte(hmacKey)}
@@ -282,7 +282,7 @@ func TestPurgeJobResumesAfterRestartWithExactTotals(t *testing.T) {
 	}
 
 	startManager(t, controllers.Options{})
-	done := waitPhase(t, ns, "resume", controllers.PhaseSucceeded)
+	done := waitPhase(t, ns, "resume", retentionv1.PurgeJobSucceeded)
 	if done.Status.Anonymized != 1000 {
 		t.Errorf("anonymized total %d, want exactly 1000", done.Status.Anonymized)
 	}
@@ -348,8 +348,8 @@ func TestPurgeJobMissingTableFailsWithReason(t *testing.T) {
 	job.Spec.DatasetRef.Name = "ghost"
 	job.Spec.Operations[0].Collection = "ghost_events"
 	createJob(t, job)
-	failed := waitPhase(t, ns, "ghost", controllers.PhaseFailed)
-	if !hasCondition(failed, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonInvalidOperation) {
+	failed := waitPhase(t, ns, "ghost", retentionv1.PurgeJobFailed)
+	if !hasCondition(failed, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonInvalidOperation) {
 		t.Errorf("conditions: %+v", failed.Status.Conditions)
 	}
 	assertEvent(t, ns, "ghost", "Failed")
@@ -402,7 +402,7 @@ func TestPurgeJobHoldReachesThroughReferences(t *testing.T) {
 			Cutoff:     &metav1.Time{Time: time.Now().Add(time.Hour)},
 			Operations: []retentionv1.Operation{{Collection: "sessions", Action: retentionv1.ActionDelete, ByAge: true}}},
 	})
-	job := waitPhase(t, ns, "sessions", controllers.PhaseSucceeded)
+	job := waitPhase(t, ns, "sessions", retentionv1.PurgeJobSucceeded)
 	if left := count(t, conn, `SELECT count(*) FROM sessions`); left != 12 || job.Status.Deleted != 24 {
 		t.Errorf("%d sessions left (want Ada's 12), %d deleted (want 24)", left, job.Status.Deleted)
 	}
@@ -428,7 +428,7 @@ func TestPurgeJobNotCreatedByLetheIsRefused(t *testing.T) {
 	direct := deleteJob(ns, "direct", retentionv1.ModeEnforce)
 	direct.Spec.Cutoff = &far
 	direct.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr(int64(1))}
-	direct.Annotations = map[string]string{controllers.AnnotationReleaseSafetyLimit: "true"}
+	direct.Annotations = map[string]string{retentionv1.AnnotationReleaseSafetyLimit: "true"}
 	create(t, direct)
 
 	// Signed by Lethe as a dry run, then recreated by an admin with an
@@ -476,15 +476,15 @@ func TestPurgeJobNotCreatedByLetheIsRefused(t *testing.T) {
 
 	startManager(t, controllers.Options{})
 	for _, name := range []string{"direct", "edited", "copied", "subjects"} {
-		job := waitPhase(t, ns, name, controllers.PhaseFailed)
-		if !hasCondition(job, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonUnsignedPurgeJob) ||
-			!hasCondition(job, retentionv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonUnsignedPurgeJob) {
+		job := waitPhase(t, ns, name, retentionv1.PurgeJobFailed)
+		if !hasCondition(job, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonUnsignedPurgeJob) ||
+			!hasCondition(job, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonUnsignedPurgeJob) {
 			t.Errorf("job %s: conditions %+v", name, job.Status.Conditions)
 		}
 		if job.Status.StartTime != nil || job.Status.Matched != 0 || len(job.Status.Operations) != 0 {
 			t.Errorf("job %s was counted or started: %+v", name, job.Status)
 		}
-		assertEvent(t, ns, name, controllers.ReasonUnsignedPurgeJob)
+		assertEvent(t, ns, name, retentionv1.ReasonUnsignedPurgeJob)
 	}
 	if got := count(t, conn, `SELECT count(*) FROM events`); got != 300 {
 		t.Fatalf("a refused PurgeJob touched the store: %d rows left of 300", got)
@@ -492,7 +492,7 @@ func TestPurgeJobNotCreatedByLetheIsRefused(t *testing.T) {
 
 	// The same job signed by Lethe runs.
 	createJob(t, deleteJob(ns, "lethe", retentionv1.ModeEnforce))
-	if job := waitPhase(t, ns, "lethe", controllers.PhaseSucceeded); job.Status.Deleted != 100 || count(t, conn, `SELECT count(*) FROM events`) != 200 {
+	if job := waitPhase(t, ns, "lethe", retentionv1.PurgeJobSucceeded); job.Status.Deleted != 100 || count(t, conn, `SELECT count(*) FROM events`) != 200 {
 		t.Errorf("the signed job deleted %d, want 100", job.Status.Deleted)
 	}
 }

@@ -28,16 +28,6 @@ import (
 // config/admission/purgejob_creator.yaml keeps users from creating PurgeJobs
 // at all; this check holds without it.
 const (
-	// AnnotationSignature holds the manager's signature of a PurgeJob.
-	AnnotationSignature = "retention.lethe.dev/signature"
-	// AnnotationSubjectsDigest holds a keyed digest of the subjects Secret a
-	// PurgeJob was created with; the signature covers it.
-	AnnotationSubjectsDigest = "retention.lethe.dev/subjects-digest"
-
-	// ReasonUnsignedPurgeJob: the PurgeJob was not created by this manager,
-	// or was changed since.
-	ReasonUnsignedPurgeJob = "UnsignedPurgeJob"
-
 	signaturePrefix = "v1:"
 )
 
@@ -84,8 +74,8 @@ func purgeJobSignature(key []byte, job *retentionv1.PurgeJob) (string, error) {
 		Namespace:        job.Namespace,
 		Name:             job.Name,
 		Spec:             spec,
-		DeletionRequests: job.Annotations[AnnotationDeletionRequests],
-		SubjectsDigest:   job.Annotations[AnnotationSubjectsDigest],
+		DeletionRequests: job.Annotations[retentionv1.AnnotationDeletionRequests],
+		SubjectsDigest:   job.Annotations[retentionv1.AnnotationSubjectsDigest],
 	}
 	// encoding/json is canonical here: struct fields in declaration order,
 	// map keys sorted, times in RFC 3339 at the precision the API keeps.
@@ -104,15 +94,15 @@ func SignPurgeJob(key []byte, job *retentionv1.PurgeJob, subjects map[string][]b
 	if job.Annotations == nil {
 		job.Annotations = map[string]string{}
 	}
-	delete(job.Annotations, AnnotationSubjectsDigest)
+	delete(job.Annotations, retentionv1.AnnotationSubjectsDigest)
 	if job.Spec.SubjectsSecretRef != nil {
-		job.Annotations[AnnotationSubjectsDigest] = SubjectsDigest(key, subjects)
+		job.Annotations[retentionv1.AnnotationSubjectsDigest] = SubjectsDigest(key, subjects)
 	}
 	sig, err := purgeJobSignature(key, job)
 	if err != nil {
 		return err
 	}
-	job.Annotations[AnnotationSignature] = sig
+	job.Annotations[retentionv1.AnnotationSignature] = sig
 	return nil
 }
 
@@ -120,7 +110,7 @@ func SignPurgeJob(key []byte, job *retentionv1.PurgeJob, subjects map[string][]b
 // namespace, name, spec and annotations (not its subjects Secret, which
 // verifyPurgeJob reads).
 func signedByManager(key []byte, job *retentionv1.PurgeJob) bool {
-	got := job.Annotations[AnnotationSignature]
+	got := job.Annotations[retentionv1.AnnotationSignature]
 	if !strings.HasPrefix(got, signaturePrefix) {
 		return false
 	}
@@ -133,11 +123,11 @@ func signedByManager(key []byte, job *retentionv1.PurgeJob) bool {
 // mismatch is a stallError with reason UnsignedPurgeJob; reading the Secret
 // may fail like any Secret read.
 func verifyPurgeJob(ctx context.Context, r client.Reader, key []byte, job *retentionv1.PurgeJob) error {
-	if _, ok := job.Annotations[AnnotationSignature]; !ok {
-		return stalled(ReasonUnsignedPurgeJob, "This PurgeJob was not created by Lethe (no "+AnnotationSignature+" annotation); nothing was executed. PurgeJobs are created by RetentionPolicies and DeletionRequests")
+	if _, ok := job.Annotations[retentionv1.AnnotationSignature]; !ok {
+		return stalled(retentionv1.ReasonUnsignedPurgeJob, "This PurgeJob was not created by Lethe (no "+retentionv1.AnnotationSignature+" annotation); nothing was executed. PurgeJobs are created by RetentionPolicies and DeletionRequests")
 	}
 	if !signedByManager(key, job) {
-		return stalled(ReasonUnsignedPurgeJob, "This PurgeJob's signature does not match its spec, name or annotations: it was not created by this Lethe manager as it is now; nothing was executed")
+		return stalled(retentionv1.ReasonUnsignedPurgeJob, "This PurgeJob's signature does not match its spec, name or annotations: it was not created by this Lethe manager as it is now; nothing was executed")
 	}
 	if job.Spec.SubjectsSecretRef == nil {
 		return nil
@@ -146,8 +136,8 @@ func verifyPurgeJob(ctx context.Context, r client.Reader, key []byte, job *reten
 	if err != nil {
 		return err
 	}
-	if !hmac.Equal([]byte(SubjectsDigest(key, secret.Data)), []byte(job.Annotations[AnnotationSubjectsDigest])) {
-		return stalled(ReasonUnsignedPurgeJob, fmt.Sprintf("The subjects Secret %s is not the one this PurgeJob was created with; nothing was executed", job.Spec.SubjectsSecretRef.Name))
+	if !hmac.Equal([]byte(SubjectsDigest(key, secret.Data)), []byte(job.Annotations[retentionv1.AnnotationSubjectsDigest])) {
+		return stalled(retentionv1.ReasonUnsignedPurgeJob, fmt.Sprintf("The subjects Secret %s is not the one this PurgeJob was created with; nothing was executed", job.Spec.SubjectsSecretRef.Name))
 	}
 	return nil
 }

@@ -31,24 +31,6 @@ import (
 
 // RetentionPolicy annotations, labels and reasons.
 const (
-	// AnnotationRunNow requests a run now; its value is any token, and each
-	// new token starts one run (the run's name derives from it).
-	AnnotationRunNow = "retention.lethe.dev/run-now"
-	// AnnotationReleaseRun names a run (PurgeJob) stopped by its safety limit
-	// that may proceed; it releases that run only.
-	AnnotationReleaseRun = "retention.lethe.dev/release-run"
-	// AnnotationScheduledTime on a PurgeJob records the instant it ran for.
-	AnnotationScheduledTime = "retention.lethe.dev/scheduled-time"
-	// LabelPolicy on a PurgeJob names the RetentionPolicy that created it.
-	LabelPolicy = "retention.lethe.dev/policy"
-
-	ReasonInvalidSchedule = "InvalidSchedule"
-	ReasonScheduled       = "Scheduled"
-	ReasonSuspended       = "Suspended"
-	ReasonRunInProgress   = "RunInProgress"
-	ReasonRunFailed       = "RunFailed"
-	ReasonNotYetEffective = "NotYetEffective"
-
 	policyIndex = "spec.datasetRef.name"
 )
 
@@ -110,7 +92,7 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, p *retentionv
 	// Gates: a valid schedule, an existing Dataset, rules that plan.
 	sched, err := schedule.Parse(string(p.Spec.Schedule), string(p.Spec.TimeZone))
 	if err != nil {
-		retentionv1.MarkStalled(p, ReasonInvalidSchedule, err.Error())
+		retentionv1.MarkStalled(p, retentionv1.ReasonInvalidSchedule, err.Error())
 		p.Status.NextScheduleTime = nil
 		return reconcile.Result{}, nil
 	}
@@ -133,7 +115,7 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, p *retentionv
 		}
 	}
 	if next := nextRun(p, sched, now); !next.IsZero() && next.After(schedule.MaxTime) {
-		retentionv1.MarkStalled(p, ReasonInvalidSchedule, "The next run (after effectiveFrom) is beyond the range of dates the API can store")
+		retentionv1.MarkStalled(p, retentionv1.ReasonInvalidSchedule, "The next run (after effectiveFrom) is beyond the range of dates the API can store")
 		p.Status.NextScheduleTime = nil
 		return reconcile.Result{}, nil
 	}
@@ -178,7 +160,7 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, p *retentionv
 // runs lists the policy's PurgeJobs, newest first.
 func (r *RetentionPolicyReconciler) runs(ctx context.Context, p *retentionv1.RetentionPolicy) ([]retentionv1.PurgeJob, error) {
 	var list retentionv1.PurgeJobList
-	if err := r.List(ctx, &list, client.InNamespace(p.Namespace), client.MatchingLabels{LabelPolicy: p.Name}); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(p.Namespace), client.MatchingLabels{retentionv1.LabelPolicy: p.Name}); err != nil {
 		return nil, err
 	}
 	// A run is a job this policy controls and this manager signed: a forged
@@ -196,7 +178,7 @@ func (r *RetentionPolicyReconciler) runs(ctx context.Context, p *retentionv1.Ret
 }
 
 func scheduledTime(j *retentionv1.PurgeJob) time.Time {
-	if t, err := time.Parse(time.RFC3339Nano, j.Annotations[AnnotationScheduledTime]); err == nil {
+	if t, err := time.Parse(time.RFC3339Nano, j.Annotations[retentionv1.AnnotationScheduledTime]); err == nil {
 		return t
 	}
 	return j.CreationTimestamp.Time
@@ -205,20 +187,20 @@ func scheduledTime(j *retentionv1.PurgeJob) time.Time {
 // release propagates the policy's release-run annotation to the named run,
 // if it is this policy's and stopped by its safety limit.
 func (r *RetentionPolicyReconciler) release(ctx context.Context, p *retentionv1.RetentionPolicy, jobs []retentionv1.PurgeJob) error {
-	name := p.Annotations[AnnotationReleaseRun]
+	name := p.Annotations[retentionv1.AnnotationReleaseRun]
 	if name == "" {
 		return nil
 	}
 	for i := range jobs {
 		j := &jobs[i]
-		if j.Name != name || j.Status.Phase != PhaseStalled || released(j) {
+		if j.Name != name || j.Status.Phase != retentionv1.PurgeJobStalled || released(j) {
 			continue
 		}
 		patch := client.MergeFrom(j.DeepCopy())
 		if j.Annotations == nil {
 			j.Annotations = map[string]string{}
 		}
-		j.Annotations[AnnotationReleaseSafetyLimit] = "true"
+		j.Annotations[retentionv1.AnnotationReleaseSafetyLimit] = "true"
 		if err := r.Patch(ctx, j, patch); err != nil {
 			return fmt.Errorf("releasing run %s: %w", name, err)
 		}
@@ -238,7 +220,7 @@ func summarize(p *retentionv1.RetentionPolicy, jobs []retentionv1.PurgeJob) []*r
 			active = append(active, j)
 			p.Status.Active = append(p.Status.Active, j.Name)
 		}
-		if j.Status.Phase == PhaseSucceeded && j.Status.CompletionTime != nil &&
+		if j.Status.Phase == retentionv1.PurgeJobSucceeded && j.Status.CompletionTime != nil &&
 			(p.Status.LastSuccessfulTime == nil || j.Status.CompletionTime.After(p.Status.LastSuccessfulTime.Time)) {
 			p.Status.LastSuccessfulTime = j.Status.CompletionTime.DeepCopy()
 		}
@@ -251,7 +233,7 @@ func summarize(p *retentionv1.RetentionPolicy, jobs []retentionv1.PurgeJob) []*r
 			RowsMatched: j.Status.Matched, RowsDeleted: j.Status.Deleted, RowsAnonymized: j.Status.Anonymized, RowsHeld: j.Status.Held,
 		}
 		if p.Status.LastRun.Result == "" {
-			p.Status.LastRun.Result = PhasePending
+			p.Status.LastRun.Result = retentionv1.PurgeJobPending
 		}
 		if j.Status.StartTime != nil && j.Status.CompletionTime != nil {
 			p.Status.LastRun.Duration = j.Status.CompletionTime.Sub(j.Status.StartTime.Time).Round(time.Millisecond).String()
@@ -266,12 +248,12 @@ func (r *RetentionPolicyReconciler) pruneHistory(ctx context.Context, p *retenti
 	for i := range jobs {
 		j := &jobs[i]
 		switch j.Status.Phase {
-		case PhaseSucceeded:
+		case retentionv1.PurgeJobSucceeded:
 			if keepOK > 0 {
 				keepOK--
 				continue
 			}
-		case PhaseFailed:
+		case retentionv1.PurgeJobFailed:
 			if keepFailed > 0 {
 				keepFailed--
 				continue
@@ -296,7 +278,7 @@ func limit(v *int32, def int) int {
 // startDueRun creates the PurgeJob of a run that is due now, if any.
 func (r *RetentionPolicyReconciler) startDueRun(ctx context.Context, p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, sched *schedule.Schedule, active []*retentionv1.PurgeJob, now time.Time) (*retentionv1.PurgeJob, error) {
 	runAt, name, manual := time.Time{}, "", false
-	if token := p.Annotations[AnnotationRunNow]; token != "" && token != p.Status.LastRunNowToken {
+	if token := p.Annotations[retentionv1.AnnotationRunNow]; token != "" && token != p.Status.LastRunNowToken {
 		runAt, name, manual = now, manualRunName(p.Name, token), true
 	}
 	if name == "" {
@@ -348,8 +330,8 @@ func (r *RetentionPolicyReconciler) startDueRun(ctx context.Context, p *retentio
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:   p.Namespace,
 			Name:        name,
-			Labels:      map[string]string{LabelPolicy: p.Name},
-			Annotations: map[string]string{AnnotationScheduledTime: runAt.UTC().Format(time.RFC3339Nano)},
+			Labels:      map[string]string{retentionv1.LabelPolicy: p.Name},
+			Annotations: map[string]string{retentionv1.AnnotationScheduledTime: runAt.UTC().Format(time.RFC3339Nano)},
 		},
 		Spec: retentionv1.PurgeJobSpec{
 			DatasetRef: p.Spec.DatasetRef,
@@ -374,7 +356,7 @@ func (r *RetentionPolicyReconciler) startDueRun(ctx context.Context, p *retentio
 		job = nil
 	}
 	if manual {
-		p.Status.LastRunNowToken = p.Annotations[AnnotationRunNow]
+		p.Status.LastRunNowToken = p.Annotations[retentionv1.AnnotationRunNow]
 	} else {
 		p.Status.LastScheduleTime = &metav1.Time{Time: runAt}
 	}
@@ -415,38 +397,38 @@ func nextRun(p *retentionv1.RetentionPolicy, sched *schedule.Schedule, now time.
 // last run stopped at its safety limit or failed.
 func (r *RetentionPolicyReconciler) setReady(p *retentionv1.RetentionPolicy, active []*retentionv1.PurgeJob, jobs []retentionv1.PurgeJob) {
 	for _, j := range active {
-		if j.Status.Phase == PhaseStalled {
+		if j.Status.Phase == retentionv1.PurgeJobStalled {
 			c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled)
 			msg := fmt.Sprintf("Run %s is stalled", j.Name)
-			reason := ReasonRunFailed
+			reason := retentionv1.ReasonRunFailed
 			if c != nil {
 				reason = c.Reason
 				msg = fmt.Sprintf("Run %s: %s", j.Name, c.Message)
 			}
 			if reason == retentionv1.ReasonSafetyLimitExceeded {
-				msg = fmt.Sprintf("Run %s would exceed the safety limit and changed nothing; to let that run proceed, annotate this policy with %s=%s", j.Name, AnnotationReleaseRun, j.Name)
+				msg = fmt.Sprintf("Run %s would exceed the safety limit and changed nothing; to let that run proceed, annotate this policy with %s=%s", j.Name, retentionv1.AnnotationReleaseRun, j.Name)
 			}
 			retentionv1.MarkStalled(p, reason, msg)
 			return
 		}
 	}
 	if len(active) > 0 {
-		retentionv1.MarkReconciling(p, ReasonRunInProgress, fmt.Sprintf("Run %s in progress", active[0].Name))
+		retentionv1.MarkReconciling(p, retentionv1.ReasonRunInProgress, fmt.Sprintf("Run %s in progress", active[0].Name))
 		return
 	}
-	if len(jobs) > 0 && jobs[0].Status.Phase == PhaseFailed {
+	if len(jobs) > 0 && jobs[0].Status.Phase == retentionv1.PurgeJobFailed {
 		msg := fmt.Sprintf("The last run, %s, failed", jobs[0].Name)
 		if c := meta.FindStatusCondition(jobs[0].Status.Conditions, retentionv1.ConditionStalled); c != nil {
 			msg += ": " + c.Message
 		}
-		retentionv1.MarkStalled(p, ReasonRunFailed, msg)
+		retentionv1.MarkStalled(p, retentionv1.ReasonRunFailed, msg)
 		return
 	}
 	switch {
 	case p.Spec.Suspend:
-		retentionv1.MarkReady(p, ReasonSuspended, "Suspended: no new runs are scheduled")
+		retentionv1.MarkReady(p, retentionv1.ReasonSuspended, "Suspended: no new runs are scheduled")
 	case notYetEffective(p, r.now()):
-		retentionv1.MarkReady(p, ReasonNotYetEffective, fmt.Sprintf("Enforcement starts at %s", p.Spec.EffectiveFrom.UTC().Format(time.RFC3339)))
+		retentionv1.MarkReady(p, retentionv1.ReasonNotYetEffective, fmt.Sprintf("Enforcement starts at %s", p.Spec.EffectiveFrom.UTC().Format(time.RFC3339)))
 	default:
 		msg := "Scheduled"
 		if p.Status.NextScheduleTime != nil {
@@ -458,6 +440,6 @@ func (r *RetentionPolicyReconciler) setReady(p *retentionv1.RetentionPolicy, act
 				msg += fmt.Sprintf(", %d kept by legal holds", n)
 			}
 		}
-		retentionv1.MarkReady(p, ReasonScheduled, msg)
+		retentionv1.MarkReady(p, retentionv1.ReasonScheduled, msg)
 	}
 }

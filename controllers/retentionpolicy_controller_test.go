@@ -98,7 +98,7 @@ func runNow(t *testing.T, ns, name, token string) {
 	if p.Annotations == nil {
 		p.Annotations = map[string]string{}
 	}
-	p.Annotations[controllers.AnnotationRunNow] = token
+	p.Annotations[retentionv1.AnnotationRunNow] = token
 	if err := env.Client.Patch(context.Background(), &p, patch); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestRetentionPolicyPurgesAndAnonymizesExpiredRecords(t *testing.T) {
 		t.Fatalf("kubectl wait: %v: %s", err, out)
 	}
 	p := waitLastRun(t, ns, "privacy-policy", func(p *retentionv1.RetentionPolicy) bool {
-		return p.Status.LastRun != nil && p.Status.LastRun.Result == controllers.PhaseSucceeded
+		return p.Status.LastRun != nil && p.Status.LastRun.Result == retentionv1.PurgeJobSucceeded
 	}, "last run Succeeded")
 
 	if got := count(t, conn, `SELECT count(*) FROM browsing_logs WHERE viewed_at < now() - interval '180 days'`); got != 0 {
@@ -185,7 +185,7 @@ func TestRetentionPolicyPurgesAndAnonymizesExpiredRecords(t *testing.T) {
 	if run.RowsDeleted != 119 || run.RowsAnonymized != 54 || run.RowsMatched != 173 {
 		t.Errorf("lastRun = %+v, want 119 deleted, 54 anonymized, 173 matched", run)
 	}
-	if !hasCondition(p, retentionv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonScheduled) || p.Status.NextScheduleTime == nil || p.Status.LastSuccessfulTime == nil {
+	if !hasCondition(p, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonScheduled) || p.Status.NextScheduleTime == nil || p.Status.LastSuccessfulTime == nil {
 		t.Errorf("status after the run: %+v", p.Status)
 	}
 	// kubectl get shows the counts in the Rows column.
@@ -213,7 +213,7 @@ func TestRetentionPolicyHeldSubjectSurvivesUntilTheHoldExpires(t *testing.T) {
 	create(t, p)
 	runNow(t, ns, p.Name, "while-held")
 	waitLastRun(t, ns, p.Name, func(p *retentionv1.RetentionPolicy) bool {
-		return p.Status.LastRun != nil && p.Status.LastRun.Result == controllers.PhaseSucceeded
+		return p.Status.LastRun != nil && p.Status.LastRun.Result == retentionv1.PurgeJobSucceeded
 	}, "held run Succeeded")
 	if got := count(t, conn, `SELECT count(*) FROM browsing_logs WHERE user_id = 3 AND viewed_at < now() - interval '180 days'`); got != held {
 		t.Fatalf("held subject lost rows while the hold was active: %d of %d left", got, held)
@@ -225,7 +225,7 @@ func TestRetentionPolicyHeldSubjectSurvivesUntilTheHoldExpires(t *testing.T) {
 	time.Sleep(time.Until(time.Now().Add(6 * time.Second)))
 	runNow(t, ns, p.Name, "after-expiry")
 	waitLastRun(t, ns, p.Name, func(p *retentionv1.RetentionPolicy) bool {
-		return p.Status.LastRun != nil && p.Status.LastRun.Result == controllers.PhaseSucceeded && p.Status.LastRun.RowsDeleted == held
+		return p.Status.LastRun != nil && p.Status.LastRun.Result == retentionv1.PurgeJobSucceeded && p.Status.LastRun.RowsDeleted == held
 	}, "the run after expiry deleted the held rows")
 	if got := count(t, conn, `SELECT count(*) FROM browsing_logs WHERE viewed_at < now() - interval '180 days'`); got != 0 {
 		t.Errorf("%d expired rows left after the hold expired", got)
@@ -247,9 +247,9 @@ func TestRetentionPolicySafetyLimitReleasesExactlyOneRun(t *testing.T) {
 		t.Fatalf("a run over its safety limit touched the store: %d rows of 300", got)
 	}
 	first := stalled.Status.LastRun.PurgeJob
-	annotate(t, &retentionv1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: p.Name}}, controllers.AnnotationReleaseRun, first)
+	annotate(t, &retentionv1.RetentionPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: p.Name}}, retentionv1.AnnotationReleaseRun, first)
 	waitLastRun(t, ns, p.Name, func(p *retentionv1.RetentionPolicy) bool {
-		return p.Status.LastRun != nil && p.Status.LastRun.PurgeJob == first && p.Status.LastRun.Result == controllers.PhaseSucceeded &&
+		return p.Status.LastRun != nil && p.Status.LastRun.PurgeJob == first && p.Status.LastRun.Result == retentionv1.PurgeJobSucceeded &&
 			hasCondition(p, retentionv1.ConditionReady, metav1.ConditionTrue, "")
 	}, "released run Succeeded")
 	if got := count(t, conn, `SELECT count(*) FROM browsing_logs`); got != 181 {

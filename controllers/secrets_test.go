@@ -54,7 +54,7 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 	}
 	var job string
 	for _, p := range people {
-		dr := waitRequest(t, ns, p.request, controllers.DRCompleted)
+		dr := waitRequest(t, ns, p.request, retentionv1.RequestCompleted)
 		if !dr.Status.Receipt.Verified || len(dr.Status.PurgeJobs) != 1 {
 			t.Fatalf("%s: receipt %+v, jobs %v", p.request, dr.Status.Receipt, dr.Status.PurgeJobs)
 		}
@@ -63,7 +63,7 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 		} else if dr.Status.PurgeJobs[0] != job {
 			t.Fatalf("the requests were not erased by one PurgeJob: %s and %s", job, dr.Status.PurgeJobs[0])
 		}
-		if !hasCondition(dr, controllers.ConditionIdentitiesDerived, metav1.ConditionTrue, "") {
+		if !hasCondition(dr, retentionv1.ConditionIdentitiesDerived, metav1.ConditionTrue, "") {
 			t.Errorf("%s derived nothing (the test needs each request's Secret): %+v", p.request, dr.Status.Conditions)
 		}
 	}
@@ -128,7 +128,7 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 		if cm.Name == "kube-root-ca.crt" {
 			continue
 		}
-		if cm.Labels[controllers.LabelLedger] != "true" {
+		if cm.Labels[retentionv1.LabelLedger] != "true" {
 			t.Errorf("ConfigMap %s is not a ledger shard", cm.Name)
 			continue
 		}
@@ -154,7 +154,7 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 	created, sealed := 0, 0
 	added := secrets.added()
 	for name, s := range added {
-		if s.Labels[controllers.LabelCoalesced] == "" && s.Labels[controllers.LabelDeletionRequest] == "" && s.Labels[controllers.LabelSealedKeys] == "" {
+		if s.Labels[retentionv1.LabelCoalesced] == "" && s.Labels[retentionv1.LabelDeletionRequest] == "" && s.Labels[retentionv1.LabelSealedKeys] == "" {
 			continue
 		}
 		created++
@@ -248,22 +248,22 @@ func TestUnknownIdentityTypesAreReported(t *testing.T) {
 	}}
 	create(t, typo)
 	got := waitFor(t, typo, 60*time.Second, "Stalled/UnknownIdentityType", func(d *retentionv1.DeletionRequest) bool {
-		return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonUnknownIdentityType)
+		return hasCondition(d, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonUnknownIdentityType)
 	})
-	if !hasCondition(got, retentionv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonUnknownIdentityType) || got.Status.Phase == controllers.DRCompleted {
+	if !hasCondition(got, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonUnknownIdentityType) || got.Status.Phase == retentionv1.RequestCompleted {
 		t.Errorf("typo: phase %s, conditions %+v", got.Status.Phase, got.Status.Conditions)
 	}
-	c := condition(got, controllers.ConditionUnknownIdentityTypes)
-	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != controllers.ReasonUnknownIdentityType || !strings.Contains(c.Message, "phone_number") || !strings.Contains(c.Message, "app") {
+	c := condition(got, retentionv1.ConditionUnknownIdentityTypes)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Reason != retentionv1.ReasonUnknownIdentityType || !strings.Contains(c.Message, "phone_number") || !strings.Contains(c.Message, "app") {
 		t.Errorf("typo: UnknownIdentityTypes condition %+v", c)
 	}
-	assertEvent(t, ns, "typo", controllers.ReasonUnknownIdentityType)
+	assertEvent(t, ns, "typo", retentionv1.ReasonUnknownIdentityType)
 	// It stays stopped: nothing ran, nothing completed.
 	time.Sleep(2 * time.Second)
 	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(typo), got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Status.Phase == controllers.DRCompleted || got.Status.Receipt != nil || len(got.Status.PurgeJobs) > 0 {
+	if got.Status.Phase == retentionv1.RequestCompleted || got.Status.Receipt != nil || len(got.Status.PurgeJobs) > 0 {
 		t.Errorf("typo went on: phase %s, jobs %v", got.Status.Phase, got.Status.PurgeJobs)
 	}
 	if n := count(t, conn, `SELECT count(*) FROM users WHERE id = $1`, adaID); n != 1 {
@@ -276,15 +276,15 @@ func TestUnknownIdentityTypesAreReported(t *testing.T) {
 			{Type: "user_id", Value: adaID}, {Type: "phone_number", Value: adaPhone}}},
 	}}
 	create(t, mixed)
-	done := waitRequest(t, ns, "mixed", controllers.DRCompleted)
-	if !hasCondition(done, retentionv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonErased) {
+	done := waitRequest(t, ns, "mixed", retentionv1.RequestCompleted)
+	if !hasCondition(done, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonErased) {
 		t.Errorf("mixed: %+v", done.Status.Conditions)
 	}
-	c = condition(done, controllers.ConditionUnknownIdentityTypes)
+	c = condition(done, retentionv1.ConditionUnknownIdentityTypes)
 	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "phone_number") || strings.Contains(c.Message, "user_id") {
 		t.Errorf("mixed: UnknownIdentityTypes condition %+v", c)
 	}
-	assertEvent(t, ns, "mixed", controllers.ReasonUnknownIdentityType)
+	assertEvent(t, ns, "mixed", retentionv1.ReasonUnknownIdentityType)
 	if n := count(t, conn, `SELECT count(*) FROM users WHERE id = $1`, adaID); n != 0 {
 		t.Errorf("mixed: ada's user row is still there")
 	}
@@ -293,7 +293,7 @@ func TestUnknownIdentityTypesAreReported(t *testing.T) {
 	known := adaRequest(ns, "known")
 	known.Spec.Subject = retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "email", Value: "nobody@example.org"}}}
 	create(t, known)
-	if k := waitRequest(t, ns, "known", controllers.DRCompleted); condition(k, controllers.ConditionUnknownIdentityTypes) != nil {
+	if k := waitRequest(t, ns, "known", retentionv1.RequestCompleted); condition(k, retentionv1.ConditionUnknownIdentityTypes) != nil {
 		t.Errorf("known: %+v", k.Status.Conditions)
 	}
 
@@ -301,12 +301,12 @@ func TestUnknownIdentityTypesAreReported(t *testing.T) {
 		Subjects: []retentionv1.SubjectIdentity{{Type: "user_id", Value: "usr_alan_1912"}, {Type: "customer_no", Value: "C-1"}}}}
 	create(t, hold)
 	h := waitFor(t, holdKey(ns, "case-9"), 30*time.Second, "UnknownIdentityTypes on the hold", func(h *retentionv1.LegalHold) bool {
-		return condition(h, controllers.ConditionUnknownIdentityTypes) != nil
+		return condition(h, retentionv1.ConditionUnknownIdentityTypes) != nil
 	})
-	if c := condition(h, controllers.ConditionUnknownIdentityTypes); !strings.Contains(c.Message, "customer_no") || strings.Contains(c.Message, "user_id") || strings.Contains(c.Message, "C-1") {
+	if c := condition(h, retentionv1.ConditionUnknownIdentityTypes); !strings.Contains(c.Message, "customer_no") || strings.Contains(c.Message, "user_id") || strings.Contains(c.Message, "C-1") {
 		t.Errorf("hold: %+v", c)
 	}
-	assertEvent(t, ns, "case-9", controllers.ReasonUnknownIdentityType)
+	assertEvent(t, ns, "case-9", retentionv1.ReasonUnknownIdentityType)
 	assertNoPersonalData(t, ns)
 
 }
@@ -331,13 +331,13 @@ func TestPurgeJobWaitsForItsSubjectsSecret(t *testing.T) {
 	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(job), job); err != nil {
 		t.Fatal(err)
 	}
-	if job.Status.Phase == controllers.PhaseStalled || job.Status.Phase == controllers.PhaseFailed {
+	if job.Status.Phase == retentionv1.PurgeJobStalled || job.Status.Phase == retentionv1.PurgeJobFailed {
 		t.Fatalf("a PurgeJob whose subjects Secret does not exist yet is %s: %+v", job.Status.Phase, job.Status.Conditions)
 	}
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "by-subject", Labels: marked(),
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "PurgeJob", Name: job.Name, UID: job.UID}}},
 		StringData: map[string]string{"user_id": adaID}})
-	done := waitPhase(t, ns, "by-subject", controllers.PhaseSucceeded)
+	done := waitPhase(t, ns, "by-subject", retentionv1.PurgeJobSucceeded)
 	if done.Status.Deleted != 6 {
 		t.Errorf("deleted %d, want Ada's 6 support messages", done.Status.Deleted)
 	}
@@ -357,8 +357,8 @@ func TestRequestRecoversFromACoalescedJobWithoutItsSecret(t *testing.T) {
 	startManager(t, controllers.Options{})
 	ns, conn := appFixture(t)
 	orphan := &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "erase-app-orphan",
-		Labels:      map[string]string{controllers.LabelCoalesced: "true"},
-		Annotations: map[string]string{controllers.AnnotationDeletionRequests: "orph"}},
+		Labels:      map[string]string{retentionv1.LabelCoalesced: "true"},
+		Annotations: map[string]string{retentionv1.AnnotationDeletionRequests: "orph"}},
 		Spec: retentionv1.PurgeJobSpec{
 			DatasetRef:        retentionv1.LocalObjectReference{Name: "app"},
 			Mode:              retentionv1.ModeEnforce,
@@ -374,12 +374,12 @@ func TestRequestRecoversFromACoalescedJobWithoutItsSecret(t *testing.T) {
 	dr.Spec.Subject = retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "user_id", Value: adaID}}}
 	create(t, dr)
 	waitFor(t, dr, 30*time.Second, "the request waiting for the orphaned job", func(d *retentionv1.DeletionRequest) bool {
-		return d.Status.Phase == controllers.DRRunning && slices.Equal(d.Status.PurgeJobs, []string{orphan.Name})
+		return d.Status.Phase == retentionv1.RequestRunning && slices.Equal(d.Status.PurgeJobs, []string{orphan.Name})
 	})
 	done := waitFor(t, dr, 90*time.Second, "Completed", func(d *retentionv1.DeletionRequest) bool {
-		return d.Status.Phase == controllers.DRCompleted || d.Status.Phase == controllers.DRFailed
+		return d.Status.Phase == retentionv1.RequestCompleted || d.Status.Phase == retentionv1.RequestFailed
 	})
-	if done.Status.Phase != controllers.DRCompleted || !done.Status.Receipt.Verified || slices.Contains(done.Status.PurgeJobs, orphan.Name) {
+	if done.Status.Phase != retentionv1.RequestCompleted || !done.Status.Receipt.Verified || slices.Contains(done.Status.PurgeJobs, orphan.Name) {
 		t.Fatalf("phase %s, jobs %v, conditions %+v", done.Status.Phase, done.Status.PurgeJobs, done.Status.Conditions)
 	}
 	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(orphan), &retentionv1.PurgeJob{}); !apierrors.IsNotFound(err) {

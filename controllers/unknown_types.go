@@ -15,10 +15,6 @@ import (
 // Identity types that no Dataset in scope declares match nothing: a typo, or
 // phone_number where the Datasets say phone. They are reported, never
 // silently ignored. Types are not personal data; values never appear.
-const (
-	ConditionUnknownIdentityTypes = "UnknownIdentityTypes"
-	ReasonUnknownIdentityType     = "UnknownIdentityType"
-)
 
 // declaredTypes are the identity types the Datasets declare, in any
 // collection's identities or as a {type} placeholder of a key pattern or
@@ -78,7 +74,7 @@ func datasetNames(datasets []retentionv1.Dataset) string {
 func (r *Deps) markUnknownTypes(o conditionedObject, kind string, named map[string]bool, datasets []retentionv1.Dataset) (unknown []string, all bool) {
 	unknown = unknownTypes(named, datasets)
 	if len(unknown) == 0 {
-		retentionv1.RemoveCondition(o, ConditionUnknownIdentityTypes)
+		retentionv1.RemoveCondition(o, retentionv1.ConditionUnknownIdentityTypes)
 		return nil, false
 	}
 	all = len(unknown) == len(named)
@@ -88,9 +84,9 @@ func (r *Deps) markUnknownTypes(o conditionedObject, kind string, named map[stri
 		msg = fmt.Sprintf("No Dataset in scope declares any identity type this %s names (%s; %s): check the types against the Datasets' identities",
 			kind, strings.Join(unknown, ", "), datasetNames(datasets))
 	}
-	if c := meta.FindStatusCondition(o.GetConditions(), ConditionUnknownIdentityTypes); c == nil || c.Status != metav1.ConditionTrue || c.Message != msg {
-		r.Recorder.Eventf(o, nil, "Warning", ReasonUnknownIdentityType, "Plan", "%s", msg)
+	if c := meta.FindStatusCondition(o.GetConditions(), retentionv1.ConditionUnknownIdentityTypes); c == nil || c.Status != metav1.ConditionTrue || c.Message != msg {
+		r.Recorder.Eventf(o, nil, "Warning", retentionv1.ReasonUnknownIdentityType, "Plan", "%s", msg)
 	}
-	retentionv1.SetCondition(o, ConditionUnknownIdentityTypes, metav1.ConditionTrue, ReasonUnknownIdentityType, msg)
+	retentionv1.SetCondition(o, retentionv1.ConditionUnknownIdentityTypes, metav1.ConditionTrue, retentionv1.ReasonUnknownIdentityType, msg)
 	return unknown, all
 }

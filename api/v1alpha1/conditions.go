@@ -50,6 +50,9 @@ const (
 	ConditionTLSVerified     = "TLSVerified"
 	ReasonTLSVerified        = "Verified"
 	ReasonInsecureConnection = "InsecureConnection"
+	// ReasonTLSVerificationFailed: the server's certificate did not verify
+	// against the DataStore's CA bundle (or the system's roots) and host.
+	ReasonTLSVerificationFailed = "TLSVerificationFailed"
 )
 
 // Object is a Lethe object whose status carries conditions.

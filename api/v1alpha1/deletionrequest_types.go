@@ -217,7 +217,7 @@ type DeletionRequestStatus struct {
 	// most a fraction of a second, to be erased together with other requests
 	// in one set-based PurgeJob), Running, Completed, Failed.
 	// +optional
-	Phase string `json:"phase,omitempty"`
+	Phase DeletionRequestPhase `json:"phase,omitempty"`
 
 	// Conditions: Ready, Reconciling, Stalled, ReviewWindowPassed, Approved,
 	// Held, DeadlineMet.

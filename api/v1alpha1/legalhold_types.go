@@ -63,7 +63,7 @@ type LegalHoldStatus struct {
 
 	// Phase: Active, Expired or Released.
 	// +optional
-	Phase string `json:"phase,omitempty"`
+	Phase LegalHoldPhase `json:"phase,omitempty"`
 
 	// Conditions: Ready, Reconciling, Stalled (SecretNotFound,
 	// DerivationFailed…), Active, IdentitiesDerived.

@@ -99,7 +99,7 @@ type OperationStatus struct {
 
 	// Phase: Pending, Running, Succeeded, Failed (the job stopped on it),
 	// or Held.
-	Phase string `json:"phase"`
+	Phase PurgeJobPhase `json:"phase"`
 
 	// Matched is how many records matched when counted before starting.
 	Matched int64 `json:"matched"`
@@ -138,7 +138,7 @@ type PurgeJobStatus struct {
 
 	// Phase: Pending, Running, Succeeded, Failed or Stalled.
 	// +optional
-	Phase string `json:"phase,omitempty"`
+	Phase PurgeJobPhase `json:"phase,omitempty"`
 
 	// Conditions: Ready, Reconciling, Stalled (SafetyLimitExceeded,
 	// InvalidOperation…), DataStoreAvailable, Complete, Failed.

@@ -156,9 +156,9 @@ type RunSummary struct {
 	// +optional
 	ScheduledTime *metav1.Time `json:"scheduledTime,omitempty"`
 
-	// Result: Succeeded, Failed, Stalled or Running.
+	// Result is the run's phase: Pending, Running, Succeeded, Failed or Stalled.
 	// +optional
-	Result string `json:"result,omitempty"`
+	Result PurgeJobPhase `json:"result,omitempty"`
 
 	// RowsMatched is how many records matched the rules.
 	RowsMatched int64 `json:"rowsMatched"`

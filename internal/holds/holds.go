@@ -30,22 +30,15 @@ import (
 	"github.com/lethe-dev/lethe/internal/connect"
 )
 
-// Phases of a hold.
-const (
-	PhaseActive   = "Active"
-	PhaseExpired  = "Expired"
-	PhaseReleased = "Released"
-)
-
 // Phase returns Active, Expired or Released at now.
-func Phase(h *retentionv1.LegalHold, now time.Time) string {
+func Phase(h *retentionv1.LegalHold, now time.Time) retentionv1.LegalHoldPhase {
 	switch {
 	case h.Spec.Released:
-		return PhaseReleased
+		return retentionv1.HoldReleased
 	case h.Spec.ExpiresAt != nil && !now.Before(h.Spec.ExpiresAt.Time):
-		return PhaseExpired
+		return retentionv1.HoldExpired
 	default:
-		return PhaseActive
+		return retentionv1.HoldActive
 	}
 }
 
@@ -74,11 +67,6 @@ func HasSubjects(h *retentionv1.LegalHold) bool {
 // work in its scope stops rather than run without it.
 var ErrInvalidSubject = errors.New("invalid held identity")
 
-// ConditionIdentitiesDerived on a hold says what the LegalHold controller
-// derived for its current generation (True), or that it found nothing or
-// could not derive (False).
-const ConditionIdentitiesDerived = "IdentitiesDerived"
-
 // ErrNotDerived: an active hold on subjects that the LegalHold controller
 // has not yet looked at for its current generation (it was just created or
 // changed). Its derived identities are unknown, so nothing in its scope may
@@ -88,7 +76,7 @@ var ErrNotDerived = errors.New("the hold's derived identities are not establishe
 // Derivation reports whether the LegalHold controller has derived (or tried
 // to derive) the hold's further identities for its current generation.
 func Derivation(h *retentionv1.LegalHold) bool {
-	c := meta.FindStatusCondition(h.Status.Conditions, ConditionIdentitiesDerived)
+	c := meta.FindStatusCondition(h.Status.Conditions, retentionv1.ConditionIdentitiesDerived)
 	return c != nil && c.ObservedGeneration == h.Generation
 }
 
@@ -214,7 +202,7 @@ func For(ctx context.Context, r client.Reader, all []retentionv1.LegalHold, data
 	var e Effect
 	for i := range all {
 		h := &all[i]
-		if Phase(h, now) != PhaseActive || !Applies(h, dataset, c) {
+		if Phase(h, now) != retentionv1.HoldActive || !Applies(h, dataset, c) {
 			continue
 		}
 		e.By = append(e.By, h.Name)

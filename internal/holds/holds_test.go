@@ -38,7 +38,7 @@ func secret(name string, owner *retentionv1.LegalHold, data map[string]string) *
 
 // derived marks a hold as looked at by the LegalHold controller.
 func derived(h *retentionv1.LegalHold, generation int64) {
-	h.Status.Conditions = append(h.Status.Conditions, metav1.Condition{Type: holds.ConditionIdentitiesDerived,
+	h.Status.Conditions = append(h.Status.Conditions, metav1.Condition{Type: retentionv1.ConditionIdentitiesDerived,
 		Status: metav1.ConditionTrue, Reason: "IdentitiesDerived", ObservedGeneration: generation})
 }
 

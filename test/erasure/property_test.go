@@ -42,7 +42,6 @@ import (
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/erasure"
-	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
 
@@ -195,7 +194,7 @@ func holdOn(subs []int) []retentionv1.LegalHold {
 	}
 	// Derived, as the LegalHold controller marks a hold once it has looked
 	// (nothing to derive here: the hold names both identity types).
-	h.Status.Conditions = []metav1.Condition{{Type: holds.ConditionIdentitiesDerived, Status: metav1.ConditionTrue, Reason: "IdentitiesDerived", ObservedGeneration: h.Generation}}
+	h.Status.Conditions = []metav1.Condition{{Type: retentionv1.ConditionIdentitiesDerived, Status: metav1.ConditionTrue, Reason: "IdentitiesDerived", ObservedGeneration: h.Generation}}
 	return []retentionv1.LegalHold{h}
 }
 

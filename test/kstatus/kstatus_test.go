@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
-	"github.com/lethe-dev/lethe/controllers"
 )
 
 func meta() metav1.ObjectMeta {
@@ -106,22 +105,22 @@ func TestKstatusOfEveryLifecycleStateOfEveryKind(t *testing.T) {
 // PurgeJob phases as the PurgeJob controller ends them.
 func TestKstatusOfPurgeJobPhases(t *testing.T) {
 	cases := []struct {
-		phase string
+		phase retentionv1.PurgeJobPhase
 		mark  func(o retentionv1.Object)
 		want  status.Status
 	}{
-		{controllers.PhasePending, func(o retentionv1.Object) { retentionv1.MarkReconciling(o, retentionv1.ReasonProgressing, "Preparing") }, status.InProgressStatus},
-		{controllers.PhaseRunning, func(o retentionv1.Object) { retentionv1.MarkReconciling(o, controllers.ReasonRunning, "Executing") }, status.InProgressStatus},
-		{controllers.PhaseSucceeded, func(o retentionv1.Object) { retentionv1.MarkReady(o, retentionv1.ReasonSucceeded, "Deleted 5") }, status.CurrentStatus},
-		{controllers.PhaseStalled, func(o retentionv1.Object) {
+		{retentionv1.PurgeJobPending, func(o retentionv1.Object) { retentionv1.MarkReconciling(o, retentionv1.ReasonProgressing, "Preparing") }, status.InProgressStatus},
+		{retentionv1.PurgeJobRunning, func(o retentionv1.Object) { retentionv1.MarkReconciling(o, retentionv1.ReasonRunning, "Executing") }, status.InProgressStatus},
+		{retentionv1.PurgeJobSucceeded, func(o retentionv1.Object) { retentionv1.MarkReady(o, retentionv1.ReasonSucceeded, "Deleted 5") }, status.CurrentStatus},
+		{retentionv1.PurgeJobStalled, func(o retentionv1.Object) {
 			retentionv1.MarkStalled(o, retentionv1.ReasonSafetyLimitExceeded, "would touch")
 		}, status.FailedStatus},
-		{controllers.PhaseFailed, func(o retentionv1.Object) {
-			retentionv1.MarkStalled(o, controllers.ReasonInvalidOperation, "table missing")
+		{retentionv1.PurgeJobFailed, func(o retentionv1.Object) {
+			retentionv1.MarkStalled(o, retentionv1.ReasonInvalidOperation, "table missing")
 		}, status.FailedStatus},
 	}
 	for _, tc := range cases {
-		t.Run(tc.phase, func(t *testing.T) {
+		t.Run(string(tc.phase), func(t *testing.T) {
 			j := &retentionv1.PurgeJob{ObjectMeta: meta()}
 			j.Status.ObservedGeneration = 2
 			j.Status.Phase = tc.phase

@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
-	"github.com/lethe-dev/lethe/controllers"
 )
 
 // applySamples applies config/samples: the example Secrets (with the
@@ -220,19 +219,19 @@ const policyName = "shop-retention"
 // runPolicy triggers a retention policy now and waits for its run.
 func (r *run) runPolicy(ctx context.Context, policyName string) error {
 	var before retentionv1.PurgeJobList
-	if err := r.env.Client.List(ctx, &before, client.InNamespace(Namespace), client.MatchingLabels{controllers.LabelPolicy: policyName}); err != nil {
+	if err := r.env.Client.List(ctx, &before, client.InNamespace(Namespace), client.MatchingLabels{retentionv1.LabelPolicy: policyName}); err != nil {
 		return err
 	}
 	token := "demo-" + strconv.FormatInt(time.Now().Unix(), 10)
 	r.p.step("Running retention policy %s now instead of on its schedule", policyName)
-	if _, err := r.k.show(ctx, nil, "annotate", "retentionpolicy/"+policyName, controllers.AnnotationRunNow+"="+token, "--overwrite"); err != nil {
+	if _, err := r.k.show(ctx, nil, "annotate", "retentionpolicy/"+policyName, retentionv1.AnnotationRunNow+"="+token, "--overwrite"); err != nil {
 		return err
 	}
 	if _, err := r.k.show(ctx, nil, "wait", "--for=jsonpath={.status.lastRunNowToken}="+token, "retentionpolicy/"+policyName, "--timeout=1m"); err != nil {
 		return r.explain(ctx, err, "retentionpolicy/"+policyName)
 	}
 	var jobs retentionv1.PurgeJobList
-	if err := r.env.Client.List(ctx, &jobs, client.InNamespace(Namespace), client.MatchingLabels{controllers.LabelPolicy: policyName}); err != nil {
+	if err := r.env.Client.List(ctx, &jobs, client.InNamespace(Namespace), client.MatchingLabels{retentionv1.LabelPolicy: policyName}); err != nil {
 		return err
 	}
 	var job *retentionv1.PurgeJob
@@ -269,7 +268,7 @@ func (r *run) runPolicy(ctx context.Context, policyName string) error {
 			return nil // transient; kubectl wait keeps going
 		}
 		switch j.Status.Phase {
-		case controllers.PhaseStalled:
+		case retentionv1.PurgeJobStalled:
 			c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled)
 			if c == nil {
 				return nil
@@ -290,25 +289,25 @@ func (r *run) runPolicy(ctx context.Context, policyName string) error {
 			r.p.info("A first run over a backlog touches far more than a nightly one; the policy's safety.maxPercent (%s)",
 				percent(j.Spec.Safety))
 			r.p.info("stops it until a human looks. The demo releases this one run, as an operator would after reading the counts:")
-			if _, err := r.k.show(ctx, nil, "annotate", "retentionpolicy/"+policyName, controllers.AnnotationReleaseRun+"="+job.Name, "--overwrite"); err != nil {
+			if _, err := r.k.show(ctx, nil, "annotate", "retentionpolicy/"+policyName, retentionv1.AnnotationReleaseRun+"="+job.Name, "--overwrite"); err != nil {
 				return err
 			}
 			r.rep.SafetyReleased, releasedAt = true, time.Now()
-		case controllers.PhaseFailed:
+		case retentionv1.PurgeJobFailed:
 			c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionStalled)
 			msg := "no condition"
 			if c != nil {
 				msg = c.Reason + ": " + c.Message
 			}
 			return fmt.Errorf("%s failed: %s", ref, msg)
-		case controllers.PhaseRunning, controllers.PhasePending, "":
+		case retentionv1.PurgeJobRunning, retentionv1.PurgeJobPending, "":
 			// A run that cannot proceed says why in Ready (and retries).
 			if c := meta.FindStatusCondition(j.Status.Conditions, retentionv1.ConditionReady); c != nil && c.Status != metav1.ConditionTrue &&
-				c.Reason != controllers.ReasonRunning && c.Reason != retentionv1.ReasonProgressing && c.Reason+c.Message != lastProblem {
+				c.Reason != retentionv1.ReasonRunning && c.Reason != retentionv1.ReasonProgressing && c.Reason+c.Message != lastProblem {
 				lastProblem = c.Reason + c.Message
 				r.p.step("Not progressing: %s: %s", c.Reason, c.Message)
 			}
-			if j.Status.Phase != controllers.PhaseRunning {
+			if j.Status.Phase != retentionv1.PurgeJobRunning {
 				return nil
 			}
 			progress := fmt.Sprintf("%s records deleted and %s anonymized so far", num(j.Status.Deleted), num(j.Status.Anonymized))
@@ -485,7 +484,7 @@ func (r *run) printResults(ctx context.Context) error {
 		for i, st := range job.Status.Operations {
 			op := job.Spec.Operations[i]
 			rows = append(rows, []string{st.Collection, string(op.Rule), string(op.Action), num(st.Matched), num(st.Deleted), num(st.Anonymized),
-				num(st.Batches), num(int64(st.PartitionsDropped)), st.Phase})
+				num(st.Batches), num(int64(st.PartitionsDropped)), string(st.Phase)})
 		}
 		r.p.block(table(rows))
 		if policy == policyName {

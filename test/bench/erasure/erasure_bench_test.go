@@ -115,7 +115,7 @@ func warmUp(b *testing.B, ns string, id int) {
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
 		var dr retentionv1.DeletionRequest
 		must(b, env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("req-%d", id)}, &dr))
-		if dr.Status.Phase == controllers.DRCompleted {
+		if dr.Status.Phase == retentionv1.RequestCompleted {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -321,9 +321,9 @@ func burst(b *testing.B, ns string, n int) float64 {
 			continue
 		}
 		switch dr.Status.Phase {
-		case controllers.DRCompleted:
+		case retentionv1.RequestCompleted:
 			completed[dr.Name] = true
-		case controllers.DRFailed:
+		case retentionv1.RequestFailed:
 			b.Fatalf("request %s failed: %s", dr.Name, failure(dr))
 		}
 	}
@@ -348,7 +348,7 @@ func logJobs(b *testing.B, ns string, start time.Time) {
 		if j.CreationTimestamp.Time.Before(start.Add(-time.Second)) || j.Status.CompletionTime == nil {
 			continue
 		}
-		members = append(members, float64(len(strings.Split(j.Annotations[controllers.AnnotationDeletionRequests], ","))))
+		members = append(members, float64(len(strings.Split(j.Annotations[retentionv1.AnnotationDeletionRequests], ","))))
 		took = append(took, j.Status.CompletionTime.Sub(j.CreationTimestamp.Time).Seconds())
 	}
 	if len(members) == 0 {
@@ -366,7 +366,7 @@ func failure(dr *retentionv1.DeletionRequest) string {
 			return c.Message
 		}
 	}
-	return dr.Status.Phase
+	return string(dr.Status.Phase)
 }
 
 // requestWatch streams DeletionRequests of a namespace, re-establishing the
@@ -477,7 +477,7 @@ func BenchmarkErasureLatencyIdle(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
 		must(b, env.Client.Create(context.Background(), request(ns, 500+i)))
-		phase := ""
+		var phase retentionv1.DeletionRequestPhase
 		for {
 			var dr retentionv1.DeletionRequest
 			must(b, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("req-%d", 500+i)}, &dr))
@@ -485,7 +485,7 @@ func BenchmarkErasureLatencyIdle(b *testing.B) {
 				phase = dr.Status.Phase
 				b.Logf("%6.3fs %s", time.Since(start).Seconds(), phase)
 			}
-			if dr.Status.Phase == controllers.DRCompleted {
+			if dr.Status.Phase == retentionv1.RequestCompleted {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)

@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
-	"github.com/lethe-dev/lethe/controllers"
 )
 
 // apiFloor measures what the API server alone can absorb: for each of n
@@ -31,7 +30,7 @@ func apiFloor(b *testing.B, ns string, n, workers int, done *retentionv1.Deletio
 	defer cancel()
 	completed := done.Status
 	queued := *done.Status.DeepCopy()
-	queued.Phase, queued.Receipt, queued.CompletionTime = controllers.DRQueued, nil, nil
+	queued.Phase, queued.Receipt, queued.CompletionTime = retentionv1.RequestQueued, nil, nil
 	meta.RemoveStatusCondition(&queued.Conditions, retentionv1.ConditionReady)
 	meta.SetStatusCondition(&queued.Conditions, metav1.Condition{Type: retentionv1.ConditionReconciling, Status: metav1.ConditionTrue,
 		Reason: "Queued", Message: "Queued to be erased with other requests in one set-based PurgeJob"})
@@ -76,7 +75,7 @@ func apiFloor(b *testing.B, ns string, n, workers int, done *retentionv1.Deletio
 			wg.Wait()
 			b.Fatalf("API floor: only %d of %d requests completed: %v %v", len(seen), n, failed, ctx.Err())
 		}
-		if dr.Status.Phase == controllers.DRCompleted {
+		if dr.Status.Phase == retentionv1.RequestCompleted {
 			seen[dr.Name] = true
 		}
 	}
@@ -97,7 +96,7 @@ func namespace(b *testing.B) string {
 func fetch(b *testing.B, ns, name string) *retentionv1.DeletionRequest {
 	var dr retentionv1.DeletionRequest
 	must(b, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &dr))
-	if dr.Status.Phase != controllers.DRCompleted {
+	if dr.Status.Phase != retentionv1.RequestCompleted {
 		b.Fatalf("%s is %s, not Completed", name, dr.Status.Phase)
 	}
 	return &dr
