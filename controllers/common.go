@@ -54,13 +54,6 @@ func (r *PurgeJobReconciler) sliceDuration() time.Duration {
 	return 10 * time.Second
 }
 
-// stallError is an error that needs a human: the object goes Stalled.
-type stallError struct{ reason, msg string }
-
-func (e stallError) Error() string { return e.msg }
-
-func stalled(reason, msg string) error { return stallError{reason: reason, msg: msg} }
-
 // classify maps a connection error to a condition reason and a message that
 // carries no credentials, no personal data and nothing a server sent: an
 // error of a driver is described by its class in fixed words

@@ -37,6 +37,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/metrics"
+	"github.com/lethe-dev/lethe/internal/outcome"
 	"github.com/lethe-dev/lethe/internal/schedule"
 )
 
@@ -170,13 +171,13 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// Subject: identities, digest, timeline.
 	identities, err := r.identities(ctx, dr)
 	if err != nil {
-		var se stallError
+		se := outcome.AsStall(err)
 		switch {
 		case errors.Is(err, connect.ErrSecretNotFound):
 			retentionv1.MarkStalled(dr, connect.SecretReason(err), err.Error())
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
-		case errors.As(err, &se):
-			retentionv1.MarkStalled(dr, se.reason, se.msg)
+		case se != nil:
+			retentionv1.MarkStalled(dr, se.Reason, se.Msg)
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		}
 		return reconcile.Result{}, err
@@ -191,9 +192,9 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// Plan: every collection of every Dataset in scope that reaches the subject.
 	datasets, err := r.datasetsInScope(ctx, dr)
 	if err != nil {
-		var se stallError
-		if errors.As(err, &se) {
-			retentionv1.MarkStalled(dr, se.reason, se.msg)
+		se := outcome.AsStall(err)
+		if se != nil {
+			retentionv1.MarkStalled(dr, se.Reason, se.Msg)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
@@ -245,9 +246,9 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// a hold on a derived identity blocks the request.
 	identities, derivedFrom, err := r.derive(ctx, dr, datasets, identities)
 	if err != nil {
-		var se stallError
-		if errors.As(err, &se) {
-			retentionv1.MarkStalled(dr, se.reason, se.msg)
+		se := outcome.AsStall(err)
+		if se != nil {
+			retentionv1.MarkStalled(dr, se.Reason, se.Msg)
 			return reconcile.Result{RequeueAfter: time.Minute}, nil
 		}
 		if invalidOperation(err) {
@@ -272,9 +273,9 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	// Execute: count the subject's records, then queue for a coalesced
 	// PurgeJob per Dataset (set-based statements over many subjects).
 	jobs, queued, err := r.execute(ctx, dr, steps, identities)
-	var se stallError
-	if errors.As(err, &se) {
-		retentionv1.MarkStalled(dr, se.reason, se.msg)
+	se := outcome.AsStall(err)
+	if se != nil {
+		retentionv1.MarkStalled(dr, se.Reason, se.Msg)
 		return reconcile.Result{RequeueAfter: time.Minute}, nil
 	}
 	if invalidOperation(err) {
@@ -352,7 +353,7 @@ func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentio
 	out := map[string][]string{}
 	for i, id := range dr.Spec.Subject.Identities {
 		if err := checkIdentity(string(id.Type), id.Value); err != nil {
-			return nil, stalled(retentionv1.ReasonInvalidIdentity, fmt.Sprintf("spec.subject.identities[%d]: %v", i, err))
+			return nil, outcome.Stall(retentionv1.ReasonInvalidIdentity, fmt.Sprintf("spec.subject.identities[%d]: %v", i, err))
 		}
 		out[string(id.Type)] = append(out[string(id.Type)], id.Value)
 	}
@@ -364,7 +365,7 @@ func (r *DeletionRequestReconciler) identities(ctx context.Context, dr *retentio
 		for k, v := range s.Data {
 			for _, value := range holds.SplitValues(string(v)) {
 				if err := checkIdentity(k, value); err != nil {
-					return nil, stalled(retentionv1.ReasonInvalidIdentity, fmt.Sprintf("identity Secret %s, key %s: %v", ref.Name, k, err))
+					return nil, outcome.Stall(retentionv1.ReasonInvalidIdentity, fmt.Sprintf("identity Secret %s, key %s: %v", ref.Name, k, err))
 				}
 				out[k] = append(out[k], value)
 			}
@@ -465,7 +466,7 @@ func (r *DeletionRequestReconciler) datasetsInScope(ctx context.Context, dr *ret
 	if s := dr.Spec.Scope; s != nil && s.Selector != nil {
 		sel, err := metav1.LabelSelectorAsSelector(s.Selector)
 		if err != nil {
-			return nil, stalled(retentionv1.ReasonInvalidSpec, fmt.Sprintf("spec.scope.selector is not a valid label selector: %v", err))
+			return nil, outcome.Stall(retentionv1.ReasonInvalidSpec, fmt.Sprintf("spec.scope.selector is not a valid label selector: %v", err))
 		}
 		opts = append(opts, client.MatchingLabelsSelector{Selector: sel})
 	}
@@ -730,7 +731,7 @@ func (r *DeletionRequestReconciler) execute(ctx context.Context, dr *retentionv1
 		}
 		setPlan(dr, plan)
 		if msg != "" {
-			return nil, false, stalled(retentionv1.ReasonReferencedOutsideErasure, msg)
+			return nil, false, outcome.Stall(retentionv1.ReasonReferencedOutsideErasure, msg)
 		}
 		counts, err := r.countSubject(ctx, steps, identities)
 		if err != nil {

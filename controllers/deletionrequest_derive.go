@@ -23,6 +23,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/mask"
+	"github.com/lethe-dev/lethe/internal/outcome"
 )
 
 // Identity derivation: a SQL collection that holds two identity types (users
@@ -167,7 +168,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	switch err := r.APIReader.Get(ctx, key, &s); {
 	case err == nil:
 		if !ownedBy(&s, dr) {
-			return nil, nil, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s exists but is not owned by this request; Lethe keeps derived identities there", key.Name))
+			return nil, nil, outcome.Stall(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s exists but is not owned by this request; Lethe keeps derived identities there", key.Name))
 		}
 		out, how, err := mergeStored(identities, &s)
 		if err == nil {
@@ -177,7 +178,7 @@ func (r *DeletionRequestReconciler) derive(ctx context.Context, dr *retentionv1.
 	case !apierrors.IsNotFound(err):
 		return nil, nil, err
 	case stored:
-		return nil, nil, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s with the identities derived for this request is gone; recreate the request", key.Name))
+		return nil, nil, outcome.Stall(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s with the identities derived for this request is gone; recreate the request", key.Name))
 	}
 
 	out, how, _, err := r.deriveFromStores(ctx, datasets, identities, requestBounds)
@@ -269,7 +270,7 @@ func (r *Deps) deriveFromStores(ctx context.Context, datasets []retentionv1.Data
 		}
 		dc, err := engine.ToDriver(storeTypes[l.ds.Name], l.c)
 		if err != nil {
-			return false, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Deriving identities from collection %s of Dataset %s: %v", l.c.Name, l.ds.Name, err))
+			return false, outcome.Stall(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Deriving identities from collection %s of Dataset %s: %v", l.c.Name, l.ds.Name, err))
 		}
 		in := map[string][]string{}
 		for _, t := range from {
@@ -278,7 +279,7 @@ func (r *Deps) deriveFromStores(ctx context.Context, datasets []retentionv1.Data
 		vals, err := lk.Lookup(ctx, dc, in, want, bounds.max+1)
 		switch {
 		case errors.Is(err, datastore.ErrInvalid) || errors.Is(err, datastore.ErrNotFound):
-			return false, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Deriving %s from collection %s of Dataset %s: %v", want, l.c.Name, l.ds.Name, err))
+			return false, outcome.Stall(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Deriving %s from collection %s of Dataset %s: %v", want, l.c.Name, l.ds.Name, err))
 		case err != nil:
 			return false, fmt.Errorf("deriving %s from collection %s of Dataset %s: %w", want, l.c.Name, l.ds.Name, err)
 		}
@@ -291,7 +292,7 @@ func (r *Deps) deriveFromStores(ctx context.Context, datasets []retentionv1.Data
 		}
 		merged, over := mergeDerived(derived[want], vals, placeholder, bounds.max)
 		if over && bounds.stop {
-			return false, stalled(retentionv1.ReasonDerivationLimit, fmt.Sprintf("Deriving identities found more than %d values of type %s (from %s via collection %s of Dataset %s): the identity the request names is shared by several subjects; name the subject's identities explicitly in a new request",
+			return false, outcome.Stall(retentionv1.ReasonDerivationLimit, fmt.Sprintf("Deriving identities found more than %d values of type %s (from %s via collection %s of Dataset %s): the identity the request names is shared by several subjects; name the subject's identities explicitly in a new request",
 				bounds.max, want, strings.Join(from, ", "), l.c.Name, l.ds.Name))
 		}
 		if over {
@@ -447,7 +448,7 @@ func mergeStored(identities map[string][]string, s *corev1.Secret) (map[string][
 	how := map[string]string{}
 	if a := s.Annotations[annotationDerivedFrom]; a != "" {
 		if err := json.Unmarshal([]byte(a), &how); err != nil {
-			return nil, nil, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s: annotation %s is not valid JSON", s.Name, annotationDerivedFrom))
+			return nil, nil, outcome.Stall(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s: annotation %s is not valid JSON", s.Name, annotationDerivedFrom))
 		}
 	}
 	out := map[string][]string{}

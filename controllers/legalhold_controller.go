@@ -25,6 +25,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/holds"
+	"github.com/lethe-dev/lethe/internal/outcome"
 )
 
 // LegalHold condition type and reasons. A hold that has ended is still
@@ -145,12 +146,12 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	// the hold is active (the engine then refuses to run jobs in its scope).
 	named, err := holds.Named(ctx, r.APIReader, &h)
 	if errors.Is(err, holds.ErrInvalidSubject) {
-		err = stalled(retentionv1.ReasonInvalidIdentity, strings.TrimPrefix(err.Error(), holds.ErrInvalidSubject.Error()+": "))
+		err = outcome.Stall(retentionv1.ReasonInvalidIdentity, strings.TrimPrefix(err.Error(), holds.ErrInvalidSubject.Error()+": "))
 	} else if err == nil {
 		err = checkHeld(named)
 	}
 	var missing error
-	var bad stallError
+	bad := outcome.AsStall(err)
 	switch {
 	case err == nil:
 		h.Status.Subjects = countDistinct(named)
@@ -161,7 +162,7 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			return reconcile.Result{}, err
 		}
 		r.markUnknownTypes(&h, "hold", identityTypes(named), datasets)
-	case errors.As(err, &bad):
+	case bad != nil:
 		h.Status.Subjects = 0
 	case errors.Is(err, connect.ErrSecretNotFound):
 		missing = err
@@ -179,13 +180,13 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	var refresh time.Duration
 	var derr error
 	switch {
-	case active && missing == nil && bad.reason == "" && holds.HasSubjects(&h):
+	case active && missing == nil && bad == nil && holds.HasSubjects(&h):
 		refresh, derr = r.derive(ctx, &h, named, now)
 	case !active:
 		derr = r.forgetDerived(ctx, &h)
 	}
-	var derivationStalled stallError
-	if derr != nil && !errors.As(derr, &derivationStalled) {
+	derivationStalled := outcome.AsStall(derr)
+	if derr != nil && derivationStalled == nil {
 		retentionv1.MarkNotReady(&h, retentionv1.ReasonProgressing, fmt.Sprintf("Deriving the held subjects' identities failed: %v; retrying", derr))
 		if _, serr := r.save(ctx, before, &h, reconcile.Result{}); serr != nil {
 			return reconcile.Result{}, serr
@@ -221,8 +222,8 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		retentionv1.SetCondition(&h, retentionv1.ConditionActive, metav1.ConditionFalse, retentionv1.ReasonReleased, "The hold was released")
 	}
 	switch {
-	case bad.reason != "" && active:
-		retentionv1.MarkStalled(&h, bad.reason, bad.msg+"; PurgeJobs in this hold's scope cannot exclude its subjects until it is fixed")
+	case bad != nil && active:
+		retentionv1.MarkStalled(&h, bad.Reason, bad.Msg+"; PurgeJobs in this hold's scope cannot exclude its subjects until it is fixed")
 		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
 	case missing != nil && active:
 		retentionv1.MarkStalled(&h, connect.SecretReason(missing),
@@ -231,9 +232,9 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	case derr != nil && active:
 		// The hold still holds its named identities and those derived
 		// before; the stores are read again after the recheck interval.
-		msg := derivationStalled.msg + "; the hold holds the identities it names and those derived before"
-		retentionv1.SetCondition(&h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionFalse, derivationStalled.reason, msg)
-		retentionv1.MarkStalled(&h, derivationStalled.reason, msg)
+		msg := derivationStalled.Msg + "; the hold holds the identities it names and those derived before"
+		retentionv1.SetCondition(&h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionFalse, derivationStalled.Reason, msg)
+		retentionv1.MarkStalled(&h, derivationStalled.Reason, msg)
 		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
 	default:
 		msg := fmt.Sprintf("The hold is %s", strings.ToLower(string(phase)))
@@ -248,7 +249,7 @@ func checkHeld(subjects map[string][]string) error {
 	for t, vs := range subjects {
 		for _, v := range vs {
 			if err := checkIdentity(t, v); err != nil {
-				return stalled(retentionv1.ReasonInvalidIdentity, "subjects: "+err.Error())
+				return outcome.Stall(retentionv1.ReasonInvalidIdentity, "subjects: "+err.Error())
 			}
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/holds"
+	"github.com/lethe-dev/lethe/internal/outcome"
 )
 
 // A hold follows the person: its subjects' further identities are derived
@@ -83,7 +84,7 @@ func (r *LegalHoldReconciler) derive(ctx context.Context, h *retentionv1.LegalHo
 	case err != nil:
 		return 0, err
 	case !holds.OwnedBy(&s, h):
-		return 0, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s exists but is not owned by this hold; Lethe keeps the hold's derived identities there", key.Name))
+		return 0, outcome.Stall(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s exists but is not owned by this hold; Lethe keeps the hold's derived identities there", key.Name))
 	}
 
 	if len(derivable(datasets, identityTypes(named))) == 0 {
@@ -233,7 +234,7 @@ func storedDerivation(s *corev1.Secret) (holdDerivation, error) {
 	d := holdDerivation{how: map[string]string{}, counts: map[string]int{}}
 	if a := s.Annotations[annotationDerivedFrom]; a != "" {
 		if err := json.Unmarshal([]byte(a), &d.how); err != nil {
-			return d, stalled(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s: annotation %s is not valid JSON", s.Name, annotationDerivedFrom))
+			return d, outcome.Stall(retentionv1.ReasonDerivationFailed, fmt.Sprintf("Secret %s: annotation %s is not valid JSON", s.Name, annotationDerivedFrom))
 		}
 	}
 	for t, v := range s.Data {

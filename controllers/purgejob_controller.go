@@ -27,6 +27,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/metrics"
+	"github.com/lethe-dev/lethe/internal/outcome"
 )
 
 // PurgeJob phases.
@@ -91,9 +92,9 @@ func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		if waitingForSubjects(&job, err) {
 			return reconcile.Result{RequeueAfter: 250 * time.Millisecond}, nil
 		}
-		var st stallError
-		if errors.As(err, &st) && st.reason == retentionv1.ReasonUnsignedPurgeJob {
-			return run.refuse(ctx, st.msg)
+		st := outcome.AsStall(err)
+		if st != nil && st.Reason == retentionv1.ReasonUnsignedPurgeJob {
+			return run.refuse(ctx, st.Msg)
 		}
 		return run.fail(ctx, err)
 	}
@@ -196,14 +197,14 @@ func (j *jobRun) gates(ctx context.Context) (*retentionv1.Dataset, error) {
 	var dataset retentionv1.Dataset
 	if err := j.r.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: string(job.Spec.DatasetRef.Name)}, &dataset); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, stalled(retentionv1.ReasonDatasetNotFound, fmt.Sprintf("Dataset %s not found", job.Spec.DatasetRef.Name))
+			return nil, outcome.Stall(retentionv1.ReasonDatasetNotFound, fmt.Sprintf("Dataset %s not found", job.Spec.DatasetRef.Name))
 		}
 		return nil, err
 	}
 	var store retentionv1.DataStore
 	if err := j.r.Get(ctx, types.NamespacedName{Namespace: job.Namespace, Name: string(dataset.Spec.DataStoreRef.Name)}, &store); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, stalled(retentionv1.ReasonDataStoreNotReady, fmt.Sprintf("DataStore %s not found", dataset.Spec.DataStoreRef.Name))
+			return nil, outcome.Stall(retentionv1.ReasonDataStoreNotReady, fmt.Sprintf("DataStore %s not found", dataset.Spec.DataStoreRef.Name))
 		}
 		return nil, err
 	}
@@ -483,10 +484,10 @@ func (j *jobRun) stall(ctx context.Context, reason, msg string) (reconcile.Resul
 // condition stalls it, anything else is transient and retried with backoff.
 func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) {
 	job := j.job
-	var st stallError
+	st := outcome.AsStall(err)
 	switch {
-	case errors.As(err, &st):
-		return j.stall(ctx, st.reason, st.msg)
+	case st != nil:
+		return j.stall(ctx, st.Reason, st.Msg)
 	case (errors.Is(err, engine.ErrInvalid) || errors.Is(err, datastore.ErrInvalid) || errors.Is(err, datastore.ErrNotFound)) && changed(job):
 		// Records were already changed: failing now would leave the erasure
 		// half done. Stop, say what was and was not done, and retry: the job
@@ -730,12 +731,12 @@ func (j *jobRun) sealedKeys(ctx context.Context) (map[string][][]string, error) 
 	var s corev1.Secret
 	if err := j.r.APIReader.Get(ctx, types.NamespacedName{Namespace: j.job.Namespace, Name: sealedName(j.job)}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, stalled(retentionv1.ReasonSecretNotFound, fmt.Sprintf("Secret %s with the keys sealed before the first change is gone; the job cannot resume exactly", sealedName(j.job)))
+			return nil, outcome.Stall(retentionv1.ReasonSecretNotFound, fmt.Sprintf("Secret %s with the keys sealed before the first change is gone; the job cannot resume exactly", sealedName(j.job)))
 		}
 		return nil, err
 	}
 	if !metav1.IsControlledBy(&s, j.job) {
-		return nil, stalled(retentionv1.ReasonInvalidSpec, fmt.Sprintf("Secret %s was not created by this PurgeJob; Lethe does not use it", sealedName(j.job)))
+		return nil, outcome.Stall(retentionv1.ReasonInvalidSpec, fmt.Sprintf("Secret %s was not created by this PurgeJob; Lethe does not use it", sealedName(j.job)))
 	}
 	return decodeSealed(s.Data[sealedKeysField])
 }
@@ -754,7 +755,7 @@ func (j *jobRun) dropSealed(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("reading sealed keys: %w", err)
 	case !metav1.IsControlledBy(&s, j.job):
-		return stalled(retentionv1.ReasonInvalidSpec, fmt.Sprintf("Secret %s exists but was not created by this PurgeJob; Lethe neither uses nor deletes it. Rename or remove it", sealedName(j.job)))
+		return outcome.Stall(retentionv1.ReasonInvalidSpec, fmt.Sprintf("Secret %s exists but was not created by this PurgeJob; Lethe neither uses nor deletes it. Rename or remove it", sealedName(j.job)))
 	}
 	if err := j.r.Delete(ctx, &s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("removing sealed keys: %w", err)

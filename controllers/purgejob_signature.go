@@ -14,6 +14,7 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/connect"
+	"github.com/lethe-dev/lethe/internal/outcome"
 )
 
 // Lethe runs only the PurgeJobs it created. Every PurgeJob the manager
@@ -124,10 +125,10 @@ func signedByManager(key []byte, job *retentionv1.PurgeJob) bool {
 // may fail like any Secret read.
 func verifyPurgeJob(ctx context.Context, r client.Reader, key []byte, job *retentionv1.PurgeJob) error {
 	if _, ok := job.Annotations[retentionv1.AnnotationSignature]; !ok {
-		return stalled(retentionv1.ReasonUnsignedPurgeJob, "This PurgeJob was not created by Lethe (no "+retentionv1.AnnotationSignature+" annotation); nothing was executed. PurgeJobs are created by RetentionPolicies and DeletionRequests")
+		return outcome.Stall(retentionv1.ReasonUnsignedPurgeJob, "This PurgeJob was not created by Lethe (no "+retentionv1.AnnotationSignature+" annotation); nothing was executed. PurgeJobs are created by RetentionPolicies and DeletionRequests")
 	}
 	if !signedByManager(key, job) {
-		return stalled(retentionv1.ReasonUnsignedPurgeJob, "This PurgeJob's signature does not match its spec, name or annotations: it was not created by this Lethe manager as it is now; nothing was executed")
+		return outcome.Stall(retentionv1.ReasonUnsignedPurgeJob, "This PurgeJob's signature does not match its spec, name or annotations: it was not created by this Lethe manager as it is now; nothing was executed")
 	}
 	if job.Spec.SubjectsSecretRef == nil {
 		return nil
@@ -137,7 +138,7 @@ func verifyPurgeJob(ctx context.Context, r client.Reader, key []byte, job *reten
 		return err
 	}
 	if !hmac.Equal([]byte(SubjectsDigest(key, secret.Data)), []byte(job.Annotations[retentionv1.AnnotationSubjectsDigest])) {
-		return stalled(retentionv1.ReasonUnsignedPurgeJob, fmt.Sprintf("The subjects Secret %s is not the one this PurgeJob was created with; nothing was executed", job.Spec.SubjectsSecretRef.Name))
+		return outcome.Stall(retentionv1.ReasonUnsignedPurgeJob, fmt.Sprintf("The subjects Secret %s is not the one this PurgeJob was created with; nothing was executed", job.Spec.SubjectsSecretRef.Name))
 	}
 	return nil
 }
