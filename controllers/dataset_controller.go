@@ -26,6 +26,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/erasure"
 	"github.com/lethe-dev/lethe/internal/mask"
+	"github.com/lethe-dev/lethe/internal/outcome"
 )
 
 // Dataset reasons beyond the shared ones.
@@ -127,7 +128,7 @@ func (r *DatasetReconciler) resyncInterval() time.Duration {
 }
 
 // Reconcile reads top to bottom: get → gates (DataStore Ready) → validate
-// (spec, then live schema) → status.
+// (spec, then live schema) → status, written once.
 func (r *DatasetReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var ds retentionv1.Dataset
 	if err := r.Get(ctx, req.NamespacedName, &ds); err != nil {
@@ -136,42 +137,49 @@ func (r *DatasetReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	if !ds.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
 	}
-	before := ds.DeepCopy()
+	status := newStatusWriter(r.Client, &ds)
+	read := status.previous
+	next, err := r.validate(ctx, &ds)
+	if werr := status.write(ctx, &ds); werr != nil {
+		return reconcile.Result{}, werr
+	}
+	if c := readyChanged(read, &ds); c != nil {
+		r.Recorder.Eventf(&ds, nil, eventType(c), c.Reason, "Validate", "%s", c.Message)
+	}
+	return outcome.Result(err, next)
+}
+
+// validate sets the Dataset's status and says when to look again.
+func (r *DatasetReconciler) validate(ctx context.Context, ds *retentionv1.Dataset) (time.Duration, error) {
 	ds.Status.ObservedGeneration = ds.Generation
 
 	// Gate: the DataStore exists and is Ready.
-	store, why, err := r.readyStore(ctx, &ds)
+	store, why, err := r.readyStore(ctx, ds)
 	if err != nil {
-		return reconcile.Result{}, err
+		return 0, err
 	}
 	if store == nil {
-		retentionv1.MarkNotReady(&ds, retentionv1.ReasonDataStoreNotReady, why)
-		return r.save(ctx, before, &ds, reconcile.Result{RequeueAfter: r.recheckInterval()})
+		retentionv1.MarkNotReady(ds, retentionv1.ReasonDataStoreNotReady, why)
+		return r.recheckInterval(), nil
 	}
 	driver, err := r.Pool.Get(ctx, store)
 	if err != nil {
 		reason, msg := classify(err)
-		retentionv1.MarkNotReady(&ds, reason, msg+"; retrying")
-		if _, serr := r.save(ctx, before, &ds, reconcile.Result{}); serr != nil {
-			return reconcile.Result{}, serr
-		}
-		return reconcile.Result{}, fmt.Errorf("opening DataStore %s: %w", store.Name, err)
+		retentionv1.MarkNotReady(ds, reason, msg+"; retrying")
+		return 0, fmt.Errorf("opening DataStore %s: %w", store.Name, err)
 	}
 
 	// Validate the spec, then every collection against the live store.
 	dctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	v := validateDataset(dctx, &ds, store, driver)
+	v := validateDataset(dctx, ds, store, driver)
 	if v.transient == nil {
-		v.transient = r.checkHMACKey(ctx, &ds, v)
+		v.transient = r.checkHMACKey(ctx, ds, v)
 	}
 	if v.transient != nil {
 		reason, msg := classify(v.transient)
-		retentionv1.MarkNotReady(&ds, reason, "Validation failed: "+msg+"; retrying")
-		if _, serr := r.save(ctx, before, &ds, reconcile.Result{}); serr != nil {
-			return reconcile.Result{}, serr
-		}
-		return reconcile.Result{}, fmt.Errorf("validating Dataset against DataStore %s: %w", store.Name, v.transient)
+		retentionv1.MarkNotReady(ds, reason, "Validation failed: "+msg+"; retrying")
+		return 0, fmt.Errorf("validating Dataset against DataStore %s: %w", store.Name, v.transient)
 	}
 	ds.Status.Collections = v.collections
 	ds.Status.IdentityGraph = v.graph
@@ -179,12 +187,12 @@ func (r *DatasetReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	if reason, msg := v.verdict(); reason != "" {
 		// A missing table or column needs a human (or a migration): Stalled,
 		// but checked again periodically since the schema can change.
-		retentionv1.MarkStalled(&ds, reason, msg)
-		return r.save(ctx, before, &ds, reconcile.Result{RequeueAfter: r.recheckInterval()})
+		retentionv1.MarkStalled(ds, reason, msg)
+		return r.recheckInterval(), outcome.Stall(reason, msg)
 	}
-	retentionv1.MarkReady(&ds, retentionv1.ReasonValidated, fmt.Sprintf("%d collections validated against DataStore %s; %d identity paths",
+	retentionv1.MarkReady(ds, retentionv1.ReasonValidated, fmt.Sprintf("%d collections validated against DataStore %s; %d identity paths",
 		len(ds.Spec.Collections), store.Name, len(v.graph)))
-	return r.save(ctx, before, &ds, reconcile.Result{RequeueAfter: r.resyncInterval()})
+	return r.resyncInterval(), nil
 }
 
 // checkHMACKey checks that the HMAC key Secret named by the Dataset exists
@@ -229,23 +237,6 @@ func (r *DatasetReconciler) readyStore(ctx context.Context, ds *retentionv1.Data
 		return nil, msg, nil
 	}
 	return &store, "", nil
-}
-
-// save patches status and records an event when Ready changes.
-func (r *DatasetReconciler) save(ctx context.Context, before, ds *retentionv1.Dataset, res reconcile.Result) (reconcile.Result, error) {
-	if err := r.Status().Patch(ctx, ds, client.MergeFrom(before)); err != nil {
-		return reconcile.Result{}, fmt.Errorf("saving Dataset status: %w", err)
-	}
-	was := findCondition(before.Status.Conditions, retentionv1.ConditionReady)
-	now := findCondition(ds.Status.Conditions, retentionv1.ConditionReady)
-	if now != nil && (was == nil || was.Status != now.Status || was.Reason != now.Reason) {
-		kind := "Normal"
-		if now.Status != "True" {
-			kind = "Warning"
-		}
-		r.Recorder.Eventf(ds, nil, kind, now.Reason, "Validate", "%s", now.Message)
-	}
-	return res, nil
 }
 
 // --- validation -------------------------------------------------------------

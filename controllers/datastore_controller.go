@@ -130,7 +130,8 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
 	}
-	before := ds.DeepCopy()
+	status := newStatusWriter(r.Client, &ds)
+	before := status.previous
 	ds.Status.Datasets = int32(len(users))
 	interval := probeInterval(&ds)
 
@@ -190,7 +191,7 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		result.RequeueAfter = min(interval, 30*time.Second)
 	}
 	r.markTLS(&ds, before)
-	if err := r.Status().Patch(ctx, &ds, client.MergeFrom(before)); err != nil {
+	if err := status.write(ctx, &ds); err != nil {
 		return reconcile.Result{}, err
 	}
 	return result, nil
@@ -301,7 +302,8 @@ func (r *DataStoreReconciler) finalize(ctx context.Context, ds *retentionv1.Data
 		return reconcile.Result{}, nil
 	}
 	if len(users) > 0 {
-		before := ds.DeepCopy()
+		status := newStatusWriter(r.Client, ds)
+		before := status.previous
 		ds.Status.ObservedGeneration = ds.Generation
 		ds.Status.Datasets = int32(len(users))
 		shown := users[:min(len(users), 3)]
@@ -313,7 +315,7 @@ func (r *DataStoreReconciler) finalize(ctx context.Context, ds *retentionv1.Data
 		retentionv1.SetCondition(ds, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonInUse, msg)
 		retentionv1.RemoveCondition(ds, retentionv1.ConditionReconciling)
 		retentionv1.RemoveCondition(ds, retentionv1.ConditionStalled)
-		if err := r.Status().Patch(ctx, ds, client.MergeFrom(before)); err != nil {
+		if err := status.write(ctx, ds); err != nil {
 			return reconcile.Result{}, err
 		}
 		if c := findCondition(before.Status.Conditions, retentionv1.ConditionReady); c == nil || c.Reason != retentionv1.ReasonInUse {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,6 +25,7 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/outcome"
 	"github.com/lethe-dev/lethe/internal/schedule"
 )
 
@@ -75,17 +75,18 @@ func (r *RetentionPolicyReconciler) Reconcile(ctx context.Context, req reconcile
 	if !p.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
 	}
-	before := p.DeepCopy()
+	status := newStatusWriter(r.Client, &p)
 	p.Status.ObservedGeneration = p.Generation
 	now := r.now()
 
 	result, err := r.reconcile(ctx, &p, now)
-	if !equality.Semantic.DeepEqual(before.Status, p.Status) {
-		if perr := r.Status().Patch(ctx, &p, client.MergeFrom(before)); perr != nil {
-			return reconcile.Result{}, errors.Join(err, perr)
-		}
+	if werr := status.write(ctx, &p); werr != nil {
+		return reconcile.Result{}, errors.Join(err, werr)
 	}
-	return result, err
+	if err != nil {
+		return outcome.Result(err, 0)
+	}
+	return result, nil
 }
 
 func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, p *retentionv1.RetentionPolicy, now time.Time) (reconcile.Result, error) {

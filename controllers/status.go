@@ -4,9 +4,14 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 )
 
 // statusWriter is the one way a reconciler writes status: it remembers the
@@ -21,15 +26,15 @@ import (
 // because each kind has one status writer, its controller, and one worker
 // per object at a time.
 type statusWriter[T client.Object] struct {
-	c      client.Client
-	reader client.Reader
-	before T
-	locked bool
+	c        client.Client
+	reader   client.Reader
+	previous T
+	locked   bool
 }
 
 // newStatusWriter remembers obj as read.
 func newStatusWriter[T client.Object](c client.Client, obj T) *statusWriter[T] {
-	return &statusWriter[T]{c: c, before: obj.DeepCopyObject().(T)}
+	return &statusWriter[T]{c: c, previous: obj.DeepCopyObject().(T)}
 }
 
 // newLockedStatusWriter is newStatusWriter with an optimistic lock; reader
@@ -41,13 +46,10 @@ func newLockedStatusWriter[T client.Object](c client.Client, reader client.Reade
 	return w
 }
 
-// Before is the object as it was read or last written.
-func (w *statusWriter[T]) Before() T { return w.before }
-
 // write patches obj's status if it changed. obj's metadata is refreshed from
 // the server's answer; its status is left as computed.
 func (w *statusWriter[T]) write(ctx context.Context, obj T) error {
-	data, err := client.MergeFrom(w.before).Data(obj)
+	data, err := client.MergeFrom(w.previous).Data(obj)
 	if err != nil {
 		return fmt.Errorf("computing the status patch: %w", err)
 	}
@@ -56,11 +58,11 @@ func (w *statusWriter[T]) write(ctx context.Context, obj T) error {
 	}
 	sent := obj.DeepCopyObject().(T)
 	if !w.locked {
-		if err := w.c.Status().Patch(ctx, sent, client.MergeFrom(w.before)); err != nil {
+		if err := w.c.Status().Patch(ctx, sent, client.MergeFrom(w.previous)); err != nil {
 			return fmt.Errorf("writing %T status: %w", obj, err)
 		}
 	} else {
-		err := w.c.Status().Patch(ctx, sent, client.MergeFromWithOptions(w.before, client.MergeFromWithOptimisticLock{}))
+		err := w.c.Status().Patch(ctx, sent, client.MergeFromWithOptions(w.previous, client.MergeFromWithOptimisticLock{}))
 		if apierrors.IsConflict(err) {
 			err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 				fresh := obj.DeepCopyObject().(T)
@@ -80,6 +82,28 @@ func (w *statusWriter[T]) write(ctx context.Context, obj T) error {
 	obj.SetGeneration(sent.GetGeneration())
 	obj.SetAnnotations(sent.GetAnnotations())
 	obj.SetLabels(sent.GetLabels())
-	w.before = obj.DeepCopyObject().(T)
+	w.previous = obj.DeepCopyObject().(T)
 	return nil
+}
+
+// readyChanged returns obj's Ready condition if its status or reason differs
+// from before's: the moment for an event.
+func readyChanged(before, obj retentionv1.Object) *metav1.Condition {
+	now := meta.FindStatusCondition(obj.GetConditions(), retentionv1.ConditionReady)
+	if now == nil {
+		return nil
+	}
+	was := meta.FindStatusCondition(before.GetConditions(), retentionv1.ConditionReady)
+	if was != nil && was.Status == now.Status && was.Reason == now.Reason {
+		return nil
+	}
+	return now
+}
+
+// eventType is Normal for a condition that is True, Warning otherwise.
+func eventType(c *metav1.Condition) string {
+	if c.Status == metav1.ConditionTrue {
+		return corev1.EventTypeNormal
+	}
+	return corev1.EventTypeWarning
 }
