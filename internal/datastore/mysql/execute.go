@@ -424,7 +424,7 @@ func (f fieldPlan) apply(p *plan, v any) (any, bool, error) {
 	}
 	out, err := f.strategy.Apply(in, f.mcol)
 	if err != nil {
-		return nil, false, &Error{Op: p.op, Class: datastore.ErrInvalid, reason: "field " + quote(f.col.name) + ": " + err.Error(), cause: err}
+		return nil, false, &datastore.Error{Driver: library.Name, Op: p.op, Kind: datastore.KindInvalid, Reason: "field " + quote(f.col.name) + ": " + err.Error(), Err: err}
 	}
 	bind, err := f.toBind(p, out)
 	if err != nil {

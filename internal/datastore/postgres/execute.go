@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -636,7 +637,7 @@ func (d *Driver) tryRange(ctx context.Context, desc, hiSQL string, hvals []any, 
 	if err != nil {
 		rollback(ctx, conn)
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "57014" && ctx.Err() == nil {
+		if errors.As(err, &pe) && pe.Code == pgerrcode.QueryCanceled && ctx.Err() == nil {
 			err = errRangeTimeout
 			if d.onRangeAttempt != nil {
 				d.onRangeAttempt(rangeAttempt{TimedOut: true})
