@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -630,7 +631,7 @@ func (d *Driver) anonymize(ctx context.Context, pl *plan, keys []string, dry boo
 	for _, f := range pl.fields {
 		fields = append(fields, f.Field)
 	}
-	if pl.source == sourceHashField && !contains(fields, pl.field) {
+	if pl.source == sourceHashField && !slices.Contains(fields, pl.field) {
 		fields = append(fields, pl.field) // compared, never written
 	}
 	var n int64

@@ -13,6 +13,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/datastore/keytemplate"
 )
 
 const (
@@ -29,13 +30,10 @@ const (
 
 // plan is an Operation checked and compiled for this driver.
 type plan struct {
-	pre       *prefix
-	phTypes   []string
-	cutoff    *time.Time
-	subjects  map[string]map[string]struct{} // nil: no subject filter
-	held      map[string]map[string]struct{}
-	heldMatch []func(string) bool
-	batch     int
+	pre    *prefix
+	cutoff *time.Time
+	sel    *keytemplate.Selection // by subject and held identity
+	batch  int
 
 	// ranges are the listings the operation walks, in order: the static
 	// prefix, or one prefix per subject value when the values fill the
@@ -62,60 +60,29 @@ func newPlan(op datastore.Operation, total bool) (*plan, error) {
 	if !total && op.Cutoff == nil && op.Subjects == nil {
 		return nil, fmt.Errorf("%w: s3: operation selects neither by age nor by subject", datastore.ErrInvalid)
 	}
-	p := &plan{pre: pre, phTypes: pre.types(), batch: op.BatchSize, ranges: []string{pre.static}}
+	p := &plan{pre: pre, batch: op.BatchSize, ranges: []string{pre.static}}
 	if p.batch <= 0 {
 		p.batch = defaultBatch
 	}
-	if total {
+	var subjects, held map[string][]string
+	if !total {
+		p.cutoff, subjects, held = op.Cutoff, op.Subjects, op.Held
+	}
+	if p.sel, err = pre.Select(subjects, held); err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
+	}
+	if p.sel.Subjects == nil {
 		return p, nil
 	}
-	p.cutoff = op.Cutoff
-	for typ, vs := range op.Held {
-		if !contains(p.phTypes, typ) {
-			continue
-		}
-		for _, v := range vs {
-			if v == "" {
-				continue
-			}
-			if p.held == nil {
-				p.held = map[string]map[string]struct{}{}
-			}
-			if p.held[typ] == nil {
-				p.held[typ] = map[string]struct{}{}
-			}
-			p.held[typ][v] = struct{}{}
-			if pre.checkValue(typ, v) != nil {
-				p.heldMatch = append(p.heldMatch, pre.heldMatcher(typ, v))
-			}
-		}
-	}
-	if op.Subjects == nil {
-		return p, nil
-	}
-	p.subjects = map[string]map[string]struct{}{}
-	for typ, vs := range op.Subjects {
-		if !contains(p.phTypes, typ) {
-			continue
-		}
-		set := map[string]struct{}{}
-		for _, v := range vs {
-			if err := pre.checkValue(typ, v); err != nil {
-				return nil, fmt.Errorf("s3: subject: %w", err)
-			}
-			set[v] = struct{}{}
-		}
-		p.subjects[typ] = set
-	}
-	if len(p.subjects) == 0 {
+	if len(p.sel.Subjects) == 0 {
 		return nil, fmt.Errorf("%w: s3: the prefix has no placeholder for the subjects' identity types", datastore.ErrInvalid)
 	}
-	if first := p.phTypes[0]; len(p.subjects) == 1 && p.subjects[first] != nil {
+	if first := pre.Types()[0]; len(p.sel.Subjects) == 1 && p.sel.Subjects[first] != nil {
 		// The values fill the first placeholder: list each one's prefix
 		// instead of the whole collection.
-		vals := make([]string, 0, len(p.subjects[first]))
-		for v := range p.subjects[first] {
-			if _, held := p.held[first][v]; !held {
+		vals := make([]string, 0, len(p.sel.Subjects[first]))
+		for v := range p.sel.Subjects[first] {
+			if !p.sel.Held.Has(first, v) {
 				vals = append(vals, v)
 			}
 		}
@@ -128,52 +95,17 @@ func newPlan(op datastore.Operation, total bool) (*plan, error) {
 	return p, nil
 }
 
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // selects reports whether the object key, listed in range r, is in the
 // collection, belongs to the subjects (if any) and is not held.
 func (p *plan) selects(r int, key string, buf []string) ([]string, bool) {
-	vals, ok := p.pre.parse(key, buf)
+	vals, ok := p.pre.Values(key, buf)
 	if !ok {
 		return vals, false
 	}
 	if p.rangeValue != nil && vals[0] != p.rangeValue[r] {
 		return vals, false // another value's object under this range's prefix (user 12 under uploads/1)
 	}
-	if p.subjects != nil {
-		hit := false
-		for i, v := range vals {
-			if set := p.subjects[p.phTypes[i]]; set != nil {
-				if _, ok := set[v]; ok {
-					hit = true
-					break
-				}
-			}
-		}
-		if !hit {
-			return vals, false
-		}
-	}
-	for i, v := range vals {
-		if set := p.held[p.phTypes[i]]; set != nil {
-			if _, ok := set[v]; ok {
-				return vals, false
-			}
-		}
-	}
-	for _, m := range p.heldMatch {
-		if m(key) {
-			return vals, false
-		}
-	}
-	return vals, true
+	return vals, p.sel.Selects(key, vals)
 }
 
 // Cursors are "<range>" (from the start of the range) or
