@@ -220,15 +220,9 @@ func (f maskField) text(v any) (*string, error) {
 // The cursor is strict (key > last), so a resumed job never masks a row
 // twice; the operation is done when a batch locked fewer than n rows.
 func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, fields []maskField, cur *cursorState, n int) (datastore.Batch, error) {
-	a := args{vals: slices.Clone(p.a.vals)}
-	keys := p.keyCols(cur.Mode)
-	lower, err := lowerBound(p.desc, &a, cur.Mode, keys, cur.Key)
+	where, a, keys, err := p.batchWhere(cur)
 	if err != nil {
 		return datastore.Batch{}, err
-	}
-	where := p.cond
-	if lower != "" {
-		where += "\n  AND " + lower
 	}
 	sel := make([]string, 0, len(keys)+len(p.pk)+len(fields))
 	for _, c := range keys {

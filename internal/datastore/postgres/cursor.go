@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -136,6 +137,23 @@ func lowerBound(desc string, a *args, m mode, keys []column, key []string) (stri
 		cond = fmt.Sprintf("%s >= %s AND %s", refs[0], phs[0], cond)
 	}
 	return cond, nil
+}
+
+// batchWhere is the condition of a batch on alias t: the plan's condition
+// and the cursor's lower bound, with their arguments, and the key columns
+// the walk orders by.
+func (p *plan) batchWhere(cur *cursorState) (string, args, []column, error) {
+	a := args{vals: slices.Clone(p.a.vals)}
+	keys := p.keyCols(cur.Mode)
+	lower, err := lowerBound(p.desc, &a, cur.Mode, keys, cur.Key)
+	if err != nil {
+		return "", a, nil, err
+	}
+	where := p.cond
+	if lower != "" {
+		where += "\n  AND " + lower
+	}
+	return where, a, keys, nil
 }
 
 func orderBy(alias string, keys []column, desc bool) string {

@@ -56,15 +56,9 @@ func (d *Driver) shapeFor(p *plan) deleteShape {
 // order, in one statement (see "Statements" in the package documentation),
 // and moves cur on (advance); the timestamp walk goes to rangeDeleteBatch.
 func (d *Driver) deleteBatch(ctx context.Context, p *plan, cur *cursorState, n int) (datastore.Batch, error) {
-	a := args{vals: slices.Clone(p.a.vals)}
-	keys := p.keyCols(cur.Mode)
-	lower, err := lowerBound(p.desc, &a, cur.Mode, keys, cur.Key)
+	where, a, keys, err := p.batchWhere(cur)
 	if err != nil {
 		return datastore.Batch{}, err
-	}
-	where := p.cond
-	if lower != "" {
-		where += "\n  AND " + lower
 	}
 
 	if cur.Mode == modeTime {
