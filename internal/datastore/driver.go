@@ -11,7 +11,6 @@ package datastore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -310,26 +309,3 @@ type Referrers interface {
 	// It changes nothing.
 	Blockers(ctx context.Context, ops []Operation) ([]Blocker, error)
 }
-
-// Errors a driver classifies, so the engine knows whether retrying helps.
-var (
-	// ErrUnavailable: the store cannot be reached now (retry with backoff).
-	ErrUnavailable = errors.New("datastore unavailable")
-	// ErrAuthentication: credentials were refused (needs a human).
-	ErrAuthentication = errors.New("datastore authentication failed")
-	// ErrNotFound: a table, column, key pattern or bucket does not exist.
-	ErrNotFound = errors.New("not found in datastore")
-	// ErrInvalid: the operation cannot be executed as specified (needs a human).
-	ErrInvalid = errors.New("invalid operation")
-	// ErrSettings: the DataStore's settings were refused before any
-	// connection was attempted (no host, an endpoint that is not a URL, an
-	// unknown TLS mode). Its message is Lethe's own, never text a server
-	// sent, so a status may show it. It matches ErrInvalid too.
-	ErrSettings error = settingsError{}
-)
-
-type settingsError struct{}
-
-func (settingsError) Error() string { return "invalid DataStore settings" }
-
-func (settingsError) Is(target error) bool { return target == ErrInvalid }

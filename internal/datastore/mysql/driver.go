@@ -249,7 +249,7 @@ func detect(ctx context.Context, db *sql.DB) (serverInfo, error) {
 			break
 		}
 		var me *gomysql.MySQLError
-		if !errors.As(err, &me) || me.Number != 1193 { // unknown system variable
+		if !errors.As(err, &me) || me.Number != erUnknownSystemVariable {
 			return info, classify(op, err)
 		}
 	}

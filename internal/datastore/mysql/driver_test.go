@@ -58,7 +58,7 @@ func TestNewErrors(t *testing.T) {
 	cfg.Password = "wrong-secret-password"
 	_, err := New(ctx, cfg)
 	wantErr(t, err, datastore.ErrAuthentication)
-	var me *Error
+	var me *datastore.Error
 	if !errors.As(err, &me) || me.Number != 1045 {
 		t.Errorf("want error 1045, got %v", err)
 	}
@@ -122,7 +122,7 @@ func TestBatchLimits(t *testing.T) {
 	start := time.Now()
 	_, err = d.Execute(context.Background(), op, "")
 	wantErr(t, err, datastore.ErrUnavailable)
-	var me *Error
+	var me *datastore.Error
 	if !errors.As(err, &me) || me.Number != 1205 {
 		t.Fatalf("want lock wait timeout 1205, got %v", err)
 	}

@@ -160,7 +160,7 @@ func (d *Driver) plan(ctx context.Context, verb string, op datastore.Operation) 
 				mc.MaxLength = 0
 			}
 			if err := f.Strategy.Validate(mc); err != nil {
-				return nil, &Error{Op: p.op, Class: datastore.ErrInvalid, reason: "field " + quote(c.name) + ": " + err.Error(), cause: err}
+				return nil, &datastore.Error{Driver: library.Name, Op: p.op, Kind: datastore.KindInvalid, Reason: "field " + quote(c.name) + ": " + err.Error(), Err: err}
 			}
 			p.fields = append(p.fields, fieldPlan{col: c, strategy: f.Strategy, mcol: mc})
 		}

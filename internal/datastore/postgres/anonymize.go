@@ -45,8 +45,8 @@ func maskFields(p *plan, o datastore.Operation) ([]maskField, error) {
 			return nil, invalid(p.desc, "field %q is part of the primary key and cannot be anonymized in place", c.Name)
 		}
 		if err := fm.Strategy.Validate(maskColumn(c)); err != nil {
-			return nil, &Error{Op: p.desc, Class: datastore.ErrInvalid, Column: c.Name,
-				reason: fmt.Sprintf("strategy %s cannot write column %q (%s)", fm.Strategy.Kind, c.Name, c.Type), cause: err}
+			return nil, &datastore.Error{Driver: library.Name, Op: p.desc, Kind: datastore.KindInvalid, Column: c.Name,
+				Reason: fmt.Sprintf("strategy %s cannot write column %q (%s)", fm.Strategy.Kind, c.Name, c.Type), Err: err}
 		}
 		out = append(out, maskField{fm: fm, col: c})
 	}
@@ -151,8 +151,8 @@ func (h *holder) masked() (*string, error) {
 	out, err := h.f.fm.Strategy.Apply(v, maskColumn(h.f.col))
 	if err != nil {
 		// The strategy's message may quote the value: keep it out of Error().
-		return nil, &Error{Class: datastore.ErrInvalid, Column: h.f.col.Name,
-			reason: fmt.Sprintf("strategy %s failed on column %q", h.f.fm.Strategy.Kind, h.f.col.Name), cause: err}
+		return nil, &datastore.Error{Driver: library.Name, Kind: datastore.KindInvalid, Column: h.f.col.Name,
+			Reason: fmt.Sprintf("strategy %s failed on column %q", h.f.fm.Strategy.Kind, h.f.col.Name), Err: err}
 	}
 	return h.f.text(out)
 }
@@ -201,8 +201,8 @@ func (f maskField) text(v any) (*string, error) {
 	case fmt.Stringer:
 		s = x.String()
 	default:
-		return nil, &Error{Class: datastore.ErrInvalid, Column: f.col.Name,
-			reason: fmt.Sprintf("strategy %s returned a %T for column %q", f.fm.Strategy.Kind, v, f.col.Name)}
+		return nil, &datastore.Error{Driver: library.Name, Kind: datastore.KindInvalid, Column: f.col.Name,
+			Reason: fmt.Sprintf("strategy %s returned a %T for column %q", f.fm.Strategy.Kind, v, f.col.Name)}
 	}
 	return &s, nil
 }
@@ -220,15 +220,9 @@ func (f maskField) text(v any) (*string, error) {
 // The cursor is strict (key > last), so a resumed job never masks a row
 // twice; the operation is done when a batch locked fewer than n rows.
 func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, fields []maskField, cur *cursorState, n int) (datastore.Batch, error) {
-	a := args{vals: slices.Clone(p.a.vals)}
-	keys := p.keyCols(cur.Mode)
-	lower, err := lowerBound(p.desc, &a, cur.Mode, keys, cur.Key)
+	where, a, keys, err := p.batchWhere(cur)
 	if err != nil {
 		return datastore.Batch{}, err
-	}
-	where := p.cond
-	if lower != "" {
-		where += "\n  AND " + lower
 	}
 	sel := make([]string, 0, len(keys)+len(p.pk)+len(fields))
 	for _, c := range keys {
@@ -325,7 +319,7 @@ func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, fields []maskField
 		return nil
 	})
 	if err != nil {
-		if e := (*Error)(nil); errors.As(err, &e) && e.Op == "" {
+		if e := (*datastore.Error)(nil); errors.As(err, &e) && e.Op == "" {
 			e.Op = p.desc
 		}
 		return datastore.Batch{}, err

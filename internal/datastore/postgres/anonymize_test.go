@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/ptr"
+
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/mask"
 )
@@ -35,7 +37,7 @@ func TestAnonymizeColumnTypes(t *testing.T) {
 	d := e.driver()
 	op := datastore.Operation{
 		Collection: datastore.Collection{Name: "people", TimestampField: "created"},
-		Cutoff:     ptr(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)),
+		Cutoff:     ptr.To(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)),
 		BatchSize:  10,
 		Fields: []datastore.FieldMask{
 			{Field: "name", Strategy: mask.Strategy{Kind: mask.PartialMask, KeepFirst: 1, KeepLast: 1}},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"k8s.io/utils/ptr"
 
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/datastore/postgres"
@@ -92,7 +93,7 @@ func TestLockAndStatementTimeouts(t *testing.T) {
 	cfg.StatementTimeout = 300 * time.Millisecond
 	d := e.driverWith(cfg)
 	op := datastore.Operation{Collection: datastore.Collection{Name: "t", TimestampField: "ts"},
-		Delete: true, Cutoff: ptr(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)), BatchSize: 100}
+		Delete: true, Cutoff: ptr.To(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)), BatchSize: 100}
 
 	tx, err := e.admin.Begin(ctx)
 	if err != nil {
@@ -166,7 +167,7 @@ func TestIdentifiersAreQuoted(t *testing.T) {
 	e.exec(`CREATE TABLE users (id int PRIMARY KEY, ts timestamptz NOT NULL, email text)`)
 	e.exec(`INSERT INTO users SELECT i, '2020-01-01', 'u' || i FROM generate_series(1, 5) i`)
 	d := e.driver()
-	cutoff := ptr(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	cutoff := ptr.To(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	for _, name := range []string{`users"; DROP TABLE users; --`, `users; DROP TABLE users`, `users" CASCADE --`} {
 		c := datastore.Collection{Name: "evil", Table: name, TimestampField: "ts", IdentityFields: map[string]string{"email": "email"}}
 		_, err := d.Describe(ctx, c)
@@ -204,7 +205,7 @@ func TestIdentifiersAreQuoted(t *testing.T) {
 	if !slices.Equal(info.PrimaryKey, []string{`i"d`}) {
 		t.Fatalf("PrimaryKey = %q", info.PrimaryKey)
 	}
-	op := datastore.Operation{Collection: odd, Delete: true, Cutoff: ptr(time.Date(2020, 1, 11, 0, 0, 0, 0, time.UTC)), BatchSize: 3}
+	op := datastore.Operation{Collection: odd, Delete: true, Cutoff: ptr.To(time.Date(2020, 1, 11, 0, 0, 0, 0, time.UTC)), BatchSize: 3}
 	if n := count(t, d, op); n != 9 {
 		t.Fatalf("Count = %d, want 9", n)
 	}
@@ -360,7 +361,7 @@ func TestSchemaChangeInvalidatesCache(t *testing.T) {
 	e.exec(`INSERT INTO t SELECT i, '2020-01-01' FROM generate_series(1, 10) i`)
 	d := e.driver()
 	op := datastore.Operation{Collection: datastore.Collection{Name: "t", TimestampField: "ts"}, Delete: true,
-		Cutoff: ptr(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)), BatchSize: 4}
+		Cutoff: ptr.To(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)), BatchSize: 4}
 	if n := count(t, d, op); n != 10 {
 		t.Fatalf("Count = %d", n)
 	}
@@ -382,7 +383,7 @@ func TestInvalidOperations(t *testing.T) {
 	e.exec(`CREATE TABLE other (id int PRIMARY KEY, ts timestamptz NOT NULL)`)
 	e.exec(`INSERT INTO t SELECT i, '2020-01-01', 'x', 'e' || i FROM generate_series(1, 10) i`)
 	d := e.driver()
-	cut := ptr(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC))
+	cut := ptr.To(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC))
 	base := datastore.Collection{Name: "t", TimestampField: "ts", IdentityFields: map[string]string{"email": "email"}}
 	cases := []struct {
 		name  string
@@ -427,7 +428,7 @@ func TestConcurrentUse(t *testing.T) {
 		e.exec(`INSERT INTO ` + n + ` SELECT i, '2020-01-01'::timestamptz + i * interval '1 hour' FROM generate_series(1, 500) i`)
 	}
 	d := e.driver()
-	cut := ptr(time.Date(2020, 1, 11, 0, 0, 0, 0, time.UTC)) // 239 rows before
+	cut := ptr.To(time.Date(2020, 1, 11, 0, 0, 0, 0, time.UTC)) // 239 rows before
 	var wg sync.WaitGroup
 	results := make([]int64, 4)
 	for i, n := range []string{"a", "b", "c", "d"} {

@@ -153,8 +153,6 @@ func wantErr(t *testing.T, err, class error, what string) {
 	}
 }
 
-func ptr[T any](v T) *T { return &v }
-
 func coll(name string) datastore.Collection {
 	return datastore.Collection{Name: name, Table: name}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/ptr"
+
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/datastore/postgres"
 )
@@ -205,7 +207,7 @@ func TestDeleteRechecksConcurrentlyChangedRows(t *testing.T) {
 				d.SetDeleteShape(postgres.DeleteShape(variant))
 			}
 			op := datastore.Operation{Collection: datastore.Collection{Name: name, TimestampField: "ts"}, Delete: true,
-				Cutoff: ptr(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)), BatchSize: 100}
+				Cutoff: ptr.To(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)), BatchSize: 100}
 
 			tx, err := e.admin.Begin(ctx)
 			if err != nil {

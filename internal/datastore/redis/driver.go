@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/bits"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -143,9 +144,9 @@ func (d *Driver) Describe(ctx context.Context, c datastore.Collection) (datastor
 			return datastore.CollectionInfo{}, classify("describe: scan", err)
 		}
 		for _, k := range keys {
-			if vals, ok = pat.parse(k, vals); ok {
+			if vals, ok = pat.Values(k, vals); ok {
 				matched++
-				if len(sample) < 16 && !contains(sample, k) {
+				if len(sample) < 16 && !slices.Contains(sample, k) {
 					sample = append(sample, k)
 				}
 			}

@@ -51,7 +51,7 @@ func TestPatternParseKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, ok := p.parse(c.key, nil)
+		got, ok := p.Values(c.key, nil)
 		if c.want == nil {
 			if ok {
 				t.Errorf("%s: %q parsed as %q, want no match", c.pattern, c.key, got)
@@ -80,21 +80,21 @@ func TestGlobEscapesValues(t *testing.T) {
 
 func TestCheckValue(t *testing.T) {
 	p, _ := parsePattern("s:{user_id}:*")
-	if err := p.checkValue("user_id", "a:b"); !errors.Is(err, datastore.ErrInvalid) {
+	if err := p.Check("user_id", "a:b"); !errors.Is(err, datastore.ErrInvalid) {
 		t.Errorf("value with the delimiter: %v", err)
 	}
-	if err := p.checkValue("user_id", ""); !errors.Is(err, datastore.ErrInvalid) {
+	if err := p.Check("user_id", ""); !errors.Is(err, datastore.ErrInvalid) {
 		t.Errorf("empty value: %v", err)
 	}
-	if err := p.checkValue("user_id", "a*?[]\\b"); err != nil {
+	if err := p.Check("user_id", "a*?[]\\b"); err != nil {
 		t.Errorf("glob metacharacters are fine: %v", err)
 	}
 }
 
 func TestConservativeHeldMatcher(t *testing.T) {
 	p, _ := parsePattern("s:{user_id}:*")
-	m := p.subjectMatcher("user_id", "a:b")
-	if !matchTokens(m, "s:a:b:x") || matchTokens(m, "s:a:c:x") {
+	m := p.HeldGlob("user_id", "a:b")
+	if !m.Match("s:a:b:x") || m.Match("s:a:c:x") {
 		t.Error("held matcher for a value with the delimiter")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/datastore/keytemplate"
 )
 
 // Timestamp sources this driver understands.
@@ -53,20 +54,17 @@ const (
 
 // plan is an Operation checked and compiled for this driver.
 type plan struct {
-	pat     *pattern
-	phTypes []string // identity type of each placeholder, in parse order
-	unit    recordUnit
-	source  string // timestamp source applied; "" without a cutoff
-	cutoff  time.Time
-	field   string // HashField's field
-	del     bool
-	fields  []datastore.FieldMask
-	batch   int
+	pat    *pattern
+	unit   recordUnit
+	source string // timestamp source applied; "" without a cutoff
+	cutoff time.Time
+	field  string // HashField's field
+	del    bool
+	fields []datastore.FieldMask
+	batch  int
 
-	subjects  map[string]map[string]struct{} // nil: no subject filter
-	held      map[string]map[string]struct{}
-	heldGlobs [][]token // held values the parse cannot produce
-	match     string    // SCAN MATCH glob
+	sel   *keytemplate.Selection // by subject and held identity
+	match string                 // SCAN MATCH glob
 
 	keyMode bool     // keys computed from the subjects, no SCAN
 	keys    []string // key mode: one key per subject value, in value order
@@ -87,11 +85,6 @@ func newPlan(op datastore.Operation, total bool) (*plan, error) {
 	p := &plan{pat: pat, unit: unit, del: op.Delete, fields: op.Fields, batch: op.BatchSize}
 	if p.batch <= 0 {
 		p.batch = defaultBatch
-	}
-	for _, s := range pat.head {
-		if s.ph != "" {
-			p.phTypes = append(p.phTypes, s.ph)
-		}
 	}
 	if len(op.Paths) > 0 || len(op.HeldPaths) > 0 || len(op.Keys) > 0 {
 		return nil, fmt.Errorf("%w: redis: collections cannot be reached through references (Via)", datastore.ErrInvalid)
@@ -121,69 +114,42 @@ func newPlan(op datastore.Operation, total bool) (*plan, error) {
 		}
 	}
 
-	// Held identities: a set per placeholder type, plus conservative
-	// matchers for values the unique parse can never produce.
-	for typ, vs := range op.Held {
-		if !contains(p.phTypes, typ) {
-			continue // the pattern cannot hold this identity
-		}
-		for _, v := range vs {
-			if v == "" {
-				continue
-			}
-			if p.held == nil {
-				p.held = map[string]map[string]struct{}{}
-			}
-			if p.held[typ] == nil {
-				p.held[typ] = map[string]struct{}{}
-			}
-			p.held[typ][v] = struct{}{}
-			if pat.checkValue(typ, v) != nil {
-				p.heldGlobs = append(p.heldGlobs, pat.subjectMatcher(typ, v))
-			}
-		}
+	// Held identities are read back out of every key; values the unique
+	// reading cannot produce are also matched the conservative way.
+	var subjects map[string][]string
+	if !total {
+		subjects = op.Subjects
 	}
-
+	p.sel, err = pat.Select(subjects, op.Held)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
 	p.match = pat.glob(nil)
-	if op.Subjects == nil || total {
+	if p.sel.Subjects == nil {
 		return p, nil
 	}
-	p.subjects = map[string]map[string]struct{}{}
+	if len(p.sel.Subjects) == 0 {
+		return nil, fmt.Errorf("%w: redis: the key pattern has no placeholder for the subjects' identity types", datastore.ErrInvalid)
+	}
 	var (
-		relevant []string
 		nvals    int
 		oneType  string
 		oneValue string
 	)
-	for typ, vs := range op.Subjects {
-		if !contains(p.phTypes, typ) {
-			continue
-		}
-		relevant = append(relevant, typ)
-		set := map[string]struct{}{}
-		for _, v := range vs {
-			if err := pat.checkValue(typ, v); err != nil {
-				return nil, fmt.Errorf("redis: subject: %w", err)
-			}
-			set[v] = struct{}{}
-		}
-		p.subjects[typ] = set
+	for typ, set := range p.sel.Subjects {
 		nvals += len(set)
 		for v := range set {
 			oneType, oneValue = typ, v
 		}
 	}
-	if len(relevant) == 0 {
-		return nil, fmt.Errorf("%w: redis: the key pattern has no placeholder for the subjects' identity types", datastore.ErrInvalid)
-	}
 	switch {
 	case nvals == 0:
 		p.keyMode = true // no values: nothing to do
-	case !pat.hasStar() && len(pat.placeholders()) == 1:
+	case !pat.HasWildcard() && len(pat.DistinctTypes()) == 1:
 		// Every key is known: one per value, no SCAN.
 		p.keyMode = true
 		vals := make([]string, 0, nvals)
-		for v := range p.subjects[relevant[0]] {
+		for v := range p.sel.Subjects[oneType] {
 			vals = append(vals, v)
 		}
 		sort.Strings(vals)
@@ -201,39 +167,8 @@ func newPlan(op datastore.Operation, total bool) (*plan, error) {
 // subjects (when the plan has subjects) and is not held. buf is scratch
 // space for the parsed values.
 func (p *plan) selects(key string, buf []string) ([]string, bool) {
-	vals, ok := p.pat.parse(key, buf)
-	if !ok {
-		return vals, false
-	}
-	if p.subjects != nil {
-		hit := false
-		for i, v := range vals {
-			if set := p.subjects[p.phTypes[i]]; set != nil {
-				if _, ok := set[v]; ok {
-					hit = true
-					break
-				}
-			}
-		}
-		if !hit {
-			return vals, false
-		}
-	}
-	if p.held != nil {
-		for i, v := range vals {
-			if set := p.held[p.phTypes[i]]; set != nil {
-				if _, ok := set[v]; ok {
-					return vals, false
-				}
-			}
-		}
-	}
-	for _, g := range p.heldGlobs {
-		if matchTokens(g, key) {
-			return vals, false
-		}
-	}
-	return vals, true
+	vals, ok := p.pat.Values(key, buf)
+	return vals, ok && p.sel.Selects(key, vals)
 }
 
 // Cursors: "s:<SCAN cursor>" or "k:<index of the next subject value>".

@@ -191,7 +191,7 @@ func (d *Driver) Describe(ctx context.Context, c datastore.Collection) (datastor
 		if obj.Err != nil {
 			return datastore.CollectionInfo{}, classify("describe: list", obj.Err)
 		}
-		if vals, ok = p.parse(obj.Key, vals); ok {
+		if vals, ok = p.Values(obj.Key, vals); ok {
 			n++
 		}
 		if listed++; listed == 10_000 {

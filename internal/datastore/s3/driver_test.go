@@ -15,6 +15,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"k8s.io/utils/ptr"
 
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/mask"
@@ -164,7 +165,7 @@ func TestProbeAndErrors(t *testing.T) {
 	if _, err := missing.Probe(ctx); !errors.Is(err, datastore.ErrNotFound) {
 		t.Errorf("missing bucket: %v, want ErrNotFound", err)
 	}
-	if _, err := missing.Execute(ctx, datastore.Operation{Collection: datastore.Collection{Pattern: "a/"}, Delete: true, Cutoff: ptr(time.Now())}, ""); !errors.Is(err, datastore.ErrNotFound) {
+	if _, err := missing.Execute(ctx, datastore.Operation{Collection: datastore.Collection{Pattern: "a/"}, Delete: true, Cutoff: ptr.To(time.Now())}, ""); !errors.Is(err, datastore.ErrNotFound) {
 		t.Errorf("missing bucket, Execute: %v, want ErrNotFound", err)
 	}
 
@@ -204,7 +205,7 @@ func TestProbeAndErrors(t *testing.T) {
 		"dot value":        {Collection: c, Delete: true, Subjects: map[string][]string{"user_id": {"."}}},
 		"empty value":      {Collection: c, Delete: true, Subjects: map[string][]string{"user_id": {""}}},
 		"no placeholder":   {Collection: c, Delete: true, Subjects: map[string][]string{"email": {"a@b"}}},
-		"not LastModified": {Collection: datastore.Collection{Pattern: "a/", TimestampSource: "HashField"}, Delete: true, Cutoff: ptr(time.Now())},
+		"not LastModified": {Collection: datastore.Collection{Pattern: "a/", TimestampSource: "HashField"}, Delete: true, Cutoff: ptr.To(time.Now())},
 		"via":              {Collection: c, Delete: true, Subjects: map[string][]string{"user_id": {"1"}}, Paths: [][]datastore.Hop{{{Field: "x"}}}},
 	} {
 		if _, err := e.d.Execute(ctx, op, ""); !errors.Is(err, datastore.ErrInvalid) {
@@ -215,8 +216,6 @@ func TestProbeAndErrors(t *testing.T) {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // TestLastModifiedCutoff uploads three generations a little over a second
 // apart and cuts at the middle one's LastModified: the older generation goes,

@@ -18,8 +18,8 @@ func TestParsePrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.static != "t/" || !slices.Equal(p.types(), []string{"tenant", "user_id"}) {
-		t.Errorf("static %q types %q", p.static, p.types())
+	if p.static != "t/" || !slices.Equal(p.Types(), []string{"tenant", "user_id"}) {
+		t.Errorf("static %q types %q", p.static, p.Types())
 	}
 	if got := p.listPrefix("acme"); got != "t/acme/u/" {
 		t.Errorf("listPrefix = %q", got)
@@ -51,7 +51,7 @@ func TestPrefixParseKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, ok := p.parse(c.key, nil)
+		got, ok := p.Values(c.key, nil)
 		if c.want == nil {
 			if ok {
 				t.Errorf("%s: %q parsed as %q, want no match", c.prefix, c.key, got)
@@ -67,12 +67,12 @@ func TestPrefixParseKeys(t *testing.T) {
 func TestCheckValue(t *testing.T) {
 	p, _ := parsePrefix("avatars/{user_id}.png")
 	for _, v := range []string{"", "a/b", "..", ".", "a..b", "x\x00", "a\nb", "1.5"} {
-		if err := p.checkValue("user_id", v); !errors.Is(err, datastore.ErrInvalid) {
+		if err := p.Check("user_id", v); !errors.Is(err, datastore.ErrInvalid) {
 			t.Errorf("checkValue(%q) = %v, want ErrInvalid", v, err)
 		}
 	}
 	for _, v := range []string{"1", "a*b", "[x]", "a b", "a%20b", "a+b", "é", `a\b`, "user@example_com"} {
-		if err := p.checkValue("user_id", v); err != nil {
+		if err := p.Check("user_id", v); err != nil {
 			t.Errorf("checkValue(%q) = %v", v, err)
 		}
 	}
@@ -80,8 +80,8 @@ func TestCheckValue(t *testing.T) {
 
 func TestHeldMatcher(t *testing.T) {
 	p, _ := parsePrefix("t/{tenant}/u/{user_id}/")
-	m := p.heldMatcher("user_id", "a/b")
-	if !m("t/x/u/a/b/f") || m("t/x/u/a/c/f") {
+	m := p.HeldGlob("user_id", "a/b")
+	if !m.Match("t/x/u/a/b/f") || m.Match("t/x/u/a/c/f") {
 		t.Error("held matcher")
 	}
 }
