@@ -70,7 +70,7 @@ var library = datastore.Library{
 	},
 	Rules: []datastore.Rule{
 		datastore.TimedOut(pgconn.Timeout),
-		datastore.Refused(func(err error) string { return err.Error() }),
+		datastore.Refused(connectDetail),
 		datastore.Lost(pgconn.ErrConnClosed),
 		datastore.LookupFailed(),
 		datastore.ConnectFailed(connectDetail, func(err error) bool {
