@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/utils/ptr"
+
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 )
 
@@ -66,8 +68,6 @@ type schema struct {
 	tables []*genTable
 	now    time.Time
 }
-
-func ptr[T any](v T) *T { return &v }
 
 func generate(rng *rand.Rand) *schema {
 	n := 5 + rng.IntN(8)
@@ -141,10 +141,10 @@ func (s *schema) fill(rng *rand.Rand, t *genTable) {
 				r.part = int64(rng.IntN(3))
 			}
 			if t.user && owner > 0 && rng.IntN(10) > 0 {
-				r.user = ptr(int64(owner))
+				r.user = ptr.To(int64(owner))
 			}
 			if t.mail && owner > 0 && rng.IntN(10) > 0 {
-				r.mail = ptr(email(owner))
+				r.mail = ptr.To(email(owner))
 			}
 			ok := true
 			for _, ref := range t.refs {
@@ -171,9 +171,9 @@ func (s *schema) fill(rng *rand.Rand, t *genTable) {
 						r.fk[c] = nil
 					}
 				default:
-					r.fk[ref.cols[0]] = ptr(target.id)
+					r.fk[ref.cols[0]] = ptr.To(target.id)
 					if parent.composite {
-						r.fk[ref.cols[1]] = ptr(target.part)
+						r.fk[ref.cols[1]] = ptr.To(target.part)
 					}
 				}
 			}
