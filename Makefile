@@ -67,6 +67,17 @@ controlplane: ## Build (once, cached) kube-apiserver, etcd and kubectl from Go m
 versitygw: ## Build (once, cached) the versitygw S3 server the datastore tests start.
 	@hack/build-versitygw.sh >/dev/null
 
+# The fast tests: every package whose test binary links neither
+# internal/testenv (it starts a kube-apiserver) nor internal/testharness (it
+# starts throwaway datastore servers). A new package is sorted by what it
+# imports, so no list is kept by hand.
+UNIT_PKGS = $(shell go list -test -f '{{.ImportPath}} {{join .Deps " "}}' ./... | \
+	awk '$$1 ~ /\.test$$/ && !/lethe\/internal\/(testenv|testharness)( |$$)/ { sub(/\.test$$/, "", $$1); print $$1 }')
+
+.PHONY: test-unit
+test-unit: ## Run the fast tests: no control plane, no datastore servers, in seconds.
+	go test $(UNIT_PKGS) -count=1 -timeout 5m
+
 .PHONY: test
 test: verify-generated vet controlplane versitygw ## Regenerate and verify, then run every test against a real control plane and real datastores.
 	go test ./... -count=1 -timeout 40m

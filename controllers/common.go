@@ -47,13 +47,6 @@ func (r *Deps) now() time.Time {
 	return time.Now().UTC()
 }
 
-func (r *PurgeJobReconciler) sliceDuration() time.Duration {
-	if r.SliceDuration > 0 {
-		return r.SliceDuration
-	}
-	return 10 * time.Second
-}
-
 // classify maps a connection error to a condition reason and a message that
 // carries no credentials, no personal data and nothing a server sent: an
 // error of a driver is described by its class in fixed words

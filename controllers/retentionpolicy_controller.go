@@ -25,6 +25,7 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/executor"
 	"github.com/lethe-dev/lethe/internal/outcome"
 	"github.com/lethe-dev/lethe/internal/schedule"
 )
@@ -194,7 +195,7 @@ func (r *RetentionPolicyReconciler) release(ctx context.Context, p *retentionv1.
 	}
 	for i := range jobs {
 		j := &jobs[i]
-		if j.Name != name || j.Status.Phase != retentionv1.PurgeJobStalled || released(j) {
+		if j.Name != name || j.Status.Phase != retentionv1.PurgeJobStalled || executor.Released(j) {
 			continue
 		}
 		patch := client.MergeFrom(j.DeepCopy())
