@@ -27,6 +27,11 @@
 // binary fails the test with the command that installs it: a missing
 // datastore is never a skip.
 //
+// Manager runs the real manager binary (internal/managerproc) for a test and
+// stops it at the test's end:
+//
+//	m := testharness.Manager(t, managerproc.Options{Config: cfg, Namespaces: []string{ns}, Log: &logs})
+//
 // # Using servers you already run
 //
 // These environment variables make the harness use an existing server instead
