@@ -50,6 +50,9 @@ func main() {
 	flag.StringVar(&digestKeyFile, "digest-key-file", "", "File holding the key of the HMAC digests that stand for data subjects in status, receipts and the erasure ledger (mount a Secret). Falls back to $LETHE_DIGEST_KEY.")
 	flag.IntVar(&options.PurgeJobConcurrency, "purgejob-concurrency", 4, "Parallel PurgeJob reconciles (jobs executing at once).")
 	flag.DurationVar(&options.PurgeJobSlice, "purgejob-slice", 10*time.Second, "How long one PurgeJob reconcile executes batches before checkpointing and yielding.")
+	flag.IntVar(&options.PurgeJobBatchesPerSlice, "purgejob-batches-per-slice", 0, "Most batches one PurgeJob reconcile executes before checkpointing and yielding, besides --purgejob-slice; 0 sets no bound.")
+	flag.DurationVar(&options.CoalesceWindow, "coalesce-window", 200*time.Millisecond, "How long DeletionRequests that are ready gather before one PurgeJob erases them together.")
+	flag.IntVar(&options.CoalesceMaxSubjects, "coalesce-max-subjects", 500, "Most DeletionRequests one PurgeJob erases together; 1 gives every request a PurgeJob of its own.")
 	flag.StringVar(&allowedNetworks, "datastore-allowed-networks", datastore.DefaultAllowedNetworks,
 		"Comma-separated networks DataStores may connect to: CIDRs (10.0.0.0/8, fd00::/8) or addresses, each optionally with :port (10.0.0.0/8:5432). Every address a DataStore's host resolves to must be allowed and not denied.")
 	flag.StringVar(&deniedNetworks, "datastore-denied-networks", datastore.DefaultDeniedNetworks,

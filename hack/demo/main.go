@@ -1,6 +1,7 @@
 // Command demo is `make demo`: it starts a local control plane (kube-apiserver
 // and etcd from bin/k8s), a throwaway PostgreSQL with a realistic shop
-// database and the Lethe manager in this process, applies config/samples,
+// database (and Redis, S3 and MariaDB stores) and the Lethe manager binary
+// (built with go build, run as its own process), applies config/samples,
 // runs the retention policy and the deletion requests, prints what Lethe did
 // (every count read back from the database) and stops everything again.
 //

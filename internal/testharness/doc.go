@@ -21,21 +21,16 @@
 // `go test -timeout` does not leave them running; directories left behind by
 // such a run are removed by the next run.
 //
-// Binaries come from the Debian packages postgresql, mariadb-server and
-// redis-server (initdb/postgres are looked up in PATH, then in the highest
-// /usr/lib/postgresql/*/bin), and versitygw from bin/versitygw at the
-// repository root, which hack/build-versitygw.sh builds from Go modules (the
-// harness runs it itself the first time). A missing binary fails the test
-// with the command that installs it: a missing datastore is never a skip.
+// The servers themselves are started and stopped by internal/servers (which
+// `make demo` uses too); see its documentation for where the binaries come
+// from, the cached data directory templates and running as root. A missing
+// binary fails the test with the command that installs it: a missing
+// datastore is never a skip.
 //
-// The first test process on a machine initialises the PostgreSQL and MariaDB
-// data directories (initdb, mariadb-install-db) and keeps pristine copies in
-// ${XDG_CACHE_HOME:-$HOME/.cache}/lethe/testharness/, keyed by the server
-// binaries; later processes copy those, which is several times faster.
+// Manager runs the real manager binary (internal/managerproc) for a test and
+// stops it at the test's end:
 //
-// PostgreSQL refuses to run as root, so when the tests run as root the
-// server runs as the "postgres" system user (or "nobody" when it does not
-// exist); MariaDB runs with --user=root.
+//	m := testharness.Manager(t, managerproc.Options{Config: cfg, Namespaces: []string{ns}, Log: &logs})
 //
 // # Using servers you already run
 //

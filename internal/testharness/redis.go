@@ -2,20 +2,14 @@ package testharness
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"fmt"
-	"net"
 	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lethe-dev/lethe/internal/servers"
 )
 
 // RedisServer is a logical Redis database for one test, empty when handed
@@ -32,16 +26,16 @@ type RedisServer struct {
 // server, and so the number of tests that can hold one at the same time.
 const redisDatabases = 1024
 
-// rdServer is the Redis server of this test process.
-type rdServer struct {
-	addr, host, password string
-	port                 int
+// rdPool is the Redis server of this test process and its logical
+// databases not held by a running test.
+type rdPool struct {
+	srv *servers.Redis
 
 	mu   sync.Mutex
-	free []int // logical databases not held by a running test, ascending
+	free []int // ascending
 }
 
-var rdLazy lazy[*rdServer]
+var rdLazy lazy[*rdPool]
 
 // Redis returns a logical database of its own, flushed, on a throwaway
 // redis-server (or on the server of LETHE_TEST_REDIS_ADDR). The server starts
@@ -49,115 +43,64 @@ var rdLazy lazy[*rdServer]
 func Redis(tb testing.TB) RedisServer {
 	tb.Helper()
 	requireMain(tb)
-	srv := rdLazy.get(tb, "Redis", startRedis)
+	pool := rdLazy.get(tb, "Redis", startRedis)
+	srv := pool.srv
 
-	srv.mu.Lock()
-	if len(srv.free) == 0 {
-		srv.mu.Unlock()
-		tb.Fatalf("testharness: Redis: every logical database of %s is held by a running test", srv.addr)
+	pool.mu.Lock()
+	if len(pool.free) == 0 {
+		pool.mu.Unlock()
+		tb.Fatalf("testharness: Redis: every logical database of %s is held by a running test", srv.Addr())
 	}
-	db := srv.free[0]
-	srv.free = srv.free[1:]
-	srv.mu.Unlock()
+	db := pool.free[0]
+	pool.free = pool.free[1:]
+	pool.mu.Unlock()
 	tb.Cleanup(func() {
-		srv.mu.Lock()
-		defer srv.mu.Unlock()
+		pool.mu.Lock()
+		defer pool.mu.Unlock()
 		i := 0
-		for i < len(srv.free) && srv.free[i] < db {
+		for i < len(pool.free) && pool.free[i] < db {
 			i++
 		}
-		srv.free = append(srv.free[:i], append([]int{db}, srv.free[i:]...)...)
+		pool.free = append(pool.free[:i], append([]int{db}, pool.free[i:]...)...)
 	})
 
-	c := redis.NewClient(&redis.Options{Addr: srv.addr, Password: srv.password, DB: db})
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: srv.Password, DB: db})
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := c.FlushDB(ctx).Err(); err != nil {
 		tb.Fatalf("testharness: Redis: FLUSHDB %d: %v", db, err)
 	}
-	return RedisServer{Addr: srv.addr, Host: srv.host, Port: srv.port, Password: srv.password, DB: db}
+	return RedisServer{Addr: srv.Addr(), Host: srv.Host, Port: srv.Port, Password: srv.Password, DB: db}
 }
 
-func startRedis() (*rdServer, error) {
+func startRedis() (*rdPool, error) {
+	ctx := context.Background()
 	if addr := os.Getenv("LETHE_TEST_REDIS_ADDR"); addr != "" {
-		return externalRedis(addr)
+		srv, err := servers.ConnectRedis(ctx, addr)
+		if err != nil {
+			return nil, fmtEnvErr("LETHE_TEST_REDIS_ADDR", err)
+		}
+		// Logical database 0 of a developer's server is left alone.
+		pool := &rdPool{srv: srv}
+		for i := 1; i < srv.Databases; i++ {
+			pool.free = append(pool.free, i)
+		}
+		return pool, nil
 	}
-	bin := lookBinary([]string{"redis-server"}, "/usr/bin/redis-server", "/usr/sbin/redis-server")
-	if bin == "" {
-		return nil, fmt.Errorf("redis-server not found in PATH or /usr/bin; " +
-			"install it with: apt-get install -y redis-server (or set LETHE_TEST_REDIS_ADDR)")
-	}
-	dir, err := serverDir("redis")
+	g, err := theGroup()
 	if err != nil {
 		return nil, err
 	}
-	logPath := filepath.Join(dir, "redis.log")
-	return startWithRetry(func(port int) (*rdServer, error) {
-		p, err := startProcess(procSpec{
-			name: "Redis", path: bin, dir: dir, logPath: logPath, stopSig: syscall.SIGKILL,
-			args: []string{
-				"--port", strconv.Itoa(port),
-				"--bind", "127.0.0.1",
-				"--dir", dir,
-				"--save", "",
-				"--appendonly", "no",
-				"--databases", strconv.Itoa(redisDatabases),
-				"--daemonize", "no",
-				"--loglevel", "warning",
-			},
-		})
-		if err != nil {
-			return nil, err
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		err = p.waitReady(func(ctx context.Context) error {
-			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-			defer c.Close()
-			return c.Ping(ctx).Err()
-		})
-		if err != nil {
-			return nil, err
-		}
-		srv := &rdServer{addr: addr, host: "127.0.0.1", port: port}
-		for i := range redisDatabases {
-			srv.free = append(srv.free, i)
-		}
-		return srv, nil
-	})
-}
-
-// externalRedis uses a developer's server: host:port or a redis:// URL.
-// Logical database 0 is left alone.
-func externalRedis(addr string) (*rdServer, error) {
-	opts := &redis.Options{Addr: addr}
-	if strings.Contains(addr, "://") {
-		var err error
-		if opts, err = redis.ParseURL(addr); err != nil {
-			return nil, fmt.Errorf("LETHE_TEST_REDIS_ADDR: %w", err)
-		}
-		opts.DB = 0
+	srv, err := g.StartRedis(ctx, servers.RedisOptions{Databases: redisDatabases})
+	if err != nil {
+		return nil, orSet(err, "LETHE_TEST_REDIS_ADDR")
 	}
-	c := redis.NewClient(opts)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		return nil, fmt.Errorf("connecting to LETHE_TEST_REDIS_ADDR: %w", err)
+	pool := &rdPool{srv: srv}
+	for i := range srv.Databases {
+		pool.free = append(pool.free, i)
 	}
-	n := 16
-	if v, err := c.ConfigGet(ctx, "databases").Result(); err == nil {
-		if d, err := strconv.Atoi(v["databases"]); err == nil && d > 1 {
-			n = d
-		}
-	}
-	host, portStr, _ := net.SplitHostPort(opts.Addr)
-	port, _ := strconv.Atoi(portStr)
-	srv := &rdServer{addr: opts.Addr, host: host, port: port, password: opts.Password}
-	for i := 1; i < n; i++ {
-		srv.free = append(srv.free, i)
-	}
-	return srv, nil
+	return pool, nil
 }
 
 // RedisTLSServer is a throwaway redis-server that accepts only TLS, with a
@@ -168,67 +111,19 @@ type RedisTLSServer struct {
 	CACert []byte // PEM certificate of the authority that signed the server's
 }
 
-var rdTLSLazy lazy[*RedisTLSServer]
+var rdTLSLazy lazy[*servers.Redis]
 
 // RedisTLS returns the TLS-only Redis server of this test process, started
 // on first use. Tests share it: use a key prefix of your own.
 func RedisTLS(tb testing.TB) RedisTLSServer {
 	tb.Helper()
 	requireMain(tb)
-	return *rdTLSLazy.get(tb, "Redis (TLS)", startRedisTLS)
-}
-
-func startRedisTLS() (*RedisTLSServer, error) {
-	bin := lookBinary([]string{"redis-server"}, "/usr/bin/redis-server", "/usr/sbin/redis-server")
-	if bin == "" {
-		return nil, fmt.Errorf("redis-server not found in PATH or /usr/bin; install it with: apt-get install -y redis-server")
-	}
-	dir, err := serverDir("redis-tls")
-	if err != nil {
-		return nil, err
-	}
-	cert, err := newServerCert(dir, nil)
-	if err != nil {
-		return nil, err
-	}
-	caFile := filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(caFile, cert.CAPEM, 0o644); err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(dir, "redis.log")
-	return startWithRetry(func(port int) (*RedisTLSServer, error) {
-		p, err := startProcess(procSpec{
-			name: "Redis (TLS)", path: bin, dir: dir, logPath: logPath, stopSig: syscall.SIGKILL,
-			args: []string{
-				"--port", "0",
-				"--tls-port", strconv.Itoa(port),
-				"--tls-cert-file", cert.CertFile,
-				"--tls-key-file", cert.KeyFile,
-				"--tls-ca-cert-file", caFile,
-				"--tls-auth-clients", "no",
-				"--bind", "127.0.0.1",
-				"--dir", dir,
-				"--save", "",
-				"--appendonly", "no",
-				"--daemonize", "no",
-				"--loglevel", "warning",
-			},
-		})
+	srv := rdTLSLazy.get(tb, "Redis (TLS)", func() (*servers.Redis, error) {
+		g, err := theGroup()
 		if err != nil {
 			return nil, err
 		}
-		pool := x509.NewCertPool()
-		pool.AppendCertsFromPEM(cert.CAPEM)
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		err = p.waitReady(func(ctx context.Context) error {
-			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1,
-				TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "127.0.0.1"}})
-			defer c.Close()
-			return c.Ping(ctx).Err()
-		})
-		if err != nil {
-			return nil, err
-		}
-		return &RedisTLSServer{Host: "127.0.0.1", Port: port, CACert: cert.CAPEM}, nil
+		return g.StartRedis(context.Background(), servers.RedisOptions{TLS: true})
 	})
+	return RedisTLSServer{Host: srv.Host, Port: srv.Port, CACert: srv.CACert}
 }

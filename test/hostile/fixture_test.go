@@ -18,17 +18,13 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/redis/go-redis/v9"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
-	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/managerproc"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
 
@@ -292,41 +288,21 @@ func userClient(t *testing.T, name string) (client.Client, *rest.Config) {
 	return c, cfg
 }
 
-// startManager runs Lethe's controllers as wired by main.go, as the user
-// bound to the namespaced Role, watching only ns.
-func startManager(t *testing.T, cfg *rest.Config, ns string) {
+// startManager runs the manager binary as the user bound to the namespaced
+// Role, watching only ns, its log into managerLogs and its metrics on a
+// loopback port.
+func startManager(t *testing.T, cfg *rest.Config, ns string) *managerproc.Manager {
 	t.Helper()
-	skip := true
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:         env.Scheme,
-		Cache:          controllers.CacheOptions(ns),
-		Metrics:        metricsserver.Options{BindAddress: "0"},
-		LeaderElection: false,
-		Controller:     config.Controller{SkipNameValidation: &skip},
-		Client:         client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deps := controllers.NewDeps(mgr, []byte("hostile-digest-key-0123456789abcdef"))
-	if err := controllers.Setup(mgr, deps, controllers.Options{
-		DataStoreConcurrency: 4, DatasetConcurrency: 4, LegalHoldConcurrency: 2, PolicyConcurrency: 2,
-		RequestConcurrency: 8, PurgeJobConcurrency: 4,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	c, cancel := contextWithCancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer deps.Pool.Close()
-		if err := mgr.Start(c); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
+	return testharness.Manager(t, managerproc.Options{
+		Config:     cfg,
+		Namespaces: []string{ns},
+		DigestKey:  []byte("hostile-digest-key-0123456789abcdef"),
+		Args: []string{
+			"--datastore-concurrency=4", "--dataset-concurrency=4", "--legalhold-concurrency=2", "--policy-concurrency=2",
+			"--deletionrequest-concurrency=8", "--purgejob-concurrency=4",
+		},
+		Log:     &managerLogs,
+		Metrics: true,
 	})
 }
 

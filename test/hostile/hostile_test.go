@@ -15,10 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/yaml"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/managerproc"
 )
 
 // caseTimeout bounds how long one accepted case may take to show Stalled.
@@ -38,7 +38,7 @@ func TestHostileInput(t *testing.T) {
 	adminSecrets(t, ns.Name, st)
 	user, _ := userClient(t, userName)
 	_, managerConfig := userClient(t, managerUser)
-	startManager(t, managerConfig, ns.Name)
+	manager := startManager(t, managerConfig, ns.Name)
 
 	// The namespace user really has no Secret rights.
 	var s corev1.Secret
@@ -114,7 +114,7 @@ func TestHostileInput(t *testing.T) {
 	t.Logf("%d cases: %d rejected at admission, %d accepted and Stalled with a reason (setup %s, cases %s)",
 		len(all), rejected, stalled, setup.Round(time.Second), (time.Since(start) - setup).Round(time.Second))
 
-	t.Run("MetricSeriesOfDeletedObjects", func(t *testing.T) { metricSeriesRemoved(t, user, ns.Name, all) })
+	t.Run("MetricSeriesOfDeletedObjects", func(t *testing.T) { metricSeriesRemoved(t, manager, user, ns.Name, all) })
 	t.Run("CleanupDeletesOnlyOwnedSecrets", func(t *testing.T) { cleanupKeepsOthersSecrets(t, user, ns.Name) })
 
 	// Nothing the cases did changed a sentinel.
@@ -314,7 +314,7 @@ func waitCondition(c client.Client, u *unstructured.Unstructured, typ, status, r
 
 // metricSeriesRemoved deletes a stalled DeletionRequest and a DataStore
 // that no Dataset uses, and checks that their series leave the registry.
-func metricSeriesRemoved(t *testing.T, user client.Client, ns string, all []hostileCase) {
+func metricSeriesRemoved(t *testing.T, manager *managerproc.Manager, user client.Client, ns string, all []hostileCase) {
 	pick := func(prefix string) string {
 		for i, c := range all {
 			if strings.HasPrefix(c.name, prefix) {
@@ -325,10 +325,10 @@ func metricSeriesRemoved(t *testing.T, user client.Client, ns string, all []host
 		return ""
 	}
 	dr, store := pick("DeletionRequest/selector with an invalid label value"), pick("DataStore/credentials Secret missing")
-	if !series("lethe_deletionrequest_deadline_seconds", "deletionrequest", ns, dr) {
+	if !series(t, manager, "lethe_deletionrequest_deadline_seconds", "deletionrequest", ns, dr) {
 		t.Fatalf("no lethe_deletionrequest_deadline_seconds series for the stalled request %s", dr)
 	}
-	if !series("lethe_datastore_up", "datastore", ns, store) {
+	if !series(t, manager, "lethe_datastore_up", "datastore", ns, store) {
 		t.Fatalf("no lethe_datastore_up series for DataStore %s", store)
 	}
 	for _, o := range []client.Object{
@@ -340,7 +340,7 @@ func metricSeriesRemoved(t *testing.T, user client.Client, ns string, all []host
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for series("lethe_deletionrequest_deadline_seconds", "deletionrequest", ns, dr) || series("lethe_datastore_up", "datastore", ns, store) {
+	for series(t, manager, "lethe_deletionrequest_deadline_seconds", "deletionrequest", ns, dr) || series(t, manager, "lethe_datastore_up", "datastore", ns, store) {
 		if time.Now().After(deadline) {
 			t.Fatalf("series of deleted DeletionRequest %s or DataStore %s are still exported", dr, store)
 		}
@@ -390,25 +390,25 @@ func cleanupKeepsOthersSecrets(t *testing.T, user client.Client, ns string) {
 	}
 }
 
-// series reports whether the metric family has a series with namespace ns
-// and label = value.
-func series(family, label, ns, value string) bool {
-	mfs, err := ctrlmetrics.Registry.Gather()
+// series reports whether the metric family the manager exports has a series
+// with namespace ns and label = value. A failed scrape fails the test.
+func series(t *testing.T, manager *managerproc.Manager, family, label, ns, value string) bool {
+	t.Helper()
+	mfs, err := manager.Gather(ctx())
 	if err != nil {
+		t.Fatalf("scraping the manager's metrics: %v", err)
+	}
+	mf, ok := mfs[family]
+	if !ok {
 		return false
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != family {
-			continue
+	for _, m := range mf.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
 		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["namespace"] == ns && labels[label] == value {
-				return true
-			}
+		if labels["namespace"] == ns && labels[label] == value {
+			return true
 		}
 	}
 	return false

@@ -3,7 +3,7 @@
 // rights on Secrets, against a real kube-apiserver and real PostgreSQL,
 // MariaDB, Redis and S3 stores holding sentinel tables, keys and objects.
 // Each case is either rejected at admission (the message is asserted) or
-// accepted and then Stalled with a reason (asserted), with the manager
+// accepted and then Stalled with a reason (asserted), with the manager binary
 // running under the shipped namespaced Role (config/rbac-namespaced) and
 // --watch-namespaces; after all cases the sentinels' checksums are unchanged.
 package hostile
@@ -26,8 +26,9 @@ import (
 
 var env *testenv.Env
 
-// managerLogs keeps everything the manager logs (controller-runtime and
-// client-go), so the suite can prove it never met a "forbidden".
+// managerLogs keeps everything the manager process logs (and what
+// controller-runtime and client-go log in the test process), so the suite
+// can prove the manager never met a "forbidden".
 var managerLogs testenv.Logs
 
 func TestMain(m *testing.M) {
@@ -54,7 +55,3 @@ func TestMain(m *testing.M) {
 }
 
 func ctx() context.Context { return context.Background() }
-
-func contextWithCancel() (context.Context, context.CancelFunc) {
-	return context.WithCancel(context.Background())
-}

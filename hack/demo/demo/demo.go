@@ -1,8 +1,9 @@
-// Package demo is `make demo`: a local control plane, a throwaway PostgreSQL
-// with a realistic shop database, the Lethe manager in-process and the
-// samples of config/samples; it runs the retention policy and the deletion
-// requests and prints what Lethe did, with every count read back from the
-// database. hack/demo is its command; test/demo runs it as a smoke test.
+// Package demo is `make demo`: a local control plane, throwaway datastores
+// (internal/servers) with a realistic shop database, the Lethe manager binary
+// (internal/managerproc) and the samples of config/samples; it runs the
+// retention policy and the deletion requests and prints what Lethe did, with
+// every count read back from the stores. hack/demo is its command; test/demo
+// runs it as a smoke test.
 package demo
 
 import (
@@ -20,6 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/lethe-dev/lethe/internal/managerproc"
+	"github.com/lethe-dev/lethe/internal/servers"
 	"github.com/lethe-dev/lethe/internal/testenv"
 )
 
@@ -28,6 +31,9 @@ var manifests embed.FS
 
 // Namespace the demo applies the samples into.
 const Namespace = "shop"
+
+// shopDatabase is the PostgreSQL database of the samples' DataStore.
+const shopDatabase = "shop"
 
 // MinUsers is the smallest data set: the samples name users up to 100318.
 const MinUsers = 400
@@ -98,12 +104,12 @@ type run struct {
 	rep  *Report
 	root string
 
-	srv  *servers
+	srv  *servers.Group
 	log  *os.File // the manager's (and envtest's) log
 	env  *testenv.Env
-	mgr  *manager
+	mgr  *managerproc.Manager
 	k    *kubectl
-	pg   pgInstance
+	pg   *servers.Postgres // holds shopDatabase
 	db   *pgx.Conn
 	subs []subject
 	// requests names the DeletionRequests filed.
@@ -155,7 +161,7 @@ func (r *run) run(ctx context.Context) error {
 	if r.root, err = testenv.Root(); err != nil {
 		return err
 	}
-	parent := tempParent()
+	parent := servers.TempParent()
 	if killed, removed := sweepStale(parent); killed+removed > 0 {
 		r.p.step("Cleaned up after an earlier demo that was killed: %d processes stopped, %d run directories removed", killed, removed)
 	}
@@ -168,7 +174,7 @@ func (r *run) run(ctx context.Context) error {
 		return err
 	}
 	r.rep.Dir = dir
-	r.srv = &servers{dir: dir}
+	r.srv = servers.NewGroup(dir)
 	logPath := r.o.ManagerLog
 	if logPath == "" {
 		logPath = filepath.Join(dir, "manager.log")
@@ -248,6 +254,18 @@ func (r *run) startAll(ctx context.Context) error {
 		env, err := testenv.Start()
 		cpDone <- cp{env, err, time.Since(t0)}
 	}()
+	// The manager binary builds meanwhile (go build: cached after the
+	// first time).
+	type build struct {
+		err error
+		d   time.Duration
+	}
+	built := make(chan build, 1)
+	go func() {
+		t0 := time.Now()
+		_, err := managerproc.Build(ctx)
+		built <- build{err, time.Since(t0)}
+	}()
 	storeErrs := make([]error, len(r.stores))
 	var wg sync.WaitGroup
 	for i, st := range r.stores {
@@ -272,7 +290,7 @@ func (r *run) startAll(ctx context.Context) error {
 	r.rep.Stores = []string{StorePostgres}
 	var started []store
 	for i, st := range r.stores {
-		var missing errMissing
+		var missing *servers.MissingError
 		switch {
 		case storeErrs[i] == nil:
 			started = append(started, st)
@@ -297,16 +315,23 @@ func (r *run) startAll(ctx context.Context) error {
 	r.rep.Kubeconfig = kubeconfig
 	r.k = &kubectl{bin: filepath.Join(r.env.Assets, "kubectl"), kubeconfig: kubeconfig, namespace: Namespace, p: r.p}
 
+	b := <-built
+	if b.err != nil {
+		return fmt.Errorf("building the manager: %w", b.err)
+	}
 	t0 := time.Now()
 	// The manager runs as its ServiceAccount, under config/rbac only.
 	mcfg, err := r.env.ManagerConfig()
 	if err != nil {
 		return fmt.Errorf("binding the manager's RBAC of config/rbac: %w", err)
 	}
-	if r.mgr, err = startManager(ctx, mcfg, r.env.Scheme, r.log); err != nil {
-		return err
+	// main.go's flags at their defaults; a fresh digest key for a
+	// throwaway cluster (a cluster mounts it from a Secret).
+	if r.mgr, err = managerproc.Start(ctx, managerproc.Options{Config: mcfg, Log: r.log}); err != nil {
+		return fmt.Errorf("starting the manager: %w", err)
 	}
-	r.p.step("Lethe manager started in this process in %s (controllers.Setup, drivers of internal/datastore/all; under the RBAC of config/rbac); its log: %s", seconds(time.Since(t0)), r.log.Name())
+	r.p.step("Lethe manager started in %s (the binary of main.go, built with go build in %s, as its own process; under the RBAC of config/rbac); its log: %s",
+		seconds(time.Since(t0)), seconds(b.d), r.log.Name())
 	// Everything runs now: remember it, so a killed demo is cleaned up by
 	// the next one.
 	if err := record(r.rep.Dir, descendants(os.Getpid())); err != nil {
@@ -334,14 +359,20 @@ func (r *run) startStore(ctx context.Context, st store) error {
 // startDatabase starts PostgreSQL and loads the shop database.
 func (r *run) startDatabase(ctx context.Context) error {
 	t0 := time.Now()
-	pg, err := r.srv.startPostgres(ctx, "shop")
+	pg, err := r.srv.StartPostgres(ctx, servers.PostgresOptions{Settings: []string{
+		// Loading and counting a big shop database.
+		"max_wal_size=2GB", "shared_buffers=256MB", "maintenance_work_mem=256MB",
+	}})
 	if err != nil {
 		return fmt.Errorf("starting PostgreSQL: %w", err)
 	}
 	r.pg = pg
-	r.rep.PostgresURL = pg.URL("shop")
+	if err := pg.CreateDatabase(ctx, shopDatabase); err != nil {
+		return fmt.Errorf("creating database %s: %w", shopDatabase, err)
+	}
+	r.rep.PostgresURL = pg.URL(shopDatabase)
 	r.p.step("PostgreSQL %s up on %s:%d in %s (initdb as an unprivileged user, data in %s)",
-		pg.Version, pg.Host, pg.Port, seconds(time.Since(t0)), r.srv.dir)
+		pg.Version, pg.Host, pg.Port, seconds(time.Since(t0)), r.srv.Dir())
 
 	t0 = time.Now()
 	r.p.step("Loading the shop database: %s users with their devices, browsing history, orders and support messages (generate_series, in the server)", num(int64(r.o.Users)))
@@ -405,17 +436,19 @@ func (r *run) stop() {
 	if r.db != nil {
 		_ = r.db.Close(context.Background())
 	}
+	if r.pg != nil {
+		r.pg.Close()
+	}
 	for _, st := range r.stores {
 		st.close()
 	}
 	var errs []error
 	if r.mgr != nil {
-		r.mgr.stop()
-		if r.mgr.err != nil {
-			errs = append(errs, fmt.Errorf("manager: %w", r.mgr.err))
+		if err := r.mgr.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("manager: %w", err))
 		}
 	}
-	r.srv.stop()
+	r.srv.Close()
 	if r.env != nil {
 		if err := r.env.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("control plane: %w", err))
@@ -450,20 +483,4 @@ func (r *run) stop() {
 		msg += fmt.Sprintf(" (while stopping: %v)", errors.Join(errs...))
 	}
 	r.p.step("%s", msg)
-}
-
-// tempParent is os.TempDir unless one of its ancestors is not traversable by
-// other users (TMPDIR under /root, say), in which case it is /tmp: the
-// PostgreSQL server runs as the postgres user.
-func tempParent() string {
-	d := os.TempDir()
-	for p := d; ; p = filepath.Dir(p) {
-		fi, err := os.Stat(p)
-		if err != nil || fi.Mode().Perm()&0o001 == 0 {
-			return "/tmp"
-		}
-		if p == filepath.Dir(p) {
-			return d
-		}
-	}
 }

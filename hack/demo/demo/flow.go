@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/servers"
 )
 
 // applySamples applies config/samples: the example Secrets (with the
@@ -61,7 +62,7 @@ func (r *run) applySamples(ctx context.Context) error {
 	// The sample's DataStore points at shop-postgres.shop.svc with verified
 	// TLS; this one is on a loopback port without TLS (so without the CA).
 	unstructured.RemoveNestedField(ds.Object, "spec", "caBundleSecretRef")
-	for field, v := range map[string]any{"host": r.pg.Host, "port": int64(r.pg.Port), "database": r.pg.Database, "tls": "Disable"} {
+	for field, v := range map[string]any{"host": r.pg.Host, "port": int64(r.pg.Port), "database": shopDatabase, "tls": "Disable"} {
 		if err := unstructured.SetNestedField(ds.Object, v, "spec", field); err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func (r *run) applySamples(ctx context.Context) error {
 	}
 	r.p.info("config/samples/secrets.yaml, with the throwaway server's user and password in %s, and", credentials)
 	r.p.info("kubectl kustomize config/samples without the PurgeJob (Lethe creates its own) and the DeletionRequest (filed")
-	r.p.info("later), the DataStore rewritten to host %s, port %d, database %s, tls Disable", r.pg.Host, r.pg.Port, r.pg.Database)
+	r.p.info("later), the DataStore rewritten to host %s, port %d, database %s, tls Disable", r.pg.Host, r.pg.Port, shopDatabase)
 	var names []string
 	for _, st := range r.stores {
 		objs, err := st.manifests()
@@ -175,7 +176,7 @@ func (r *run) explain(ctx context.Context, err error, ref string) error {
 		args = []string{"get", ref, "-o", `jsonpath={range .items[*]}{.kind}/{.metadata.name}{"\n"}` + conds + "{end}"}
 	}
 	out, _ := r.k.run(ctx, nil, args...)
-	return fmt.Errorf("%w\nconditions of %s:\n%s\nlast lines of the manager log %s:\n%s", err, ref, out, r.managerLog(), logTail(r.managerLog(), 15))
+	return fmt.Errorf("%w\nconditions of %s:\n%s\nlast lines of the manager log %s:\n%s", err, ref, out, r.managerLog(), servers.LogTail(r.managerLog(), 15))
 }
 
 // waitWhile runs `kubectl wait` in the background and calls check every

@@ -5,23 +5,18 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
-	"strconv"
-	"syscall"
 	"text/template"
 
-	"github.com/go-sql-driver/mysql"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/lethe-dev/lethe/internal/servers"
 )
 
 // mariaStore holds the shop's newsletter in MariaDB: subscribers and the
 // engagement events of the campaigns sent to them.
 type mariaStore struct {
-	host, password, version string
-	port                    int
-	db                      *sql.DB
+	srv *servers.MariaDB
+	db  *sql.DB
 }
 
 const mariaDatabase = "marketing"
@@ -30,98 +25,42 @@ func (s *mariaStore) name() string   { return "MariaDB" }
 func (s *mariaStore) policy() string { return "shop-newsletter-retention" }
 
 func (s *mariaStore) describe() string {
-	return fmt.Sprintf("MariaDB %s up on %s:%d", s.version, s.host, s.port)
+	return fmt.Sprintf("MariaDB %s up on %s:%d", s.srv.Version, s.srv.Host, s.srv.Port)
 }
 
 func (s *mariaStore) explore() string {
-	return fmt.Sprintf("mariadb -h %s -P %d -u lethe -p%s %s   # MariaDB", s.host, s.port, s.password, mariaDatabase)
+	return fmt.Sprintf("mariadb -h %s -P %d -u %s -p%s %s   # MariaDB", s.srv.Host, s.srv.Port, s.srv.User, s.srv.Password, mariaDatabase)
 }
 
 func (s *mariaStore) close() {
 	if s.db != nil {
 		_ = s.db.Close()
 	}
+	if s.srv != nil {
+		s.srv.Close()
+	}
 }
 
 func (s *mariaStore) manifests() ([]*unstructured.Unstructured, error) {
-	return manifest("mariadb.yaml", map[string]any{"Host": s.host, "Port": s.port, "Database": mariaDatabase, "Password": s.password})
+	return manifest("mariadb.yaml", map[string]any{"Host": s.srv.Host, "Port": s.srv.Port, "Database": mariaDatabase, "Password": s.srv.Password})
 }
 
-func (s *mariaStore) dsn(database string, multi bool) string {
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net = "lethe", s.password, "tcp"
-	cfg.Addr = net.JoinHostPort(s.host, strconv.Itoa(s.port))
-	cfg.DBName = database
-	cfg.ParseTime = true
-	cfg.MultiStatements = multi
-	return cfg.FormatDSN()
-}
-
-// start runs mariadb-install-db and mariadbd, with an account "lethe" that
-// can connect over TCP.
+// start starts MariaDB (internal/servers: an account "lethe" that connects
+// over TCP) and opens a connection that may send sql/mariadb.sql at once.
 func (s *mariaStore) start(ctx context.Context, r *run) error {
-	mariadbd := lookBinary("mariadbd", "/usr/sbin/mariadbd", "/usr/libexec/mariadbd", "/usr/sbin/mysqld")
-	installDB := lookBinary("mariadb-install-db", "/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db")
-	if mariadbd == "" || installDB == "" {
-		return errMissing{"mariadbd/mariadb-install-db", "apt-get install -y mariadb-server"}
-	}
-	dir, err := r.srv.serverDir("mariadb")
+	srv, err := r.srv.StartMariaDB(ctx)
 	if err != nil {
 		return err
 	}
-	s.password = randomHex(12)
-	data, logPath := filepath.Join(dir, "data"), filepath.Join(dir, "mariadb.log")
-	var asRoot []string
-	if os.Geteuid() == 0 {
-		asRoot = []string{"--user=root"}
-	}
-	// Grant tables are off while bootstrapping; FLUSH PRIVILEGES loads them
-	// so that CREATE USER works.
-	initSQL := filepath.Join(dir, "init.sql")
-	if err := os.WriteFile(initSQL, []byte("FLUSH PRIVILEGES;\nCREATE USER 'lethe'@'%' IDENTIFIED BY '"+s.password+"';\n"+
-		"GRANT ALL PRIVILEGES ON *.* TO 'lethe'@'%' WITH GRANT OPTION;\n"), 0o600); err != nil {
-		return err
-	}
-	env := cleanEnv("MYSQL_", "MARIADB_")
-	cmd := cmdContext(ctx, installDB, append([]string{"--no-defaults", "--datadir=" + data,
-		"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve", "--extra-file=" + initSQL}, asRoot...)...)
-	cmd.Dir, cmd.Env = dir, env
-	if err := runLogged(cmd, logPath); err != nil {
-		return err
-	}
-	_ = os.Remove(initSQL)
-	s.host = "127.0.0.1"
-	_, err = retryPorts(func(port int) (struct{}, error) {
-		s.port = port
-		p, err := r.srv.start(spec{
-			name: "MariaDB", path: mariadbd, dir: dir, logPath: logPath, env: env, stopSig: syscall.SIGKILL,
-			args: append([]string{
-				"--no-defaults", "--datadir=" + data, "--port=" + strconv.Itoa(port), "--bind-address=127.0.0.1",
-				"--socket=" + filepath.Join(dir, "mysqld.sock"), "--pid-file=" + filepath.Join(dir, "mysqld.pid"),
-				"--skip-name-resolve", "--skip-log-bin", "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
-				"--innodb-flush-log-at-trx-commit=2", "--innodb-doublewrite=0", "--innodb-buffer-pool-size=128M",
-			}, asRoot...),
-		})
-		if err != nil {
-			return struct{}{}, err
-		}
-		return struct{}{}, p.waitReady(ctx, func(ctx context.Context) error {
-			db, err := sql.Open("mysql", s.dsn("", true))
-			if err != nil {
-				return err
-			}
-			if err := db.PingContext(ctx); err != nil {
-				db.Close()
-				return err
-			}
-			s.db = db
-			return nil
-		})
-	})
+	s.srv = srv
+	cfg := srv.Config("")
+	cfg.MultiStatements = true
+	db, err := sql.Open("mysql", cfg.FormatDSN())
 	if err != nil {
 		return err
 	}
-	return s.db.QueryRowContext(ctx, "SELECT VERSION()").Scan(&s.version)
+	s.db = db
+	return db.PingContext(ctx)
 }
 
 // load creates the marketing database in the server (the sequence engine's

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/lethe-dev/lethe/internal/servers"
 )
 
 // proc is a process as /proc shows it. start (clock ticks after boot) tells
@@ -155,6 +157,7 @@ func sweepStale(parent string) (killed, removed int) {
 			}
 			f.Close()
 		}
+		servers.ReleaseSharedMemory(dir)
 		if os.RemoveAll(dir) == nil {
 			removed++
 		}

@@ -10,38 +10,38 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/lethe-dev/lethe/internal/servers"
 )
 
 // redisStore holds the shop's login sessions and shopping carts: hashes
 // session:<user_id>:<session id> and cart:<user_id>, dated by their
 // last_seen and updated_at fields (Unix seconds).
 type redisStore struct {
-	inst redisInstance
-	c    *redis.Client
+	srv *servers.Redis
+	c   *redis.Client
 }
 
 func (s *redisStore) name() string   { return "Redis" }
 func (s *redisStore) policy() string { return "shop-sessions-retention" }
 
+// start starts redis-server without persistence (internal/servers).
 func (s *redisStore) start(ctx context.Context, r *run) error {
-	if lookBinary("redis-server", "/usr/bin/redis-server", "/usr/sbin/redis-server") == "" {
-		return errMissing{"redis-server", "apt-get install -y redis-server"}
-	}
-	inst, err := r.srv.startRedis(ctx)
+	srv, err := r.srv.StartRedis(ctx, servers.RedisOptions{})
 	if err != nil {
 		return err
 	}
-	s.inst = inst
-	s.c = redis.NewClient(&redis.Options{Addr: inst.Addr()})
+	s.srv = srv
+	s.c = redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	return nil
 }
 
 func (s *redisStore) describe() string {
-	return fmt.Sprintf("Redis %s up on %s", s.inst.Version, s.inst.Addr())
+	return fmt.Sprintf("Redis %s up on %s", s.srv.Version, s.srv.Addr())
 }
 
 func (s *redisStore) explore() string {
-	return fmt.Sprintf("redis-cli -h %s -p %d --scan --pattern 'session:100042:*'   # Redis", s.inst.Host, s.inst.Port)
+	return fmt.Sprintf("redis-cli -h %s -p %d --scan --pattern 'session:100042:*'   # Redis", s.srv.Host, s.srv.Port)
 }
 
 func (s *redisStore) close() {
@@ -51,7 +51,7 @@ func (s *redisStore) close() {
 }
 
 func (s *redisStore) manifests() ([]*unstructured.Unstructured, error) {
-	return manifest("redis.yaml", map[string]any{"Host": s.inst.Host, "Port": s.inst.Port})
+	return manifest("redis.yaml", map[string]any{"Host": s.srv.Host, "Port": s.srv.Port})
 }
 
 // load writes one or two sessions per user (40% used in the last 30 days)

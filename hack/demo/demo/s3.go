@@ -6,25 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
-	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/lethe-dev/lethe/internal/servers"
 )
 
-const (
-	s3Bucket = "shop-uploads"
-	s3Region = "us-east-1"
-)
+const s3Bucket = "shop-uploads"
 
 // s3Store holds the shop's uploads in an S3 bucket (versitygw with its posix
 // backend): profile pictures avatars/<user_id>/… and identity-card photos
@@ -33,8 +23,8 @@ const (
 // period: the bucket has no RetentionPolicy here and shows erasure on
 // request.
 type s3Store struct {
-	endpoint, access, secret, version string
-	c                                 *minio.Client
+	srv *servers.S3
+	c   *minio.Client
 }
 
 func (s *s3Store) name() string   { return "S3" }
@@ -42,106 +32,38 @@ func (s *s3Store) policy() string { return "" }
 func (s *s3Store) close()         {}
 
 func (s *s3Store) describe() string {
-	return fmt.Sprintf("S3 (versitygw %s, posix backend) up on %s, bucket %s", s.version, s.endpoint, s3Bucket)
+	return fmt.Sprintf("S3 (versitygw %s, posix backend) up on %s, bucket %s", s.srv.Version, s.srv.Endpoint, s3Bucket)
 }
 
 func (s *s3Store) explore() string {
 	return fmt.Sprintf("AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s aws --endpoint-url %s s3 ls --recursive s3://%s/   # S3 (AWS CLI)",
-		s.access, s.secret, s.endpoint, s3Bucket)
+		s.srv.AccessKeyID, s.srv.SecretAccessKey, s.srv.Endpoint, s3Bucket)
 }
 
 func (s *s3Store) manifests() ([]*unstructured.Unstructured, error) {
 	return manifest("s3.yaml", map[string]any{
-		"Endpoint": s.endpoint, "Region": s3Region, "Bucket": s3Bucket, "AccessKey": s.access, "SecretKey": s.secret,
+		"Endpoint": s.srv.Endpoint, "Region": s.srv.Region, "Bucket": s3Bucket, "AccessKey": s.srv.AccessKeyID, "SecretKey": s.srv.SecretAccessKey,
 	})
 }
 
-// start builds versitygw once (hack/build-versitygw.sh, cached like the
-// control plane) and starts it on a free port.
+// start starts versitygw (internal/servers), which hack/build-versitygw.sh
+// builds from Go modules the first time, cached like the control plane.
 func (s *s3Store) start(ctx context.Context, r *run) error {
-	script := filepath.Join(r.root, "hack", "build-versitygw.sh")
-	if _, err := os.Stat(script); err != nil {
-		return errMissing{"hack/build-versitygw.sh", "a checkout that has it"}
-	}
-	cmd := exec.CommandContext(ctx, script)
-	cmd.Dir = r.root
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	// The script only links the cached binary, unless this is the first
-	// time: then say why it takes a while.
-	building := time.AfterFunc(3*time.Second, func() {
+	srv, err := r.srv.StartS3(ctx, servers.S3Options{RepoRoot: r.root, Building: func(string) {
 		r.p.step("Building versitygw (the S3 server) from Go modules with hack/build-versitygw.sh (first time only, about a minute)")
-	})
-	err := cmd.Run()
-	building.Stop()
-	if err != nil {
-		return fmt.Errorf("hack/build-versitygw.sh: %w\n%s", err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	bin := strings.TrimSpace(lines[len(lines)-1])
-	if !isExecutable(bin) {
-		bin = filepath.Join(r.root, "bin", "versitygw")
-	}
-	if real, err := filepath.EvalSymlinks(bin); err == nil {
-		s.version = strings.TrimPrefix(filepath.Base(filepath.Dir(real)), "versitygw-")
-	}
-
-	dir, err := r.srv.serverDir("versitygw")
+	}})
 	if err != nil {
 		return err
 	}
-	root, versions := filepath.Join(dir, "root"), filepath.Join(dir, "versions")
-	for _, d := range []string{root, versions} {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			return err
-		}
-	}
-	backend := []string{"posix", "--versioning-dir", versions}
-	// The posix backend keeps metadata in user xattrs; without them (tmpfs
-	// before Linux 6.6) it uses a sidecar directory.
-	if err := syscall.Setxattr(root, "user.lethe.demo", []byte("1"), 0); err != nil {
-		meta := filepath.Join(dir, "meta")
-		if err := os.Mkdir(meta, 0o755); err != nil {
-			return err
-		}
-		backend = append(backend, "--sidecar", meta)
-	} else {
-		_ = syscall.Removexattr(root, "user.lethe.demo")
-	}
-	backend = append(backend, root)
-	s.access, s.secret = "lethe"+randomHex(6), randomHex(20)
-	logPath := filepath.Join(dir, "versitygw.log")
-	_, err = retryPorts(func(port int) (struct{}, error) {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		p, err := r.srv.start(spec{
-			name: "versitygw", path: bin, dir: dir, logPath: logPath, stopSig: syscall.SIGKILL,
-			args: append([]string{"--port", addr, "--region", s3Region, "--quiet"}, backend...),
-			// Credentials through the environment keep them out of ps.
-			env: append(cleanEnv("VGW_", "ROOT_ACCESS_KEY", "ROOT_SECRET"), "ROOT_ACCESS_KEY="+s.access, "ROOT_SECRET_KEY="+s.secret),
-		})
-		if err != nil {
-			return struct{}{}, err
-		}
-		s.endpoint = "http://" + addr
-		s.c, err = minio.New(addr, &minio.Options{
-			Creds: credentials.NewStaticV4(s.access, s.secret, ""), Region: s3Region, BucketLookup: minio.BucketLookupPath,
-		})
-		if err != nil {
-			return struct{}{}, err
-		}
-		return struct{}{}, p.waitReady(ctx, func(ctx context.Context) error {
-			_, err := s.c.ListBuckets(ctx)
-			return err
-		})
-	})
-	return err
+	s.srv, s.c = srv, srv.Client()
+	return nil
 }
 
 // load uploads a profile picture for every 40th user and identity-card
 // photos for every 80th (versitygw takes a few milliseconds per upload),
 // with sixteen uploads in flight.
 func (s *s3Store) load(ctx context.Context, users int) (int64, error) {
-	if err := s.c.MakeBucket(ctx, s3Bucket, minio.MakeBucketOptions{Region: s3Region}); err != nil {
+	if err := s.c.MakeBucket(ctx, s3Bucket, minio.MakeBucketOptions{Region: s.srv.Region}); err != nil {
 		return 0, err
 	}
 	var keys []string

@@ -18,7 +18,7 @@ import (
 type store interface {
 	// name is how counts name the store (Redis, S3, MariaDB).
 	name() string
-	// start starts the server; missing software is an errMissing.
+	// start starts the server; missing software is a *servers.MissingError.
 	start(ctx context.Context, r *run) error
 	// describe is a progress line about the running server.
 	describe() string
@@ -34,11 +34,6 @@ type store interface {
 	count(ctx context.Context, s *Snapshot, subs []subject) error
 	close()
 }
-
-// errMissing is a store whose server software is not installed.
-type errMissing struct{ what, install string }
-
-func (e errMissing) Error() string { return e.what + " not found; install it with: " + e.install }
 
 // allStores lists every optional store, in the order the demo shows them.
 func allStores() []store { return []store{&redisStore{}, &s3Store{}, &mariaStore{}} }

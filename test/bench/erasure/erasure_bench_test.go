@@ -1,5 +1,5 @@
 // Package erasure benchmarks DeletionRequests end to end: a real control
-// plane, the Lethe manager in process and a real PostgreSQL holding a
+// plane, the Lethe manager binary and a real PostgreSQL holding a
 // six-table schema with foreign keys. It reports completed requests per
 // second for a burst of requests, coalesced (the product) and with one
 // PurgeJob per request (the baseline, in the same run), and the latency of
@@ -31,14 +31,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
-	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/managerproc"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
@@ -57,8 +54,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startManager runs Lethe with API limits fit for a burst; coalesce=false
-// makes every request its own PurgeJob (the baseline).
+// startManager runs the manager binary with API limits fit for a burst;
+// coalesce=false makes every request its own PurgeJob (the baseline). It
+// reaches the API server through apiProxy, which counts its calls.
 // The returned function stops it (also at cleanup): only one manager may run
 // at a time, or the first would erase the baseline's requests too.
 func startManager(b *testing.B, coalesce bool) (stop func()) {
@@ -69,32 +67,25 @@ func startManager(b *testing.B, coalesce bool) (stop func()) {
 		b.Fatal(err)
 	}
 	cfg.QPS, cfg.Burst = 1000, 2000
-	cfg.WrapTransport = apiCalls.wrap
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr(true)},
-		Client:     client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
-	})
-	if err != nil {
-		b.Fatal(err)
+	args := []string{
+		"--deletionrequest-concurrency=" + strconv.Itoa(envInt("LETHE_BENCH_CONCURRENCY", 16)),
+		"--purgejob-concurrency=4",
+		"--coalesce-window=" + (time.Duration(envInt("LETHE_BENCH_WINDOW_MS", 200)) * time.Millisecond).String(),
 	}
-	deps := controllers.NewDeps(mgr, []byte("bench-digest-key-0123456789abcdef0123"))
-	pool := deps.Pool
-	opts := controllers.Options{RequestConcurrency: envInt("LETHE_BENCH_CONCURRENCY", 16), PurgeJobConcurrency: 4,
-		CoalesceWindow: time.Duration(envInt("LETHE_BENCH_WINDOW_MS", 200)) * time.Millisecond}
 	if !coalesce {
-		opts.CoalesceMaxSubjects = 1
+		args = append(args, "--coalesce-max-subjects=1")
 	}
-	if err := controllers.Setup(mgr, deps, opts); err != nil {
-		b.Fatal(err)
+	m := testharness.Manager(b, managerproc.Options{
+		Config:    apiProxy(b, cfg, apiCalls),
+		DigestKey: []byte("bench-digest-key-0123456789abcdef0123"),
+		Args:      args,
+		Log:       managerLog(),
+	})
+	return func() {
+		if err := m.Stop(); err != nil {
+			b.Errorf("manager: %v", err)
+		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); defer pool.Close(); _ = mgr.Start(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	b.Cleanup(stop)
-	return stop
 }
 
 // warmUp waits for the DataStore to be Ready and erases one subject, so

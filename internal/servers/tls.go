@@ -1,4 +1,4 @@
-package testharness
+package servers
 
 import (
 	"crypto/ecdsa"

@@ -1,4 +1,4 @@
-package testharness
+package servers
 
 import (
 	"crypto/sha256"
@@ -13,15 +13,15 @@ import (
 )
 
 // Initialising a data directory (initdb, mariadb-install-db) costs a second
-// or more of CPU, several on a loaded machine. The first test process that
+// or more of CPU, several on a loaded machine. The first process that
 // initialises one copies the pristine result into the user's cache, keyed by
 // the server binaries, and later processes copy that instead:
 //
-//	${XDG_CACHE_HOME:-$HOME/.cache}/lethe/testharness/<kind>-<key>/
+//	${XDG_CACHE_HOME:-$HOME/.cache}/lethe/servers/<kind>-<key>/
 //
 // Caching is best effort: any error falls back to initialising afresh.
 
-// templateFormat changes whenever what the harness puts in a template
+// templateFormat changes whenever what this package puts in a template
 // (users, passwords, options) changes, so old templates are not reused.
 const templateFormat = "1"
 
@@ -45,7 +45,7 @@ func templateRoot() string {
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(d, "lethe", "testharness")
+	return filepath.Join(d, "lethe", "servers")
 }
 
 // fromTemplate copies the cached template of kind and key into dst (which
