@@ -28,6 +28,8 @@ import (
 	"github.com/lethe-dev/lethe/internal/holds"
 	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/internal/outcome"
+	"github.com/lethe-dev/lethe/internal/owned"
+	"github.com/lethe-dev/lethe/internal/signature"
 )
 
 // PurgeJob phases.
@@ -88,7 +90,7 @@ func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	}
 	run := &jobRun{r: r, job: &job, before: job.DeepCopy()}
 	// Only what this manager created runs: checked before every slice.
-	if err := verifyPurgeJob(ctx, r.APIReader, r.DigestKey, &job); err != nil {
+	if err := signature.Verify(ctx, r.APIReader, r.DigestKey, &job); err != nil {
 		if waitingForSubjects(&job, err) {
 			return reconcile.Result{RequeueAfter: 250 * time.Millisecond}, nil
 		}
@@ -704,7 +706,7 @@ func (j *jobRun) seal(ctx context.Context) error {
 	job := j.job
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
 		Namespace: job.Namespace, Name: sealedName(job), Labels: map[string]string{retentionv1.LabelSealedKeys: job.Name, retentionv1.LabelSecretConsent: "true"},
-		OwnerReferences: []metav1.OwnerReference{ownerReference(job, "PurgeJob")},
+		OwnerReferences: []metav1.OwnerReference{owned.Reference(job, "PurgeJob")},
 	}, Data: map[string][]byte{sealedKeysField: data}}
 	err = j.r.Create(ctx, secret)
 	if apierrors.IsAlreadyExists(err) {
