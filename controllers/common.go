@@ -9,11 +9,8 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -183,51 +180,4 @@ func listRequests(ctx context.Context, c client.Reader, list client.ObjectList, 
 		}
 	}
 	return out
-}
-
-// ownerReference makes owner the controller of an object Lethe creates; it
-// is set in the create call, so the object never exists without its owner
-// (the garbage collector removes it with the owner, and Lethe's own cleanup
-// deletes only what a reference of this owner's UID marks as its own).
-// BlockOwnerDeletion stays unset: with the API server's
-// OwnerReferencesPermissionEnforcement it would need update on the owner's
-// finalizers subresource, which config/rbac does not grant.
-func ownerReference(owner client.Object, kind string) metav1.OwnerReference {
-	return metav1.OwnerReference{
-		APIVersion: retentionv1.GroupVersion.String(),
-		Kind:       kind,
-		Name:       owner.GetName(),
-		UID:        owner.GetUID(),
-		Controller: new(true),
-	}
-}
-
-// ownedBy reports whether o carries an owner reference to owner (by UID: a
-// namesake created later does not own it).
-func ownedBy(o metav1.Object, owner metav1.Object) bool {
-	for _, ref := range o.GetOwnerReferences() {
-		if ref.UID == owner.GetUID() {
-			return true
-		}
-	}
-	return false
-}
-
-// deleteOwnedSecret deletes a Secret only if owner owns it: a Secret of the
-// same name that Lethe did not create (an admin's billing-subject beside a
-// request named billing) is never touched. The UID precondition keeps a
-// Secret recreated meanwhile.
-func deleteOwnedSecret(ctx context.Context, c client.Client, r client.Reader, owner client.Object, name string) error {
-	var s corev1.Secret
-	if err := r.Get(ctx, types.NamespacedName{Namespace: owner.GetNamespace(), Name: name}, &s); err != nil {
-		return client.IgnoreNotFound(err)
-	}
-	if !ownedBy(&s, owner) {
-		return nil
-	}
-	err := c.Delete(ctx, &s, client.Preconditions{UID: &s.UID})
-	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return nil
-	}
-	return err
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/erasure"
+	"github.com/lethe-dev/lethe/internal/identity"
 	"github.com/lethe-dev/lethe/internal/mask"
 	"github.com/lethe-dev/lethe/internal/outcome"
 )
@@ -467,7 +468,7 @@ func placeholders(pattern string) ([]string, error) {
 			return nil, errors.New("unmatched '{' or '}'")
 		}
 		name := rest[open+1 : closeAt]
-		if name == "" || strings.IndexByte(name, '{') >= 0 || !identityTypePattern(name) {
+		if name == "" || strings.IndexByte(name, '{') >= 0 || !identity.IsType(name) {
 			return nil, fmt.Errorf("placeholder {%s} is not an identity type (lowercase letters, digits, underscores)", name)
 		}
 		if !slices.Contains(out, name) {
@@ -475,18 +476,6 @@ func placeholders(pattern string) ([]string, error) {
 		}
 		rest = rest[closeAt+1:]
 	}
-}
-
-func identityTypePattern(s string) bool {
-	if s == "" || s[0] < 'a' || s[0] > 'z' {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
-			return false
-		}
-	}
-	return true
 }
 
 // checkFields checks that every declared field of a found SQL collection is

@@ -24,7 +24,9 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/ledger"
 	"github.com/lethe-dev/lethe/internal/metrics"
+	"github.com/lethe-dev/lethe/internal/receipt"
 )
 
 // The subject of these tests, with identifiers distinctive enough to search
@@ -223,7 +225,7 @@ func TestDeletionRequestErasesTheSubjectEverywhereAndNobodyElse(t *testing.T) {
 			t.Errorf("receipt %s: %d rows, want %d", c, rows[c], n)
 		}
 	}
-	if sum, _ := controllers.ReceiptSHA256(r); sum != r.SHA256 {
+	if sum, _ := receipt.SHA256(r); sum != r.SHA256 {
 		t.Errorf("receipt sha256 %s does not match its content (%s)", r.SHA256, sum)
 	}
 	if !hasCondition(dr, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonErased) ||
@@ -231,7 +233,7 @@ func TestDeletionRequestErasesTheSubjectEverywhereAndNobodyElse(t *testing.T) {
 		t.Errorf("conditions: %+v", dr.Status.Conditions)
 	}
 	// The ledger keeps digests of the identities, never the identities.
-	line, err := controllers.LedgerLine(context.Background(), env.Client, ns, "ada")
+	line, err := ledger.Line(context.Background(), env.Client, ns, "ada")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,7 +549,7 @@ func TestDeletionRequestTTLRemovesTheRequestAndKeepsTheLedger(t *testing.T) {
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "ada-owned"}, &corev1.Secret{}); client.IgnoreNotFound(err) != nil || err == nil {
 		t.Errorf("the identity Secret owned by the request is still there (err %v)", err)
 	}
-	line, err := controllers.LedgerLine(context.Background(), env.Client, ns, "short-lived")
+	line, err := ledger.Line(context.Background(), env.Client, ns, "short-lived")
 	if err != nil {
 		t.Fatal(err)
 	}

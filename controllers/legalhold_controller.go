@@ -25,6 +25,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/holds"
+	"github.com/lethe-dev/lethe/internal/identity"
 	"github.com/lethe-dev/lethe/internal/outcome"
 )
 
@@ -125,26 +126,41 @@ func (r *LegalHoldReconciler) recheckInterval() time.Duration {
 	return 5 * time.Minute
 }
 
-// Reconcile reads top to bottom: get → phase → subjects → derived identities
-// → blocking → status.
+// Reconcile gets the hold, computes its status (reconcile), writes it once,
+// records the events of a changed phase or a new stall, and turns what
+// happened into the result (internal/outcome).
 func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var h retentionv1.LegalHold
 	if err := r.Get(ctx, req.NamespacedName, &h); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+		return outcome.Result(client.IgnoreNotFound(err), 0)
 	}
 	if !h.DeletionTimestamp.IsZero() {
-		return reconcile.Result{}, nil
+		return outcome.Result(nil, 0)
 	}
-	before := h.DeepCopy()
+	w := newStatusWriter(r.Client, &h)
+	before := w.previous
+	next, err := r.reconcile(ctx, &h)
+	if werr := w.write(ctx, &h); werr != nil {
+		return outcome.Result(fmt.Errorf("saving LegalHold status: %w", werr), 0)
+	}
+	r.recordChanges(ctx, before, &h)
+	return outcome.Result(err, next)
+}
+
+// reconcile reads top to bottom: phase → subjects → derived identities →
+// blocking → status. It returns when to look again, or a transient error
+// (with status saying Reconciling); what needs a human is in the status
+// (Stalled), not the error.
+func (r *LegalHoldReconciler) reconcile(ctx context.Context, h *retentionv1.LegalHold) (time.Duration, error) {
 	now := r.now()
-	phase := holds.Phase(&h, now)
+	phase := holds.Phase(h, now)
 	active := phase == retentionv1.HoldActive
 	h.Status.ObservedGeneration = h.Generation
 	h.Status.Phase = phase
 
 	// Subjects: counted, never copied. A missing Secret matters only while
 	// the hold is active (the engine then refuses to run jobs in its scope).
-	named, err := holds.Named(ctx, r.APIReader, &h)
+	named, err := holds.Named(ctx, r.APIReader, h)
 	if errors.Is(err, holds.ErrInvalidSubject) {
 		err = outcome.Stall(retentionv1.ReasonInvalidIdentity, strings.TrimPrefix(err.Error(), holds.ErrInvalidSubject.Error()+": "))
 	} else if err == nil {
@@ -157,22 +173,20 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		h.Status.Subjects = countDistinct(named)
 		// Types no Dataset declares hold nothing: say so (Datasets are not
 		// watched; an active hold checks again every recheck interval).
-		datasets, err := r.datasetsOf(ctx, &h)
+		datasets, err := r.datasetsOf(ctx, h)
 		if err != nil {
-			return reconcile.Result{}, err
+			retentionv1.MarkNotReady(h, retentionv1.ReasonProgressing, fmt.Sprintf("Listing the Datasets failed: %v; retrying", err))
+			return 0, err
 		}
-		r.markUnknownTypes(&h, "hold", identityTypes(named), datasets)
+		r.markUnknownTypes(h, "hold", identity.Types(named), datasets)
 	case bad != nil:
 		h.Status.Subjects = 0
 	case errors.Is(err, connect.ErrSecretNotFound):
 		missing = err
 		h.Status.Subjects = int32(len(h.Spec.Subjects))
 	default:
-		retentionv1.MarkNotReady(&h, retentionv1.ReasonProgressing, fmt.Sprintf("Reading the subjects Secret failed: %v; retrying", err))
-		if _, serr := r.save(ctx, before, &h, reconcile.Result{}); serr != nil {
-			return reconcile.Result{}, serr
-		}
-		return reconcile.Result{}, err
+		retentionv1.MarkNotReady(h, retentionv1.ReasonProgressing, fmt.Sprintf("Reading the subjects Secret failed: %v; retrying", err))
+		return 0, err
 	}
 
 	// Derived identities: the held subjects' further identities, kept in
@@ -180,67 +194,65 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	var refresh time.Duration
 	var derr error
 	switch {
-	case active && missing == nil && bad == nil && holds.HasSubjects(&h):
-		refresh, derr = r.derive(ctx, &h, named, now)
+	case active && missing == nil && bad == nil && holds.HasSubjects(h):
+		refresh, derr = r.derive(ctx, h, named, now)
 	case !active:
-		derr = r.forgetDerived(ctx, &h)
+		derr = r.forgetDerived(ctx, h)
 	}
 	derivationStalled := outcome.AsStall(derr)
 	if derr != nil && derivationStalled == nil {
-		retentionv1.MarkNotReady(&h, retentionv1.ReasonProgressing, fmt.Sprintf("Deriving the held subjects' identities failed: %v; retrying", derr))
-		if _, serr := r.save(ctx, before, &h, reconcile.Result{}); serr != nil {
-			return reconcile.Result{}, serr
-		}
-		return reconcile.Result{}, derr
+		retentionv1.MarkNotReady(h, retentionv1.ReasonProgressing, fmt.Sprintf("Deriving the held subjects' identities failed: %v; retrying", derr))
+		return 0, derr
 	}
 
 	// What the hold holds back now.
 	h.Status.Blocking = nil
 	var total int
 	if active {
-		if h.Status.Blocking, total, err = r.blocking(ctx, &h); err != nil {
-			return reconcile.Result{}, err
+		if h.Status.Blocking, total, err = r.blocking(ctx, h); err != nil {
+			retentionv1.MarkNotReady(h, retentionv1.ReasonProgressing, fmt.Sprintf("Listing what the hold holds back failed: %v; retrying", err))
+			return 0, err
 		}
 	}
 
-	var result reconcile.Result
+	var next time.Duration
 	switch {
 	case active:
-		retentionv1.SetCondition(&h, retentionv1.ConditionActive, metav1.ConditionTrue, retentionv1.ReasonActive, activeMessage(&h, total))
-		result.RequeueAfter = r.recheckInterval()
+		retentionv1.SetCondition(h, retentionv1.ConditionActive, metav1.ConditionTrue, retentionv1.ReasonActive, activeMessage(h, total))
+		next = r.recheckInterval()
 		if refresh > 0 {
-			result.RequeueAfter = min(result.RequeueAfter, refresh)
+			next = min(next, refresh)
 		}
 		if h.Spec.ExpiresAt != nil {
 			// Wake up when it expires, so the phase flips on time.
-			result.RequeueAfter = min(result.RequeueAfter, h.Spec.ExpiresAt.Sub(now)+50*time.Millisecond)
+			next = min(next, h.Spec.ExpiresAt.Sub(now)+50*time.Millisecond)
 		}
 	case phase == retentionv1.HoldExpired:
-		retentionv1.SetCondition(&h, retentionv1.ConditionActive, metav1.ConditionFalse, retentionv1.ReasonExpired,
+		retentionv1.SetCondition(h, retentionv1.ConditionActive, metav1.ConditionFalse, retentionv1.ReasonExpired,
 			fmt.Sprintf("The hold expired at %s", h.Spec.ExpiresAt.UTC().Format(time.RFC3339)))
 	default:
-		retentionv1.SetCondition(&h, retentionv1.ConditionActive, metav1.ConditionFalse, retentionv1.ReasonReleased, "The hold was released")
+		retentionv1.SetCondition(h, retentionv1.ConditionActive, metav1.ConditionFalse, retentionv1.ReasonReleased, "The hold was released")
 	}
 	switch {
 	case bad != nil && active:
-		retentionv1.MarkStalled(&h, bad.Reason, bad.Msg+"; PurgeJobs in this hold's scope cannot exclude its subjects until it is fixed")
-		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
+		retentionv1.MarkStalled(h, bad.Reason, bad.Msg+"; PurgeJobs in this hold's scope cannot exclude its subjects until it is fixed")
+		next = min(next, r.recheckInterval())
 	case missing != nil && active:
-		retentionv1.MarkStalled(&h, connect.SecretReason(missing),
+		retentionv1.MarkStalled(h, connect.SecretReason(missing),
 			fmt.Sprintf("%v; PurgeJobs in this hold's scope cannot run until Lethe can read it", missing))
-		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
+		next = min(next, r.recheckInterval())
 	case derr != nil && active:
 		// The hold still holds its named identities and those derived
 		// before; the stores are read again after the recheck interval.
 		msg := derivationStalled.Msg + "; the hold holds the identities it names and those derived before"
-		retentionv1.SetCondition(&h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionFalse, derivationStalled.Reason, msg)
-		retentionv1.MarkStalled(&h, derivationStalled.Reason, msg)
-		result.RequeueAfter = min(result.RequeueAfter, r.recheckInterval())
+		retentionv1.SetCondition(h, retentionv1.ConditionIdentitiesDerived, metav1.ConditionFalse, derivationStalled.Reason, msg)
+		retentionv1.MarkStalled(h, derivationStalled.Reason, msg)
+		next = min(next, r.recheckInterval())
 	default:
 		msg := fmt.Sprintf("The hold is %s", strings.ToLower(string(phase)))
-		retentionv1.MarkReady(&h, string(phase), msg)
+		retentionv1.MarkReady(h, string(phase), msg)
 	}
-	return r.save(ctx, before, &h, result)
+	return next, nil
 }
 
 // checkHeld checks the identities a hold names: types that are identity
@@ -248,7 +260,7 @@ func (r *LegalHoldReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 func checkHeld(subjects map[string][]string) error {
 	for t, vs := range subjects {
 		for _, v := range vs {
-			if err := checkIdentity(t, v); err != nil {
+			if err := identity.Check(t, v); err != nil {
 				return outcome.Stall(retentionv1.ReasonInvalidIdentity, "subjects: "+err.Error())
 			}
 		}
@@ -407,11 +419,9 @@ func joinNames[T ~string](names []T) string {
 	return strings.Join(parts, ", ")
 }
 
-// save patches status and records an event when the phase changes.
-func (r *LegalHoldReconciler) save(ctx context.Context, before, h *retentionv1.LegalHold, res reconcile.Result) (reconcile.Result, error) {
-	if err := r.Status().Patch(ctx, h, client.MergeFrom(before)); err != nil {
-		return reconcile.Result{}, fmt.Errorf("saving LegalHold status: %w", err)
-	}
+// recordChanges records an event when the phase changed, and when the hold
+// became Stalled, since before.
+func (r *LegalHoldReconciler) recordChanges(ctx context.Context, before, h *retentionv1.LegalHold) {
 	if h.Status.Phase != before.Status.Phase {
 		msg := "The hold is active"
 		if c := findCondition(h.Status.Conditions, retentionv1.ConditionActive); c != nil {
@@ -423,5 +433,4 @@ func (r *LegalHoldReconciler) save(ctx context.Context, before, h *retentionv1.L
 	if was, now := findCondition(before.Status.Conditions, retentionv1.ConditionStalled), findCondition(h.Status.Conditions, retentionv1.ConditionStalled); now != nil && was == nil {
 		r.Recorder.Eventf(h, nil, "Warning", now.Reason, "Hold", "%s", now.Message)
 	}
-	return res, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/executor"
 	"github.com/lethe-dev/lethe/internal/outcome"
+	"github.com/lethe-dev/lethe/internal/signature"
 )
 
 // subjectsSecretGrace is how long a PurgeJob that has not started waits for
@@ -63,7 +64,7 @@ func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	j := &jobRun{r: r, job: &job, status: newLockedStatusWriter(r.Client, r.APIReader, &job)}
 	j.seals = &sealedSecret{c: r.Client, reader: r.APIReader, job: &job}
 	// Only what this manager created runs: checked before every slice.
-	if err := verifyPurgeJob(ctx, r.APIReader, r.DigestKey, &job); err != nil {
+	if err := signature.Verify(ctx, r.APIReader, r.DigestKey, &job); err != nil {
 		if waitingForSubjects(&job, err) {
 			return outcome.Requeue(subjectsSecretPoll)
 		}

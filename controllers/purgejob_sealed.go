@@ -12,6 +12,7 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/outcome"
+	"github.com/lethe-dev/lethe/internal/owned"
 )
 
 // sealedKeysField is the key of the sealed-keys Secret holding them (the
@@ -37,7 +38,7 @@ func (s *sealedSecret) Save(ctx context.Context, data []byte) error {
 	job := s.job
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
 		Namespace: job.Namespace, Name: sealedName(job), Labels: map[string]string{retentionv1.LabelSealedKeys: job.Name, retentionv1.LabelSecretConsent: "true"},
-		OwnerReferences: []metav1.OwnerReference{ownerReference(job, "PurgeJob")},
+		OwnerReferences: []metav1.OwnerReference{owned.Reference(job, "PurgeJob")},
 	}, Data: map[string][]byte{sealedKeysField: data}}
 	err := s.c.Create(ctx, secret)
 	if apierrors.IsAlreadyExists(err) {

@@ -28,6 +28,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/executor"
 	"github.com/lethe-dev/lethe/internal/outcome"
 	"github.com/lethe-dev/lethe/internal/schedule"
+	"github.com/lethe-dev/lethe/internal/signature"
 )
 
 // RetentionPolicy annotations, labels and reasons.
@@ -168,7 +169,7 @@ func (r *RetentionPolicyReconciler) runs(ctx context.Context, p *retentionv1.Ret
 	// A run is a job this policy controls and this manager signed: a forged
 	// job claiming the policy as owner is neither counted nor waited for.
 	jobs := slices.DeleteFunc(list.Items, func(j retentionv1.PurgeJob) bool {
-		return !metav1.IsControlledBy(&j, p) || !signedByManager(r.DigestKey, &j)
+		return !metav1.IsControlledBy(&j, p) || !signature.Signed(r.DigestKey, &j)
 	})
 	slices.SortFunc(jobs, func(a, b retentionv1.PurgeJob) int {
 		if c := scheduledTime(&b).Compare(scheduledTime(&a)); c != 0 {
@@ -346,7 +347,7 @@ func (r *RetentionPolicyReconciler) startDueRun(ctx context.Context, p *retentio
 	if err := controllerutil.SetControllerReference(p, job, r.Scheme()); err != nil {
 		return nil, err
 	}
-	if err := SignPurgeJob(r.DigestKey, job, nil); err != nil {
+	if err := signature.Sign(r.DigestKey, job, nil); err != nil {
 		return nil, err
 	}
 	if err := r.Create(ctx, job); err != nil {

@@ -15,6 +15,8 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/ledger"
+	"github.com/lethe-dev/lethe/internal/signature"
 )
 
 // people are the subjects of the TTL test: every identity value of theirs,
@@ -123,7 +125,7 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 	if err := env.Client.List(context.Background(), &cms, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
-	ledger := 0
+	ledgerLines := 0
 	for _, cm := range cms.Items {
 		if cm.Name == "kube-root-ca.crt" {
 			continue
@@ -133,7 +135,7 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 			continue
 		}
 		for _, line := range cm.Data {
-			ledger += strings.Count(line, "\n") + 1
+			ledgerLines += strings.Count(line, "\n") + 1
 			for _, p := range people {
 				for _, id := range []string{p.id, p.email, p.phone} {
 					if strings.Contains(line, id) {
@@ -144,7 +146,7 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 		}
 	}
 	for _, p := range people {
-		if _, err := controllers.LedgerLine(context.Background(), env.Client, ns, p.request); err != nil {
+		if _, err := ledger.Line(context.Background(), env.Client, ns, p.request); err != nil {
 			t.Errorf("no ledger line for %s: %v", p.request, err)
 		}
 	}
@@ -194,7 +196,7 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 	if created != 1+sealed+len(people) || sealed != 1 {
 		t.Errorf("Lethe created %d Secrets of identities (%d of sealed keys), want %d (the job's, its sealed keys and one per request)", created, sealed, 2+len(people))
 	}
-	t.Logf("coalesced PurgeJob %s; %d Secrets of identities created and deleted; ledger: %d lines; Secrets left: %v", job, created, ledger, names)
+	t.Logf("coalesced PurgeJob %s; %d Secrets of identities created and deleted; ledger: %d lines; Secrets left: %v", job, created, ledgerLines, names)
 }
 
 // A request never deletes a Secret it does not own: a request named billing
@@ -222,7 +224,7 @@ func TestTTLKeepsSecretsTheRequestDoesNotOwn(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if _, err := controllers.LedgerLine(context.Background(), env.Client, ns, "billing"); err != nil {
+	if _, err := ledger.Line(context.Background(), env.Client, ns, "billing"); err != nil {
 		t.Fatalf("the request did not complete before it was removed: %v", err)
 	}
 	for _, name := range []string{"billing-subject", "ada"} {
@@ -323,7 +325,7 @@ func TestPurgeJobWaitsForItsSubjectsSecret(t *testing.T) {
 		SubjectsSecretRef: &retentionv1.SecretReference{Name: "by-subject"},
 		Operations:        []retentionv1.Operation{{Collection: "support_messages", Action: retentionv1.ActionDelete, BySubject: true}},
 	}}
-	if err := controllers.SignPurgeJob(testDigestKey, job, map[string][]byte{"user_id": []byte(adaID)}); err != nil {
+	if err := signature.Sign(testDigestKey, job, map[string][]byte{"user_id": []byte(adaID)}); err != nil {
 		t.Fatal(err)
 	}
 	create(t, job)
@@ -366,7 +368,7 @@ func TestRequestRecoversFromACoalescedJobWithoutItsSecret(t *testing.T) {
 			Operations:        []retentionv1.Operation{{Collection: "support_messages", Action: retentionv1.ActionDelete, BySubject: true}},
 		}}
 	// Signed as Lethe signs the jobs it creates: only its Secret is missing.
-	if err := controllers.SignPurgeJob(testDigestKey, orphan, map[string][]byte{"user_id": []byte(adaID)}); err != nil {
+	if err := signature.Sign(testDigestKey, orphan, map[string][]byte{"user_id": []byte(adaID)}); err != nil {
 		t.Fatal(err)
 	}
 	create(t, orphan)

@@ -11,9 +11,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/coalesce"
 	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/datastore/all"
+	"github.com/lethe-dev/lethe/internal/ledger"
 )
 
 // Options tune the controllers.
@@ -81,9 +83,9 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	if err := (&RetentionPolicyReconciler{Deps: deps}).SetupWithManager(mgr, o.PolicyConcurrency); err != nil {
 		return err
 	}
-	coalescer := NewCoalescer(deps)
+	coalescer := coalesce.New(deps.Client, deps.DigestKey)
 	coalescer.Window, coalescer.MaxSubjects = o.CoalesceWindow, o.CoalesceMaxSubjects
-	if err := (&DeletionRequestReconciler{Deps: deps, Coalescer: coalescer, Ledger: NewLedger(deps.Client, deps.APIReader)}).SetupWithManager(mgr, o.RequestConcurrency); err != nil {
+	if err := (&DeletionRequestReconciler{Deps: deps, Coalescer: coalescer, Ledger: ledger.NewWriter(deps.Client, deps.APIReader)}).SetupWithManager(mgr, o.RequestConcurrency); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).

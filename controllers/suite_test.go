@@ -22,6 +22,7 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/signature"
 	"github.com/lethe-dev/lethe/internal/testenv"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
@@ -162,7 +163,7 @@ func createJob(t *testing.T, job *retentionv1.PurgeJob) {
 		}
 		subjects = s.Data
 	}
-	if err := controllers.SignPurgeJob(testDigestKey, job, subjects); err != nil {
+	if err := signature.Sign(testDigestKey, job, subjects); err != nil {
 		t.Fatal(err)
 	}
 	create(t, job)

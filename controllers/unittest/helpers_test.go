@@ -9,7 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
-	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/signature"
 )
 
 func create(t *testing.T, c client.Client, obj client.Object) {
@@ -33,5 +33,5 @@ func hasCondition(job *retentionv1.PurgeJob, typ string, status metav1.Condition
 
 // controllersSign signs a job as the manager does, with its subjects.
 func controllersSign(job *retentionv1.PurgeJob, subjects map[string][]byte) error {
-	return controllers.SignPurgeJob(digestKey, job, subjects)
+	return signature.Sign(digestKey, job, subjects)
 }

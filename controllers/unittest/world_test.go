@@ -24,6 +24,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/datastore/fake"
+	"github.com/lethe-dev/lethe/internal/signature"
 )
 
 const ns = "shop"
@@ -76,7 +77,7 @@ func newWorld(t *testing.T, edit func(*retentionv1.PurgeJob)) *world {
 	if edit != nil {
 		edit(job)
 	}
-	if err := controllers.SignPurgeJob(digestKey, job, nil); err != nil {
+	if err := signature.Sign(digestKey, job, nil); err != nil {
 		t.Fatal(err)
 	}
 	w := &world{t: t, driver: eventStore(1000, 437), recorder: events.NewFakeRecorder(100)}

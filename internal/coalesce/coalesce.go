@@ -1,4 +1,20 @@
-package controllers
+// Package coalesce erases many DeletionRequests with one PurgeJob. The
+// Coalescer gathers requests that passed their gates and, once per window,
+// erases each group of them with one PurgeJob: one set-based statement per
+// collection and batch (`= ANY($1)`) instead of one per subject. A group
+// shares namespace, Dataset, the planned operations and mode, so the same
+// statements are right for every member.
+//
+// Each PurgeJob names its members in an annotation, so a restarted manager
+// finds the jobs of every queued request and never erases a subject twice;
+// a member is queued again only when the manager stopped between creating
+// the PurgeJob and its subjects Secret (nothing ran yet; the request deletes
+// that job once it stalls without its Secret, see Orphaned).
+//
+// After a job succeeds, its members are verified together: one count per
+// collection over the union of their identities. Only when that finds
+// something left is each member counted on its own, to name the failure.
+package coalesce
 
 import (
 	"context"
@@ -11,36 +27,28 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/owned"
+	"github.com/lethe-dev/lethe/internal/signature"
 )
 
 // maxMemberBytes bounds the member names of one PurgeJob, so the annotation
 // stays far below the API server's 256 KiB limit for all annotations.
 const maxMemberBytes = 64 << 10
 
-// Coalescer gathers DeletionRequests that passed their gates and, once per
-// window, erases each group of them with one PurgeJob: one set-based
-// statement per collection and batch (`= ANY($1)`) instead of one per
-// subject. A group shares namespace, Dataset, the planned operations and
-// mode, so the same statements are right for every member.
-//
-// Each PurgeJob names its members in an annotation, so a restarted manager
-// finds the jobs of every queued request and never erases a subject twice;
-// a member is queued again only when the manager stopped between creating
-// the PurgeJob and its subjects Secret (nothing ran yet; the request deletes
-// that job once it stalls without its Secret, see orphaned).
-//
-// After a job succeeds, its members are verified together: one count per
-// collection over the union of their identities. Only when that finds
-// something left is each member counted on its own, to name the failure.
-// It runs in the elected leader.
+// Coalescer gathers DeletionRequests that passed their gates and erases
+// each group of them with one PurgeJob (see the package doc). It runs in the
+// elected leader (manager.Runnable).
 type Coalescer struct {
-	Deps
+	client client.Client
+	key    []byte // signs the PurgeJobs (internal/signature)
+
 	// Window is how long requests gather before a PurgeJob starts (default 200ms).
 	Window time.Duration
 	// MaxSubjects bounds the requests of one PurgeJob (default 500).
@@ -75,9 +83,11 @@ type erasureGroup struct {
 	order              []types.NamespacedName
 }
 
-// NewCoalescer returns an empty coalescer; add it to the manager.
-func NewCoalescer(deps Deps) *Coalescer {
-	return &Coalescer{Deps: deps, groups: map[string]*erasureGroup{},
+// New returns an empty coalescer that creates PurgeJobs and their subjects
+// Secrets with c and signs them with key (the manager's digest key); add it
+// to the manager.
+func New(c client.Client, key []byte) *Coalescer {
+	return &Coalescer{client: c, key: key, groups: map[string]*erasureGroup{},
 		assigned: map[types.NamespacedName]map[string]string{}, jobs: map[string]*jobMembers{}}
 }
 
@@ -307,7 +317,7 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 	// subjects Secret, owned by the job from its creation: no Secret of
 	// identities ever exists without an owner. The PurgeJob controller
 	// waits for a subjects Secret that does not exist yet
-	// (subjectsSecretGrace).
+	// (subjectsSecretGrace in controllers/purgejob_controller.go).
 	data := map[string][]byte{}
 	for t, vs := range union {
 		slices.Sort(vs)
@@ -323,19 +333,19 @@ func (c *Coalescer) start(ctx context.Context, g *erasureGroup, members []types.
 			Operations:        g.ops,
 		},
 	}
-	if err := SignPurgeJob(c.DigestKey, job, data); err != nil {
+	if err := signature.Sign(c.key, job, data); err != nil {
 		return "", fmt.Errorf("signing PurgeJob: %w", err)
 	}
-	if err := c.Create(ctx, job); err != nil {
+	if err := c.client.Create(ctx, job); err != nil {
 		return "", fmt.Errorf("creating PurgeJob: %w", err)
 	}
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: g.namespace, Name: name,
 		Labels:          map[string]string{retentionv1.LabelCoalesced: "true", retentionv1.LabelSecretConsent: "true"},
-		OwnerReferences: []metav1.OwnerReference{ownerReference(job, "PurgeJob")}}, Data: data}
-	if err := c.Create(ctx, secret); err != nil {
+		OwnerReferences: []metav1.OwnerReference{owned.Reference(job, "PurgeJob")}}, Data: data}
+	if err := c.client.Create(ctx, secret); err != nil {
 		// Nothing ran: the job waits for its Secret. Remove it, and its
 		// members are queued again.
-		if derr := c.Delete(ctx, job, client.Preconditions{UID: &job.UID}); client.IgnoreNotFound(derr) != nil {
+		if derr := c.client.Delete(ctx, job, client.Preconditions{UID: &job.UID}); client.IgnoreNotFound(derr) != nil {
 			log.FromContext(ctx).Error(derr, "deleting a PurgeJob whose subjects Secret could not be created", "purgeJob", name)
 		}
 		return "", fmt.Errorf("creating subjects Secret: %w", err)
@@ -374,4 +384,16 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// Orphaned reports a coalesced PurgeJob that stalled before it started
+// because its subjects Secret was never created (the manager stopped
+// between creating the job and the Secret): nothing ran, so its requests are
+// queued again instead of failing.
+func Orphaned(job *retentionv1.PurgeJob) bool {
+	if job.Labels[retentionv1.LabelCoalesced] != "true" || job.Status.Phase != retentionv1.PurgeJobStalled || job.Status.StartTime != nil {
+		return false
+	}
+	c := meta.FindStatusCondition(job.Status.Conditions, retentionv1.ConditionStalled)
+	return c != nil && c.Reason == retentionv1.ReasonSecretNotFound
 }

@@ -1,4 +1,4 @@
-package controllers
+package coalesce
 
 import (
 	"context"
@@ -24,7 +24,8 @@ func TestCoalescerGathersWhileTheGroupsJobRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := NewCoalescer(Deps{Client: fake.NewClientBuilder().WithScheme(scheme).Build()})
+	cl := fake.NewClientBuilder().WithScheme(scheme).Build()
+	c := New(cl, []byte("test-digest-key-0123456789abcdef0123"))
 	ctx := context.Background()
 	ops := []retentionv1.Operation{{Collection: "users", Action: retentionv1.ActionDelete, BySubject: true}}
 	add := func(name string) types.NamespacedName {
@@ -34,7 +35,7 @@ func TestCoalescerGathersWhileTheGroupsJobRuns(t *testing.T) {
 	}
 	jobs := func() int {
 		var list retentionv1.PurgeJobList
-		if err := c.List(ctx, &list, client.InNamespace("ns")); err != nil {
+		if err := cl.List(ctx, &list, client.InNamespace("ns")); err != nil {
 			t.Fatal(err)
 		}
 		return len(list.Items)

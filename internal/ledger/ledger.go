@@ -1,4 +1,18 @@
-package controllers
+// Package ledger keeps the erasure ledger: for each completed erasure, one
+// line of keyed digests (the request, the subject, each identity erased and
+// the receipt's SHA-256) that outlives the DeletionRequest and its
+// ttlSecondsAfterFinished, so a restored backup can be checked against it.
+//
+// The ledger of a namespace is kept per day (UTC) in ConfigMaps named
+// lethe-erasure-ledger-<yyyymmdd>-<n>, labelled retention.lethe.dev/ledger;
+// each key is a request name and each value a JSON line (about 350 bytes). A
+// shard is filled to maxShardBytes and the next one (n+1) is started.
+//
+// Appends go through one Writer with group commit: the appends that arrive
+// while a write is in flight go together in the next one, so a burst of
+// completed requests costs one API write per namespace instead of one
+// contended write each.
+package ledger
 
 import (
 	"context"
@@ -7,28 +21,20 @@ import (
 	"strings"
 	"time"
 
-	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
-
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 )
 
-// Ledger appends erasure-ledger lines to ConfigMaps with group commit: the
-// appends that arrive while a write is in flight go together in the next
-// one, so a burst of completed requests costs one API write per namespace
-// instead of one contended write each. Append returns once its line is
-// stored.
-//
-// The ledger of a namespace is kept per day (UTC) in ConfigMaps named
-// lethe-erasure-ledger-<yyyymmdd>-<n>, labelled retention.lethe.dev/ledger;
-// each key is a request name and each value a JSON line of keyed digests
-// (about 350 bytes). A shard is filled to maxShardBytes and the next one
-// (n+1) is started.
-type Ledger struct {
+// Writer appends ledger lines to the day's shard with group commit (see the
+// package doc). Append returns once its line is stored. It runs in the
+// elected leader (manager.Runnable).
+type Writer struct {
 	Client client.Client
 	Reader client.Reader
 
@@ -54,21 +60,22 @@ type ledgerAppend struct {
 // larger. Smaller shards only add ConfigMaps.
 const maxShardBytes = 128 << 10
 
-// NewLedger returns a ledger; Start must run for appends to complete.
-func NewLedger(c client.Client, r client.Reader) *Ledger {
-	return &Ledger{Client: c, Reader: r, in: make(chan ledgerAppend, 4096), maxShard: maxShardBytes, last: map[types.NamespacedName]*corev1.ConfigMap{}}
+// NewWriter returns a writer; Start must run for appends to complete. r
+// lists and reads the ledger's ConfigMaps after a restart or a conflict.
+func NewWriter(c client.Client, r client.Reader) *Writer {
+	return &Writer{Client: c, Reader: r, in: make(chan ledgerAppend, 4096), maxShard: maxShardBytes, last: map[types.NamespacedName]*corev1.ConfigMap{}}
 }
 
-// LedgerDay is the ledger day of a completion time.
-func LedgerDay(at time.Time) string { return at.UTC().Format("20060102") }
+// Day is the ledger day of a completion time.
+func Day(at time.Time) string { return at.UTC().Format("20060102") }
 
 func shardName(day string, n int) string {
 	return fmt.Sprintf("%s-%s-%d", retentionv1.LedgerConfigMap, day, n)
 }
 
-// LedgerLine finds the ledger line of a request in its namespace ("" when
-// there is none): the check a restored backup is compared against.
-func LedgerLine(ctx context.Context, r client.Reader, namespace, request string) (string, error) {
+// Line finds the ledger line of a request in its namespace ("" when there
+// is none): the check a restored backup is compared against.
+func Line(ctx context.Context, r client.Reader, namespace, request string) (string, error) {
 	var list corev1.ConfigMapList
 	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{retentionv1.LabelLedger: "true"}); err != nil {
 		return "", err
@@ -82,7 +89,7 @@ func LedgerLine(ctx context.Context, r client.Reader, namespace, request string)
 }
 
 // Append stores one line and waits until it is written.
-func (l *Ledger) Append(ctx context.Context, namespace, day, key, line string) error {
+func (l *Writer) Append(ctx context.Context, namespace, day, key, line string) error {
 	a := ledgerAppend{namespace: namespace, day: day, key: key, line: line, done: make(chan error, 1)}
 	select {
 	case l.in <- a:
@@ -98,7 +105,7 @@ func (l *Ledger) Append(ctx context.Context, namespace, day, key, line string) e
 }
 
 // Start writes batches until ctx ends (manager.Runnable).
-func (l *Ledger) Start(ctx context.Context) error {
+func (l *Writer) Start(ctx context.Context) error {
 	for {
 		var batch []ledgerAppend
 		select {
@@ -131,10 +138,10 @@ func (l *Ledger) Start(ctx context.Context) error {
 }
 
 // NeedLeaderElection: only the leader completes requests.
-func (l *Ledger) NeedLeaderElection() bool { return true }
+func (l *Writer) NeedLeaderElection() bool { return true }
 
 // write appends lines to a namespace's ledger of one day (key.Name is the day).
-func (l *Ledger) write(ctx context.Context, key types.NamespacedName, as []ledgerAppend) error {
+func (l *Writer) write(ctx context.Context, key types.NamespacedName, as []ledgerAppend) error {
 	size := 0
 	for _, a := range as {
 		size += len(a.key) + len(a.line)
@@ -163,7 +170,7 @@ func (l *Ledger) write(ctx context.Context, key types.NamespacedName, as []ledge
 
 // remember keeps the current shard of a namespace and day for the next
 // append, for at most 32 namespaces and days.
-func (l *Ledger) remember(key types.NamespacedName, cm *corev1.ConfigMap) {
+func (l *Writer) remember(key types.NamespacedName, cm *corev1.ConfigMap) {
 	if _, ok := l.last[key]; !ok && len(l.last) >= 32 {
 		clear(l.last)
 	}
@@ -174,7 +181,7 @@ func (l *Ledger) remember(key types.NamespacedName, cm *corev1.ConfigMap) {
 // day's current shard, or the next one when it is full. Without a
 // remembered shard it finds the day's last one by listing the ledger's
 // names only (one call however many shards a day has), then reads it.
-func (l *Ledger) shard(ctx context.Context, key types.NamespacedName, size int) (*corev1.ConfigMap, error) {
+func (l *Writer) shard(ctx context.Context, key types.NamespacedName, size int) (*corev1.ConfigMap, error) {
 	cm, ok := l.last[key]
 	if !ok {
 		var err error
@@ -199,7 +206,7 @@ func (l *Ledger) shard(ctx context.Context, key types.NamespacedName, size int) 
 
 // lastShard reads the highest-numbered shard of a namespace's day (key.Name
 // is the day); nil when the day has none yet.
-func (l *Ledger) lastShard(ctx context.Context, key types.NamespacedName) (*corev1.ConfigMap, error) {
+func (l *Writer) lastShard(ctx context.Context, key types.NamespacedName) (*corev1.ConfigMap, error) {
 	var names metav1.PartialObjectMetadataList
 	names.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMapList"))
 	if err := l.Reader.List(ctx, &names, client.InNamespace(key.Namespace), client.MatchingLabels{retentionv1.LabelLedger: "true"}); err != nil {

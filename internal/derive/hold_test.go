@@ -1,4 +1,4 @@
-package controllers
+package derive
 
 import (
 	"slices"
@@ -54,11 +54,11 @@ func TestDerivedSecretData(t *testing.T) {
 		"phone":   {"+1-555-0100"},
 	}
 	how := map[string]string{"email": "user_id via users", "phone": "user_id via users"}
-	data, cut := derivedSecretData(identities, how, 1<<10)
+	data, cut := secretData(identities, how, 1<<10)
 	if len(cut) != 0 || string(data["email"]) != "a@example.net\nb@example.net" || string(data["phone"]) != "+1-555-0100" || data["user_id"] != nil {
 		t.Errorf("data %q, cut %v", data, cut)
 	}
-	data, cut = derivedSecretData(identities, how, 20)
+	data, cut = secretData(identities, how, 20)
 	if !slices.Equal(cut, []string{"email", "phone"}) || string(data["email"]) != "a@example.net" || data["phone"] != nil {
 		t.Errorf("bounded: data %q, cut %v", data, cut)
 	}
@@ -67,24 +67,24 @@ func TestDerivedSecretData(t *testing.T) {
 // The condition names types, counts and sources, never values, and says
 // when the bounds cut a type.
 func TestDerivationMessage(t *testing.T) {
-	d := holdDerivation{how: map[string]string{"email": "user_id via users"}, counts: map[string]int{"email": 1}}
-	reason, msg := derivationMessage(d, "case-21-derived")
+	d := HoldDerivation{How: map[string]string{"email": "user_id via users"}, Counts: map[string]int{"email": 1}, Secret: "case-21-derived"}
+	reason, msg := d.Message()
 	if reason != retentionv1.ReasonIdentitiesDerived || msg != "Holding derived identities too: email (1 value) from user_id via users; the values are kept in Secret case-21-derived" {
 		t.Errorf("%s: %q", reason, msg)
 	}
-	d.counts["email"], d.truncated = maxHoldDerivedValues, []string{"email"}
-	if reason, msg = derivationMessage(d, "x"); reason != retentionv1.ReasonDerivationLimit || !strings.Contains(msg, "More values of email") {
+	d.Counts["email"], d.Truncated = MaxHoldValues, []string{"email"}
+	if reason, msg = d.Message(); reason != retentionv1.ReasonDerivationLimit || !strings.Contains(msg, "More values of email") {
 		t.Errorf("%s: %q", reason, msg)
 	}
-	if reason, _ = derivationMessage(holdDerivation{}, "x"); reason != retentionv1.ReasonNothingDerived {
+	if reason, _ = (HoldDerivation{Secret: "x"}).Message(); reason != retentionv1.ReasonNothingDerived {
 		t.Errorf("nothing derived: %s", reason)
 	}
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
-		annotationDerivedFrom: `{"email":"user_id via users"}`, annotationDerivedTruncated: "email"}},
+		AnnotationDerivedFrom: `{"email":"user_id via users"}`, annotationTruncated: "email"}},
 		Data: map[string][]byte{"email": []byte("a\nb\n")}}
-	got, err := storedDerivation(s)
-	if err != nil || got.counts["email"] != 2 || got.how["email"] != "user_id via users" || !slices.Equal(got.truncated, []string{"email"}) {
-		t.Errorf("storedDerivation = %+v, %v", got, err)
+	got, err := stored(s)
+	if err != nil || got.Counts["email"] != 2 || got.How["email"] != "user_id via users" || !slices.Equal(got.Truncated, []string{"email"}) {
+		t.Errorf("stored = %+v, %v", got, err)
 	}
 }
 
@@ -96,25 +96,17 @@ func TestDerivationInputs(t *testing.T) {
 		return retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Name: name, UID: "uid-" + "x", Generation: gen}}
 	}
 	named := map[string][]string{"user_id": {"21"}}
-	base := derivationInputs(key, named, []retentionv1.Dataset{ds("a", 1), ds("b", 1)})
-	if got := derivationInputs(key, named, []retentionv1.Dataset{ds("b", 1), ds("a", 1)}); got != base {
+	base := inputs(key, named, []retentionv1.Dataset{ds("a", 1), ds("b", 1)})
+	if got := inputs(key, named, []retentionv1.Dataset{ds("b", 1), ds("a", 1)}); got != base {
 		t.Error("the order of Datasets changed the digest")
 	}
-	if derivationInputs(key, named, []retentionv1.Dataset{ds("a", 2), ds("b", 1)}) == base {
+	if inputs(key, named, []retentionv1.Dataset{ds("a", 2), ds("b", 1)}) == base {
 		t.Error("a Dataset's new generation did not change the digest")
 	}
-	if derivationInputs(key, map[string][]string{"user_id": {"22"}}, []retentionv1.Dataset{ds("a", 1), ds("b", 1)}) == base {
+	if inputs(key, map[string][]string{"user_id": {"22"}}, []retentionv1.Dataset{ds("a", 1), ds("b", 1)}) == base {
 		t.Error("other named identities did not change the digest")
 	}
 	if len(base) != 32 {
 		t.Errorf("digest %q: want 16 bytes in hex", base)
-	}
-}
-
-func TestKeptByHolds(t *testing.T) {
-	for n, want := range map[int64]string{0: "", 1: "; 1 record kept by legal holds", 6: "; 6 records kept by legal holds"} {
-		if got := keptByHolds(n); got != want {
-			t.Errorf("keptByHolds(%d) = %q, want %q", n, got, want)
-		}
 	}
 }

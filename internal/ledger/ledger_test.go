@@ -1,4 +1,4 @@
-package controllers
+package ledger
 
 import (
 	"context"
@@ -25,13 +25,13 @@ func TestLedgerRollsShardsAndResumesInTheLastOne(t *testing.T) {
 	c := fake.NewClientBuilder().WithScheme(scheme).Build()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := func() *Ledger {
-		l := NewLedger(c, c)
+	start := func() *Writer {
+		l := NewWriter(c, c)
 		l.maxShard = 1000
 		go func() { _ = l.Start(ctx) }()
 		return l
 	}
-	day := LedgerDay(time.Date(2026, 12, 2, 23, 59, 59, 0, time.UTC))
+	day := Day(time.Date(2026, 12, 2, 23, 59, 59, 0, time.UTC))
 	line := strings.Repeat("x", 290)
 	first := start()
 	for i := range 10 {
@@ -68,7 +68,7 @@ func TestLedgerRollsShardsAndResumesInTheLastOne(t *testing.T) {
 		t.Errorf("%d lines in %d shards, want 11 in %d", keys, len(names), len(want))
 	}
 	for _, req := range []string{"req-0", "req-5", "req-10"} {
-		if got, err := LedgerLine(ctx, c, "ns", req); err != nil || got != line {
+		if got, err := Line(ctx, c, "ns", req); err != nil || got != line {
 			t.Errorf("ledger line of %s: %q, %v", req, got, err)
 		}
 	}

@@ -1,4 +1,4 @@
-package controllers
+package derive
 
 import (
 	"testing"
@@ -29,24 +29,24 @@ func TestDerivableTypes(t *testing.T) {
 			{Name: "sessions", KeyPattern: "session:{user_id}:{device}:*", Identities: []retentionv1.IdentityField{{Type: "user_id"}, {Type: "device"}}},
 		}}},
 	}
-	got := derivable(datasets, map[string]bool{"email": true})
+	got := Derivable(datasets, map[string]bool{"email": true})
 	want := map[string]string{"user_id": "email via users", "phone": "email via users", "account_id": "user_id via accounts"}
 	if len(got) != len(want) {
-		t.Fatalf("derivable %v, want %v", got, want)
+		t.Fatalf("Derivable %v, want %v", got, want)
 	}
 	for k, v := range want {
 		if got[k] != v {
-			t.Errorf("derivable[%s] = %q, want %q", k, got[k], v)
+			t.Errorf("Derivable[%s] = %q, want %q", k, got[k], v)
 		}
 	}
 	// Naming the user_id derives the rest; the user_id itself is not widened.
-	got = derivable(datasets, map[string]bool{"user_id": true})
+	got = Derivable(datasets, map[string]bool{"user_id": true})
 	if _, ok := got["user_id"]; ok || got["email"] != "user_id via users" || got["account_id"] != "user_id via accounts" {
-		t.Errorf("derivable from user_id: %v", got)
+		t.Errorf("Derivable from user_id: %v", got)
 	}
 	// A type no linking table holds derives nothing.
-	if got := derivable(datasets, map[string]bool{"device": true}); len(got) != 0 {
-		t.Errorf("derivable from device: %v", got)
+	if got := Derivable(datasets, map[string]bool{"device": true}); len(got) != 0 {
+		t.Errorf("Derivable from device: %v", got)
 	}
 }
 

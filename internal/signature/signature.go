@@ -1,4 +1,16 @@
-package controllers
+// Package signature signs the PurgeJobs the manager creates and checks them
+// before they run. Lethe runs only the PurgeJobs it created: every PurgeJob
+// the manager creates (RetentionPolicy runs, coalesced erasures) carries a
+// keyed signature over what decides what the job does: its namespace and
+// name, its spec, the DeletionRequests it erases for, and a keyed digest of
+// its subjects Secret. The key is derived from the manager's digest key,
+// which no namespace user can read. The PurgeJob controller checks the
+// signature and the subjects before every slice and fails a job that does
+// not match (reason UnsignedPurgeJob) without touching any store;
+// DeletionRequests ignore PurgeJobs that are not signed. The
+// ValidatingAdmissionPolicy in config/admission/purgejob_creator.yaml keeps
+// users from creating PurgeJobs at all; this check holds without it.
+package signature
 
 import (
 	"context"
@@ -17,20 +29,8 @@ import (
 	"github.com/lethe-dev/lethe/internal/outcome"
 )
 
-// Lethe runs only the PurgeJobs it created. Every PurgeJob the manager
-// creates (RetentionPolicy runs, coalesced erasures) carries a keyed
-// signature over what decides what the job does: its namespace and name, its
-// spec, the DeletionRequests it erases for, and a keyed digest of its subjects
-// Secret. The key is derived from the manager's digest key (Deps.DigestKey),
-// which no namespace user can read. The PurgeJob controller checks the
-// signature and the subjects before every slice and fails a job that does not
-// match (reason UnsignedPurgeJob) without touching any store; DeletionRequests
-// ignore PurgeJobs that are not signed. The ValidatingAdmissionPolicy in
-// config/admission/purgejob_creator.yaml keeps users from creating PurgeJobs
-// at all; this check holds without it.
-const (
-	signaturePrefix = "v1:"
-)
+// signaturePrefix versions the signature's form.
+const signaturePrefix = "v1:"
 
 // signingKey separates the signature key from the other uses of the digest key.
 func signingKey(key []byte) []byte {
@@ -65,7 +65,7 @@ type signedContent struct {
 	SubjectsDigest   string                   `json:"subjectsDigest"`
 }
 
-func purgeJobSignature(key []byte, job *retentionv1.PurgeJob) (string, error) {
+func compute(key []byte, job *retentionv1.PurgeJob) (string, error) {
 	spec := *job.Spec.DeepCopy()
 	// The API server fills defaults in; sign what it stores.
 	if spec.BatchSize == 0 {
@@ -89,9 +89,9 @@ func purgeJobSignature(key []byte, job *retentionv1.PurgeJob) (string, error) {
 	return signaturePrefix + hex.EncodeToString(m.Sum(nil)), nil
 }
 
-// SignPurgeJob signs a PurgeJob before it is created: subjects is the data of
-// its subjects Secret (nil without one).
-func SignPurgeJob(key []byte, job *retentionv1.PurgeJob, subjects map[string][]byte) error {
+// Sign signs a PurgeJob before it is created: subjects is the data of its
+// subjects Secret (nil without one).
+func Sign(key []byte, job *retentionv1.PurgeJob, subjects map[string][]byte) error {
 	if job.Annotations == nil {
 		job.Annotations = map[string]string{}
 	}
@@ -99,7 +99,7 @@ func SignPurgeJob(key []byte, job *retentionv1.PurgeJob, subjects map[string][]b
 	if job.Spec.SubjectsSecretRef != nil {
 		job.Annotations[retentionv1.AnnotationSubjectsDigest] = SubjectsDigest(key, subjects)
 	}
-	sig, err := purgeJobSignature(key, job)
+	sig, err := compute(key, job)
 	if err != nil {
 		return err
 	}
@@ -107,27 +107,26 @@ func SignPurgeJob(key []byte, job *retentionv1.PurgeJob, subjects map[string][]b
 	return nil
 }
 
-// signedByManager reports whether a PurgeJob's signature matches its
-// namespace, name, spec and annotations (not its subjects Secret, which
-// verifyPurgeJob reads).
-func signedByManager(key []byte, job *retentionv1.PurgeJob) bool {
+// Signed reports whether a PurgeJob's signature matches its namespace, name,
+// spec and annotations (not its subjects Secret, which Verify reads).
+func Signed(key []byte, job *retentionv1.PurgeJob) bool {
 	got := job.Annotations[retentionv1.AnnotationSignature]
 	if !strings.HasPrefix(got, signaturePrefix) {
 		return false
 	}
-	want, err := purgeJobSignature(key, job)
+	want, err := compute(key, job)
 	return err == nil && hmac.Equal([]byte(got), []byte(want))
 }
 
-// verifyPurgeJob checks that this manager created the job as it is now: the
+// Verify checks that this manager created the job as it is now: the
 // signature and, for a job with subjects, the subjects Secret's content. A
-// mismatch is a stallError with reason UnsignedPurgeJob; reading the Secret
-// may fail like any Secret read.
-func verifyPurgeJob(ctx context.Context, r client.Reader, key []byte, job *retentionv1.PurgeJob) error {
+// mismatch is an outcome.Stall with reason UnsignedPurgeJob; reading the
+// Secret may fail like any Secret read.
+func Verify(ctx context.Context, r client.Reader, key []byte, job *retentionv1.PurgeJob) error {
 	if _, ok := job.Annotations[retentionv1.AnnotationSignature]; !ok {
 		return outcome.Stall(retentionv1.ReasonUnsignedPurgeJob, "This PurgeJob was not created by Lethe (no "+retentionv1.AnnotationSignature+" annotation); nothing was executed. PurgeJobs are created by RetentionPolicies and DeletionRequests")
 	}
-	if !signedByManager(key, job) {
+	if !Signed(key, job) {
 		return outcome.Stall(retentionv1.ReasonUnsignedPurgeJob, "This PurgeJob's signature does not match its spec, name or annotations: it was not created by this Lethe manager as it is now; nothing was executed")
 	}
 	if job.Spec.SubjectsSecretRef == nil {

@@ -1,0 +1,58 @@
+package ledger
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/digest"
+)
+
+// A ledger line holds digests only: no identity value, whatever the types.
+func TestNewLine(t *testing.T) {
+	key := []byte("test-digest-key-0123456789abcdef0123")
+	at := metav1.NewTime(time.Date(2026, 3, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600)))
+	r := &retentionv1.Receipt{SubjectDigest: "hmac-sha256:subject", SHA256: "abc123", CompletedAt: &at}
+	cases := []struct {
+		name       string
+		identities map[string][]string
+		want       []string
+	}{
+		{"none", nil, nil},
+		{"named", map[string][]string{"user_id": {"usr_ada_1815"}},
+			[]string{"user_id=" + digest.Identity(key, "user_id", "usr_ada_1815")}},
+		{"named and derived, sorted", map[string][]string{"user_id": {"usr_ada_1815"}, "email": {"ada@example.com", "ada@example.net"}},
+			slices.Sorted(slices.Values([]string{
+				"user_id=" + digest.Identity(key, "user_id", "usr_ada_1815"),
+				"email=" + digest.Identity(key, "email", "ada@example.com"),
+				"email=" + digest.Identity(key, "email", "ada@example.net"),
+			}))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			line, err := NewLine(key, "ada", r, tc.identities)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, vs := range tc.identities {
+				for _, v := range vs {
+					if strings.Contains(line, v) {
+						t.Errorf("the line shows %q: %s", v, line)
+					}
+				}
+			}
+			var e entry
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatal(err)
+			}
+			if e.Request != "ada" || e.Subject != r.SubjectDigest || e.Receipt != "abc123" || e.Completed != "2026-03-01T11:00:00Z" || !slices.Equal(e.Identities, tc.want) {
+				t.Errorf("entry %+v, identities want %v", e, tc.want)
+			}
+		})
+	}
+}
