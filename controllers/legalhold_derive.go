@@ -62,7 +62,11 @@ func (r *LegalHoldReconciler) reportDerivation(ctx context.Context, h *retention
 	if total == 0 {
 		status = metav1.ConditionFalse
 	}
-	was := findCondition(h.Status.Conditions, retentionv1.ConditionIdentitiesDerived)
+	// A copy: SetCondition changes the condition in place.
+	var was *metav1.Condition
+	if c := findCondition(h.Status.Conditions, retentionv1.ConditionIdentitiesDerived); c != nil {
+		was = c.DeepCopy()
+	}
 	retentionv1.SetCondition(h, retentionv1.ConditionIdentitiesDerived, status, reason, msg)
 	if was != nil && was.Reason == reason && was.Message == msg {
 		return
