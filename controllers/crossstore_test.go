@@ -15,6 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -60,7 +61,7 @@ func TestDeletionRequestAcrossFourStores(t *testing.T) {
 	}
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "my-credentials", Labels: marked()}, StringData: map[string]string{"username": my.User, "password": my.Password}})
 	create(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "my"}, Spec: retentionv1.DataStoreSpec{
-		Type: retentionv1.DataStoreMySQL, Host: my.Host, Port: ptr(int32(my.Port)), Database: retentionv1.Identifier(my.Database),
+		Type: retentionv1.DataStoreMySQL, Host: my.Host, Port: ptr.To(int32(my.Port)), Database: retentionv1.Identifier(my.Database),
 		TLS: retentionv1.TLSDisable, CredentialsSecretRef: &retentionv1.SecretReference{Name: "my-credentials"}}})
 
 	// Redis: sessions.
@@ -181,7 +182,7 @@ func redisSessions(t *testing.T, ns, subject, other string) *goredis.Client {
 	}
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis-credentials", Labels: marked()}, StringData: redisSecret})
 	create(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis"}, Spec: retentionv1.DataStoreSpec{
-		Type: retentionv1.DataStoreRedis, Host: rs.Host, Port: ptr(int32(rs.Port)), RedisDB: ptr(int32(rs.DB)), TLS: retentionv1.TLSDisable,
+		Type: retentionv1.DataStoreRedis, Host: rs.Host, Port: ptr.To(int32(rs.Port)), RedisDB: ptr.To(int32(rs.DB)), TLS: retentionv1.TLSDisable,
 		CredentialsSecretRef: &retentionv1.SecretReference{Name: "redis-credentials"}}})
 	return rc
 }

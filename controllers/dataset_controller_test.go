@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
@@ -300,7 +301,7 @@ func TestDatasetWaitsForItsDataStore(t *testing.T) {
 	create(t, &retentionv1.DataStore{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"},
 		Spec: retentionv1.DataStoreSpec{
-			Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr(int32(pg.Port)),
+			Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr.To(int32(pg.Port)),
 			Database: retentionv1.Identifier(pg.Database), TLS: retentionv1.TLSDisable,
 			CredentialsSecretRef: &retentionv1.SecretReference{Name: "db-credentials"},
 		},
@@ -324,7 +325,7 @@ func TestDatasetRedisPlaceholdersMustBeDeclaredIdentities(t *testing.T) {
 	create(t, &retentionv1.DataStore{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cache"},
 		Spec: retentionv1.DataStoreSpec{
-			Type: retentionv1.DataStoreRedis, Host: rd.Host, Port: ptr(int32(rd.Port)), RedisDB: ptr(int32(rd.DB)), TLS: retentionv1.TLSDisable,
+			Type: retentionv1.DataStoreRedis, Host: rd.Host, Port: ptr.To(int32(rd.Port)), RedisDB: ptr.To(int32(rd.DB)), TLS: retentionv1.TLSDisable,
 		},
 	})
 	dataset := func(name string, pattern retentionv1.KeyPattern) *retentionv1.Dataset {

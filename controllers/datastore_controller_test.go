@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -45,7 +46,7 @@ func TestDataStoreMissingSecretStallsUntilCreated(t *testing.T) {
 	create(t, &retentionv1.DataStore{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late"},
 		Spec: retentionv1.DataStoreSpec{
-			Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr(int32(pg.Port)),
+			Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr.To(int32(pg.Port)),
 			Database: retentionv1.Identifier(pg.Database), TLS: retentionv1.TLSDisable,
 			CredentialsSecretRef: &retentionv1.SecretReference{Name: "late-credentials"},
 			ProbeInterval:        "1s",
@@ -79,7 +80,7 @@ func TestDataStoreWrongPasswordIsAuthenticationFailed(t *testing.T) {
 	create(t, &retentionv1.DataStore{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad"},
 		Spec: retentionv1.DataStoreSpec{
-			Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr(int32(pg.Port)),
+			Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr.To(int32(pg.Port)),
 			Database: retentionv1.Identifier(pg.Database), TLS: retentionv1.TLSDisable,
 			CredentialsSecretRef: &retentionv1.SecretReference{Name: "bad-credentials"},
 		},
@@ -101,7 +102,7 @@ func TestDataStoreUnreachableIsNotStalled(t *testing.T) {
 	create(t, &retentionv1.DataStore{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nowhere"},
 		Spec: retentionv1.DataStoreSpec{
-			Type: retentionv1.DataStorePostgreSQL, Host: "127.0.0.1", Port: ptr(int32(1)),
+			Type: retentionv1.DataStorePostgreSQL, Host: "127.0.0.1", Port: ptr.To(int32(1)),
 			Database: "app", TLS: retentionv1.TLSDisable,
 			CredentialsSecretRef: &retentionv1.SecretReference{Name: "nowhere-credentials"},
 		},
@@ -193,7 +194,7 @@ func TestDataStoreUsesOnlyMarkedSecrets(t *testing.T) {
 		create(t, &retentionv1.DataStore{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec: retentionv1.DataStoreSpec{
-				Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr(int32(pg.Port)),
+				Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr.To(int32(pg.Port)),
 				Database: retentionv1.Identifier(pg.Database), TLS: retentionv1.TLSDisable,
 				CredentialsSecretRef: &retentionv1.SecretReference{Name: secret},
 			},
@@ -274,7 +275,7 @@ func TestDataStoreVerifiesTLSByDefault(t *testing.T) {
 		Data: map[string][]byte{"ca.crt": pg.CACert}})
 	spec := func() retentionv1.DataStoreSpec {
 		return retentionv1.DataStoreSpec{
-			Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr(int32(pg.Port)),
+			Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr.To(int32(pg.Port)),
 			Database: retentionv1.Identifier(pg.Database), CredentialsSecretRef: &retentionv1.SecretReference{Name: "creds"},
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -527,7 +528,7 @@ func TestDeletionRequestTTLRemovesTheRequestAndKeepsTheLedger(t *testing.T) {
 	// The identity Secret is owned by the request, so it goes with it.
 	dr := adaRequest(ns, "short-lived")
 	dr.Spec.Subject.IdentitiesSecretRef.Name = "ada-owned"
-	dr.Spec.TTLSecondsAfterFinished = ptr(int32(2))
+	dr.Spec.TTLSecondsAfterFinished = ptr.To(int32(2))
 	create(t, dr)
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ada-owned", Labels: marked(),
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "DeletionRequest", Name: dr.Name, UID: dr.UID}}},

@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -100,7 +101,7 @@ func TestDeletionRequestDerivesIdentitiesAndFollowsForeignKeys(t *testing.T) {
 
 	// In review first: the plan shows before anything is read or erased.
 	review := emailRequest(ns, "ada-review")
-	review.Spec.ReviewWindow = ptr(retentionv1.WaitDuration("48h"))
+	review.Spec.ReviewWindow = ptr.To(retentionv1.WaitDuration("48h"))
 	create(t, review)
 	r := waitFor(t, review, 60*time.Second, "a plan with the derivable collections", func(d *retentionv1.DeletionRequest) bool {
 		return d.Status.Phase == retentionv1.RequestReviewing && len(d.Status.Plan) == 4

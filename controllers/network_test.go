@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -69,7 +70,7 @@ func storesAt(t *testing.T, ns, prefix, host string, port int, tls retentionv1.T
 			}
 			spec.S3 = &retentionv1.S3Settings{Endpoint: fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(host, fmt.Sprint(port))), Bucket: "lethe-bucket", ForcePathStyle: true}
 		} else {
-			spec.Host, spec.Port = host, ptr(int32(port))
+			spec.Host, spec.Port = host, ptr.To(int32(port))
 			if typ != retentionv1.DataStoreRedis {
 				spec.Database = "app"
 			}

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -153,7 +154,7 @@ func TestPurgeJobSafetyLimitStopsBeforeTouchingAnything(t *testing.T) {
 	ns, conn := fixture(t, 300, 200)
 
 	job := deleteJob(ns, "big", retentionv1.ModeEnforce)
-	job.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr(int64(50))}
+	job.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr.To(int64(50))}
 	createJob(t, job)
 	stalled := waitPhase(t, ns, "big", retentionv1.PurgeJobStalled)
 	if !hasCondition(stalled, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonSafetyLimitExceeded) ||
@@ -166,7 +167,7 @@ func TestPurgeJobSafetyLimitStopsBeforeTouchingAnything(t *testing.T) {
 
 	// A percentage limit stops too (200 of 300 is 66%).
 	pct := deleteJob(ns, "pct", retentionv1.ModeEnforce)
-	pct.Spec.Safety = &retentionv1.SafetyLimits{MaxPercent: ptr(int32(50))}
+	pct.Spec.Safety = &retentionv1.SafetyLimits{MaxPercent: ptr.To(int32(50))}
 	createJob(t, pct)
 	waitPhase(t, ns, "pct", retentionv1.PurgeJobStalled)
 
@@ -427,7 +428,7 @@ func TestPurgeJobNotCreatedByLetheIsRefused(t *testing.T) {
 	// at creation (it must not matter).
 	direct := deleteJob(ns, "direct", retentionv1.ModeEnforce)
 	direct.Spec.Cutoff = &far
-	direct.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr(int64(1))}
+	direct.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr.To(int64(1))}
 	direct.Annotations = map[string]string{retentionv1.AnnotationReleaseSafetyLimit: "true"}
 	create(t, direct)
 

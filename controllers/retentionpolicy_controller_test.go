@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -237,7 +238,7 @@ func TestRetentionPolicySafetyLimitReleasesExactlyOneRun(t *testing.T) {
 	ns, conn := shopFixture(t)
 	p := shopPolicy(ns)
 	p.Spec.Rules = p.Spec.Rules[:1]
-	p.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr(int64(50))}
+	p.Spec.Safety = &retentionv1.SafetyLimits{MaxRows: ptr.To(int64(50))}
 	create(t, p)
 	runNow(t, ns, p.Name, "one")
 	stalled := waitLastRun(t, ns, p.Name, func(p *retentionv1.RetentionPolicy) bool {

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -49,7 +50,7 @@ func TestTTLLeavesNoSecretHoldingAnIdentity(t *testing.T) {
 		dr := &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: p.request}, Spec: retentionv1.DeletionRequestSpec{
 			Reason:                  retentionv1.ReasonSubjectRequest,
 			Subject:                 retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "email", Value: p.email}}},
-			TTLSecondsAfterFinished: ptr(int32(3)),
+			TTLSecondsAfterFinished: ptr.To(int32(3)),
 		}}
 		create(t, dr)
 		uids[p.request] = string(dr.UID)
@@ -211,7 +212,7 @@ func TestTTLKeepsSecretsTheRequestDoesNotOwn(t *testing.T) {
 	dr := adaRequest(ns, "billing") // names the fixture's Secret "ada", which it does not own
 	dr.Spec.Subject = retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "user_id", Value: adaID}},
 		IdentitiesSecretRef: &retentionv1.SecretReference{Name: "ada"}}
-	dr.Spec.TTLSecondsAfterFinished = ptr(int32(0))
+	dr.Spec.TTLSecondsAfterFinished = ptr.To(int32(0))
 	create(t, dr)
 	deadline := time.Now().Add(90 * time.Second)
 	for {

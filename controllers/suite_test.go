@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
@@ -111,7 +112,7 @@ func newManager(t *testing.T) ctrl.Manager {
 		Scheme:         env.Scheme,
 		Metrics:        metricsserver.Options{BindAddress: "0"},
 		LeaderElection: false,
-		Controller:     config.Controller{SkipNameValidation: ptr(true)},
+		Controller:     config.Controller{SkipNameValidation: ptr.To(true)},
 		Client:         client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
@@ -169,8 +170,6 @@ func createJob(t *testing.T, job *retentionv1.PurgeJob) {
 	create(t, job)
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // namespace creates a fresh namespace for one test.
 func namespace(t *testing.T) string {
 	t.Helper()
@@ -227,7 +226,7 @@ func postgresStore(t *testing.T, ns, name string) testharness.PG {
 		Spec: retentionv1.DataStoreSpec{
 			Type:                 retentionv1.DataStorePostgreSQL,
 			Host:                 pg.Host,
-			Port:                 ptr(int32(pg.Port)),
+			Port:                 ptr.To(int32(pg.Port)),
 			Database:             retentionv1.Identifier(pg.Database),
 			TLS:                  retentionv1.TLSDisable,
 			CredentialsSecretRef: &retentionv1.SecretReference{Name: name + "-credentials"},

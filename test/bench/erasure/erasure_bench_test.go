@@ -31,6 +31,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -114,8 +115,6 @@ func warmUp(b *testing.B, ns string, id int) {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // apiCalls counts the manager's requests to the API server by verb and
 // resource, so the benchmark can report what one erasure costs the API server.
@@ -224,7 +223,7 @@ func fixture(b *testing.B, users int) string {
 	must(b, env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "db", Labels: map[string]string{retentionv1.LabelSecretConsent: "true"}},
 		StringData: map[string]string{"username": pg.User, "password": pg.Password}}))
 	must(b, env.Client.Create(ctx, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "db"},
-		Spec: retentionv1.DataStoreSpec{Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr(int32(pg.Port)),
+		Spec: retentionv1.DataStoreSpec{Type: retentionv1.DataStorePostgreSQL, Host: pg.Host, Port: ptr.To(int32(pg.Port)),
 			Database: retentionv1.Identifier(pg.Database), TLS: retentionv1.TLSDisable, CredentialsSecretRef: &retentionv1.SecretReference{Name: "db"},
 			Limits: retentionv1.DataStoreLimits{MaxConnections: 8}}}))
 	ref := func(field, coll, target string) []retentionv1.Reference {
