@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/datasetcheck"
 )
 
 // Identity types that no Dataset in scope declares match nothing: a typo, or
@@ -27,7 +28,7 @@ func declaredTypes(datasets []retentionv1.Dataset) map[string]bool {
 				out[string(id.Type)] = true
 			}
 			for _, pattern := range []string{string(c.KeyPattern), string(c.Prefix)} {
-				used, _ := placeholders(pattern)
+				used, _ := datasetcheck.Placeholders(pattern)
 				for _, t := range used {
 					out[t] = true
 				}
