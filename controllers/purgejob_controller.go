@@ -42,6 +42,9 @@ type PurgeJobReconciler struct {
 	// MaxBatchesPerSlice, when positive, also bounds the batches of one
 	// reconcile (tests use 1 to interrupt a job between batches).
 	MaxBatchesPerSlice int
+	// throttles space the batches of all jobs against one DataStore
+	// (spec.limits.maxBatchesPerSecond).
+	throttles executor.Throttles
 }
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs,verbs=get;list;watch;create;update;patch;delete
@@ -148,6 +151,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		Job: job, Steps: j.steps, Driver: j.driver, StoreType: j.store.Spec.Type, Seals: j.seals,
 		Checkpoint: j.checkpoint, Clock: j.r.now, CursorKey: j.r.DigestKey,
 		SliceDuration: j.r.SliceDuration, MaxBatchesPerSlice: j.r.MaxBatchesPerSlice,
+		Limiter: j.r.throttles.For(j.store.Namespace+"/"+j.store.Name, j.store.Spec.Limits.MaxBatchesPerSecond, j.r.now()),
 	}
 	progress, err := run.Slice(ctx)
 	if err != nil {

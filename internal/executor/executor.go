@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/time/rate"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -87,6 +88,13 @@ type Run struct {
 	// DefaultSliceDuration); MaxBatchesPerSlice, when positive, in number.
 	SliceDuration      time.Duration
 	MaxBatchesPerSlice int
+	// Limiter, if set, spaces the batches (the store's limiter from
+	// Throttles): before each batch the slice waits for its turn, or yields
+	// when the turn falls after its deadline.
+	Limiter *rate.Limiter
+	// Sleep waits d unless ctx is done first (the throttle's wait); nil
+	// means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Slice does the next part of the job: it counts, checks and seals a job
@@ -177,6 +185,14 @@ func (r *Run) execute(ctx context.Context) (Progress, error) {
 				return 0, &AbortError{Err: ctx.Err()}
 			}
 			if r.now().After(deadline) || (r.MaxBatchesPerSlice > 0 && batches >= r.MaxBatchesPerSlice) {
+				if err := r.Checkpoint(ctx); err != nil {
+					return 0, &AbortError{Err: err}
+				}
+				return Yielded, nil
+			}
+			if turn, err := r.throttle(ctx, deadline); err != nil {
+				return 0, &AbortError{Err: err}
+			} else if !turn {
 				if err := r.Checkpoint(ctx); err != nil {
 					return 0, &AbortError{Err: err}
 				}
