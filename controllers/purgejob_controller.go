@@ -101,6 +101,9 @@ type jobRun struct {
 	store  *retentionv1.DataStore
 	driver datastore.Driver
 	steps  []engine.Step
+	// reached: a call to the store succeeded in this reconcile, and none
+	// failed after it.
+	reached bool
 }
 
 func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
@@ -152,6 +155,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		Checkpoint: j.checkpoint, Clock: j.r.now, CursorKey: j.r.DigestKey,
 		SliceDuration: j.r.SliceDuration, MaxBatchesPerSlice: j.r.MaxBatchesPerSlice,
 		Limiter: j.r.throttles.For(j.store.Namespace+"/"+j.store.Name, j.store.Spec.Limits.MaxBatchesPerSecond, j.r.now()),
+		Reached: func() { j.reached = true },
 	}
 	progress, err := run.Slice(ctx)
 	if err != nil {

@@ -95,6 +95,10 @@ type Run struct {
 	// Sleep waits d unless ctx is done first (the throttle's wait); nil
 	// means a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Reached, if set, is called after every call to the store that
+	// succeeded (a count or a batch), before the checkpoint that follows
+	// it: the store is available.
+	Reached func()
 }
 
 // Slice does the next part of the job: it counts, checks and seals a job
@@ -230,6 +234,7 @@ func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.Operatio
 	if b.Cursor, err = digest.Seal(r.CursorKey, b.Cursor); err != nil {
 		return false, &AbortError{Err: err}
 	}
+	r.reached()
 	r.record(st, s, b)
 	if b.Done {
 		st.Phase = retentionv1.PurgeJobSucceeded
@@ -238,6 +243,13 @@ func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.Operatio
 		return false, &AbortError{Err: err}
 	}
 	return b.Done, nil
+}
+
+// reached reports a successful call to the store (Run.Reached).
+func (r *Run) reached() {
+	if r.Reached != nil {
+		r.Reached()
+	}
 }
 
 // record adds one batch to the operation's and the job's totals.
