@@ -216,6 +216,12 @@ func hasCondition(o retentionv1.Object, t string, status metav1.ConditionStatus,
 // throwaway PostgreSQL database, and returns the database.
 func postgresStore(t *testing.T, ns, name string) testharness.PG {
 	t.Helper()
+	return postgresStoreWith(t, ns, name, retentionv1.DataStoreLimits{})
+}
+
+// postgresStoreWith is postgresStore with these limits.
+func postgresStoreWith(t *testing.T, ns, name string, limits retentionv1.DataStoreLimits) testharness.PG {
+	t.Helper()
 	pg := testharness.Postgres(t)
 	create(t, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-credentials", Labels: marked()},
@@ -230,6 +236,7 @@ func postgresStore(t *testing.T, ns, name string) testharness.PG {
 			Database:             retentionv1.Identifier(pg.Database),
 			TLS:                  retentionv1.TLSDisable,
 			CredentialsSecretRef: &retentionv1.SecretReference{Name: name + "-credentials"},
+			Limits:               limits,
 		},
 	})
 	return pg
