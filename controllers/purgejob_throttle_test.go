@@ -18,7 +18,7 @@ func TestPurgeJobMaxBatchesPerSecond(t *testing.T) {
 	const perSecond = 5
 	startManager(t, controllers.Options{})
 	ns := namespace(t)
-	pg := postgresStoreWith(t, ns, "db", retentionv1.DataStoreLimits{MaxBatchesPerSecond: perSecond})
+	pg := postgresStoreWith(t, ns, "db", func(s *retentionv1.DataStoreSpec) { s.Limits.MaxBatchesPerSecond = perSecond })
 	conn := seedEvents(t, pg, 600, 300)
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hmac", Labels: marked()}, StringData: map[string]string{"key": hmacKey}})
 	create(t, eventsDataset(ns))

@@ -216,18 +216,18 @@ func hasCondition(o retentionv1.Object, t string, status metav1.ConditionStatus,
 // throwaway PostgreSQL database, and returns the database.
 func postgresStore(t *testing.T, ns, name string) testharness.PG {
 	t.Helper()
-	return postgresStoreWith(t, ns, name, retentionv1.DataStoreLimits{})
+	return postgresStoreWith(t, ns, name, nil)
 }
 
-// postgresStoreWith is postgresStore with these limits.
-func postgresStoreWith(t *testing.T, ns, name string, limits retentionv1.DataStoreLimits) testharness.PG {
+// postgresStoreWith is postgresStore with the DataStore's spec changed by edit.
+func postgresStoreWith(t *testing.T, ns, name string, edit func(*retentionv1.DataStoreSpec)) testharness.PG {
 	t.Helper()
 	pg := testharness.Postgres(t)
 	create(t, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-credentials", Labels: marked()},
 		StringData: map[string]string{"username": pg.User, "password": pg.Password},
 	})
-	create(t, &retentionv1.DataStore{
+	store := &retentionv1.DataStore{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: retentionv1.DataStoreSpec{
 			Type:                 retentionv1.DataStorePostgreSQL,
@@ -236,8 +236,11 @@ func postgresStoreWith(t *testing.T, ns, name string, limits retentionv1.DataSto
 			Database:             retentionv1.Identifier(pg.Database),
 			TLS:                  retentionv1.TLSDisable,
 			CredentialsSecretRef: &retentionv1.SecretReference{Name: name + "-credentials"},
-			Limits:               limits,
 		},
-	})
+	}
+	if edit != nil {
+		edit(&store.Spec)
+	}
+	create(t, store)
 	return pg
 }
