@@ -42,6 +42,9 @@ type PurgeJobReconciler struct {
 	// MaxBatchesPerSlice, when positive, also bounds the batches of one
 	// reconcile (tests use 1 to interrupt a job between batches).
 	MaxBatchesPerSlice int
+	// throttles space the batches of all jobs against one DataStore
+	// (spec.limits.maxBatchesPerSecond).
+	throttles executor.Throttles
 }
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs,verbs=get;list;watch;create;update;patch;delete
@@ -98,6 +101,9 @@ type jobRun struct {
 	store  *retentionv1.DataStore
 	driver datastore.Driver
 	steps  []engine.Step
+	// reached: a call to the store succeeded in this reconcile, and none
+	// failed after it.
+	reached bool
 }
 
 func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
@@ -148,6 +154,8 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		Job: job, Steps: j.steps, Driver: j.driver, StoreType: j.store.Spec.Type, Seals: j.seals,
 		Checkpoint: j.checkpoint, Clock: j.r.now, CursorKey: j.r.DigestKey,
 		SliceDuration: j.r.SliceDuration, MaxBatchesPerSlice: j.r.MaxBatchesPerSlice,
+		Limiter: j.r.throttles.For(j.store.Namespace+"/"+j.store.Name, j.store.Spec.Limits.MaxBatchesPerSecond, j.r.now()),
+		Reached: func() { j.reached = true },
 	}
 	progress, err := run.Slice(ctx)
 	if err != nil {

@@ -26,12 +26,32 @@ import (
 // holding an outdated view can never overwrite newer progress (see
 // statusWriter). It is the executor's Checkpoint too.
 func (j *jobRun) checkpoint(ctx context.Context) error {
-	if j.job.Status.Phase != retentionv1.PurgeJobStalled && j.job.Status.Phase != "" {
-		if c := findCondition(j.job.Status.Conditions, retentionv1.ConditionDataStoreAvailable); c != nil && c.Status != metav1.ConditionTrue && j.driver != nil {
-			retentionv1.SetCondition(j.job, retentionv1.ConditionDataStoreAvailable, metav1.ConditionTrue, retentionv1.ReasonConnected, "The DataStore is reachable")
-		}
+	if j.reached {
+		j.available()
 	}
 	return j.status.write(ctx, j.job)
+}
+
+// available records that a call to the store succeeded in this reconcile:
+// DataStoreAvailable turns True, and Ready and Reconciling, if they still
+// tell of the outage, say what the job does again.
+func (j *jobRun) available() {
+	job := j.job
+	c := findCondition(job.Status.Conditions, retentionv1.ConditionDataStoreAvailable)
+	if c != nil && c.Status == metav1.ConditionTrue {
+		return
+	}
+	if c != nil {
+		if ready := findCondition(job.Status.Conditions, retentionv1.ConditionReady); ready != nil && ready.Status != metav1.ConditionTrue && ready.Reason == c.Reason {
+			switch job.Status.Phase {
+			case retentionv1.PurgeJobRunning:
+				retentionv1.MarkReconciling(job, retentionv1.ReasonRunning, "Executing; the DataStore is reachable again")
+			case retentionv1.PurgeJobPending:
+				retentionv1.MarkReconciling(job, retentionv1.ReasonProgressing, "Preparing the job; the DataStore is reachable again")
+			}
+		}
+	}
+	retentionv1.SetCondition(job, retentionv1.ConditionDataStoreAvailable, metav1.ConditionTrue, retentionv1.ReasonConnected, "The DataStore is reachable")
 }
 
 // started marks a counted, checked and sealed job Running.
@@ -131,6 +151,9 @@ func (j *jobRun) fail(ctx context.Context, err error) (reconcile.Result, error) 
 		return j.failed(ctx, failed.Err)
 	}
 	reason, msg := classify(err)
+	// Not available: whatever succeeded earlier in this reconcile, the last
+	// call failed.
+	j.reached = false
 	if j.store != nil {
 		j.countError(err)
 	}

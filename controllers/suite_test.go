@@ -216,12 +216,18 @@ func hasCondition(o retentionv1.Object, t string, status metav1.ConditionStatus,
 // throwaway PostgreSQL database, and returns the database.
 func postgresStore(t *testing.T, ns, name string) testharness.PG {
 	t.Helper()
+	return postgresStoreWith(t, ns, name, nil)
+}
+
+// postgresStoreWith is postgresStore with the DataStore's spec changed by edit.
+func postgresStoreWith(t *testing.T, ns, name string, edit func(*retentionv1.DataStoreSpec)) testharness.PG {
+	t.Helper()
 	pg := testharness.Postgres(t)
 	create(t, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-credentials", Labels: marked()},
 		StringData: map[string]string{"username": pg.User, "password": pg.Password},
 	})
-	create(t, &retentionv1.DataStore{
+	store := &retentionv1.DataStore{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: retentionv1.DataStoreSpec{
 			Type:                 retentionv1.DataStorePostgreSQL,
@@ -231,6 +237,10 @@ func postgresStore(t *testing.T, ns, name string) testharness.PG {
 			TLS:                  retentionv1.TLSDisable,
 			CredentialsSecretRef: &retentionv1.SecretReference{Name: name + "-credentials"},
 		},
-	})
+	}
+	if edit != nil {
+		edit(&store.Spec)
+	}
+	create(t, store)
 	return pg
 }

@@ -31,6 +31,7 @@ func (r *Run) count(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		r.reached()
 		st.Matched = n
 		total += n
 		if st.Held, err = r.heldCount(ctx, s, n); err != nil {

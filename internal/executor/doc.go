@@ -19,6 +19,16 @@
 // duration or its number of batches — when it yields (Yielded) so that
 // holds and cancellation are noticed and workers are shared.
 //
+// # Throttle
+//
+// A DataStore's limits.maxBatchesPerSecond is enforced by one limiter per
+// store (Throttles, kept by the PurgeJob controller), shared by every job
+// against it, with a burst of one so batches are spaced evenly. The wait is
+// at a batch boundary, never inside a transaction, ends with the
+// reconcile's context, and never runs past the slice's deadline: a turn
+// after it makes the slice wait until the deadline, give the turn back and
+// yield.
+//
 // # Checkpoints
 //
 // After every batch the operation's cursor (sealed with the manager's key:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/time/rate"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -87,6 +88,17 @@ type Run struct {
 	// DefaultSliceDuration); MaxBatchesPerSlice, when positive, in number.
 	SliceDuration      time.Duration
 	MaxBatchesPerSlice int
+	// Limiter, if set, spaces the batches (the store's limiter from
+	// Throttles): before each batch the slice waits for its turn, or yields
+	// when the turn falls after its deadline.
+	Limiter *rate.Limiter
+	// Sleep waits d unless ctx is done first (the throttle's wait); nil
+	// means a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Reached, if set, is called after every call to the store that
+	// succeeded (a count or a batch), before the checkpoint that follows
+	// it: the store is available.
+	Reached func()
 }
 
 // Slice does the next part of the job: it counts, checks and seals a job
@@ -182,6 +194,14 @@ func (r *Run) execute(ctx context.Context) (Progress, error) {
 				}
 				return Yielded, nil
 			}
+			if turn, err := r.throttle(ctx, deadline); err != nil {
+				return 0, &AbortError{Err: err}
+			} else if !turn {
+				if err := r.Checkpoint(ctx); err != nil {
+					return 0, &AbortError{Err: err}
+				}
+				return Yielded, nil
+			}
 			var err error
 			if done, err = r.batch(ctx, s, st); err != nil {
 				return 0, err
@@ -214,6 +234,7 @@ func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.Operatio
 	if b.Cursor, err = digest.Seal(r.CursorKey, b.Cursor); err != nil {
 		return false, &AbortError{Err: err}
 	}
+	r.reached()
 	r.record(st, s, b)
 	if b.Done {
 		st.Phase = retentionv1.PurgeJobSucceeded
@@ -222,6 +243,13 @@ func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.Operatio
 		return false, &AbortError{Err: err}
 	}
 	return b.Done, nil
+}
+
+// reached reports a successful call to the store (Run.Reached).
+func (r *Run) reached() {
+	if r.Reached != nil {
+		r.Reached()
+	}
 }
 
 // record adds one batch to the operation's and the job's totals.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
@@ -108,6 +109,21 @@ type harness struct {
 	maxBatches int
 	// progress lists what each slice returned.
 	progress []executor.Progress
+	// limiter throttles the batches; sleeps lists the throttle's waits,
+	// each advancing the clock, and sleepErr, if set, ends every wait.
+	limiter  *rate.Limiter
+	sleeps   []time.Duration
+	sleepErr error
+}
+
+// sleep is the Run's Sleep: it advances the clock by d.
+func (h *harness) sleep(_ context.Context, d time.Duration) error {
+	h.sleeps = append(h.sleeps, d)
+	if h.sleepErr != nil {
+		return h.sleepErr
+	}
+	h.now = h.now.Add(d)
+	return nil
 }
 
 func newHarness(t *testing.T, d datastore.Driver, job *retentionv1.PurgeJob, steps ...engine.Step) *harness {
@@ -131,6 +147,7 @@ func (h *harness) run() *executor.Run {
 			return h.now
 		},
 		CursorKey: cursorKey, SliceDuration: h.sliceTime, MaxBatchesPerSlice: h.maxBatches,
+		Limiter: h.limiter, Sleep: h.sleep,
 	}
 }
 
