@@ -208,16 +208,17 @@ func Errorf(driver, op string, kind Kind, format string, args ...any) *Error {
 	return &Error{Driver: driver, Op: op, Kind: kind, Reason: fmt.Sprintf(format, args...)}
 }
 
-// LockWait names the limit in a lock timeout: if err is an *Error of
-// KindLockTimeout, it returns a copy whose reason says the lock was not
-// granted within lockTimeout limit. Any other error is returned as it is.
-// Drivers apply it to what their operations return.
+// LockWait names the limit in a lock timeout: if err is or wraps an *Error
+// of KindLockTimeout, that Error's reason becomes "lock not granted within
+// lockTimeout <limit>". err is returned either way. Drivers apply it to what
+// their operations return, before anything wraps it (a wrapping
+// fmt.Errorf keeps the message it was made with); the *Error must be
+// their own, made for this call (Classify and Errorf make a new one each
+// time).
 func LockWait(err error, limit time.Duration) error {
 	var e *Error
-	if !errors.As(err, &e) || error(e) != err || e.Kind != KindLockTimeout {
-		return err
+	if errors.As(err, &e) && e.Kind == KindLockTimeout {
+		e.Reason = "lock not granted within lockTimeout " + limit.String()
 	}
-	c := *e
-	c.Reason = "lock not granted within lockTimeout " + limit.String()
-	return &c
+	return err
 }
