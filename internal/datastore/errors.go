@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Errors a driver classifies, so the engine knows whether retrying helps.
@@ -21,7 +22,17 @@ var (
 	// unknown TLS mode). Its message is Lethe's own, never text a server
 	// sent, so a status may show it. It matches ErrInvalid too.
 	ErrSettings error = settingsError{}
+	// ErrLockTimeout: a lock the operation needed was not granted within
+	// the DataStore's lockTimeout (another session holds it). It matches
+	// ErrUnavailable too: retrying later helps.
+	ErrLockTimeout error = lockTimeoutError{}
 )
+
+type lockTimeoutError struct{}
+
+func (lockTimeoutError) Error() string { return "lock wait timed out" }
+
+func (lockTimeoutError) Is(target error) bool { return target == ErrUnavailable }
 
 type settingsError struct{}
 
@@ -76,7 +87,8 @@ const (
 	// KindStatementTimeout: the server ended a statement (statement
 	// timeout, or cancelled). ErrUnavailable.
 	KindStatementTimeout
-	// KindLockTimeout: a lock wait timed out. ErrUnavailable.
+	// KindLockTimeout: a lock wait timed out. ErrLockTimeout, which is
+	// ErrUnavailable too.
 	KindLockTimeout
 	// KindConflict: a concurrent transaction got in the way (deadlock,
 	// serialization failure, a partition dropped meanwhile). ErrUnavailable.
@@ -96,16 +108,18 @@ const (
 )
 
 // Class is the error errors.Is matches for k: ErrUnavailable,
-// ErrAuthentication, ErrNotFound, ErrInvalid or ErrSettings.
+// ErrLockTimeout, ErrAuthentication, ErrNotFound, ErrInvalid or ErrSettings.
 func (k Kind) Class() error {
 	switch k {
 	case KindSettings:
 		return ErrSettings
+	case KindLockTimeout:
+		return ErrLockTimeout
 	case KindNotFound:
 		return ErrNotFound
 	case KindAuthentication, KindPermission:
 		return ErrAuthentication
-	case KindConnection, KindTimeout, KindStatementTimeout, KindLockTimeout, KindConflict,
+	case KindConnection, KindTimeout, KindStatementTimeout, KindConflict,
 		KindResources, KindReadOnly, KindServer, KindTransient:
 		return ErrUnavailable
 	}
@@ -192,4 +206,19 @@ func (e *Error) Unwrap() []error {
 // message names identifiers only.
 func Errorf(driver, op string, kind Kind, format string, args ...any) *Error {
 	return &Error{Driver: driver, Op: op, Kind: kind, Reason: fmt.Sprintf(format, args...)}
+}
+
+// LockWait names the limit in a lock timeout: if err is or wraps an *Error
+// of KindLockTimeout, that Error's reason becomes "lock not granted within
+// lockTimeout <limit>". err is returned either way. Drivers apply it to what
+// their operations return, before anything wraps it (a wrapping
+// fmt.Errorf keeps the message it was made with); the *Error must be
+// their own, made for this call (Classify and Errorf make a new one each
+// time).
+func LockWait(err error, limit time.Duration) error {
+	var e *Error
+	if errors.As(err, &e) && e.Kind == KindLockTimeout {
+		e.Reason = "lock not granted within lockTimeout " + limit.String()
+	}
+	return err
 }

@@ -34,7 +34,7 @@ const KeyField = "id"
 // Errors classed as the real drivers class them, for Fail.
 var (
 	// ErrLockTimeout: a lock was not granted within the store's lock timeout.
-	ErrLockTimeout = fmt.Errorf("fake: lock timeout: %w", datastore.ErrUnavailable)
+	ErrLockTimeout = fmt.Errorf("fake: lock timeout: %w", datastore.ErrLockTimeout)
 	// ErrUnavailable: the store cannot be reached.
 	ErrUnavailable = fmt.Errorf("fake: connection refused: %w", datastore.ErrUnavailable)
 	// ErrAuthentication: the store refused the credentials.

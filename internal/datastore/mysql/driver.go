@@ -194,13 +194,7 @@ func baseConfig(cfg datastore.Config) (*gomysql.Config, error) {
 	} else {
 		c.TLS = tlsConfig
 	}
-	lock := int64(math.Ceil(cfg.LockTimeout.Seconds()))
-	if lock < 1 {
-		lock = 1
-	}
-	if cfg.LockTimeout == 0 {
-		lock = 50 // InnoDB's default; LockTimeout 0 means "not set"
-	}
+	lock := int64(lockWaitLimit(cfg.LockTimeout).Seconds())
 	c.Params = map[string]string{
 		// TIMESTAMP columns are converted between UTC and the session time
 		// zone: with UTC, a bound UTC instant means what it says.
@@ -210,6 +204,22 @@ func baseConfig(cfg datastore.Config) (*gomysql.Config, error) {
 		"lock_wait_timeout": strconv.FormatInt(lock, 10),
 	}
 	return c, nil
+}
+
+// lockWaitLimit is the lock wait limit the server applies for a
+// LockTimeout: whole seconds, rounded up, at least 1; 50 (InnoDB's default)
+// when LockTimeout is 0 ("not set").
+func lockWaitLimit(lockTimeout time.Duration) time.Duration {
+	if lockTimeout == 0 {
+		return 50 * time.Second
+	}
+	return max(time.Second, time.Duration(math.Ceil(lockTimeout.Seconds()))*time.Second)
+}
+
+// lockWait names the server's lock wait limit in a lock timeout error (see
+// datastore.LockWait). Every exported operation applies it to its error.
+func (d *Driver) lockWait(err *error) {
+	*err = datastore.LockWait(*err, lockWaitLimit(d.lockTimeout))
 }
 
 func openDB(c *gomysql.Config, maxConns int) (*sql.DB, error) {

@@ -15,7 +15,8 @@ const updateChunk = 500
 // Execute calls of the operation affect together (dropped partitions
 // included). It has no server-side time limit (only ctx): on a large table
 // it may take longer than one batch may.
-func (d *Driver) Count(ctx context.Context, op datastore.Operation) (int64, error) {
+func (d *Driver) Count(ctx context.Context, op datastore.Operation) (_ int64, err error) {
+	defer d.lockWait(&err)
 	p, err := d.plan(ctx, "count", op)
 	if err != nil {
 		return 0, err
@@ -29,7 +30,8 @@ func (d *Driver) Count(ctx context.Context, op datastore.Operation) (int64, erro
 }
 
 // Total returns the exact number of rows in the collection's table.
-func (d *Driver) Total(ctx context.Context, c datastore.Collection) (int64, error) {
+func (d *Driver) Total(ctx context.Context, c datastore.Collection) (_ int64, err error) {
+	defer d.lockWait(&err)
 	op := "total of " + quote(tableName(c))
 	t, err := d.table(ctx, op, tableName(c))
 	if err != nil {
@@ -44,7 +46,8 @@ func (d *Driver) Total(ctx context.Context, c datastore.Collection) (int64, erro
 
 // Execute runs one batch of op from cursor. See the package documentation
 // for how batches are written.
-func (d *Driver) Execute(ctx context.Context, op datastore.Operation, cursor string) (datastore.Batch, error) {
+func (d *Driver) Execute(ctx context.Context, op datastore.Operation, cursor string) (_ datastore.Batch, err error) {
+	defer d.lockWait(&err)
 	verb := "anonymize batch"
 	if op.Delete {
 		verb = "delete batch"

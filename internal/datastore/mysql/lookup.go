@@ -11,7 +11,8 @@ var _ datastore.IdentityLookup = (*Driver)(nil)
 
 // Lookup reads the want identity of the records matching from, in one
 // statement, with the identities bound as an erasure binds them.
-func (d *Driver) Lookup(ctx context.Context, c datastore.Collection, from map[string][]string, want string, limit int) ([]string, error) {
+func (d *Driver) Lookup(ctx context.Context, c datastore.Collection, from map[string][]string, want string, limit int) (_ []string, err error) {
+	defer d.lockWait(&err)
 	// Delete: a plan for anonymizing would ask for fields; nothing is written.
 	p, err := d.plan(ctx, "lookup", datastore.Operation{Collection: c, Subjects: from, Delete: true})
 	if err != nil {

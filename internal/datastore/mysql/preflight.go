@@ -11,7 +11,8 @@ import (
 
 // Keys returns the batch keys (primary key) of the rows op selects now, as
 // text in key order, at most limit of them (more is ErrInvalid).
-func (d *Driver) Keys(ctx context.Context, op datastore.Operation, limit int) ([][]string, error) {
+func (d *Driver) Keys(ctx context.Context, op datastore.Operation, limit int) (_ [][]string, err error) {
+	defer d.lockWait(&err)
 	p, err := d.plan(ctx, "seal", op)
 	if err != nil {
 		return nil, err
@@ -97,7 +98,8 @@ func (d *Driver) referrers(ctx context.Context, op, table string) ([]referrer, e
 // operation: it counts the referencing rows that refer to a row the
 // operation deletes and that no Delete operation of ops removes (nor an
 // Anonymize operation sets to NULL).
-func (d *Driver) Blockers(ctx context.Context, ops []datastore.Operation) ([]datastore.Blocker, error) {
+func (d *Driver) Blockers(ctx context.Context, ops []datastore.Operation) (_ []datastore.Blocker, err error) {
+	defer d.lockWait(&err)
 	var current string
 	if err := d.db.QueryRowContext(ctx, "SELECT DATABASE()").Scan(&current); err != nil {
 		return nil, classify("preflight", err)

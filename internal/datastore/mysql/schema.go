@@ -73,7 +73,8 @@ func (t *tableMeta) col(name string) (*column, bool) {
 // primary key, foreign keys, partitioning and estimated row count. It also
 // checks that the fields the collection names (timestamp, identities,
 // primary key) exist.
-func (d *Driver) Describe(ctx context.Context, c datastore.Collection) (datastore.CollectionInfo, error) {
+func (d *Driver) Describe(ctx context.Context, c datastore.Collection) (_ datastore.CollectionInfo, err error) {
+	defer d.lockWait(&err)
 	op := "describe " + quote(tableName(c))
 	t, err := d.loadTable(ctx, op, tableName(c))
 	if err != nil {

@@ -88,7 +88,8 @@ func keyOf(op string, c datastore.Collection) (tableKey, error) {
 // its narrowest unique index on NOT NULL columns, else none), foreign keys, whether it is
 // range-partitioned and the planner's row estimate summed over partitions.
 // It always reads the live catalog and refreshes the driver's cache.
-func (d *Driver) Describe(ctx context.Context, c datastore.Collection) (datastore.CollectionInfo, error) {
+func (d *Driver) Describe(ctx context.Context, c datastore.Collection) (_ datastore.CollectionInfo, err error) {
+	defer d.lockWait(&err)
 	key, err := keyOf("describe", c)
 	if err != nil {
 		return datastore.CollectionInfo{}, err

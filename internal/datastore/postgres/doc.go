@@ -11,6 +11,13 @@
 // run in a read-only transaction with the lock timeout only; an exact count
 // of a large table is bounded by the caller's context instead.
 //
+// lock_timeout is also a session parameter, sent when a connection is
+// opened: pgx prepares a statement in its own round trip before the
+// transaction, and parsing a statement on a table already waits for the
+// table's lock (a held ACCESS EXCLUSIVE lock), as do catalog reads. So every
+// lock wait of the driver is bounded by the Config's lock timeout, and a
+// timeout is datastore.ErrLockTimeout naming it.
+//
 // # Identifiers and values
 //
 // Describe looks tables up in pg_catalog with the schema and table names as

@@ -132,6 +132,17 @@ func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
 	rp["datestyle"] = "ISO, MDY"
 	rp["intervalstyle"] = "postgres"
 	rp["extra_float_digits"] = "3"
+	lockTimeout := cfg.LockTimeout
+	if lockTimeout <= 0 {
+		lockTimeout = DefaultLockTimeout
+	}
+	// lock_timeout for the whole session, from its first statement: pgx
+	// prepares (parses) a statement in its own round trip, before the
+	// transaction's SET LOCAL, and parsing a statement on a table already
+	// takes the table's lock. So does every catalog read. The SET LOCAL of
+	// begin repeats the value for the transaction; statement_timeout stays
+	// transaction-local (see begin).
+	rp["lock_timeout"] = strconv.FormatInt(ms(lockTimeout), 10)
 	// Statements are prepared once per connection and re-executed for
 	// every batch; the server's default plan cache mode (auto) plans the
 	// first executions with the actual values and keeps a generic plan
@@ -144,15 +155,12 @@ func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
 	d := &Driver{
 		pool:             pool,
 		statementTimeout: cfg.StatementTimeout,
-		lockTimeout:      cfg.LockTimeout,
+		lockTimeout:      lockTimeout,
 		cache:            map[tableKey]*table{},
 		deleteShape:      shapeAuto,
 	}
 	if d.statementTimeout <= 0 {
 		d.statementTimeout = DefaultStatementTimeout
-	}
-	if d.lockTimeout <= 0 {
-		d.lockTimeout = DefaultLockTimeout
 	}
 	return d, nil
 }
@@ -256,6 +264,12 @@ func (d *Driver) oneShot(ctx context.Context, op string, readOnly bool, sql stri
 		err = cerr
 	}
 	return classify(op, err)
+}
+
+// lockWait names the configured lockTimeout in a lock timeout error (see
+// datastore.LockWait). Every exported operation applies it to its error.
+func (d *Driver) lockWait(err *error) {
+	*err = datastore.LockWait(*err, d.lockTimeout)
 }
 
 func ms(d time.Duration) int64 {

@@ -27,7 +27,8 @@ func batchSize(n int) int {
 // Count returns how many records the operation would touch now: the same
 // condition Execute uses, without cursor or limit, in a read-only
 // transaction. On static data it equals the sum of Execute's Affected.
-func (d *Driver) Count(ctx context.Context, o datastore.Operation) (int64, error) {
+func (d *Driver) Count(ctx context.Context, o datastore.Operation) (_ int64, err error) {
+	defer d.lockWait(&err)
 	p, err := d.plan(ctx, "count", o)
 	if err != nil {
 		return 0, err
@@ -40,7 +41,8 @@ func (d *Driver) Count(ctx context.Context, o datastore.Operation) (int64, error
 }
 
 // Total returns the exact number of rows of the collection.
-func (d *Driver) Total(ctx context.Context, c datastore.Collection) (int64, error) {
+func (d *Driver) Total(ctx context.Context, c datastore.Collection) (_ int64, err error) {
+	defer d.lockWait(&err)
 	key, err := keyOf("total", c)
 	if err != nil {
 		return 0, err
@@ -53,7 +55,8 @@ func (d *Driver) Total(ctx context.Context, c datastore.Collection) (int64, erro
 
 // Execute runs one batch of o from cursor, in its own transaction. See the
 // package documentation for the statements and why resuming is exact.
-func (d *Driver) Execute(ctx context.Context, o datastore.Operation, cursor string) (datastore.Batch, error) {
+func (d *Driver) Execute(ctx context.Context, o datastore.Operation, cursor string) (_ datastore.Batch, err error) {
+	defer d.lockWait(&err)
 	verb := "anonymize"
 	if o.Delete {
 		verb = "delete"

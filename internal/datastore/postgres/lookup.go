@@ -13,7 +13,8 @@ var _ datastore.IdentityLookup = (*Driver)(nil)
 // read-only statement. The identities are bound and cast like an erasure's
 // (identityTerms), so a value that cannot be of a column's type matches
 // nothing instead of failing the statement.
-func (d *Driver) Lookup(ctx context.Context, c datastore.Collection, from map[string][]string, want string, limit int) ([]string, error) {
+func (d *Driver) Lookup(ctx context.Context, c datastore.Collection, from map[string][]string, want string, limit int) (_ []string, err error) {
+	defer d.lockWait(&err)
 	p, err := d.plan(ctx, "lookup", datastore.Operation{Collection: c, Subjects: from})
 	if err != nil {
 		return nil, err

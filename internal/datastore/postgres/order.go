@@ -142,7 +142,8 @@ func findCycle(tables []TableRef, placed []bool, parents [][]int) []TableRef {
 
 // DeletionOrder describes each collection and returns them children first
 // (see OrderForDeletion), from the foreign keys of the live schema.
-func (d *Driver) DeletionOrder(ctx context.Context, cols []datastore.Collection) ([]datastore.Collection, error) {
+func (d *Driver) DeletionOrder(ctx context.Context, cols []datastore.Collection) (_ []datastore.Collection, err error) {
+	defer d.lockWait(&err)
 	refs := make([]TableRef, len(cols))
 	byRef := make(map[TableRef][]datastore.Collection, len(cols))
 	fks := make(map[TableRef][]datastore.ForeignKey, len(cols))

@@ -12,7 +12,8 @@ import (
 // Keys returns the primary keys of the records o selects now, as text in key
 // order, at most limit of them (more is ErrInvalid). It reads in a read-only
 // transaction.
-func (d *Driver) Keys(ctx context.Context, o datastore.Operation, limit int) ([][]string, error) {
+func (d *Driver) Keys(ctx context.Context, o datastore.Operation, limit int) (_ [][]string, err error) {
+	defer d.lockWait(&err)
 	p, err := d.plan(ctx, "seal", o)
 	if err != nil {
 		return nil, err
@@ -109,7 +110,8 @@ ORDER BY c.conname`
 // operation: it counts the referencing rows that refer to a row the
 // operation deletes and that no Delete operation of ops removes (nor an
 // Anonymize operation sets to NULL), in one read-only statement per key.
-func (d *Driver) Blockers(ctx context.Context, ops []datastore.Operation) ([]datastore.Blocker, error) {
+func (d *Driver) Blockers(ctx context.Context, ops []datastore.Operation) (_ []datastore.Blocker, err error) {
+	defer d.lockWait(&err)
 	var out []datastore.Blocker
 	for _, o := range ops {
 		if !o.Delete {
