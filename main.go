@@ -23,6 +23,7 @@ import (
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/metrics"
 )
 
 func main() {
@@ -94,6 +95,7 @@ func main() {
 		os.Exit(1)
 	}
 	deps := controllers.NewDeps(mgr, key)
+	metrics.RegisterState(mgr.GetCache(), mgr.Elected())
 	defer deps.Pool.Close()
 	if err := controllers.Setup(mgr, deps, options); err != nil {
 		log.Error(err, "unable to set up controllers")
