@@ -66,7 +66,7 @@ promtool: ## Build (once, cached) promtool, which tests the alerts (config/prome
 .PHONY: test-alerts
 test-alerts: promtool ## Unit-test the alerts with promtool test rules.
 	$(BIN)/promtool check rules config/prometheus/alerts.yaml
-	cd config/prometheus && $(BIN)/promtool test rules alerts_test.yaml
+	cd config/prometheus && $(BIN)/promtool test rules *_test.yaml
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail if generated code or manifests differ from what is committed.

@@ -189,8 +189,8 @@ func TestMonitoring(t *testing.T) {
 	objs := render(t, helmchart.LintValues["every option"])
 	sm := find(t, objs, "ServiceMonitor", "lethe")
 	ep := sm["spec"].(map[string]any)["endpoints"].([]any)[0].(map[string]any)
-	if ep["port"] != "http-metrics" {
-		t.Errorf("ServiceMonitor scrapes port %v", ep["port"])
+	if ep["port"] != "http-metrics" || ep["honorLabels"] != true {
+		t.Errorf("ServiceMonitor endpoint %v: want port http-metrics and honorLabels (Lethe's namespace label must not become exported_namespace)", ep)
 	}
 	rule := find(t, objs, "PrometheusRule", "lethe")
 	n := 0

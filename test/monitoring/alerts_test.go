@@ -66,7 +66,14 @@ func readYAML(t *testing.T, path string, v any) {
 // have, for every alert, a case where it fires and one where it does not.
 func TestAlertsWithPromtool(t *testing.T) {
 	dir := filepath.Join(root(t), "config", "prometheus")
-	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, {"test", "rules", "alerts_test.yaml"}} {
+	testFiles, err := filepath.Glob(filepath.Join(dir, "*_test.yaml"))
+	if err != nil || len(testFiles) == 0 {
+		t.Fatalf("no promtool tests in %s (%v)", dir, err)
+	}
+	for i, f := range testFiles {
+		testFiles[i] = filepath.Base(f)
+	}
+	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, append([]string{"test", "rules"}, testFiles...)} {
 		cmd := exec.Command(promtool(t), args...)
 		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()
@@ -78,15 +85,17 @@ func TestAlertsWithPromtool(t *testing.T) {
 
 	var rules ruleFile
 	readYAML(t, filepath.Join(dir, "alerts.yaml"), &rules)
-	var tests unitTests
-	readYAML(t, filepath.Join(dir, "alerts_test.yaml"), &tests)
 	fires, quiet := map[string]bool{}, map[string]bool{}
-	for _, tc := range tests.Tests {
-		for _, a := range tc.AlertRuleTest {
-			if len(a.ExpAlerts) > 0 {
-				fires[a.Alertname] = true
-			} else {
-				quiet[a.Alertname] = true
+	for _, f := range testFiles {
+		var tests unitTests
+		readYAML(t, filepath.Join(dir, f), &tests)
+		for _, tc := range tests.Tests {
+			for _, a := range tc.AlertRuleTest {
+				if len(a.ExpAlerts) > 0 {
+					fires[a.Alertname] = true
+				} else {
+					quiet[a.Alertname] = true
+				}
 			}
 		}
 	}
