@@ -57,7 +57,7 @@ func Sync(root string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(root, "config", "prometheus", "alerts.yaml"), []byte(alerts), 0o644); err != nil {
+	if err := writeFile(filepath.Join(root, "config", "prometheus", "alerts.yaml"), []byte(alerts)); err != nil {
 		return err
 	}
 	return syncArgoCD(root)
@@ -79,7 +79,7 @@ func syncArgoCD(root string) error {
 	var cm strings.Builder
 	cm.WriteString(ArgoCMHeader)
 	for _, kind := range ArgoKinds {
-		if err := os.WriteFile(filepath.Join(dir, "retention.lethe.dev_"+kind, "health.lua"), script, 0o644); err != nil {
+		if err := writeFile(filepath.Join(dir, "retention.lethe.dev_"+kind, "health.lua"), script); err != nil {
 			return err
 		}
 		fmt.Fprintf(&cm, "  resource.customizations.health.retention.lethe.dev_%s: |\n", kind)
@@ -91,7 +91,7 @@ func syncArgoCD(root string) error {
 			cm.WriteString("    " + line + "\n")
 		}
 	}
-	return os.WriteFile(filepath.Join(dir, "argocd-cm.yaml"), []byte(cm.String()), 0o644)
+	return writeFile(filepath.Join(dir, "argocd-cm.yaml"), []byte(cm.String()))
 }
 
 // ArgoCMHeader starts config/argocd/argocd-cm.yaml.
@@ -142,10 +142,16 @@ func copyFile(from, to string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+	return writeFile(to, b)
+}
+
+// writeFile writes a file of the repository, to be committed: readable by
+// all, as git checks it out.
+func writeFile(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil { //nolint:gosec // a directory of the repository
 		return err
 	}
-	return os.WriteFile(to, b, 0o644)
+	return os.WriteFile(path, b, 0o644) //nolint:gosec // a file of the repository
 }
 
 // LintValues are the value sets `make helm-lint` and test/chart lint the

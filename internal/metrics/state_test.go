@@ -44,7 +44,7 @@ func stateObjects() []client.Object {
 		&retentionv1.RetentionPolicy{ObjectMeta: om("orders"), Status: retentionv1.RetentionPolicyStatus{
 			NextScheduleTime:   at("2030-01-02T03:00:00Z"),
 			LastSuccessfulTime: at("2030-01-01T03:00:10Z"),
-			LastRun: &retentionv1.RunSummary{PurgeJob: "orders-run", ScheduledTime: at("2030-01-01T03:00:00Z"), Result: retentionv1.PurgeJobRunning},
+			LastRun:            &retentionv1.RunSummary{PurgeJob: "orders-run", ScheduledTime: at("2030-01-01T03:00:00Z"), Result: retentionv1.PurgeJobRunning},
 		}},
 		&retentionv1.PurgeJob{ObjectMeta: om("orders-run"),
 			Spec: retentionv1.PurgeJobSpec{Mode: retentionv1.ModeEnforce, Operations: []retentionv1.Operation{
