@@ -4,6 +4,8 @@
 IMG ?= ghcr.io/lethe-dev/lethe:dev
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
+# Prometheus v3.x is published as Go module version v0.3xx.y.
+PROMTOOL_VERSION ?= v0.316.0
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -28,11 +30,12 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the API types and kubebuilder markers.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC from the API types and kubebuilder markers, and copy them into the Helm chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	@{ echo "# Generated from config/rbac/role.yaml by \`make manifests\`: the same rules as a namespaced"; \
 	   echo "# Role, for a manager run with --watch-namespaces (one Role and RoleBinding per watched namespace)."; \
 	   sed -e 's/^kind: ClusterRole$$/kind: Role/' -e 's/^  name: manager-role$$/  name: lethe-manager-role/' config/rbac/role.yaml; } > config/rbac-namespaced/role.yaml
+	go run ./hack/chart sync
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code and the time zone list.
@@ -52,11 +55,24 @@ lint: ## Run golangci-lint (.golangci.yml), built once from its Go module and ca
 	@hack/build-golangci-lint.sh $(GOLANGCI_LINT_VERSION) >/dev/null
 	$(BIN)/golangci-lint run ./...
 
+.PHONY: helm-lint
+helm-lint: ## Lint the Helm chart (charts/lethe) as helm lint --strict does, with Helm's Go library.
+	go run ./hack/chart lint
+
+.PHONY: promtool
+promtool: ## Build (once, cached) promtool, which tests the alerts (config/prometheus).
+	@hack/build-promtool.sh $(PROMTOOL_VERSION) >/dev/null
+
+.PHONY: test-alerts
+test-alerts: promtool ## Unit-test the alerts with promtool test rules.
+	$(BIN)/promtool check rules config/prometheus/alerts.yaml
+	cd config/prometheus && $(BIN)/promtool test rules *_test.yaml
+
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail if generated code or manifests differ from what is committed.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts)" ]; then \
 		echo "generated files are stale; run 'make manifests generate' and commit:"; \
-		git status --porcelain -- api config; git --no-pager diff --stat -- api config; exit 1; \
+		git status --porcelain -- api config charts; git --no-pager diff --stat -- api config charts; exit 1; \
 	fi
 
 .PHONY: controlplane
@@ -79,7 +95,7 @@ test-unit: ## Run the fast tests: no control plane, no datastore servers, in sec
 	go test $(UNIT_PKGS) -count=1 -timeout 5m
 
 .PHONY: test
-test: verify-generated vet controlplane versitygw ## Regenerate and verify, then run every test against a real control plane and real datastores.
+test: verify-generated vet controlplane versitygw promtool ## Regenerate and verify, then run every test against a real control plane and real datastores.
 	go test ./... -count=1 -timeout 40m
 
 ##@ Build

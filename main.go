@@ -23,6 +23,7 @@ import (
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/metrics"
 )
 
 func main() {
@@ -32,12 +33,12 @@ func main() {
 		allowedNetworks, deniedNetworks    string
 		qps                                float64
 		burst                              int
-		leaderElect                        bool
+		leader                             leaderElection
 		options                            controllers.Options
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
-	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles at a time.")
+	leader.bindFlags(flag.CommandLine)
 	flag.Float64Var(&qps, "kube-api-qps", 100, "Queries per second to the Kubernetes API (checkpoints and receipts are API writes).")
 	flag.IntVar(&burst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API.")
 	flag.StringVar(&namespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all. With a list, the manager needs only namespaced Roles in those namespaces (config/rbac-namespaced).")
@@ -77,16 +78,16 @@ func main() {
 	cacheOpts := controllers.CacheOptions(namespaces)
 	restConfig := ctrl.GetConfigOrDie()
 	restConfig.QPS, restConfig.Burst = float32(qps), burst
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
+	mgrOpts := ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "lethe.retention.lethe.dev",
 		// Secrets are read one by one, uncached: no cluster-wide Secret watch.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
-	})
+	}
+	leader.apply(&mgrOpts)
+	mgr, err := ctrl.NewManager(restConfig, mgrOpts)
 	if err != nil {
 		log.Error(err, "unable to create manager")
 		os.Exit(1)
@@ -97,6 +98,7 @@ func main() {
 		os.Exit(1)
 	}
 	deps := controllers.NewDeps(mgr, key)
+	metrics.RegisterState(mgr.GetCache(), mgr.Elected())
 	defer deps.Pool.Close()
 	if err := controllers.Setup(mgr, deps, options); err != nil {
 		log.Error(err, "unable to set up controllers")

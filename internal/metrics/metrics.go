@@ -81,6 +81,13 @@ func ForgetDeletionRequest(namespace, name string) {
 	DeletionRequestDeadline.DeleteLabelValues(namespace, name)
 }
 
+// Collectors are every metric above, registered with controller-runtime's
+// registry (the state metrics of StateCollector are registered by the
+// manager, with its cache).
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{RowsDeleted, RowsAnonymized, Batches, BatchDuration, Errors, PurgeJobs, DataStoreUp, DeletionRequestDeadline, DeletionRequests}
+}
+
 func init() {
-	ctrlmetrics.Registry.MustRegister(RowsDeleted, RowsAnonymized, Batches, BatchDuration, Errors, PurgeJobs, DataStoreUp, DeletionRequestDeadline, DeletionRequests)
+	ctrlmetrics.Registry.MustRegister(Collectors()...)
 }

@@ -1,0 +1,114 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+)
+
+func at(s string) *metav1.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return &metav1.Time{Time: t}
+}
+
+func stalled(reason string) []metav1.Condition {
+	return []metav1.Condition{
+		{Type: retentionv1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason},
+		{Type: retentionv1.ConditionStalled, Status: metav1.ConditionTrue, Reason: reason},
+	}
+}
+
+func stateObjects() []client.Object {
+	om := func(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: "shop", Name: name} }
+	return []client.Object{
+		&retentionv1.DeletionRequest{ObjectMeta: om("a"), Status: retentionv1.DeletionRequestStatus{
+			Phase: retentionv1.RequestAwaitingApproval, DeadlineTime: at("2030-01-31T00:00:00Z")}},
+		&retentionv1.DeletionRequest{ObjectMeta: om("b"), Status: retentionv1.DeletionRequestStatus{
+			Phase: retentionv1.RequestAwaitingApproval, DeadlineTime: at("2030-02-01T00:00:00Z")}},
+		&retentionv1.DeletionRequest{ObjectMeta: om("done"), Status: retentionv1.DeletionRequestStatus{
+			Phase: retentionv1.RequestCompleted, DeadlineTime: at("2030-01-01T00:00:00Z")}},
+		&retentionv1.DeletionRequest{ObjectMeta: om("broken"), Status: retentionv1.DeletionRequestStatus{
+			Phase: retentionv1.RequestFailed, DeadlineTime: at("2030-01-02T00:00:00Z"), Conditions: stalled(retentionv1.ReasonVerificationFailed)}},
+		&retentionv1.DeletionRequest{ObjectMeta: om("new")},
+		&retentionv1.RetentionPolicy{ObjectMeta: om("orders"), Status: retentionv1.RetentionPolicyStatus{
+			NextScheduleTime:   at("2030-01-02T03:00:00Z"),
+			LastSuccessfulTime: at("2030-01-01T03:00:10Z"),
+			LastRun:            &retentionv1.RunSummary{PurgeJob: "orders-run", ScheduledTime: at("2030-01-01T03:00:00Z"), Result: retentionv1.PurgeJobRunning},
+		}},
+		&retentionv1.PurgeJob{ObjectMeta: om("orders-run"),
+			Spec: retentionv1.PurgeJobSpec{Mode: retentionv1.ModeEnforce, Operations: []retentionv1.Operation{
+				{Collection: "order_items", Rule: "orders"}, {Collection: "orders", Rule: "orders"}, {Collection: "sessions", Rule: "sessions"}}},
+			Status: retentionv1.PurgeJobStatus{Operations: []retentionv1.OperationStatus{
+				{Collection: "order_items", Matched: 100, Deleted: 100}, {Collection: "orders", Matched: 50, Deleted: 20}}}},
+		&retentionv1.RetentionPolicy{ObjectMeta: om("never-ran"), Status: retentionv1.RetentionPolicyStatus{Conditions: stalled(retentionv1.ReasonDatasetNotFound)}},
+		&retentionv1.DataStore{ObjectMeta: om("db"), Status: retentionv1.DataStoreStatus{Conditions: stalled(retentionv1.ReasonSecretNotFound)}},
+		&retentionv1.PurgeJob{ObjectMeta: om("erase-1"), Status: retentionv1.PurgeJobStatus{Conditions: stalled(retentionv1.ReasonSafetyLimitExceeded)}},
+	}
+}
+
+func newReader(t *testing.T) client.Reader {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := retentionv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return fake.NewClientBuilder().WithScheme(scheme).WithObjects(stateObjects()...).Build()
+}
+
+func TestStateCollector(t *testing.T) {
+	elected := make(chan struct{})
+	c := NewStateCollector(newReader(t), elected)
+	if n := testutil.CollectAndCount(c); n != 0 {
+		t.Fatalf("a replica that is not the leader reported %d state series; want none", n)
+	}
+	close(elected)
+	want := `
+# HELP lethe_deletionrequest_deadline_timestamp_seconds Deadline of each DeletionRequest not yet Completed, as a Unix time (Failed requests stay until deleted: they are not answered).
+# TYPE lethe_deletionrequest_deadline_timestamp_seconds gauge
+lethe_deletionrequest_deadline_timestamp_seconds{deletionrequest="a",namespace="shop",phase="AwaitingApproval"} 1.896048e+09
+lethe_deletionrequest_deadline_timestamp_seconds{deletionrequest="b",namespace="shop",phase="AwaitingApproval"} 1.8961344e+09
+lethe_deletionrequest_deadline_timestamp_seconds{deletionrequest="broken",namespace="shop",phase="Failed"} 1.8935424e+09
+# HELP lethe_deletionrequests_in_phase DeletionRequests that exist, by phase.
+# TYPE lethe_deletionrequests_in_phase gauge
+lethe_deletionrequests_in_phase{namespace="shop",phase="AwaitingApproval"} 2
+lethe_deletionrequests_in_phase{namespace="shop",phase="Completed"} 1
+lethe_deletionrequests_in_phase{namespace="shop",phase="Failed"} 1
+lethe_deletionrequests_in_phase{namespace="shop",phase="Pending"} 1
+# HELP lethe_records_past_retention Records a RetentionPolicy rule found past its retention period at the policy's last run and that are not yet deleted or anonymized (records legal holds keep are not counted).
+# TYPE lethe_records_past_retention gauge
+lethe_records_past_retention{mode="Enforce",namespace="shop",policy="orders",rule="orders"} 30
+lethe_records_past_retention{mode="Enforce",namespace="shop",policy="orders",rule="sessions"} 0
+# HELP lethe_retentionpolicy_last_run_result 1 for the phase of the RetentionPolicy's last run (Pending, Running, Succeeded, Failed, Stalled).
+# TYPE lethe_retentionpolicy_last_run_result gauge
+lethe_retentionpolicy_last_run_result{namespace="shop",policy="orders",result="Running"} 1
+# HELP lethe_retentionpolicy_last_run_timestamp_seconds Instant the RetentionPolicy's last run was scheduled for, as a Unix time.
+# TYPE lethe_retentionpolicy_last_run_timestamp_seconds gauge
+lethe_retentionpolicy_last_run_timestamp_seconds{namespace="shop",policy="orders"} 1.8934668e+09
+# HELP lethe_retentionpolicy_last_success_timestamp_seconds When the RetentionPolicy's last successful run completed, as a Unix time.
+# TYPE lethe_retentionpolicy_last_success_timestamp_seconds gauge
+lethe_retentionpolicy_last_success_timestamp_seconds{namespace="shop",policy="orders"} 1.89346681e+09
+# HELP lethe_retentionpolicy_next_run_timestamp_seconds When the RetentionPolicy's next run is due, as a Unix time.
+# TYPE lethe_retentionpolicy_next_run_timestamp_seconds gauge
+lethe_retentionpolicy_next_run_timestamp_seconds{namespace="shop",policy="orders"} 1.8935532e+09
+# HELP lethe_stalled_objects Lethe objects with condition Stalled=True (progress needs a human), by kind and reason.
+# TYPE lethe_stalled_objects gauge
+lethe_stalled_objects{kind="DataStore",namespace="shop",reason="SecretNotFound"} 1
+lethe_stalled_objects{kind="DeletionRequest",namespace="shop",reason="VerificationFailed"} 1
+lethe_stalled_objects{kind="PurgeJob",namespace="shop",reason="SafetyLimitExceeded"} 1
+lethe_stalled_objects{kind="RetentionPolicy",namespace="shop",reason="DatasetNotFound"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+}
