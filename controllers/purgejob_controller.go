@@ -156,6 +156,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		SliceDuration: j.r.SliceDuration, MaxBatchesPerSlice: j.r.MaxBatchesPerSlice,
 		Limiter: j.r.throttles.For(j.store.Namespace+"/"+j.store.Name, j.store.Spec.Limits.MaxBatchesPerSecond, j.r.now()),
 		Reached: func() { j.reached = true },
+		OnPause: j.paused, OnBatch: j.unpaused,
 	}
 	progress, err := run.Slice(ctx)
 	if err != nil {
@@ -168,6 +169,9 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		return j.succeed(ctx, retentionv1.ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized%s; nothing was changed", job.Status.Matched, keptByHolds(job.Status.Held)))
 	case executor.Completed:
 		return j.succeed(ctx, retentionv1.ReasonSucceeded, j.summary())
+	case executor.Paused:
+		// Checkpointed with the pause recorded (paused): look again later.
+		return outcome.Requeue(run.Paused.After(j.r.now()))
 	default: // Yielded: checkpointed; the next slice continues at once.
 		return outcome.Requeue(time.Millisecond)
 	}

@@ -54,6 +54,20 @@ func (j *jobRun) available() {
 	retentionv1.SetCondition(job, retentionv1.ConditionDataStoreAvailable, metav1.ConditionTrue, retentionv1.ReasonConnected, "The DataStore is reachable")
 }
 
+// paused records why a running job waits at a batch boundary (a gate of
+// executor.Run): the Throttled condition, with the measured value and the
+// limit. The executor checkpoints right after.
+func (j *jobRun) paused(p *executor.Pause) {
+	retentionv1.SetCondition(j.job, retentionv1.ConditionThrottled, metav1.ConditionTrue, p.Reason, p.Message)
+}
+
+// unpaused records that a batch ran: a pause, if the job was paused, is over.
+func (j *jobRun) unpaused() {
+	if c := findCondition(j.job.Status.Conditions, retentionv1.ConditionThrottled); c != nil && c.Status == metav1.ConditionTrue {
+		retentionv1.SetCondition(j.job, retentionv1.ConditionThrottled, metav1.ConditionFalse, retentionv1.ReasonNotThrottled, "Running: the last batch ran")
+	}
+}
+
 // started marks a counted, checked and sealed job Running.
 func (j *jobRun) started(ctx context.Context) (reconcile.Result, error) {
 	job := j.job

@@ -49,3 +49,26 @@ const (
 	// a subject erasure sealed before its first change.
 	LabelSealedKeys = "retention.lethe.dev/sealed-keys"
 )
+
+// The Throttled condition of a PurgeJob: True while a running job waits at
+// a batch boundary for its DataStore (health, window), False while it runs.
+// Its reasons say what it waits for; the message gives the measured value
+// and the limit.
+const (
+	ConditionThrottled = "Throttled"
+	// ReasonNotThrottled: the job's last batch ran.
+	ReasonNotThrottled = "NotThrottled"
+	// ReasonOutsideWindow: the DataStore's purge windows are closed.
+	ReasonOutsideWindow = "OutsideWindow"
+	// ReasonReplicationLag: a replica of the DataStore lags over the limit.
+	ReasonReplicationLag = "ReplicationLag"
+	// ReasonActiveSessions: more sessions are active than the limit.
+	ReasonActiveSessions = "ActiveSessions"
+	// ReasonLockWaiters: more sessions wait for locks than the limit.
+	ReasonLockWaiters = "LockWaiters"
+	// ReasonThreadsRunning: MySQL's Threads_running is over the limit.
+	ReasonThreadsRunning = "ThreadsRunning"
+	// ReasonHealthUnknown: the store's health could not be read; a store
+	// whose health cannot be read is treated as unhealthy.
+	ReasonHealthUnknown = "HealthUnknown"
+)

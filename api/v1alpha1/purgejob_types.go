@@ -141,7 +141,11 @@ type PurgeJobStatus struct {
 	Phase PurgeJobPhase `json:"phase,omitempty"`
 
 	// Conditions: Ready, Reconciling, Stalled (SafetyLimitExceeded,
-	// InvalidOperation…), DataStoreAvailable, Complete, Failed.
+	// InvalidOperation…), DataStoreAvailable, Complete, Failed, and
+	// Throttled: True while a running job waits at a batch boundary for its
+	// DataStore (reasons OutsideWindow, ReplicationLag, ActiveSessions,
+	// LockWaiters, ThreadsRunning, HealthUnknown; the message gives the
+	// measured value and the limit), False (NotThrottled) once a batch runs.
 	// +optional
 	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
