@@ -192,6 +192,9 @@ func (r *RetentionPolicyReconciler) backlog(ctx context.Context, p *retentionv1.
 		last = &jobs[0]
 	}
 	due, afterRun, wait := backlog.Due(p.Status.Backlog, last, interval, now)
+	if b := p.Status.Backlog; b != nil && !backlog.SameRules(b, p) {
+		due = true // rules added, renamed or removed: count them now
+	}
 	if due {
 		if err := r.countBacklog(ctx, p, ds, jobs, last, afterRun, now); err != nil {
 			// classify: a driver's error in fixed words, never its text.

@@ -356,3 +356,16 @@ func Due(b *retentionv1.Backlog, last *retentionv1.PurgeJob, interval time.Durat
 	}
 	return false, false, next.Sub(now)
 }
+
+// SameRules reports whether a status counted exactly the policy's rules.
+func SameRules(b *retentionv1.Backlog, p *retentionv1.RetentionPolicy) bool {
+	if len(b.Rules) != len(p.Spec.Rules) {
+		return false
+	}
+	for _, r := range p.Spec.Rules {
+		if !slices.ContainsFunc(b.Rules, func(c retentionv1.RuleBacklog) bool { return c.Rule == r.Name }) {
+			return false
+		}
+	}
+	return true
+}

@@ -392,3 +392,27 @@ func TestIntervalAndDue(t *testing.T) {
 		})
 	}
 }
+
+func TestSameRules(t *testing.T) {
+	b := &retentionv1.Backlog{Rules: []retentionv1.RuleBacklog{{Rule: "a"}, {Rule: "b"}}}
+	policy := func(names ...retentionv1.Identifier) *retentionv1.RetentionPolicy {
+		p := &retentionv1.RetentionPolicy{}
+		for _, n := range names {
+			p.Spec.Rules = append(p.Spec.Rules, retentionv1.RetentionRule{Name: n})
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		p    *retentionv1.RetentionPolicy
+		want bool
+	}{
+		{policy("b", "a"), true},
+		{policy("a"), false},
+		{policy("a", "c"), false},
+		{policy("a", "b", "c"), false},
+	} {
+		if got := backlog.SameRules(b, tc.p); got != tc.want {
+			t.Errorf("SameRules(%v) = %v, want %v", tc.p.Spec.Rules, got, tc.want)
+		}
+	}
+}
