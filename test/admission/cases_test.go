@@ -879,6 +879,13 @@ func boundaryCases() []admissionCase {
 		out = append(out, admissionCase{name: "DataStore/probeInterval " + d + " (at most 24h) is accepted",
 			manifest: obj("DataStore", dedent(validPostgres)+"probeInterval: "+d+"\n")})
 	}
+	for _, d := range []string{"10m", "0s", "0h", "1m", "60s", "604800s", "10080m", "168h"} {
+		out = append(out, admissionCase{name: "RetentionPolicy/backlogInterval " + d + " is accepted", manifest: rule("30d") + "  backlogInterval: " + d + "\n"})
+	}
+	for _, d := range []string{"30s", "59s", "169h", "10081m", "1d", "10", "-1m", "010m"} {
+		out = append(out, admissionCase{name: "RetentionPolicy/backlogInterval " + d + " is refused", manifest: rule("30d") + "  backlogInterval: \"" + d + "\"\n",
+			wantErr: true, want: []string{"backlogInterval"}})
+	}
 	return append(out,
 		admissionCase{name: "RetentionPolicy/startingDeadlineSeconds of one year is accepted",
 			manifest: rule("30d") + "  startingDeadlineSeconds: 31536000\n  effectiveFrom: \"2200-12-31T23:59:59Z\"\n"},
