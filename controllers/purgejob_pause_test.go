@@ -76,7 +76,9 @@ func stillFor(t *testing.T, ns, name string, left func() int64, d time.Duration)
 // counting. The manager's clock is moved, not the test's.
 func TestPurgeJobPausesOutsideItsWindow(t *testing.T) {
 	clock := &shiftableClock{}
-	startManagerWithClock(t, controllers.Options{}, clock.now)
+	// Slices longer than the clock's jumps: the job is paused by the gate
+	// before its next batch, not at the end of a slice.
+	startManagerWithClock(t, controllers.Options{PurgeJobSlice: 2 * time.Hour}, clock.now)
 	// A daily one-hour window that opened at the start of this minute (UTC).
 	opened := clock.now().UTC().Truncate(time.Minute)
 	ns, left := pauseFixture(t, func(s *retentionv1.DataStoreSpec) {

@@ -64,7 +64,8 @@ const (
 	ConditionThrottled = "Throttled"
 	// ReasonNotThrottled: the job's last batch ran.
 	ReasonNotThrottled = "NotThrottled"
-	// ReasonOutsideWindow: the DataStore's purge windows are closed.
+	// ReasonOutsideWindow: the DataStore's purge windows (spec.windows) are
+	// closed; status.resumeAt is when the next one opens.
 	ReasonOutsideWindow = "OutsideWindow"
 	// ReasonReplicationLag: a replica of the DataStore lags over the limit.
 	ReasonReplicationLag = "ReplicationLag"

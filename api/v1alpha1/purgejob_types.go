@@ -155,9 +155,11 @@ type PurgeJobStatus struct {
 	// Conditions: Ready, Reconciling, Stalled (SafetyLimitExceeded,
 	// InvalidOperation…), DataStoreAvailable, Complete, Failed, and
 	// Throttled: True while a running job waits at a batch boundary for its
-	// DataStore (reasons OutsideWindow, ReplicationLag, ActiveSessions,
-	// LockWaiters, ThreadsRunning, HealthUnknown; the message gives the
-	// measured value and the limit), False (NotThrottled) once a batch runs.
+	// DataStore, or one that has not started waits for the DataStore's
+	// window before counting (reasons OutsideWindow, with status.resumeAt;
+	// ReplicationLag, ActiveSessions, LockWaiters, ThreadsRunning,
+	// HealthUnknown; the message gives the measured value and the limit),
+	// False (NotThrottled) once a batch runs.
 	// A suspended job shows Ready False with reason Suspended.
 	// +optional
 	// +listType=atomic
