@@ -18,6 +18,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/executor"
 	"github.com/lethe-dev/lethe/internal/outcome"
 	"github.com/lethe-dev/lethe/internal/signature"
+	"github.com/lethe-dev/lethe/internal/window"
 )
 
 // subjectsSecretGrace is how long a PurgeJob that has not started waits for
@@ -104,6 +105,9 @@ type jobRun struct {
 	// reached: a call to the store succeeded in this reconcile, and none
 	// failed after it.
 	reached bool
+	// window is the store's window state, valid until it changes
+	// (windowGate).
+	window *window.State
 }
 
 func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {

@@ -53,12 +53,19 @@ func (j *jobRun) windowGate(context.Context) (*executor.Pause, error) {
 		return nil, nil
 	}
 	now := j.r.now()
-	set, err := storeWindows(j.store)
-	if err != nil {
-		return &executor.Pause{Reason: retentionv1.ReasonOutsideWindow, Retry: windowRecheck, Message: fmt.Sprintf(
-			"The purge windows of DataStore %s are invalid (%v); the job waits until they are fixed", j.store.Name, err)}, nil
+	// The state holds until its next change: computed once per slice and at
+	// the change, not before every batch (a schedule firing every minute
+	// costs thousands of steps).
+	if j.window == nil || !now.Before(windowChange(*j.window)) {
+		set, err := storeWindows(j.store)
+		if err != nil {
+			return &executor.Pause{Reason: retentionv1.ReasonOutsideWindow, Retry: windowRecheck, Message: fmt.Sprintf(
+				"The purge windows of DataStore %s are invalid (%v); the job waits until they are fixed", j.store.Name, err)}, nil
+		}
+		st := set.At(now)
+		j.window = &st
 	}
-	st := set.At(now)
+	st := j.window
 	if st.Open {
 		return nil, nil
 	}
@@ -68,6 +75,16 @@ func (j *jobRun) windowGate(context.Context) (*executor.Pause, error) {
 		p.Message = fmt.Sprintf("Outside the purge windows of DataStore %s; none opens within five years", j.store.Name)
 	}
 	return p, nil
+}
+
+// windowChange is when a window state stops holding: when the open period
+// closes, or the next window opens (zero when none is known, which makes
+// the caller compute the state again).
+func windowChange(st window.State) time.Time {
+	if st.Open {
+		return st.Closes
+	}
+	return st.Opens
 }
 
 // keepsToWindows reports whether a job waits for its store's windows:

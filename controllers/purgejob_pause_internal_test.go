@@ -139,3 +139,22 @@ func TestSuspendGateReadsTheCurrentJob(t *testing.T) {
 		t.Fatalf("deleted job: pause %v, %v", p, err)
 	}
 }
+
+// The gate keeps the window state for a slice, until it changes: a window
+// that closes during the slice pauses the batch right after.
+func TestWindowGateNoticesTheCloseWithinASlice(t *testing.T) {
+	now := time.Date(2026, 6, 10, 12, 59, 0, 0, time.UTC)
+	store := &retentionv1.DataStore{Spec: retentionv1.DataStoreSpec{Windows: []retentionv1.PurgeWindow{{Schedule: "0 11 * * *", Duration: "2h"}}}}
+	job := &retentionv1.PurgeJob{Spec: retentionv1.PurgeJobSpec{Operations: []retentionv1.Operation{{Collection: "events", ByAge: true}}}}
+	j := &jobRun{r: &PurgeJobReconciler{Deps: Deps{Clock: func() time.Time { return now }}}, job: job, store: store}
+	for _, step := range []struct {
+		at     time.Duration
+		paused bool
+	}{{0, false}, {59 * time.Second, false}, {time.Minute, true}, {2 * time.Minute, true}, {22 * time.Hour, true}, {22*time.Hour + time.Minute, false}} {
+		now = time.Date(2026, 6, 10, 12, 59, 0, 0, time.UTC).Add(step.at)
+		p, err := j.windowGate(context.Background())
+		if err != nil || (p != nil) != step.paused {
+			t.Fatalf("at %v: pause %v, %v; want paused=%v", now, p, err, step.paused)
+		}
+	}
+}
