@@ -175,9 +175,12 @@ func (j *jobRun) resumed() {
 	j.r.Recorder.Eventf(job, nil, "Normal", retentionv1.ReasonResumed, "Resume", "Resumed: %d deleted and %d anonymized of %d matched records so far", job.Status.Deleted, job.Status.Anonymized, job.Status.Matched)
 }
 
-// waitForWindow holds a job that has not started while its store's windows
-// are closed: counting reads every expired record, the load windows keep
-// out of busy hours. The job stays Pending, with Throttled and resumeAt.
+// waitForWindow holds a job, before it is planned, while its store's
+// windows are closed. One that has not started does not count: counting
+// reads every expired record, the load windows keep out of busy hours. One
+// that has started (paused by windowGate in an earlier slice) waits without
+// resolving its operations again. The job keeps its phase, with Throttled
+// True (OutsideWindow) and status.resumeAt.
 func (j *jobRun) waitForWindow(ctx context.Context) (bool, reconcile.Result, error) {
 	p, _ := j.windowGate(ctx)
 	if p == nil {
