@@ -103,7 +103,8 @@ type RetentionPolicySpec struct {
 	// +kubebuilder:default=Forbid
 	ConcurrencyPolicy ConcurrencyPolicy `json:"concurrencyPolicy,omitempty"`
 
-	// Suspend stops scheduling new runs; a running PurgeJob finishes.
+	// Suspend stops scheduling new runs; a running PurgeJob finishes (to
+	// pause it, set spec.suspend on that PurgeJob).
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
 
