@@ -126,6 +126,25 @@ type DataStoreSpec struct {
 	// +optional
 	// +kubebuilder:default="5m"
 	ProbeInterval Timeout `json:"probeInterval,omitempty"`
+
+	// Backups declares how long the store's backups keep data, so that a
+	// completed DeletionRequest can say when the last backup holding the
+	// erased subject expires (status.backupsExpireTime and the condition
+	// BackupsExpired). Unset, Lethe cannot tell, and such a request's
+	// BackupsExpired is Unknown (reason BackupRetentionUnknown); a store
+	// without backups declares retention 0h.
+	// +optional
+	Backups *DataStoreBackups `json:"backups,omitempty"`
+}
+
+// DataStoreBackups says how long a store's backups are kept.
+type DataStoreBackups struct {
+	// Retention is how long a backup is kept before it is deleted (or
+	// overwritten), as the backup schedule says: for example 30d or 6w; 0h
+	// when the store keeps no backups. A record erased at time T is gone
+	// from every backup at T + retention.
+	// +required
+	Retention WaitDuration `json:"retention"`
 }
 
 // S3Settings locate a bucket in S3-compatible storage.
