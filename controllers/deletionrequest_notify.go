@@ -21,6 +21,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/metrics"
 	"github.com/lethe-dev/lethe/internal/notify"
+	"github.com/lethe-dev/lethe/internal/outcome"
 	"github.com/lethe-dev/lethe/internal/owned"
 	"github.com/lethe-dev/lethe/internal/receipt"
 	"github.com/lethe-dev/lethe/internal/request"
@@ -46,6 +47,15 @@ func noticesSecretName(dr *retentionv1.DeletionRequest) string { return dr.Name 
 func (r *DeletionRequestReconciler) notify(ctx context.Context, p *request.Planner, dr *retentionv1.DeletionRequest, now time.Time) (time.Duration, error) {
 	if meta.FindStatusCondition(dr.Status.Conditions, retentionv1.ConditionRecipientsNotified) == nil {
 		notices, err := r.prepareNotices(ctx, p, dr, now)
+		if errors.Is(err, connect.ErrSecretNotFound) || outcome.AsStall(err) != nil {
+			// The subject's identities cannot be read any more (the
+			// identity Secret was deleted or changed since completion):
+			// no notice can be built, now or later.
+			msg := "No erasure notice could be built: " + err.Error()
+			retentionv1.SetCondition(dr, retentionv1.ConditionRecipientsNotified, metav1.ConditionFalse, retentionv1.ReasonNoticeLost, msg)
+			r.Recorder.Eventf(dr, nil, "Warning", retentionv1.ReasonNoticeLost, "Notify", "%s", msg)
+			return 0, nil
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -83,6 +93,9 @@ func (r *DeletionRequestReconciler) notify(ctx context.Context, p *request.Plann
 	retentionv1.SetCondition(dr, retentionv1.ConditionRecipientsNotified, status, reason, msg)
 	next := notify.Next(dr.Status.Recipients)
 	if next.IsZero() {
+		if len(dr.Status.Recipients) == 0 {
+			return 0, nil // no notices, no Secret
+		}
 		// Every notice is final: the bodies, which hold identities, go.
 		return 0, owned.DeleteSecret(ctx, r.Client, r.APIReader, dr, noticesSecretName(dr))
 	}
@@ -211,7 +224,7 @@ func (r *DeletionRequestReconciler) prepareNotices(ctx context.Context, p *reque
 	switch err := r.APIReader.Get(ctx, key, &s); {
 	case err == nil:
 		if !owned.By(&s, dr) {
-			return nil, fmt.Errorf("Secret %s exists but is not owned by this request; Lethe keeps the erasure notices there", key.Name)
+			return nil, fmt.Errorf("the Secret %s exists but is not owned by this request; Lethe keeps the erasure notices there", key.Name)
 		}
 		names := make([]string, 0, len(s.Data))
 		for name := range s.Data {

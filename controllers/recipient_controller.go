@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -49,7 +49,7 @@ func (r *RecipientReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *RecipientReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var rcpt retentionv1.Recipient
 	if err := r.Get(ctx, req.NamespacedName, &rcpt); err != nil {
-		return reconcile.Result{}, client0(err)
+		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !rcpt.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
@@ -72,13 +72,6 @@ func (r *RecipientReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, errors.Join(err, werr)
 	}
 	return res, err
-}
-
-func client0(err error) error {
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
 }
 
 // check returns a stall for what needs a human: an invalid URL, a Secret
