@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -78,29 +77,20 @@ func (r *RecipientReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 // missing, unmarked or invalid, an address the network policy refuses.
 // A host that does not resolve now is a transient error.
 func (r *RecipientReconciler) check(ctx context.Context, rcpt *retentionv1.Recipient) error {
-	t, err := recipientTarget(ctx, r.APIReader, rcpt)
-	switch {
-	case errors.Is(err, notify.ErrInvalidURL):
-		return outcome.Stall(retentionv1.ReasonInvalidSpec, err.Error())
-	case connect.SecretReason(err) != "":
-		return outcome.Stall(connect.SecretReason(err), err.Error())
-	case err != nil:
-		return err
-	}
-	if len(t.CABundle) > 0 {
-		if !x509.NewCertPool().AppendCertsFromPEM(t.CABundle) {
-			return outcome.Stall(retentionv1.ReasonInvalidSecret, "key "+strconv.Quote(rcpt.Spec.CABundleSecretRef.Key)+" of Secret "+strconv.Quote(rcpt.Spec.CABundleSecretRef.Name)+" holds no PEM certificate")
-		}
-	}
+	// The addresses first: nothing else matters for an endpoint the
+	// manager may not reach.
 	policy := r.Network
 	if policy == nil {
 		policy = datastore.DefaultNetworkPolicy()
 	}
-	for _, raw := range []string{t.Endpoint, t.AckURL} {
+	for _, raw := range []string{rcpt.Spec.Endpoint, rcpt.Spec.Acknowledgement.URL} {
 		if raw == "" {
 			continue
 		}
-		u, _ := url.Parse(raw)
+		u, err := notify.ParseEndpoint(raw)
+		if err != nil {
+			return outcome.Stall(retentionv1.ReasonInvalidSpec, err.Error())
+		}
 		port := 443
 		if p := u.Port(); p != "" {
 			port, _ = strconv.Atoi(p)
@@ -115,6 +105,18 @@ func (r *RecipientReconciler) check(ctx context.Context, rcpt *retentionv1.Recip
 			}
 			return err
 		}
+	}
+	t, err := recipientTarget(ctx, r.APIReader, rcpt)
+	switch {
+	case errors.Is(err, notify.ErrInvalidURL):
+		return outcome.Stall(retentionv1.ReasonInvalidSpec, err.Error())
+	case connect.SecretReason(err) != "":
+		return outcome.Stall(connect.SecretReason(err), err.Error())
+	case err != nil:
+		return err
+	}
+	if len(t.CABundle) > 0 && !x509.NewCertPool().AppendCertsFromPEM(t.CABundle) {
+		return outcome.Stall(retentionv1.ReasonInvalidSecret, "key "+strconv.Quote(rcpt.Spec.CABundleSecretRef.Key)+" of Secret "+strconv.Quote(rcpt.Spec.CABundleSecretRef.Name)+" holds no PEM certificate")
 	}
 	return nil
 }
