@@ -181,7 +181,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	p := r.planner()
 	dr.Status.ObservedGeneration = dr.Generation
 	if dr.Status.Phase == retentionv1.RequestCompleted || dr.Status.Phase == retentionv1.RequestFailed {
-		return r.finished(ctx, p, dr, now)
+		return r.finished(ctx, p, dr, now, false)
 	}
 	if dr.Status.Phase == "" {
 		dr.Status.Phase = retentionv1.RequestPending

@@ -34,7 +34,7 @@ import (
 func noticesSecretName(dr *retentionv1.DeletionRequest) string { return dr.Name + "-notices" }
 
 // notify sends the erasure notices of a completed erasure (docs/design.md
-// §9). The first time, it picks the Recipients concerned (their Datasets or
+// §9). In the reconcile that completes it, it picks the Recipients concerned (their Datasets or
 // categories in the plan, and at least one identity type of theirs known
 // for the subject), builds each notice (internal/notify) and keeps the
 // bodies in the Secret <request>-notices, owned by the request; the
@@ -44,8 +44,17 @@ func noticesSecretName(dr *retentionv1.DeletionRequest) string { return dr.Name 
 // under the same id, and never again once a notice is final. When every
 // notice is final the Secret is deleted: identities are kept no longer than
 // needed. It returns how long until the next attempt or deadline.
-func (r *DeletionRequestReconciler) notify(ctx context.Context, p *request.Planner, dr *retentionv1.DeletionRequest, now time.Time) (time.Duration, error) {
-	if meta.FindStatusCondition(dr.Status.Conditions, retentionv1.ConditionRecipientsNotified) == nil {
+func (r *DeletionRequestReconciler) notify(ctx context.Context, p *request.Planner, dr *retentionv1.DeletionRequest, now time.Time, completedNow bool) (time.Duration, error) {
+	c := meta.FindStatusCondition(dr.Status.Conditions, retentionv1.ConditionRecipientsNotified)
+	if c == nil && !completedNow {
+		// Completed before this manager sent notices (an upgrade): the
+		// parties are not told of old erasures all at once.
+		return 0, nil
+	}
+	if c == nil || c.Status == metav1.ConditionUnknown {
+		// Unknown until the notices are kept: a transient error here is
+		// retried by the next reconcile.
+		retentionv1.SetCondition(dr, retentionv1.ConditionRecipientsNotified, metav1.ConditionUnknown, retentionv1.ReasonNotifying, "Preparing the erasure notices")
 		notices, err := r.prepareNotices(ctx, p, dr, now)
 		if errors.Is(err, connect.ErrSecretNotFound) || outcome.AsStall(err) != nil {
 			// The subject's identities cannot be read any more (the
@@ -224,7 +233,7 @@ func (r *DeletionRequestReconciler) prepareNotices(ctx context.Context, p *reque
 	switch err := r.APIReader.Get(ctx, key, &s); {
 	case err == nil:
 		if !owned.By(&s, dr) {
-			return nil, fmt.Errorf("the Secret %s exists but is not owned by this request; Lethe keeps the erasure notices there", key.Name)
+			return nil, outcome.Stall(retentionv1.ReasonNoticeLost, fmt.Sprintf("the Secret %s exists but is not owned by this request; Lethe keeps the erasure notices there", key.Name))
 		}
 		names := make([]string, 0, len(s.Data))
 		for name := range s.Data {

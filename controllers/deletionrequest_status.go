@@ -95,15 +95,15 @@ func (r *DeletionRequestReconciler) complete(ctx context.Context, p *request.Pla
 	r.Coalescer.Done(client.ObjectKeyFromObject(dr))
 	r.Recorder.Eventf(dr, nil, "Normal", reason, "Erase", "%s", msg)
 	log.FromContext(ctx).Info("DeletionRequest completed", "subject", digest.Short(dr.Status.SubjectDigest), "records", rows)
-	return r.finished(ctx, p, dr, now)
+	return r.finished(ctx, p, dr, now, true)
 }
 
 // finished runs for a request that is over. A completed erasure (verified,
-// with a plan) tells its Recipients (notify) and shows when its backups
-// expire (backups); then the request waits for its TTL (expire), which
-// waits for every notice to be final. It returns the earliest time
-// something is due.
-func (r *DeletionRequestReconciler) finished(ctx context.Context, p *request.Planner, dr *retentionv1.DeletionRequest, now time.Time) (time.Duration, error) {
+// with a plan) tells its Recipients (notify; completedNow: it completed in
+// this reconcile) and shows when its backups expire (backups); then the
+// request waits for its TTL (expire), which waits for every notice to be
+// final. It returns the earliest time something is due.
+func (r *DeletionRequestReconciler) finished(ctx context.Context, p *request.Planner, dr *retentionv1.DeletionRequest, now time.Time, completedNow bool) (time.Duration, error) {
 	var next time.Duration
 	soonest := func(d time.Duration) {
 		if d > 0 && (next == 0 || d < next) {
@@ -118,7 +118,7 @@ func (r *DeletionRequestReconciler) finished(ctx context.Context, p *request.Pla
 			return 0, err
 		}
 		soonest(wait)
-		if wait, err = r.notify(ctx, p, dr, now); err != nil {
+		if wait, err = r.notify(ctx, p, dr, now, completedNow); err != nil {
 			return 0, err
 		}
 		soonest(wait)
