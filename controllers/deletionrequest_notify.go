@@ -69,6 +69,8 @@ func (r *DeletionRequestReconciler) notify(ctx context.Context, p *request.Plann
 			return 0, err
 		}
 		dr.Status.Recipients = notices
+		status, reason, msg := notify.Summary(notices)
+		retentionv1.SetCondition(dr, retentionv1.ConditionRecipientsNotified, status, reason, msg)
 		for _, n := range notices {
 			r.Recorder.Eventf(dr, nil, "Normal", retentionv1.ReasonNotifying, "Notify", "Sending the erasure notice to Recipient %s (notice %s)", n.Name, n.NoticeID)
 		}

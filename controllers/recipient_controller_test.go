@@ -501,3 +501,43 @@ func waitGone(t *testing.T, ns, secret string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A request completed before Lethe sent notices (an upgrade) is not
+// notified when the new manager starts: the parties are not told of old
+// erasures all at once.
+func TestRequestsCompletedBeforeTheUpgradeAreNotNotified(t *testing.T) {
+	ns := namespace(t)
+	party := newPartyReceiver(t, func(_ int, _ *http.Request, w http.ResponseWriter) { w.WriteHeader(http.StatusOK) })
+	recipientFor(t, ns, "crm", party, nil)
+	dr := &retentionv1.DeletionRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "old"},
+		Spec: retentionv1.DeletionRequestSpec{
+			Subject: retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "email", Value: adaEmail}}},
+			Reason:  retentionv1.ReasonSubjectRequest,
+		},
+	}
+	create(t, dr)
+	now := metav1.Now()
+	deadline := metav1.NewTime(now.Add(30 * 24 * time.Hour))
+	dr.Status = retentionv1.DeletionRequestStatus{
+		ObservedGeneration: dr.Generation, Phase: retentionv1.RequestCompleted, CompletionTime: &now, DeadlineTime: &deadline,
+		Plan:    []retentionv1.PlannedCollection{{Dataset: "app", Collection: "users", Action: retentionv1.ActionDelete}},
+		Receipt: &retentionv1.Receipt{SubjectDigest: "hmac-sha256:x", Verified: true, CompletedAt: &now},
+	}
+	if err := env.Client.Status().Update(context.Background(), dr); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, fastNotices)
+	// The manager has looked at it: BackupsExpired says the Dataset's store
+	// is unknown.
+	waitFor(t, dr, 30*time.Second, "BackupsExpired Unknown", func(d *retentionv1.DeletionRequest) bool {
+		return hasCondition(d, retentionv1.ConditionBackupsExpired, metav1.ConditionUnknown, retentionv1.ReasonBackupRetentionUnknown)
+	})
+	time.Sleep(2 * time.Second)
+	if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(dr), dr); err != nil {
+		t.Fatal(err)
+	}
+	if len(party.requests()) != 0 || len(dr.Status.Recipients) != 0 || condition(dr, retentionv1.ConditionRecipientsNotified) != nil {
+		t.Fatalf("an erasure completed before the upgrade was notified: %d requests, status %+v", len(party.requests()), dr.Status.Recipients)
+	}
+}
