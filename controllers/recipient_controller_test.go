@@ -197,7 +197,7 @@ func secretGone(t *testing.T, ns, name string) bool {
 	return apierrors.IsNotFound(err)
 }
 
-var fastNotices = controllers.Options{NotifyBackoff: notify.Backoff{Base: 300 * time.Millisecond, Max: time.Second}, NotifyTimeout: 2 * time.Second}
+var fastNotices = controllers.Options{NotifyBackoff: notify.Backoff{Base: 300 * time.Millisecond, Max: time.Second}}
 
 func TestRecipientsAreSentSignedNoticesWithOnlyTheirIdentityTypes(t *testing.T) {
 	startManager(t, fastNotices)
