@@ -16,6 +16,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/datastore/all"
 	"github.com/lethe-dev/lethe/internal/ledger"
+	"github.com/lethe-dev/lethe/internal/notify"
 )
 
 // Options tune the controllers.
@@ -44,6 +45,11 @@ type Options struct {
 	// (--datastore-allowed-networks, --datastore-denied-networks); nil
 	// keeps the pool's, by default datastore.DefaultNetworkPolicy.
 	NetworkPolicy *datastore.NetworkPolicy
+	// NotifyBackoff is the retry schedule of erasure notices to Recipients
+	// (default notify.DefaultBackoff: 30s doubling up to 6h, with jitter);
+	// NotifyTimeout bounds one attempt (default 10s).
+	NotifyBackoff notify.Backoff
+	NotifyTimeout time.Duration
 }
 
 // CacheOptions are the manager's cache options for --watch-namespaces: a
@@ -85,7 +91,19 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	}
 	coalescer := coalesce.New(deps.Client, deps.DigestKey)
 	coalescer.Window, coalescer.MaxSubjects = o.CoalesceWindow, o.CoalesceMaxSubjects
-	if err := (&DeletionRequestReconciler{Deps: deps, Coalescer: coalescer, Ledger: ledger.NewWriter(deps.Client, deps.APIReader)}).SetupWithManager(mgr, o.RequestConcurrency); err != nil {
+	network := o.NetworkPolicy
+	if network == nil && deps.Pool != nil {
+		network = deps.Pool.Network
+	}
+	notifier := &notify.Client{Policy: network, Timeout: o.NotifyTimeout}
+	backoff := o.NotifyBackoff
+	if backoff.Base <= 0 {
+		backoff = notify.DefaultBackoff
+	}
+	if err := (&DeletionRequestReconciler{Deps: deps, Coalescer: coalescer, Ledger: ledger.NewWriter(deps.Client, deps.APIReader), Notifier: notifier, NotifyBackoff: backoff}).SetupWithManager(mgr, o.RequestConcurrency); err != nil {
+		return err
+	}
+	if err := (&RecipientReconciler{Deps: deps, Network: network}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).

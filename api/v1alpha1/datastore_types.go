@@ -148,6 +148,25 @@ type DataStoreSpec struct {
 	// deadline matters more than the hour; All makes erasures wait too.
 	// +optional
 	WindowsApplyTo WindowsApplyTo `json:"windowsApplyTo,omitempty"`
+
+	// Backups declares how long the store's backups keep data, so that a
+	// completed DeletionRequest can say when the last backup holding the
+	// erased subject expires (status.backupsExpireTime and the condition
+	// BackupsExpired). Unset, Lethe cannot tell, and such a request's
+	// BackupsExpired is Unknown (reason BackupRetentionUnknown); a store
+	// without backups declares retention 0h.
+	// +optional
+	Backups *DataStoreBackups `json:"backups,omitempty"`
+}
+
+// DataStoreBackups says how long a store's backups are kept.
+type DataStoreBackups struct {
+	// Retention is how long a backup is kept before it is deleted (or
+	// overwritten), as the backup schedule says: for example 30d or 6w; 0h
+	// when the store keeps no backups. A record erased at time T is gone
+	// from every backup at T + retention.
+	// +required
+	Retention WaitDuration `json:"retention"`
 }
 
 // WindowsApplyTo says which PurgeJobs keep to a DataStore's windows.

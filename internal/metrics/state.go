@@ -203,6 +203,12 @@ func (c *StateCollector) countStalled(ctx context.Context, countStalled func(str
 			countStalled("PurgeJob", &jobs.Items[i])
 		}
 	}
+	var recipients retentionv1.RecipientList
+	if c.reader.List(ctx, &recipients, client.UnsafeDisableDeepCopy) == nil {
+		for i := range recipients.Items {
+			countStalled("Recipient", &recipients.Items[i])
+		}
+	}
 }
 
 func unix(t *metav1.Time) float64 { return float64(t.UnixNano()) / 1e9 }

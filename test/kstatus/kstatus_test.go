@@ -35,6 +35,8 @@ func observed(o retentionv1.Object, gen int64) {
 		t.Status.ObservedGeneration = gen
 	case *retentionv1.PurgeJob:
 		t.Status.ObservedGeneration = gen
+	case *retentionv1.Recipient:
+		t.Status.ObservedGeneration = gen
 	}
 }
 
@@ -46,6 +48,7 @@ func kinds() map[string]func() retentionv1.Object {
 		"DeletionRequest": func() retentionv1.Object { return &retentionv1.DeletionRequest{ObjectMeta: meta()} },
 		"LegalHold":       func() retentionv1.Object { return &retentionv1.LegalHold{ObjectMeta: meta()} },
 		"PurgeJob":        func() retentionv1.Object { return &retentionv1.PurgeJob{ObjectMeta: meta()} },
+		"Recipient":       func() retentionv1.Object { return &retentionv1.Recipient{ObjectMeta: meta()} },
 	}
 }
 
