@@ -108,6 +108,10 @@ test: verify-generated vet controlplane versitygw promtool ## Regenerate and ver
 build: generate ## Build the manager binary into bin/manager.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/manager .
 
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-lethe (put it on PATH: kubectl lethe status).
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/kubectl-lethe ./cmd/kubectl-lethe
+
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
 	go run . --leader-elect=false

@@ -143,15 +143,15 @@ func (c *StateCollector) collectPolicies(ctx context.Context, ch chan<- promethe
 		if c.reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: run.PurgeJob}, &job, client.UnsafeDisableDeepCopy) != nil {
 			continue
 		}
-		for rule, n := range pastRetention(&job) {
+		for rule, n := range PastRetention(&job) {
 			ch <- prometheus.MustNewConstMetric(pastRetentionDesc, prometheus.GaugeValue, float64(n), p.Namespace, p.Name, rule, string(job.Spec.Mode))
 		}
 	}
 }
 
-// pastRetention sums, per rule, what a policy run's operations matched and
+// PastRetention sums, per rule, what a policy run's operations matched and
 // have not yet deleted or anonymized (status.operations follow spec order).
-func pastRetention(job *retentionv1.PurgeJob) map[string]int64 {
+func PastRetention(job *retentionv1.PurgeJob) map[string]int64 {
 	left := map[string]int64{}
 	for i, op := range job.Spec.Operations {
 		rule := string(op.Rule)
