@@ -211,7 +211,7 @@ func TestPlugin(t *testing.T) {
 			{"PurgeJob", "shop-retention-29921460", "Succeeded", "Enforce: 130 matched, 100 deleted, 10 anonymized"},
 			{"PurgeJob", "shop-retention-29922900", "Stalled", "SafetyLimitExceeded", "kubectl lethe release-run shop-retention-29922900"},
 			{"DeletionRequest", "done", "Completed", "receipt sha256"},
-			{"DeletionRequest", "late", "Overdue", "deadline 2h ago; phase AwaitingApproval"},
+			{"DeletionRequest", "late", "Overdue", "deadline 120m ago; phase AwaitingApproval"},
 			{"LegalHold", "case-2026-sh-0142", "Holding", "2 subjects, 1 derived; blocking PurgeJob/shop-retention-29921460"},
 		} {
 			if !hasRow(out, want...) {
