@@ -25,7 +25,10 @@ func mergePatch(annotations map[string]any, spec map[string]any) client.Patch {
 	if spec != nil {
 		body["spec"] = spec
 	}
-	b, _ := json.Marshal(body) //nolint:errchkjson // maps of strings and bools
+	b, err := json.Marshal(body)
+	if err != nil {
+		panic(err) // maps of strings and bools always marshal
+	}
 	return client.RawPatch(types.MergePatchType, b)
 }
 

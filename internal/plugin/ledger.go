@@ -189,7 +189,7 @@ func DigestKey(ctx context.Context, c client.Reader, o DigestKeyOptions) ([]byte
 		}
 		b, ok := s.Data[o.SecretKey]
 		if !ok {
-			return nil, fmt.Errorf("Secret %s has no key %q", o.Secret, o.SecretKey) //nolint:staticcheck // Secret is a kind name
+			return nil, fmt.Errorf("the Secret %s has no key %q", o.Secret, o.SecretKey)
 		}
 		raw = b
 	}

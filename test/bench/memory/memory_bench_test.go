@@ -356,9 +356,33 @@ func (s *sampler) count() int {
 
 func (s *sampler) stop() { close(s.done) }
 
+// get fetches a loopback endpoint of the manager.
+func get(url string) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error { c.cancel(); return c.ReadCloser.Close() }
+
 // heapInUse reads go_memstats_heap_inuse_bytes from the metrics endpoint.
 func heapInUse(b *testing.B, url string) float64 {
-	resp, err := http.Get(url) //nolint:noctx // a loopback endpoint of the test's own process
+	resp, err := get(url)
 	if err != nil {
 		b.Logf("metrics: %v", err)
 		return 0
@@ -376,7 +400,7 @@ func heapInUse(b *testing.B, url string) float64 {
 }
 
 func saveProfile(b *testing.B, url, path string) {
-	resp, err := http.Get(url) //nolint:noctx // a loopback endpoint of the test's own process
+	resp, err := get(url)
 	if err != nil {
 		b.Errorf("heap profile: %v", err)
 		return
