@@ -1,7 +1,7 @@
 package v1alpha1
 
 // PurgeJobPhase is the phase of a PurgeJob, and of each of its operations.
-// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Stalled;Held
+// +kubebuilder:validation:Enum=Pending;Running;Suspended;Succeeded;Failed;Stalled;Held
 type PurgeJobPhase string
 
 // PurgeJob phases.
@@ -11,6 +11,9 @@ const (
 	PurgeJobSucceeded PurgeJobPhase = "Succeeded"
 	PurgeJobFailed    PurgeJobPhase = "Failed"
 	PurgeJobStalled   PurgeJobPhase = "Stalled"
+	// PurgeJobSuspended: spec.suspend holds the job at a batch boundary (or
+	// before it starts); Ready is False with reason Suspended.
+	PurgeJobSuspended PurgeJobPhase = "Suspended"
 	// OperationHeld marks an operation skipped because a LegalHold keeps its
 	// whole collection (status.operations[].phase only).
 	OperationHeld PurgeJobPhase = "Held"
@@ -33,6 +36,9 @@ const (
 	// ReasonReferencedOutsideErasure: records outside the erasure refer, by
 	// a foreign key, to records it would delete; nothing was changed.
 	ReasonReferencedOutsideErasure = "ReferencedOutsideErasure"
+	// ReasonResumed: spec.suspend was cleared; the job continues from its
+	// checkpoint (an event; Suspended is the reason while it is set).
+	ReasonResumed = "Resumed"
 )
 
 // PurgeJob annotations and labels.
@@ -48,4 +54,28 @@ const (
 	// LabelSealedKeys marks the Secret <job>-sealed holding the primary keys
 	// a subject erasure sealed before its first change.
 	LabelSealedKeys = "retention.lethe.dev/sealed-keys"
+)
+
+// The Throttled condition of a PurgeJob: True while a running job waits at
+// a batch boundary for its DataStore (health, window), False while it runs.
+// Its reasons say what it waits for; the message gives the measured value
+// and the limit.
+const (
+	ConditionThrottled = "Throttled"
+	// ReasonNotThrottled: the job's last batch ran.
+	ReasonNotThrottled = "NotThrottled"
+	// ReasonOutsideWindow: the DataStore's purge windows (spec.windows) are
+	// closed; status.resumeAt is when the next one opens.
+	ReasonOutsideWindow = "OutsideWindow"
+	// ReasonReplicationLag: a replica of the DataStore lags over the limit.
+	ReasonReplicationLag = "ReplicationLag"
+	// ReasonActiveSessions: more sessions are active than the limit.
+	ReasonActiveSessions = "ActiveSessions"
+	// ReasonLockWaiters: more sessions wait for locks than the limit.
+	ReasonLockWaiters = "LockWaiters"
+	// ReasonThreadsRunning: MySQL's Threads_running is over the limit.
+	ReasonThreadsRunning = "ThreadsRunning"
+	// ReasonHealthUnknown: the store's health could not be read; a store
+	// whose health cannot be read is treated as unhealthy.
+	ReasonHealthUnknown = "HealthUnknown"
 )

@@ -41,6 +41,10 @@ const (
 	// Completed: every operation succeeded or is held; the last batch was
 	// checkpointed.
 	Completed
+	// Paused: a gate (Run.Gates) stopped the slice at a batch boundary;
+	// Run.Paused says why. Run.OnPause was called and the progress
+	// checkpointed. Come back after Run.Paused.After.
+	Paused
 )
 
 // String names the progress, for tests and logs.
@@ -54,6 +58,8 @@ func (p Progress) String() string {
 		return "Yielded"
 	case Completed:
 		return "Completed"
+	case Paused:
+		return "Paused"
 	}
 	return fmt.Sprintf("Progress(%d)", int(p))
 }
@@ -99,6 +105,17 @@ type Run struct {
 	// succeeded (a count or a batch), before the checkpoint that follows
 	// it: the store is available.
 	Reached func()
+	// Gates are asked before every batch whether it may run (suspension,
+	// windows, the store's health); see Gate.
+	Gates []Gate
+	// OnPause, if set, is called when a gate pauses the slice, before the
+	// checkpoint that ends it, so the caller can record why in the same
+	// write. OnBatch, if set, is called after every batch that succeeded,
+	// before its checkpoint (the job runs: a pause is over).
+	OnPause func(*Pause)
+	OnBatch func()
+	// Paused is why the slice paused (Progress Paused); nil otherwise.
+	Paused *Pause
 }
 
 // Slice does the next part of the job: it counts, checks and seals a job
@@ -194,6 +211,18 @@ func (r *Run) execute(ctx context.Context) (Progress, error) {
 				}
 				return Yielded, nil
 			}
+			if p, err := r.gate(ctx); err != nil {
+				return 0, r.classify(err)
+			} else if p != nil {
+				r.Paused = p
+				if r.OnPause != nil {
+					r.OnPause(p)
+				}
+				if err := r.Checkpoint(ctx); err != nil {
+					return 0, &AbortError{Err: err}
+				}
+				return Paused, nil
+			}
 			if turn, err := r.throttle(ctx, deadline); err != nil {
 				return 0, &AbortError{Err: err}
 			} else if !turn {
@@ -235,6 +264,9 @@ func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.Operatio
 		return false, &AbortError{Err: err}
 	}
 	r.reached()
+	if r.OnBatch != nil {
+		r.OnBatch()
+	}
 	r.record(st, s, b)
 	if b.Done {
 		st.Phase = retentionv1.PurgeJobSucceeded

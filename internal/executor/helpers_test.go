@@ -114,6 +114,11 @@ type harness struct {
 	limiter  *rate.Limiter
 	sleeps   []time.Duration
 	sleepErr error
+	// gates are the Run's gates; pauses lists what OnPause was told and
+	// batches counts OnBatch calls.
+	gates   []executor.Gate
+	pauses  []*executor.Pause
+	batches int
 }
 
 // sleep is the Run's Sleep: it advances the clock by d.
@@ -148,6 +153,9 @@ func (h *harness) run() *executor.Run {
 		},
 		CursorKey: cursorKey, SliceDuration: h.sliceTime, MaxBatchesPerSlice: h.maxBatches,
 		Limiter: h.limiter, Sleep: h.sleep,
+		Gates:   h.gates,
+		OnPause: func(p *executor.Pause) { h.pauses = append(h.pauses, p) },
+		OnBatch: func() { h.batches++ },
 	}
 }
 

@@ -8,12 +8,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
-	"github.com/lethe-dev/lethe/internal/metrics"
 )
 
 // Promise is one rule of a RetentionPolicy: how long, what happens, and
@@ -25,13 +23,19 @@ type Promise struct {
 	Action    string `json:"action"`
 	OlderThan string `json:"olderThan"`
 	Mode      string `json:"mode"`
-	// PastRetention is how many records the last run found past the period
-	// and has not deleted or anonymized (what lethe_records_past_retention
-	// exports); nil before the first run.
-	PastRetention *int64     `json:"pastRetention,omitempty"`
-	LastRun       string     `json:"lastRun,omitempty"`
-	LastRunTime   *time.Time `json:"lastRunTime,omitempty"`
-	LastResult    string     `json:"lastResult,omitempty"`
+	// PastRetention is how many records are past the period now, from the
+	// policy's status.backlog (what lethe_records_past_retention exports);
+	// nil before the manager has counted them.
+	PastRetention *int64 `json:"pastRetention,omitempty"`
+	// Held is how many of the records past the period legal holds keep.
+	Held int64 `json:"held,omitempty"`
+	// Accuracy is Exact or Estimated.
+	Accuracy string `json:"accuracy,omitempty"`
+	// MeasuredTime is when they were counted.
+	MeasuredTime *time.Time `json:"measuredTime,omitempty"`
+	LastRun      string     `json:"lastRun,omitempty"`
+	LastRunTime  *time.Time `json:"lastRunTime,omitempty"`
+	LastResult   string     `json:"lastResult,omitempty"`
 }
 
 // Request is one DeletionRequest: phase, deadline, receipt.
@@ -53,7 +57,7 @@ type Report struct {
 	Requests []Request `json:"requests"`
 }
 
-// BuildReport reads the policies (with their last runs) and requests of ns
+// BuildReport reads the policies (their backlog and last run) and requests of ns
 // ("" for all namespaces).
 func BuildReport(ctx context.Context, c client.Reader, ns string) (*Report, error) {
 	rep := &Report{Promises: []Promise{}, Requests: []Request{}}
@@ -67,23 +71,19 @@ func BuildReport(ctx context.Context, c client.Reader, ns string) (*Report, erro
 	})
 	for i := range policies.Items {
 		p := &policies.Items[i]
-		var past map[string]int64
 		run := p.Status.LastRun
-		if run != nil && run.PurgeJob != "" {
-			var job retentionv1.PurgeJob
-			err := c.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: run.PurgeJob}, &job)
-			switch {
-			case err == nil:
-				past = metrics.PastRetention(&job)
-			case !apierrors.IsNotFound(err):
-				return nil, err
+		backlog := map[string]*retentionv1.RuleBacklog{}
+		if b := p.Status.Backlog; b != nil {
+			for i := range b.Rules {
+				backlog[string(b.Rules[i].Rule)] = &b.Rules[i]
 			}
 		}
 		for _, rule := range p.Spec.Rules {
 			pr := Promise{Namespace: p.Namespace, Policy: p.Name, Rule: string(rule.Name), Action: string(rule.Action),
 				OlderThan: string(rule.OlderThan), Mode: string(p.Spec.Mode)}
-			if n, ok := past[string(rule.Name)]; ok {
-				pr.PastRetention = &n
+			if b := backlog[string(rule.Name)]; b != nil {
+				n, at := b.Records, b.MeasuredTime.Time
+				pr.PastRetention, pr.Held, pr.Accuracy, pr.MeasuredTime = &n, b.Held, string(b.Accuracy), &at
 			}
 			if run != nil {
 				pr.LastRun, pr.LastResult = run.PurgeJob, string(run.Result)
@@ -160,9 +160,12 @@ func (o *Options) reportCommand() *cobra.Command {
 			} else {
 				var rows [][]string
 				for _, p := range rep.Promises {
-					past := "<no run>"
+					past := "<not counted>"
 					if p.PastRetention != nil {
 						past = strconv.FormatInt(*p.PastRetention, 10)
+						if p.Held > 0 {
+							past += fmt.Sprintf(" (+%d held)", p.Held)
+						}
 					}
 					last := "<none>"
 					if p.LastRun != "" {

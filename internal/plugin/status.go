@@ -154,6 +154,9 @@ func PurgeJobRow(j *retentionv1.PurgeJob) Row {
 		}
 	case retentionv1.PurgeJobRunning:
 		r.State = StateRunning
+	case retentionv1.PurgeJobSuspended:
+		r.State = StateSuspended
+		counts += " (kubectl lethe resume purgejob " + j.Name + ")"
 	default:
 		r.State = StatePending
 	}

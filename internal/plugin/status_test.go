@@ -91,6 +91,10 @@ func TestPurgeJobAndHoldRows(t *testing.T) {
 	if r := PurgeJobRow(j); r.State != StateSucceeded || r.Detail != "Enforce: 10 matched, 7 deleted, 1 anonymized, 2 held" {
 		t.Errorf("succeeded job: %+v", r)
 	}
+	j.Status = retentionv1.PurgeJobStatus{Phase: retentionv1.PurgeJobSuspended, Matched: 10, Deleted: 4}
+	if r := PurgeJobRow(j); r.State != StateSuspended || r.Detail != "Enforce: 10 matched, 4 deleted, 0 anonymized (kubectl lethe resume purgejob p-3)" {
+		t.Errorf("suspended job: %+v", r)
+	}
 	h := &retentionv1.LegalHold{Status: retentionv1.LegalHoldStatus{Phase: retentionv1.HoldActive, Subjects: 2, Derived: 3, Blocking: []string{"DeletionRequest/a"}}}
 	if r := HoldRow(h); r.State != StateHolding || r.Detail != "2 subjects, 3 derived; blocking DeletionRequest/a" {
 		t.Errorf("active hold: %+v", r)

@@ -167,7 +167,12 @@ func fixture(t *testing.T) {
 		cond("Stalled", "True", retentionv1.ReasonSafetyLimitExceeded, "would touch 9000000 records, more than safety.maxRows 5000000"),
 	}}
 	setStatus(t, stopped)
+	measured := mt(-time.Minute)
 	policy.Status = retentionv1.RetentionPolicyStatus{NextScheduleTime: mt(5 * time.Hour),
+		Backlog: &retentionv1.Backlog{Records: 20, Held: 3, MeasuredTime: *measured, Rules: []retentionv1.RuleBacklog{
+			{Rule: "browsing_logs_180d", Records: 20, Held: 3, Accuracy: retentionv1.BacklogExact, MeasuredTime: *measured, Cutoff: *measured},
+			{Rule: "orders_3y", Records: 0, Accuracy: retentionv1.BacklogExact, MeasuredTime: *measured, Cutoff: *measured},
+		}},
 		Conditions: []metav1.Condition{cond("Ready", "True", "Scheduled", "ok")},
 		LastRun:    &retentionv1.RunSummary{PurgeJob: run.Name, ScheduledTime: mt(-19 * time.Hour), Result: retentionv1.PurgeJobSucceeded, RowsMatched: 130, RowsDeleted: 100, RowsAnonymized: 10}}
 	setStatus(t, &policy)
@@ -241,8 +246,9 @@ func TestPlugin(t *testing.T) {
 		out := mustLethe(t, "report", "-n", ns)
 		t.Logf("kubectl lethe report -n %s:\n%s", ns, out)
 		for _, want := range [][]string{
-			{"shop-retention", "browsing_logs_180d", "Delete", "180d", "Enforce", "20", "shop-retention-29921460", "Succeeded"},
-			{"shop-retention", "orders_3y", "Anonymize", "3y", "Enforce", "0"},
+			{"shop-retention", "browsing_logs_180d", "Delete", "180d", "Enforce", "20 (+3 held)", "shop-retention-29921460", "Succeeded"},
+			{"shop-retention", "orders_3y", "Anonymize", "3y", "Enforce", "0", "shop-retention-29921460"},
+			{"shop-retention", "support_messages_180d", "Anonymize", "180d", "Enforce", "<not counted>"},
 			{"done", "AccountCancellation", "Completed", "True", "3"},
 			{"late", "AccountCancellation", "AwaitingApproval", "ago", "<none>"},
 		} {
@@ -293,8 +299,19 @@ func TestPlugin(t *testing.T) {
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-retention"}, &p); err != nil || p.Spec.Suspend {
 			t.Fatalf("resume: %v %v", err, p.Spec.Suspend)
 		}
-		if _, _, err := lethe(t, admin, "", "suspend", "purgejob", "shop-retention-29921460", "-n", ns); err == nil || !strings.Contains(err.Error(), "not supported") {
-			t.Errorf("suspend purgejob: %v", err)
+		// A PurgeJob: the stopped run can be paused and resumed; a
+		// finished one cannot.
+		var j retentionv1.PurgeJob
+		mustLethe(t, "suspend", "purgejob", "shop-retention-29922900", "-n", ns)
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-retention-29922900"}, &j); err != nil || !j.Spec.Suspend {
+			t.Fatalf("suspend purgejob: %v %v", err, j.Spec.Suspend)
+		}
+		mustLethe(t, "resume", "pj", "shop-retention-29922900", "-n", ns)
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-retention-29922900"}, &j); err != nil || j.Spec.Suspend {
+			t.Fatalf("resume purgejob: %v %v", err, j.Spec.Suspend)
+		}
+		if _, _, err := lethe(t, admin, "", "suspend", "purgejob", "shop-retention-29921460", "-n", ns); err == nil || !strings.Contains(err.Error(), "failed") {
+			t.Errorf("suspend of a finished purgejob: %v", err)
 		}
 		if _, errOut, err := lethe(t, admin, "", "suspend", "nope", "-n", ns); err == nil || !strings.Contains(errOut, "not found") {
 			t.Errorf("suspend of a missing policy: %v %s", err, errOut)
