@@ -113,6 +113,10 @@ func TestPurgeJobDeletesExactlyTheExpiredRows(t *testing.T) {
 	if job.Status.Matched != 437 || job.Status.Deleted != 437 || job.Status.Operations[0].Deleted != 437 {
 		t.Errorf("status matched %d deleted %d (op %d), want 437", job.Status.Matched, job.Status.Deleted, job.Status.Operations[0].Deleted)
 	}
+	if c := condition(job, retentionv1.ConditionCountsVerified); c == nil || c.Status != metav1.ConditionTrue || c.Reason != retentionv1.ReasonVerified ||
+		c.Message != "What is left in scope agrees with 437 deleted and 0 anonymized" {
+		t.Errorf("CountsVerified %+v", c)
+	}
 	if got := count(t, conn, `SELECT count(*) FROM events WHERE ts < $1`, base); got != 0 {
 		t.Errorf("%d expired rows left in the store", got)
 	}

@@ -1,0 +1,173 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+)
+
+// DefaultCheckpointInterval is how often a running job's progress is
+// written to the API server when Run.CheckpointInterval is not set.
+const DefaultCheckpointInterval = 5 * time.Second
+
+// checkpointTimeout bounds the last checkpoint of a slice stopped by a
+// cancelled reconcile (manager shutdown).
+const checkpointTimeout = 10 * time.Second
+
+// A Ledger is what this manager process knows of the progress it wrote: per
+// job, the progress of its last status write that succeeded, as long as no
+// batch ran since. A job read from the API server whose progress the ledger
+// vouches for has no committed batch beyond its checkpoint; any other (a
+// new process after kill -9, a new leader, a checkpoint that failed or
+// whose result is unknown, a batch whose outcome is unknown) is recounted
+// before its next batch (recount.go). The PurgeJob controller keeps one for
+// all jobs and calls Vouch after every status write of a job; the zero
+// value is ready to use. A nil *Ledger vouches for nothing.
+type Ledger struct {
+	mu   sync.Mutex
+	jobs map[types.UID]*ledgerEntry
+}
+
+type ledgerEntry struct {
+	// progress is the progress of the last write, "" while a batch may
+	// have run since.
+	progress string
+	// doubt: a batch failed with an outcome that is not known (a store
+	// error may come after its commit); only a recount clears it.
+	doubt bool
+}
+
+func (l *Ledger) entry(uid types.UID) *ledgerEntry {
+	if l.jobs == nil {
+		l.jobs = map[types.UID]*ledgerEntry{}
+	}
+	e := l.jobs[uid]
+	if e == nil {
+		e = &ledgerEntry{}
+		l.jobs[uid] = e
+	}
+	return e
+}
+
+// Vouch records that job's status, as it is now, was written to the API
+// server: every batch that committed is counted in it. A job in doubt stays
+// in doubt until it is recounted.
+func (l *Ledger) Vouch(job *retentionv1.PurgeJob) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.entry(job.UID); !e.doubt {
+		e.progress = progress(&job.Status)
+	}
+}
+
+// Forget drops a job that finished or is gone.
+func (l *Ledger) Forget(uid types.UID) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.jobs, uid)
+}
+
+// vouches reports whether job, as read, holds every batch this process ran.
+func (l *Ledger) vouches(job *retentionv1.PurgeJob) bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.jobs[job.UID]
+	return e != nil && !e.doubt && e.progress != "" && e.progress == progress(&job.Status)
+}
+
+// running records that a batch of the job is about to run: until its
+// progress is written, the last write no longer holds everything.
+func (l *Ledger) running(uid types.UID) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entry(uid).progress = ""
+}
+
+// doubt records that a batch of the job failed without a known outcome.
+func (l *Ledger) doubt(uid types.UID) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.entry(uid)
+	e.progress, e.doubt = "", true
+}
+
+// recounted clears a doubt: the job's counts in memory are exact again.
+func (l *Ledger) recounted(uid types.UID) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entry(uid).doubt = false
+}
+
+// progress is what a status says of the work done: per operation its
+// phase, cursor and counts, and the job's totals. Metadata (a user's
+// annotation changes the resourceVersion) and conditions do not matter.
+func progress(st *retentionv1.PurgeJobStatus) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d/%d/%d/%d", st.Deleted, st.Anonymized, st.Recounted, len(st.Operations))
+	for _, op := range st.Operations {
+		fmt.Fprintf(&b, "|%s/%s/%d/%d/%d/%d", op.Phase, op.Cursor, op.Batches, op.Deleted, op.Anonymized, op.PartitionsDropped)
+	}
+	return b.String()
+}
+
+// checkpointDue reports whether the progress since the last checkpoint
+// should be written now: CheckpointInterval has passed since it.
+func (r *Run) checkpointDue(now time.Time) bool {
+	interval := r.CheckpointInterval
+	if interval <= 0 {
+		interval = DefaultCheckpointInterval
+	}
+	return r.unsaved && now.Sub(r.saved) >= interval
+}
+
+// checkpoint writes the job's status (Run.Checkpoint); a failure aborts the
+// slice. now, if not zero, is when (for the next checkpointDue).
+func (r *Run) checkpoint(ctx context.Context, now time.Time) error {
+	if err := r.Checkpoint(ctx); err != nil {
+		return &AbortError{Err: err}
+	}
+	r.unsaved = false
+	if !now.IsZero() {
+		r.saved = now
+	}
+	return nil
+}
+
+// abort stops the slice on a cancelled reconcile: the progress not yet
+// checkpointed is written first, bounded by checkpointTimeout, so an
+// orderly shutdown leaves nothing to recount. A write that fails is
+// recounted by the next slice.
+func (r *Run) abort(ctx context.Context, err error) error {
+	if r.unsaved {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointTimeout)
+		defer cancel()
+		if cerr := r.Checkpoint(wctx); cerr == nil {
+			r.unsaved = false
+		}
+	}
+	return &AbortError{Err: err}
+}
