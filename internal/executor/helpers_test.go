@@ -160,7 +160,7 @@ func (h *harness) run() *executor.Run {
 			return nil
 		},
 		CheckpointInterval: h.interval, Ledger: h.ledger,
-		OnRecount:          func(n int64) { h.recounts = append(h.recounts, n) },
+		OnRecount: func(n int64) { h.recounts = append(h.recounts, n) },
 		Clock: func() time.Time {
 			h.now = h.now.Add(h.tick)
 			return h.now
