@@ -232,6 +232,7 @@ func (j *jobRun) failed(ctx context.Context, err error) (reconcile.Result, error
 	if serr := j.checkpoint(ctx); serr != nil {
 		return outcome.Result(serr, 0)
 	}
+	j.r.ledger.Forget(job.UID)
 	metrics.PurgeJobs.WithLabelValues(job.Namespace, string(retentionv1.PurgeJobFailed)).Inc()
 	j.r.Recorder.Eventf(job, nil, "Warning", "Failed", "Execute", "Failed: %v; deleted %d and anonymized %d records before stopping", err, job.Status.Deleted, job.Status.Anonymized)
 	return outcome.Result(reconcile.TerminalError(err), 0)

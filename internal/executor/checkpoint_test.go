@@ -1,0 +1,63 @@
+package executor
+
+import (
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+)
+
+// The ledger vouches for a job read back only when its progress is what
+// this process wrote last and no batch ran since; a batch in doubt stays in
+// doubt until a recount, whatever is written meanwhile.
+func TestLedger(t *testing.T) {
+	job := func(deleted int64, cursor string) *retentionv1.PurgeJob {
+		return &retentionv1.PurgeJob{
+			ObjectMeta: metav1.ObjectMeta{UID: "u1", ResourceVersion: "1"},
+			Status: retentionv1.PurgeJobStatus{Deleted: deleted, Operations: []retentionv1.OperationStatus{
+				{Phase: retentionv1.PurgeJobRunning, Deleted: deleted, Cursor: cursor, Batches: deleted / 100}}},
+		}
+	}
+	var nilLedger *Ledger
+	nilLedger.Vouch(job(0, ""))
+	if nilLedger.vouches(job(0, "")) {
+		t.Error("a nil ledger vouched")
+	}
+
+	l := &Ledger{}
+	if l.vouches(job(100, "a")) {
+		t.Error("vouched for a job never written (a new process)")
+	}
+	l.Vouch(job(100, "a"))
+	read := job(100, "a")
+	read.ResourceVersion, read.Annotations = "7", map[string]string{"note": "a user's"}
+	if !l.vouches(read) {
+		t.Error("did not vouch for the job as written, read back with other metadata")
+	}
+	if l.vouches(job(0, "")) {
+		t.Error("vouched for an older status (the write was lost)")
+	}
+	l.running("u1")
+	if l.vouches(job(100, "a")) {
+		t.Error("vouched after a batch started, before its write")
+	}
+	l.Vouch(job(200, "b"))
+	if !l.vouches(job(200, "b")) || l.vouches(job(100, "a")) {
+		t.Error("the write after the batch is not the one vouched for")
+	}
+	l.doubt("u1")
+	l.Vouch(job(200, "b"))
+	if l.vouches(job(200, "b")) {
+		t.Error("a write cleared a doubt")
+	}
+	l.recounted("u1")
+	l.Vouch(job(300, "c"))
+	if !l.vouches(job(300, "c")) {
+		t.Error("no vouching after the recount and a write")
+	}
+	l.Forget("u1")
+	if l.vouches(job(300, "c")) || len(l.jobs) != 0 {
+		t.Error("forgotten job still vouched for")
+	}
+}
