@@ -20,27 +20,35 @@ const DefaultCheckpointInterval = 5 * time.Second
 // cancelled reconcile (manager shutdown).
 const checkpointTimeout = 10 * time.Second
 
-// A Ledger is what this manager process knows of the progress it wrote: per
-// job, the progress of its last status write that succeeded, as long as no
-// batch ran since. A job read from the API server whose progress the ledger
-// vouches for has no committed batch beyond its checkpoint; any other (a
-// new process after kill -9, a new leader, a checkpoint that failed or
-// whose result is unknown, a batch whose outcome is unknown) is recounted
+// A Ledger is what this manager process knows of the progress it wrote:
+// per job, the progress (progress) of its last status write that holds
+// every batch this process ran, as long as no batch ran since. A job read
+// from the API server whose progress the ledger vouches for has no
+// committed batch beyond its checkpoint; any other — a new process after
+// kill -9, a new leader, a checkpoint that failed or whose result is
+// unknown, a batch that failed with an unknown outcome — is recounted
 // before its next batch (recount.go). The PurgeJob controller keeps one for
-// all jobs and calls Vouch after every status write of a job; the zero
-// value is ready to use. A nil *Ledger vouches for nothing.
+// all jobs and calls Vouch after every status write; the zero value is
+// ready to use. A nil *Ledger vouches for nothing.
+//
+// Only three things make a job's progress known: the first count (start:
+// nothing ran yet), a recount, and a checkpoint written by the Run that ran
+// the batches (its status in memory holds every one of them). A write of a
+// status merely read back (the controller stalling a job it could not
+// recount, say) vouches for nothing.
 type Ledger struct {
 	mu   sync.Mutex
 	jobs map[types.UID]*ledgerEntry
 }
 
 type ledgerEntry struct {
-	// progress is the progress of the last write, "" while a batch may
-	// have run since.
+	// progress is the progress of the last write that holds every batch,
+	// "" when the job was counted or recounted and not written since.
 	progress string
-	// doubt: a batch failed with an outcome that is not known (a store
-	// error may come after its commit); only a recount clears it.
-	doubt bool
+	// dirty: a batch ran (or is running, or failed with an unknown
+	// outcome) after that write, or a recount is due; only a write by the
+	// Run that ran the batches, or a recount, clears it.
+	dirty bool
 }
 
 func (l *Ledger) entry(uid types.UID) *ledgerEntry {
@@ -56,15 +64,16 @@ func (l *Ledger) entry(uid types.UID) *ledgerEntry {
 }
 
 // Vouch records that job's status, as it is now, was written to the API
-// server: every batch that committed is counted in it. A job in doubt stays
-// in doubt until it is recounted.
+// server. It counts only for a job this process has just counted or
+// recounted and not written since (the first write of a started job, the
+// write after a recount); for any other the Run's own checkpoints do.
 func (l *Ledger) Vouch(job *retentionv1.PurgeJob) {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if e := l.entry(job.UID); !e.doubt {
+	if e := l.jobs[job.UID]; e != nil && !e.dirty && e.progress == "" {
 		e.progress = progress(&job.Status)
 	}
 }
@@ -87,39 +96,43 @@ func (l *Ledger) vouches(job *retentionv1.PurgeJob) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.jobs[job.UID]
-	return e != nil && !e.doubt && e.progress != "" && e.progress == progress(&job.Status)
+	return e != nil && !e.dirty && e.progress != "" && e.progress == progress(&job.Status)
 }
 
-// running records that a batch of the job is about to run: until its
-// progress is written, the last write no longer holds everything.
-func (l *Ledger) running(uid types.UID) {
+// dirty records that a batch of the job is about to run (or a recount is
+// due): until the Run writes a status holding it, the job is not vouched
+// for.
+func (l *Ledger) dirty(uid types.UID) {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.entry(uid).progress = ""
+	l.entry(uid).dirty = true
 }
 
-// doubt records that a batch of the job failed without a known outcome.
-func (l *Ledger) doubt(uid types.UID) {
+// written records a checkpoint the Run wrote: its status holds every batch
+// it ran.
+func (l *Ledger) written(job *retentionv1.PurgeJob) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.entry(job.UID)
+	e.dirty, e.progress = false, progress(&job.Status)
+}
+
+// counted records that the job's counts in memory are exact (counted
+// before its first batch, or recounted), not yet written.
+func (l *Ledger) counted(uid types.UID) {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e := l.entry(uid)
-	e.progress, e.doubt = "", true
-}
-
-// recounted clears a doubt: the job's counts in memory are exact again.
-func (l *Ledger) recounted(uid types.UID) {
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.entry(uid).doubt = false
+	e.dirty, e.progress = false, ""
 }
 
 // progress is what a status says of the work done: per operation its
@@ -150,6 +163,7 @@ func (r *Run) checkpoint(ctx context.Context, now time.Time) error {
 	if err := r.Checkpoint(ctx); err != nil {
 		return &AbortError{Err: err}
 	}
+	r.Ledger.written(r.Job)
 	r.unsaved = false
 	if !now.IsZero() {
 		r.saved = now
@@ -166,6 +180,7 @@ func (r *Run) abort(ctx context.Context, err error) error {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointTimeout)
 		defer cancel()
 		if cerr := r.Checkpoint(wctx); cerr == nil {
+			r.Ledger.written(r.Job)
 			r.unsaved = false
 		}
 	}

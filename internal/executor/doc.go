@@ -53,11 +53,15 @@
 // from the totals. So:
 //
 //   - A Ledger (checkpoint.go), kept by the PurgeJob controller across
-//     reconciles, remembers per job the progress of its last status write
-//     that succeeded — cursors, counts and phases, not the resourceVersion,
-//     so a user's annotation does not matter — and forgets it when a batch
-//     starts; a batch that fails (its outcome is unknown) puts the job in
-//     doubt until a recount.
+//     reconciles, remembers per job the progress — cursors, counts and
+//     phases, not the resourceVersion, so a user's annotation does not
+//     matter — of its last status write known to hold every batch this
+//     process ran: the write after the first count or a recount, or a
+//     checkpoint written by the Run that ran the batches. A batch marks the
+//     job dirty until such a write; a batch that fails (its outcome is
+//     unknown) leaves it dirty until a recount, and so does a recount that
+//     fails: writing a status merely read back (the controller recording a
+//     transient error) vouches for nothing.
 //   - A started job whose status, as read from the API server, the ledger
 //     does not vouch for (a new process after kill -9, a new leader, a
 //     failed or unknown write, a batch in doubt) is recounted before its

@@ -189,6 +189,8 @@ func (r *Run) start(ctx context.Context) (Progress, error) {
 	}
 	now := metav1.NewTime(r.now())
 	job.Status.StartTime = &now
+	// Nothing ran: the counts are exact; the caller's write vouches.
+	r.Ledger.counted(job.UID)
 	if job.Spec.Mode == retentionv1.ModeDryRun {
 		for i := range job.Status.Operations {
 			if job.Status.Operations[i].Phase == retentionv1.PurgeJobPending {
@@ -212,6 +214,8 @@ func (r *Run) execute(ctx context.Context) (Progress, error) {
 	r.saved = r.now()
 	deadline := r.saved.Add(slice)
 	if !r.Ledger.vouches(job) {
+		// Until the recount succeeds, no write vouches for the job.
+		r.Ledger.dirty(job.UID)
 		if err := r.recount(ctx); err != nil {
 			return 0, r.classify(err)
 		}
@@ -300,20 +304,19 @@ func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.Operatio
 	if err != nil {
 		return false, r.classify(fmt.Errorf("%w: %w", engine.ErrInvalid, err))
 	}
-	// Until the status written holds this batch, it is not vouched for.
-	r.Ledger.running(r.Job.UID)
+	// Until a status holding this batch is written, the job is not vouched
+	// for; if the batch fails, its outcome is unknown (the store may have
+	// committed before the error, a lost reply to COMMIT) and the job
+	// stays so until the next slice recounts it.
+	r.Ledger.dirty(r.Job.UID)
 	b, err := r.Driver.Execute(ctx, s.Op, cursor)
 	metrics.BatchDuration.WithLabelValues(string(r.StoreType)).Observe(time.Since(started).Seconds())
 	if err != nil {
-		// The store may have committed before the error (a lost reply to
-		// COMMIT): the next slice recounts.
-		r.Ledger.doubt(r.Job.UID)
 		return false, r.classify(err)
 	}
 	// The cursor may hold a key that is personal data: status keeps it sealed.
 	if b.Cursor, err = digest.Seal(r.CursorKey, b.Cursor); err != nil {
-		// Committed but not recorded: the next slice recounts.
-		r.Ledger.doubt(r.Job.UID)
+		// Committed but not recorded: the job stays dirty, recounted next.
 		return false, &AbortError{Err: err}
 	}
 	r.reached()

@@ -84,7 +84,7 @@ func (r *Run) recount(ctx context.Context) error {
 		metrics.RowsDeleted.WithLabelValues(job.Namespace, string(job.Spec.DatasetRef.Name), s.Op.Collection.Name).Add(float64(lost))
 		found += lost
 	}
-	r.Ledger.recounted(job.UID)
+	r.Ledger.counted(job.UID)
 	if found > 0 {
 		job.Status.Recounted += found
 		r.unsaved = true

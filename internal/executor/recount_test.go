@@ -19,13 +19,22 @@ import (
 
 // flaky fails batches at random: before the store changes anything (a
 // refused connection), or after the batch committed (the reply to COMMIT
-// lost), as a real store may.
+// lost), as a real store may; and counts (a recount, the verification).
 type flaky struct {
 	*fake.Driver
-	rng            *rand.Rand
-	before, after  float64
-	committedLost  int
-	committedLostN int64
+	rng                  *rand.Rand
+	before, after, count float64
+	committedLost        int
+	committedLostN       int64
+	countsFailed         int
+}
+
+func (f *flaky) Count(ctx context.Context, op datastore.Operation) (int64, error) {
+	if f.rng.Float64() < f.count {
+		f.countsFailed++
+		return 0, fake.ErrUnavailable
+	}
+	return f.Driver.Count(ctx, op)
 }
 
 func (f *flaky) Execute(ctx context.Context, op datastore.Operation, cursor string) (datastore.Batch, error) {
@@ -47,7 +56,7 @@ func (f *flaky) Execute(ctx context.Context, op datastore.Operation, cursor stri
 // equal to what was truly deleted and anonymized, verified. Hundreds of
 // random runs, each reproducible from its seed.
 func TestCountsExactUnderFailures(t *testing.T) {
-	var recounted, crashes, lostReplies, failedWrites int
+	var recounted, crashes, lostReplies, failedWrites, failedCounts int
 	for seed := range uint64(400) {
 		rng := rand.New(rand.NewPCG(seed, 13))
 		const n = 300
@@ -56,7 +65,7 @@ func TestCountsExactUnderFailures(t *testing.T) {
 		for i := range 50 {
 			d.Insert("profiles", fake.Record{Key: fmt.Sprintf("p%03d", i), Time: base.Add(-time.Hour), Fields: map[string]string{"email": fmt.Sprintf("p%d@example.com", i)}})
 		}
-		f := &flaky{Driver: d, rng: rng, before: rng.Float64() * 0.1, after: rng.Float64() * 0.1}
+		f := &flaky{Driver: d, rng: rng, before: rng.Float64() * 0.1, after: rng.Float64() * 0.1, count: rng.Float64() * 0.3}
 		del := deleteExpired(1 + rng.IntN(40))
 		if rng.IntN(3) == 0 {
 			del.Op.Held = map[string][]string{"user_id": {"7"}}
@@ -103,6 +112,7 @@ func TestCountsExactUnderFailures(t *testing.T) {
 			t.Fatalf("seed %d: the job did not complete", seed)
 		}
 		lostReplies += f.committedLost
+		failedCounts += f.countsFailed
 		truly := int64(n - left(d))
 		anonymized := int64(0)
 		for _, r := range d.Records("profiles") {
@@ -135,8 +145,8 @@ func TestCountsExactUnderFailures(t *testing.T) {
 			recounted++
 		}
 	}
-	t.Logf("400 runs: %d recounted, %d crashes, %d replies lost after commit, %d checkpoint writes failed", recounted, crashes, lostReplies, failedWrites)
-	if recounted < 50 || crashes < 100 || lostReplies < 50 || failedWrites < 50 {
+	t.Logf("400 runs: %d recounted, %d crashes, %d replies lost after commit, %d checkpoint writes failed, %d counts failed", recounted, crashes, lostReplies, failedWrites, failedCounts)
+	if recounted < 50 || crashes < 100 || lostReplies < 50 || failedWrites < 50 || failedCounts < 50 {
 		t.Errorf("the failures did not reach enough runs to mean anything")
 	}
 }
