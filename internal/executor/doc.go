@@ -76,7 +76,10 @@
 //     records found are added to the operation's and the job's Deleted, the
 //     rows-deleted metric and status.recounted, and OnRecount reports them
 //     (the controller's Recounted event). Redis and S3 deletes use the same
-//     formula with their driver's Count.
+//     formula with their driver's Count (same unit as Batch.Affected). A
+//     recount costs one count of what is left of each unfinished delete's
+//     scope, and only follows a failure: a job this process checkpointed
+//     itself is never recounted.
 //   - Anonymizations are not recounted: their batches re-run from the
 //     written cursor and the drivers (PostgreSQL, MySQL, Redis) select the
 //     records they masked again — by cutoff, by the sealed keys of an
