@@ -4,7 +4,8 @@
 // (read back with SQL), no expired row left, no newer row touched, and its
 // counts verified (CountsVerified True): batches committed after the last
 // checkpoint are recounted by the next manager (internal/executor,
-// recount.go).
+// recount.go). Jobs alternate between checkpoints every second and every
+// 5 s (the default).
 //
 // LETHE_CRASH_KILLS sets the number of kills (default 30); LETHE_CRASH_SEED
 // the random seed (default: the time; the test logs it).
@@ -58,10 +59,14 @@ const (
 	newer   = 5000
 	// A batch of 200 rows at most 30 times a second: about 6,000 rows a
 	// second, so a job lives through several kills.
-	batchSize       = 200
-	batchesPerSec   = 30
-	checkpointEvery = time.Second
+	batchSize     = 200
+	batchesPerSec = 30
 )
+
+// checkpointEvery is the manager's --purgejob-checkpoint-interval for each
+// job in turn: often, and the default (kills then mostly come before the
+// first checkpoint of a slice).
+var checkpointEvery = []time.Duration{time.Second, 5 * time.Second}
 
 func TestKill9DuringPurges(t *testing.T) {
 	kills := 30
@@ -87,11 +92,12 @@ func TestKill9DuringPurges(t *testing.T) {
 		}
 		jobs++
 		r := newRun(t, jobs)
+		interval := checkpointEvery[jobs%len(checkpointEvery)]
 		n := 0
 		for !r.done(t) {
 			// A fresh manager each time, killed after a random time
 			// (mostly while it runs batches; sometimes before its first).
-			m := startManager(t, cfg)
+			m := startManager(t, cfg, interval)
 			time.Sleep(time.Duration(200+rng.IntN(2300)) * time.Millisecond)
 			m.Kill()
 			killed++
@@ -101,14 +107,14 @@ func TestKill9DuringPurges(t *testing.T) {
 			}
 		}
 		// Let it finish.
-		m := startManager(t, cfg)
+		m := startManager(t, cfg, interval)
 		job := r.wait(t, 3*time.Minute)
 		if err := m.Stop(); err != nil {
 			t.Errorf("manager: %v", err)
 		}
 		r.check(t, job)
 		recounted += job.Status.Recounted
-		t.Logf("job %d: %d kills, %d deleted, %d of them recounted", jobs, n, job.Status.Deleted, job.Status.Recounted)
+		t.Logf("job %d (checkpoints every %s): %d kills, %d deleted, %d of them recounted", jobs, interval, n, job.Status.Deleted, job.Status.Recounted)
 	}
 	t.Logf("%d kills over %d jobs in %s; %d records recounted in all", killed, jobs, time.Since(started).Round(time.Second), recounted)
 	if recounted == 0 {
@@ -116,11 +122,11 @@ func TestKill9DuringPurges(t *testing.T) {
 	}
 }
 
-func startManager(t *testing.T, cfg *rest.Config) *managerproc.Manager {
+func startManager(t *testing.T, cfg *rest.Config, interval time.Duration) *managerproc.Manager {
 	t.Helper()
 	m, err := managerproc.Start(context.Background(), managerproc.Options{
 		Config: cfg, DigestKey: digestKey,
-		Args: []string{"--purgejob-checkpoint-interval=" + checkpointEvery.String()},
+		Args: []string{"--purgejob-checkpoint-interval=" + interval.String()},
 	})
 	if err != nil {
 		t.Fatal(err)
