@@ -217,6 +217,10 @@ func TestPurgeJobHeldSubjectsSurvive(t *testing.T) {
 	if job.Status.Operations[0].Held != heldExpired || job.Status.Held != heldExpired {
 		t.Errorf("held %d (operation %d), want %d", job.Status.Held, job.Status.Operations[0].Held, heldExpired)
 	}
+	// The held records left in scope are what the counts expect.
+	if !hasCondition(job, retentionv1.ConditionCountsVerified, metav1.ConditionTrue, retentionv1.ReasonVerified) {
+		t.Errorf("conditions %+v", job.Status.Conditions)
+	}
 }
 
 func TestPurgeJobCollectionWideHoldSkipsTheOperation(t *testing.T) {
@@ -416,6 +420,9 @@ func TestPurgeJobHoldReachesThroughReferences(t *testing.T) {
 	}
 	if held := job.Status.Operations[0].Held; held != 12 {
 		t.Errorf("operation held %d records, want Ada's 12 sessions", held)
+	}
+	if !hasCondition(job, retentionv1.ConditionCountsVerified, metav1.ConditionTrue, retentionv1.ReasonVerified) {
+		t.Errorf("conditions %+v", job.Status.Conditions)
 	}
 }
 

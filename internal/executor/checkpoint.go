@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -10,14 +11,17 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/engine"
+	"github.com/lethe-dev/lethe/internal/mask"
 )
 
 // DefaultCheckpointInterval is how often a running job's progress is
 // written to the API server when Run.CheckpointInterval is not set.
 const DefaultCheckpointInterval = 5 * time.Second
 
-// checkpointTimeout bounds the last checkpoint of a slice stopped by a
-// cancelled reconcile (manager shutdown).
+// checkpointTimeout bounds a checkpoint, which a cancelled reconcile
+// (manager shutdown) does not interrupt.
 const checkpointTimeout = 10 * time.Second
 
 // A Ledger is what this manager process knows of the progress it wrote:
@@ -158,8 +162,12 @@ func (r *Run) checkpointDue(now time.Time) bool {
 }
 
 // checkpoint writes the job's status (Run.Checkpoint); a failure aborts the
-// slice. now, if not zero, is when (for the next checkpointDue).
+// slice. The write is not interrupted by a cancelled reconcile (manager
+// shutdown), bounded by checkpointTimeout: it records batches that
+// committed. now, if not zero, is when (for the next checkpointDue).
 func (r *Run) checkpoint(ctx context.Context, now time.Time) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointTimeout)
+	defer cancel()
 	if err := r.Checkpoint(ctx); err != nil {
 		return &AbortError{Err: err}
 	}
@@ -172,17 +180,26 @@ func (r *Run) checkpoint(ctx context.Context, now time.Time) error {
 }
 
 // abort stops the slice on a cancelled reconcile: the progress not yet
-// checkpointed is written first, bounded by checkpointTimeout, so an
-// orderly shutdown leaves nothing to recount. A write that fails is
-// recounted by the next slice.
+// checkpointed is written first, so an orderly shutdown leaves nothing to
+// recount. A write that fails is recounted by the next slice.
 func (r *Run) abort(ctx context.Context, err error) error {
 	if r.unsaved {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkpointTimeout)
-		defer cancel()
-		if cerr := r.Checkpoint(wctx); cerr == nil {
-			r.Ledger.written(r.Job)
-			r.unsaved = false
-		}
+		_ = r.checkpoint(ctx, time.Time{})
 	}
 	return &AbortError{Err: err}
+}
+
+// eager reports whether a step's batches are checkpointed one by one. A
+// batch whose checkpoint is lost re-runs from the cursor before it: a
+// delete finds its records gone (and the recount counts them), an
+// anonymization masks its records again — harmless for Null, Fixed, Redact
+// and PartialMask, which are idempotent, but HMAC would hash a pseudonym a
+// second time and break its joins. So an anonymization with an HMAC field
+// keeps at most one batch unwritten, as before checkpoints were bounded in
+// time.
+func eager(s engine.Step) bool {
+	if s.Op.Delete {
+		return false
+	}
+	return slices.ContainsFunc(s.Op.Fields, func(f datastore.FieldMask) bool { return f.Strategy.Kind == mask.HMAC })
 }

@@ -84,8 +84,10 @@
 //     written cursor and the drivers (PostgreSQL, MySQL, Redis) select the
 //     records they masked again — by cutoff, by the sealed keys of an
 //     erasure, by key pattern — none skips a record already masked, so each
-//     is counted once. (Re-running HMAC on a masked value hashes it twice;
-//     Null, Fixed, Redact and PartialMask are idempotent.)
+//     is counted once. Re-running HMAC on a masked value would hash it
+//     twice (Null, Fixed, Redact, PartialMask and Generalize are
+//     idempotent), so an anonymization with an HMAC field is checkpointed
+//     after every batch, as before: at most one batch can re-run.
 //   - When the job completes, the counts are verified (Run.Verified, the
 //     CountsVerified condition): for every delete operation what is left of
 //     its scope without hold exclusions must equal Matched + Held −

@@ -276,6 +276,11 @@ func (r *Run) execute(ctx context.Context) (Progress, error) {
 				return 0, err
 			}
 			batches++
+			if eager(s) {
+				if err := r.checkpoint(ctx, time.Time{}); err != nil {
+					return 0, err
+				}
+			}
 		}
 	}
 	// The last batches are written before they are verified, so a count

@@ -259,3 +259,29 @@ func TestCancelledSliceWritesItsProgress(t *testing.T) {
 		t.Errorf("%d recounted", h.written.Recounted)
 	}
 }
+
+// An anonymization with an HMAC field is checkpointed after every batch: a
+// batch re-run after a lost checkpoint would hash its pseudonyms again.
+// Other strategies are idempotent and follow the interval.
+func TestHMACAnonymizationCheckpointsEveryBatch(t *testing.T) {
+	for _, tc := range []struct {
+		kind mask.Kind
+		want int
+	}{{mask.HMAC, 5}, {mask.Redact, 1}} {
+		d := fake.New()
+		for i := range 50 {
+			d.Insert("profiles", fake.Record{Key: fmt.Sprintf("p%03d", i), Time: base.Add(-time.Hour), Fields: map[string]string{"email": fmt.Sprintf("p%d@example.com", i)}})
+		}
+		cutoff := base
+		steps := []engine.Step{{Op: datastore.Operation{Collection: datastore.Collection{Name: "profiles"}, Cutoff: &cutoff, BatchSize: 10,
+			Fields: []datastore.FieldMask{{Field: "email", Strategy: mask.Strategy{Kind: tc.kind, Key: []byte(hmacTestKey)}}}}}}
+		h := newHarness(t, d, jobFor(retentionv1.ModeEnforce, steps...), steps...)
+		mustNot(t, h.drive(context.Background()))
+		if h.checkpoints != tc.want || h.written.Anonymized != 50 {
+			t.Errorf("%s: %d checkpoints (want %d), %d anonymized", tc.kind, h.checkpoints, tc.want, h.written.Anonymized)
+		}
+		wantVerified(t, h, true)
+	}
+}
+
+const hmacTestKey = "0123456789abcdef0123456789abcdef"
