@@ -23,6 +23,7 @@ import (
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/executor"
 	"github.com/lethe-dev/lethe/internal/metrics"
 )
 
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&digestKeyFile, "digest-key-file", "", "File holding the key of the HMAC digests that stand for data subjects in status, receipts and the erasure ledger (mount a Secret). Falls back to $LETHE_DIGEST_KEY.")
 	flag.IntVar(&options.PurgeJobConcurrency, "purgejob-concurrency", 4, "Parallel PurgeJob reconciles (jobs executing at once).")
 	flag.DurationVar(&options.PurgeJobSlice, "purgejob-slice", 10*time.Second, "How long one PurgeJob reconcile executes batches before checkpointing and yielding.")
+	flag.DurationVar(&options.PurgeJobCheckpointInterval, "purgejob-checkpoint-interval", executor.DefaultCheckpointInterval, "How often a running PurgeJob's progress (cursors and counts) is written to its status; batches committed since the last write are recounted after a crash, so the totals stay exact.")
 	flag.IntVar(&options.PurgeJobBatchesPerSlice, "purgejob-batches-per-slice", 0, "Most batches one PurgeJob reconcile executes before checkpointing and yielding, besides --purgejob-slice; 0 sets no bound.")
 	flag.DurationVar(&options.CoalesceWindow, "coalesce-window", 200*time.Millisecond, "How long DeletionRequests that are ready gather before one PurgeJob erases them together.")
 	flag.IntVar(&options.CoalesceMaxSubjects, "coalesce-max-subjects", 500, "Most DeletionRequests one PurgeJob erases together; 1 gives every request a PurgeJob of its own.")

@@ -43,9 +43,15 @@ type PurgeJobReconciler struct {
 	// MaxBatchesPerSlice, when positive, also bounds the batches of one
 	// reconcile (tests use 1 to interrupt a job between batches).
 	MaxBatchesPerSlice int
+	// CheckpointInterval bounds the time between two status writes of a
+	// running job (0: executor.DefaultCheckpointInterval).
+	CheckpointInterval time.Duration
 	// throttles space the batches of all jobs against one DataStore
 	// (spec.limits.maxBatchesPerSecond).
 	throttles executor.Throttles
+	// ledger knows which jobs this process checkpointed cleanly; any
+	// other is recounted before its next batch (internal/executor).
+	ledger executor.Ledger
 }
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs,verbs=get;list;watch;create;update;patch;delete
@@ -63,6 +69,7 @@ func (r *PurgeJobReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return outcome.Result(client.IgnoreNotFound(err), 0)
 	}
 	if finished(&job) || !job.DeletionTimestamp.IsZero() {
+		r.ledger.Forget(job.UID)
 		return outcome.Result(nil, 0)
 	}
 	j := &jobRun{r: r, job: &job, status: newLockedStatusWriter(r.Client, r.APIReader, &job)}
@@ -165,7 +172,8 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	// dry run), or execute batches until the slice is used up.
 	run := &executor.Run{
 		Job: job, Steps: j.steps, Driver: j.driver, StoreType: j.store.Spec.Type, Seals: j.seals,
-		Checkpoint: j.checkpoint, Clock: j.r.now, CursorKey: j.r.DigestKey,
+		Checkpoint: j.checkpoint, CheckpointInterval: j.r.CheckpointInterval, Ledger: &j.r.ledger,
+		OnRecount: j.recounted, Clock: j.r.now, CursorKey: j.r.DigestKey,
 		SliceDuration: j.r.SliceDuration, MaxBatchesPerSlice: j.r.MaxBatchesPerSlice,
 		Limiter: j.r.throttles.For(j.store.Namespace+"/"+j.store.Name, j.store.Spec.Limits.MaxBatchesPerSecond, j.r.now()),
 		Reached: func() { j.reached = true },
@@ -182,6 +190,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	case executor.DryRunCompleted:
 		return j.succeed(ctx, retentionv1.ReasonDryRunCompleted, fmt.Sprintf("Dry run: %d records would be deleted or anonymized%s; nothing was changed", job.Status.Matched, keptByHolds(job.Status.Held)))
 	case executor.Completed:
+		j.verified(run.Verified)
 		return j.succeed(ctx, retentionv1.ReasonSucceeded, j.summary())
 	case executor.Paused:
 		// Checkpointed with the pause recorded (paused): look again later,

@@ -113,6 +113,10 @@ func TestPurgeJobDeletesExactlyTheExpiredRows(t *testing.T) {
 	if job.Status.Matched != 437 || job.Status.Deleted != 437 || job.Status.Operations[0].Deleted != 437 {
 		t.Errorf("status matched %d deleted %d (op %d), want 437", job.Status.Matched, job.Status.Deleted, job.Status.Operations[0].Deleted)
 	}
+	if c := condition(job, retentionv1.ConditionCountsVerified); c == nil || c.Status != metav1.ConditionTrue || c.Reason != retentionv1.ReasonVerified ||
+		c.Message != "What is left in scope agrees with 437 deleted and 0 anonymized" {
+		t.Errorf("CountsVerified %+v", c)
+	}
 	if got := count(t, conn, `SELECT count(*) FROM events WHERE ts < $1`, base); got != 0 {
 		t.Errorf("%d expired rows left in the store", got)
 	}
@@ -212,6 +216,10 @@ func TestPurgeJobHeldSubjectsSurvive(t *testing.T) {
 	}
 	if job.Status.Operations[0].Held != heldExpired || job.Status.Held != heldExpired {
 		t.Errorf("held %d (operation %d), want %d", job.Status.Held, job.Status.Operations[0].Held, heldExpired)
+	}
+	// The held records left in scope are what the counts expect.
+	if !hasCondition(job, retentionv1.ConditionCountsVerified, metav1.ConditionTrue, retentionv1.ReasonVerified) {
+		t.Errorf("conditions %+v", job.Status.Conditions)
 	}
 }
 
@@ -412,6 +420,9 @@ func TestPurgeJobHoldReachesThroughReferences(t *testing.T) {
 	}
 	if held := job.Status.Operations[0].Held; held != 12 {
 		t.Errorf("operation held %d records, want Ada's 12 sessions", held)
+	}
+	if !hasCondition(job, retentionv1.ConditionCountsVerified, metav1.ConditionTrue, retentionv1.ReasonVerified) {
+		t.Errorf("conditions %+v", job.Status.Conditions)
 	}
 }
 

@@ -25,11 +25,40 @@ import (
 // checkpoint writes the job's status with an optimistic lock, so a writer
 // holding an outdated view can never overwrite newer progress (see
 // statusWriter). It is the executor's Checkpoint too.
+// A write that succeeded is vouched for in the reconciler's ledger, so the
+// next slice needs no recount.
 func (j *jobRun) checkpoint(ctx context.Context) error {
 	if j.reached {
 		j.available()
 	}
-	return j.status.write(ctx, j.job)
+	if err := j.status.write(ctx, j.job); err != nil {
+		return err
+	}
+	j.r.ledger.Vouch(j.job)
+	return nil
+}
+
+// recounted tells of a recount that found records deleted by batches whose
+// checkpoint was never written (executor.Run.OnRecount): an event; the
+// count is in status.recounted, written by the checkpoint that follows.
+func (j *jobRun) recounted(n int64) {
+	j.r.Recorder.Eventf(j.job, nil, "Normal", retentionv1.ReasonRecounted, "Execute",
+		"Recounted: %d records deleted by batches whose checkpoint was not written (the manager stopped or lost the API server in between) were added to the totals", n)
+}
+
+// verified records what the count after the last batch found
+// (executor.Verification): the CountsVerified condition, and a Warning
+// event when the totals cannot be proven exact.
+func (j *jobRun) verified(v *executor.Verification) {
+	if v == nil {
+		return
+	}
+	if v.Exact {
+		retentionv1.SetCondition(j.job, retentionv1.ConditionCountsVerified, metav1.ConditionTrue, retentionv1.ReasonVerified, v.Message)
+		return
+	}
+	retentionv1.SetCondition(j.job, retentionv1.ConditionCountsVerified, metav1.ConditionFalse, retentionv1.ReasonCountsNotExact, v.Message)
+	j.r.Recorder.Eventf(j.job, nil, "Warning", retentionv1.ReasonCountsNotExact, "Execute", "%s", v.Message)
 }
 
 // available records that a call to the store succeeded in this reconcile:
@@ -102,6 +131,7 @@ func (j *jobRun) succeed(ctx context.Context, reason, msg string) (reconcile.Res
 	if err := j.checkpoint(ctx); err != nil {
 		return outcome.Result(err, 0)
 	}
+	j.r.ledger.Forget(job.UID)
 	metrics.PurgeJobs.WithLabelValues(job.Namespace, string(retentionv1.PurgeJobSucceeded)).Inc()
 	j.r.Recorder.Eventf(job, nil, "Normal", reason, "Execute", "%s (%s)", msg, j.elapsed())
 	log.FromContext(ctx).Info("PurgeJob finished", "phase", job.Status.Phase, "deleted", job.Status.Deleted, "anonymized", job.Status.Anonymized)
@@ -212,6 +242,7 @@ func (j *jobRun) failed(ctx context.Context, err error) (reconcile.Result, error
 	if serr := j.checkpoint(ctx); serr != nil {
 		return outcome.Result(serr, 0)
 	}
+	j.r.ledger.Forget(job.UID)
 	metrics.PurgeJobs.WithLabelValues(job.Namespace, string(retentionv1.PurgeJobFailed)).Inc()
 	j.r.Recorder.Eventf(job, nil, "Warning", "Failed", "Execute", "Failed: %v; deleted %d and anonymized %d records before stopping", err, job.Status.Deleted, job.Status.Anonymized)
 	return outcome.Result(reconcile.TerminalError(err), 0)
@@ -237,6 +268,9 @@ func (j *jobRun) summary() string {
 	msg := fmt.Sprintf("Deleted %d and anonymized %d records in %d operations", job.Status.Deleted, job.Status.Anonymized, len(job.Status.Operations)-held)
 	if held > 0 {
 		msg += fmt.Sprintf("; %d operations skipped under legal hold", held)
+	}
+	if n := job.Status.Recounted; n > 0 {
+		msg += fmt.Sprintf("; %d of the deleted records found by a recount after a lost checkpoint", n)
 	}
 	return msg + keptByHolds(job.Status.Held)
 }

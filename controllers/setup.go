@@ -34,6 +34,9 @@ type Options struct {
 	PurgeJobSlice time.Duration
 	// PurgeJobBatchesPerSlice bounds the batches per reconcile (0: no bound).
 	PurgeJobBatchesPerSlice int
+	// PurgeJobCheckpointInterval bounds the time between two status writes
+	// of a running PurgeJob (default executor.DefaultCheckpointInterval, 5s).
+	PurgeJobCheckpointInterval time.Duration
 	// CoalesceWindow is how long ready DeletionRequests gather before one
 	// PurgeJob erases them together (default 200ms); CoalesceMaxSubjects
 	// bounds how many (default 500; 1 disables coalescing).
@@ -138,7 +141,7 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 		Named("purgejob").
 		For(&retentionv1.PurgeJob{}, builder.WithPredicates(specOrMetadataChanged())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(o.PurgeJobConcurrency, 1)}).
-		Complete(&PurgeJobReconciler{Deps: deps, SliceDuration: o.PurgeJobSlice, MaxBatchesPerSlice: o.PurgeJobBatchesPerSlice})
+		Complete(&PurgeJobReconciler{Deps: deps, SliceDuration: o.PurgeJobSlice, MaxBatchesPerSlice: o.PurgeJobBatchesPerSlice, CheckpointInterval: o.PurgeJobCheckpointInterval})
 }
 
 // NewDeps wires what the reconcilers share from a manager: its clients, an

@@ -82,7 +82,14 @@ func startManager(t *testing.T, opts controllers.Options) *manager {
 // startManagerWithClock runs the controllers with a fixed notion of now.
 func startManagerWithClock(t *testing.T, opts controllers.Options, clock func() time.Time) *manager {
 	t.Helper()
-	mgr := newManager(t)
+	return startManagerWithConfig(t, opts, clock, managerConfig)
+}
+
+// startManagerWithConfig runs the controllers with cfg (managerConfig
+// through a proxy, for example).
+func startManagerWithConfig(t *testing.T, opts controllers.Options, clock func() time.Time, cfg *rest.Config) *manager {
+	t.Helper()
+	mgr := newManagerFor(t, cfg)
 	deps := controllers.NewDeps(mgr, testDigestKey)
 	deps.Clock = clock
 	pool := deps.Pool
@@ -108,7 +115,13 @@ func startManagerWithClock(t *testing.T, opts controllers.Options, clock func() 
 // line it logged with "forbidden" fails the test.
 func newManager(t *testing.T) ctrl.Manager {
 	t.Helper()
-	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{
+	return newManagerFor(t, managerConfig)
+}
+
+// newManagerFor is newManager authenticated with cfg.
+func newManagerFor(t *testing.T, cfg *rest.Config) ctrl.Manager {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:         env.Scheme,
 		Cache:          controllers.CacheOptions(""), // as main.go: the cache transform included
 		Metrics:        metricsserver.Options{BindAddress: "0"},

@@ -79,3 +79,20 @@ const (
 	// whose health cannot be read is treated as unhealthy.
 	ReasonHealthUnknown = "HealthUnknown"
 )
+
+// The CountsVerified condition of a succeeded Enforce PurgeJob: whether a
+// count after its last batch proves its totals exact (see
+// PurgeJobStatus.Conditions and internal/executor/recount.go).
+const (
+	ConditionCountsVerified = "CountsVerified"
+	// ReasonVerified: what is left in every operation's scope agrees with
+	// the counts in status.
+	ReasonVerified = "Verified"
+	// ReasonCountsNotExact: what is left does not agree with the counts;
+	// the message gives the expected and found numbers.
+	ReasonCountsNotExact = "CountsNotExact"
+	// ReasonRecounted (an event): a recount found records deleted by
+	// batches whose checkpoint was never written and added them to the
+	// totals.
+	ReasonRecounted = "Recounted"
+)

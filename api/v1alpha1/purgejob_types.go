@@ -161,6 +161,15 @@ type PurgeJobStatus struct {
 	// HealthUnknown; the message gives the measured value and the limit),
 	// False (NotThrottled) once a batch runs.
 	// A suspended job shows Ready False with reason Suspended.
+	// CountsVerified is set when an Enforce job succeeds: True (Verified)
+	// when a count of every operation's scope after the last batch agrees
+	// with the counts in status (for a delete, what is left equals matched
+	// plus held minus deleted; for an anonymization, anonymized equals
+	// matched); False (CountsNotExact) when it does not, with the expected
+	// and found numbers — the records were still deleted or anonymized as
+	// specified, but the totals cannot be proven exact (someone else
+	// inserted or deleted records in scope during the run, or a store
+	// re-selected records it had already anonymized).
 	// +optional
 	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
@@ -205,6 +214,14 @@ type PurgeJobStatus struct {
 	// (the sum of the operations' held counts).
 	// +optional
 	Held int64 `json:"held,omitempty"`
+
+	// Recounted is how many of the deleted records were found by a recount
+	// rather than counted by their batch: batches that committed but whose
+	// checkpoint was never written (the manager was killed, lost its
+	// connection to the API server or its leadership in between). They are
+	// included in deleted; a Recounted event tells each recount.
+	// +optional
+	Recounted int64 `json:"recounted,omitempty"`
 }
 
 // PurgeJob is one execution of concrete operations against one Dataset,

@@ -156,8 +156,8 @@ func TestPurgeJobReconciler(t *testing.T) {
 			wantPhase(t, w.job(), retentionv1.PurgeJobStalled, retentionv1.ReasonAuthenticationFailed)
 		},
 	}, {
-		name:  "a checkpoint that cannot be written is retried from the one before",
-		setup: func(w *world) { w.failPatch = 3 },
+		name:  "a checkpoint that cannot be written is retried from the one before, and what it lost recounted",
+		setup: func(w *world) { w.r.MaxBatchesPerSlice, w.failPatch = 2, 3 },
 		check: func(t *testing.T, w *world, res reconcile.Result, err error) {
 			if err == nil || res != (reconcile.Result{}) {
 				t.Fatalf("result %+v, %v; want the error alone", res, err)
@@ -167,11 +167,16 @@ func TestPurgeJobReconciler(t *testing.T) {
 			}
 			job := w.job()
 			wantPhase(t, job, retentionv1.PurgeJobSucceeded, retentionv1.ReasonSucceeded)
-			// The batch whose checkpoint failed committed and is not redone:
-			// every expired record is gone, and those 100 are not counted.
-			if w.left() != 563 || job.Status.Deleted != 337 {
-				t.Errorf("%d left (want 563), %d counted (want 337)", w.left(), job.Status.Deleted)
+			// The two batches whose checkpoint (the second slice's) failed
+			// committed and are not redone: every expired record is gone,
+			// and those 200 are recounted.
+			if w.left() != 563 || job.Status.Deleted != 437 || job.Status.Recounted != 200 {
+				t.Errorf("%d left (want 563), %d counted (want 437), %d recounted (want 200)", w.left(), job.Status.Deleted, job.Status.Recounted)
 			}
+			if !hasCondition(job, retentionv1.ConditionCountsVerified, metav1.ConditionTrue, retentionv1.ReasonVerified) {
+				t.Errorf("conditions %+v", job.Status.Conditions)
+			}
+			wantEvent(t, w.events(), "Normal Recounted Recounted: 200 records deleted by batches whose checkpoint was not written")
 		},
 	}, {
 		name: "an annotation added during a slice does not lose its checkpoints",

@@ -39,7 +39,7 @@ const (
 	// back at once.
 	Yielded
 	// Completed: every operation succeeded or is held; the last batch was
-	// checkpointed.
+	// checkpointed and the counts verified (Run.Verified).
 	Completed
 	// Paused: a gate (Run.Gates) stopped the slice at a batch boundary;
 	// Run.Paused says why. Run.OnPause was called and the progress
@@ -82,10 +82,28 @@ type Run struct {
 	StoreType retentionv1.DataStoreType
 	// Seals keeps the sealed keys (the controller: a Secret owned by the job).
 	Seals SealStore
-	// Checkpoint writes the job's status as it is now. It is called after
-	// every batch, when a hold newly skips an operation and when the slice
-	// yields; an error aborts the slice (*AbortError).
+	// Checkpoint writes the job's status as it is now. It is called at a
+	// batch boundary once CheckpointInterval has passed since the last
+	// one, when a hold newly skips an operation and when the slice ends
+	// (yields, pauses, completes or is cancelled); an error aborts the
+	// slice (*AbortError).
 	Checkpoint func(ctx context.Context) error
+	// CheckpointInterval bounds the time between checkpoints of a running
+	// job (0: DefaultCheckpointInterval): status writes per job are
+	// bounded in time, not one per batch.
+	CheckpointInterval time.Duration
+	// Ledger knows which jobs this process checkpointed cleanly; a job it
+	// cannot vouch for is recounted before its next batch (recount.go).
+	// The caller vouches after every status write (Ledger.Vouch). nil
+	// vouches for nothing: every slice recounts.
+	Ledger *Ledger
+	// OnRecount, if set, is told how many deleted records a recount found
+	// (records deleted by batches never checkpointed), before the
+	// checkpoint that records them.
+	OnRecount func(records int64)
+	// Verified is what the count after the last batch found (Completed);
+	// nil otherwise.
+	Verified *Verification
 	// Clock returns the current time; nil means time.Now.
 	Clock func() time.Time
 	// CursorKey seals the cursors kept in status (digest.Seal).
@@ -116,6 +134,11 @@ type Run struct {
 	OnBatch func()
 	// Paused is why the slice paused (Progress Paused); nil otherwise.
 	Paused *Pause
+
+	// unsaved: the status changed since the last checkpoint, written at
+	// saved (checkpoint.go).
+	unsaved bool
+	saved   time.Time
 }
 
 // Slice does the next part of the job: it counts, checks and seals a job
@@ -166,6 +189,8 @@ func (r *Run) start(ctx context.Context) (Progress, error) {
 	}
 	now := metav1.NewTime(r.now())
 	job.Status.StartTime = &now
+	// Nothing ran: the counts are exact; the caller's write vouches.
+	r.Ledger.counted(job.UID)
 	if job.Spec.Mode == retentionv1.ModeDryRun {
 		for i := range job.Status.Operations {
 			if job.Status.Operations[i].Phase == retentionv1.PurgeJobPending {
@@ -177,15 +202,24 @@ func (r *Run) start(ctx context.Context) (Progress, error) {
 	return Started, nil
 }
 
-// execute runs batches, checkpointing after each, until every operation is
-// done or the slice is used up.
+// execute runs batches, checkpointing every CheckpointInterval, until every
+// operation is done or the slice is used up. A job this process cannot
+// vouch for is recounted first.
 func (r *Run) execute(ctx context.Context) (Progress, error) {
 	job := r.Job
 	slice := r.SliceDuration
 	if slice <= 0 {
 		slice = DefaultSliceDuration
 	}
-	deadline := r.now().Add(slice)
+	r.saved = r.now()
+	deadline := r.saved.Add(slice)
+	if !r.Ledger.vouches(job) {
+		// Until the recount succeeds, no write vouches for the job.
+		r.Ledger.dirty(job.UID)
+		if err := r.recount(ctx); err != nil {
+			return 0, r.classify(err)
+		}
+	}
 	batches := 0
 	for i, s := range r.Steps {
 		st := &job.Status.Operations[i]
@@ -195,21 +229,27 @@ func (r *Run) execute(ctx context.Context) (Progress, error) {
 		if s.BlockedBy != "" {
 			// A hold placed while the job runs takes effect at the next batch.
 			st.Phase = retentionv1.OperationHeld
-			if err := r.Checkpoint(ctx); err != nil {
-				return 0, &AbortError{Err: err}
+			if err := r.checkpoint(ctx, time.Time{}); err != nil {
+				return 0, err
 			}
 			continue
 		}
 		st.Phase = retentionv1.PurgeJobRunning
 		for done := false; !done; {
 			if ctx.Err() != nil {
-				return 0, &AbortError{Err: ctx.Err()}
+				return 0, r.abort(ctx, ctx.Err())
 			}
-			if r.now().After(deadline) || (r.MaxBatchesPerSlice > 0 && batches >= r.MaxBatchesPerSlice) {
-				if err := r.Checkpoint(ctx); err != nil {
-					return 0, &AbortError{Err: err}
+			now := r.now()
+			if now.After(deadline) || (r.MaxBatchesPerSlice > 0 && batches >= r.MaxBatchesPerSlice) {
+				if err := r.checkpoint(ctx, now); err != nil {
+					return 0, err
 				}
 				return Yielded, nil
+			}
+			if r.checkpointDue(now) {
+				if err := r.checkpoint(ctx, now); err != nil {
+					return 0, err
+				}
 			}
 			if p, err := r.gate(ctx); err != nil {
 				return 0, r.classify(err)
@@ -218,16 +258,16 @@ func (r *Run) execute(ctx context.Context) (Progress, error) {
 				if r.OnPause != nil {
 					r.OnPause(p)
 				}
-				if err := r.Checkpoint(ctx); err != nil {
-					return 0, &AbortError{Err: err}
+				if err := r.checkpoint(ctx, time.Time{}); err != nil {
+					return 0, err
 				}
 				return Paused, nil
 			}
 			if turn, err := r.throttle(ctx, deadline); err != nil {
-				return 0, &AbortError{Err: err}
+				return 0, r.abort(ctx, err)
 			} else if !turn {
-				if err := r.Checkpoint(ctx); err != nil {
-					return 0, &AbortError{Err: err}
+				if err := r.checkpoint(ctx, time.Time{}); err != nil {
+					return 0, err
 				}
 				return Yielded, nil
 			}
@@ -236,17 +276,32 @@ func (r *Run) execute(ctx context.Context) (Progress, error) {
 				return 0, err
 			}
 			batches++
+			if eager(s) {
+				if err := r.checkpoint(ctx, time.Time{}); err != nil {
+					return 0, err
+				}
+			}
 		}
+	}
+	// The last batches are written before they are verified, so a count
+	// that fails leaves nothing to recount.
+	if r.unsaved {
+		if err := r.checkpoint(ctx, time.Time{}); err != nil {
+			return 0, err
+		}
+	}
+	if err := r.verify(ctx); err != nil {
+		return 0, r.classify(err)
 	}
 	return Completed, nil
 }
 
-// batch runs one batch of a step from its checkpointed cursor and
-// checkpoints what it did. It reports whether the step is done.
+// batch runs one batch of a step from its checkpointed cursor and records
+// what it did in status (checkpointed later: checkpoint.go). It reports
+// whether the step is done.
 func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.OperationStatus) (bool, error) {
-	// A batch and its checkpoint are not interrupted by shutdown: the
-	// transaction is bounded by the store's statement timeout, and the
-	// checkpoint must record what it committed.
+	// A batch is not interrupted by shutdown: the transaction is bounded by
+	// the store's statement timeout, and its result must be recorded.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 	defer cancel()
 	started := time.Now()
@@ -254,6 +309,11 @@ func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.Operatio
 	if err != nil {
 		return false, r.classify(fmt.Errorf("%w: %w", engine.ErrInvalid, err))
 	}
+	// Until a status holding this batch is written, the job is not vouched
+	// for; if the batch fails, its outcome is unknown (the store may have
+	// committed before the error, a lost reply to COMMIT) and the job
+	// stays so until the next slice recounts it.
+	r.Ledger.dirty(r.Job.UID)
 	b, err := r.Driver.Execute(ctx, s.Op, cursor)
 	metrics.BatchDuration.WithLabelValues(string(r.StoreType)).Observe(time.Since(started).Seconds())
 	if err != nil {
@@ -261,6 +321,7 @@ func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.Operatio
 	}
 	// The cursor may hold a key that is personal data: status keeps it sealed.
 	if b.Cursor, err = digest.Seal(r.CursorKey, b.Cursor); err != nil {
+		// Committed but not recorded: the job stays dirty, recounted next.
 		return false, &AbortError{Err: err}
 	}
 	r.reached()
@@ -271,9 +332,7 @@ func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.Operatio
 	if b.Done {
 		st.Phase = retentionv1.PurgeJobSucceeded
 	}
-	if err := r.Checkpoint(ctx); err != nil {
-		return false, &AbortError{Err: err}
-	}
+	r.unsaved = true
 	return b.Done, nil
 }
 

@@ -39,9 +39,10 @@ func TestRun(t *testing.T) {
 			if op.Phase != retentionv1.PurgeJobSucceeded || op.Batches != 5 || op.Matched != 437 {
 				t.Errorf("operation status %+v", op)
 			}
-			// A checkpoint per batch and per yield.
-			if h.checkpoints != 7 {
-				t.Errorf("%d checkpoints, want 7", h.checkpoints)
+			// A checkpoint per slice that ran batches (the clock stands
+			// still: no checkpoint interval passes).
+			if h.checkpoints != 3 {
+				t.Errorf("%d checkpoints, want 3", h.checkpoints)
 			}
 			if op.Cursor == "" || strings.Contains(op.Cursor, "00437") {
 				t.Errorf("cursor %q is not sealed", op.Cursor)
@@ -182,28 +183,32 @@ func TestRun(t *testing.T) {
 			wantUntouched(t, h, d)
 		},
 	}, {
-		name: "checkpoint write failure aborts the slice",
+		name: "checkpoint write failure aborts the slice; the lost batches are recounted",
 		setup: func(h *harness, _ *fake.Driver) {
-			h.failCheckpoint = 2
+			h.maxBatches, h.failCheckpoint = 2, 2
 		},
 		check: func(t *testing.T, h *harness, d *fake.Driver, err error) {
 			var abort *executor.AbortError
 			if !errors.As(err, &abort) {
 				t.Fatalf("error %v, want an AbortError", err)
 			}
-			// The second batch committed; its checkpoint was lost.
-			if h.written.Deleted != 100 || left(d) != 800 {
+			// Batches 3 and 4 committed; their checkpoint was lost.
+			if h.written.Deleted != 200 || left(d) != 600 {
 				t.Fatalf("checkpoint says %d deleted, store has %d left", h.written.Deleted, left(d))
 			}
 			h.restart()
 			mustNot(t, h.drive(context.Background()))
-			// Resumed from the first checkpoint, every expired record goes;
-			// the batch whose checkpoint was lost is not redone, and is
-			// missing from the totals.
+			// Resumed from the last checkpoint, every expired record goes;
+			// the batches whose checkpoint was lost are not redone but
+			// recounted, so the totals are exact and verified.
 			wantNoneExpired(t, d)
-			if left(d) != 563 || h.job.Status.Deleted != 337 {
-				t.Errorf("%d records left (want 563), %d counted deleted (want 337)", left(d), h.job.Status.Deleted)
+			if left(d) != 563 || h.job.Status.Deleted != 437 || h.written.Deleted != 437 || h.written.Recounted != 200 {
+				t.Errorf("%d records left (want 563), %d counted deleted (want 437), %d recounted (want 200)", left(d), h.job.Status.Deleted, h.written.Recounted)
 			}
+			if len(h.recounts) != 1 || h.recounts[0] != 200 {
+				t.Errorf("recounts %v, want [200]", h.recounts)
+			}
+			wantVerified(t, h, true)
 		},
 	}, {
 		name: "collection under a hold is skipped",

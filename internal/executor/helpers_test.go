@@ -50,7 +50,7 @@ func deleteExpired(batchSize int) engine.Step {
 // jobFor is a PurgeJob with one spec operation per step.
 func jobFor(mode retentionv1.Mode, steps ...engine.Step) *retentionv1.PurgeJob {
 	job := &retentionv1.PurgeJob{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "job", Annotations: map[string]string{}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "job", UID: "job-uid", Annotations: map[string]string{}},
 		Spec:       retentionv1.PurgeJobSpec{DatasetRef: retentionv1.LocalObjectReference{Name: "app"}, Mode: mode},
 	}
 	for _, s := range steps {
@@ -99,8 +99,19 @@ type harness struct {
 	// written is the status as last checkpointed; checkpoints counts them.
 	written     *retentionv1.PurgeJobStatus
 	checkpoints int
-	// failCheckpoint, if positive, fails that checkpoint (1-based).
-	failCheckpoint int
+	// failCheckpoint, if positive, fails that checkpoint (1-based);
+	// failCheckpoints, if set, is asked before every checkpoint (1-based)
+	// whether it fails.
+	failCheckpoint  int
+	failCheckpoints func(n int) bool
+	// ledger is the process's Ledger, vouched after every checkpoint;
+	// crash replaces it. interval is the Run's CheckpointInterval;
+	// recounts lists what OnRecount was told.
+	ledger   *executor.Ledger
+	interval time.Duration
+	recounts []int64
+	// verified is what the last Completed slice verified.
+	verified *executor.Verification
 	// now is the clock; tick advances it at every reading.
 	now  time.Time
 	tick time.Duration
@@ -132,7 +143,7 @@ func (h *harness) sleep(_ context.Context, d time.Duration) error {
 }
 
 func newHarness(t *testing.T, d datastore.Driver, job *retentionv1.PurgeJob, steps ...engine.Step) *harness {
-	return &harness{t: t, job: job, steps: steps, driver: d, seals: &memSeals{}, now: base.Add(time.Hour)}
+	return &harness{t: t, job: job, steps: steps, driver: d, seals: &memSeals{}, now: base.Add(time.Hour), ledger: &executor.Ledger{}}
 }
 
 // run is one Run over the harness's job.
@@ -141,12 +152,15 @@ func (h *harness) run() *executor.Run {
 		Job: h.job, Steps: h.steps, Driver: h.driver, StoreType: retentionv1.DataStorePostgreSQL, Seals: h.seals,
 		Checkpoint: func(context.Context) error {
 			h.checkpoints++
-			if h.checkpoints == h.failCheckpoint {
+			if h.checkpoints == h.failCheckpoint || h.failCheckpoints != nil && h.failCheckpoints(h.checkpoints) {
 				return errors.New("the API server refused the status")
 			}
 			h.written = h.job.Status.DeepCopy()
+			h.ledger.Vouch(h.job)
 			return nil
 		},
+		CheckpointInterval: h.interval, Ledger: h.ledger,
+		OnRecount: func(n int64) { h.recounts = append(h.recounts, n) },
 		Clock: func() time.Time {
 			h.now = h.now.Add(h.tick)
 			return h.now
@@ -162,13 +176,25 @@ func (h *harness) run() *executor.Run {
 // slice runs one slice; after Started it marks the job Running and writes
 // its status, as the controller does.
 func (h *harness) slice(ctx context.Context) (executor.Progress, error) {
-	p, err := h.run().Slice(ctx)
+	r := h.run()
+	p, err := r.Slice(ctx)
 	if err == nil {
 		h.progress = append(h.progress, p)
+	}
+	if p == executor.Completed {
+		h.verified = r.Verified
+	}
+	// The controller writes the status of a slice that failed (a stall,
+	// a transient error) but not of an aborted one.
+	var abort *executor.AbortError
+	if err != nil && !errors.As(err, &abort) && h.job.Status.StartTime != nil {
+		h.written = h.job.Status.DeepCopy()
+		h.ledger.Vouch(h.job)
 	}
 	if p == executor.Started {
 		h.job.Status.Phase = retentionv1.PurgeJobRunning
 		h.written = h.job.Status.DeepCopy()
+		h.ledger.Vouch(h.job)
 	}
 	return p, err
 }
@@ -185,6 +211,13 @@ func (h *harness) drive(ctx context.Context) error {
 	return nil
 }
 
+// crash is a new manager process: the ledger is empty, and the status is
+// the last checkpoint (restart).
+func (h *harness) crash() {
+	h.ledger = &executor.Ledger{}
+	h.restart()
+}
+
 // restart forgets the status in memory and continues from the last
 // checkpoint, as a new reconcile reads it.
 func (h *harness) restart() {
@@ -196,3 +229,11 @@ func (h *harness) restart() {
 }
 
 func left(d *fake.Driver) int { return len(d.Records("events")) }
+
+// wantVerified checks what the completed job's verification found.
+func wantVerified(t *testing.T, h *harness, exact bool) {
+	t.Helper()
+	if h.verified == nil || h.verified.Exact != exact {
+		t.Errorf("verification %+v, want exact %v", h.verified, exact)
+	}
+}

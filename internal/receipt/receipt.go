@@ -4,6 +4,12 @@
 // canonical JSON. The receipt carries no personal data (the subject appears
 // as its keyed digest); its SHA-256 goes into the erasure ledger
 // (internal/ledger), so a receipt shown later can be checked against it.
+//
+// A receipt never uses a PurgeJob's deleted counts: its rows are the
+// subject's records counted before the erasure, and it is built only after
+// the verification pass counted none left. A PurgeJob whose totals could not
+// be proven exact (CountsVerified False) therefore makes it claim nothing
+// more than was proven.
 package receipt
 
 import (
