@@ -163,8 +163,8 @@ func TestTracker(t *testing.T) {
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	tr := health.NewTracker(10)
-	tr.Clock = clock
+	changes := make(chan types.NamespacedName, 10)
+	tr := &health.Tracker{Clock: clock, Notify: func(k types.NamespacedName) { changes <- k }}
 	throttled := map[string]time.Duration{}
 	tr.OnThrottled = func(_ types.NamespacedName, reason string, d time.Duration) { throttled[reason] += d }
 	key := types.NamespacedName{Namespace: "ns", Name: "db"}
@@ -181,7 +181,7 @@ func TestTracker(t *testing.T) {
 	if reads.Load() != 1 {
 		t.Fatalf("%d reads within one interval, want 1", reads.Load())
 	}
-	if got := <-tr.Changes(); got != key {
+	if got := <-changes; got != key {
 		t.Fatalf("announced %v", got)
 	}
 	advance(time.Second)
@@ -190,7 +190,7 @@ func TestTracker(t *testing.T) {
 		t.Fatalf("after the interval: %+v, %d reads", v, reads.Load())
 	}
 	select {
-	case <-tr.Changes():
+	case <-changes:
 	default:
 		t.Fatal("a change of verdict was not announced")
 	}
@@ -198,7 +198,7 @@ func TestTracker(t *testing.T) {
 	verdict.Message = "lags 13s" // same reason, new value: not announced at once
 	tr.Check(ctx, key, time.Second, read)
 	select {
-	case <-tr.Changes():
+	case <-changes:
 		t.Fatal("a new value of the same reason was announced at once")
 	default:
 	}

@@ -14,21 +14,24 @@ import (
 // every job on it: a reading is taken at most once per check interval
 // (concurrent jobs wait for the one in flight), the time a store spends
 // unhealthy is counted (OnThrottled), and a change of verdict is announced
-// on Changes so that the DataStore's controller, the one writer of its
-// status, shows it. Safe for concurrent use.
+// (Notify) so that the DataStore's controller, the one writer of its
+// status, shows it. Safe for concurrent use; the zero value is ready.
 type Tracker struct {
 	// Clock returns now; nil means time.Now.
 	Clock func() time.Time
 	// OnThrottled, when set, is told how long a store was unhealthy between
 	// two readings, and why (the reason of the earlier one).
 	OnThrottled func(key types.NamespacedName, reason string, d time.Duration)
+	// Notify, when set, is told of a store whose verdict changed (healthy or
+	// not, or the reason), or whose message changed (the measured value) at
+	// most every messageRefresh. It must not block.
+	Notify func(key types.NamespacedName)
 	// MaxAccounted bounds the time counted between two readings (no job
 	// asked in between: nothing was held back); default 10s.
 	MaxAccounted time.Duration
 
-	mu      sync.Mutex
-	stores  map[types.NamespacedName]*entry
-	changes chan types.NamespacedName
+	mu     sync.Mutex
+	stores map[types.NamespacedName]*entry
 }
 
 type entry struct {
@@ -46,24 +49,12 @@ type State struct {
 	At time.Time
 }
 
-// NewTracker returns a Tracker whose Changes channel holds up to buffer
-// announcements (more are dropped: the DataStore reads the latest state
-// when it reconciles).
-func NewTracker(buffer int) *Tracker {
-	return &Tracker{changes: make(chan types.NamespacedName, buffer)}
-}
-
 func (t *Tracker) now() time.Time {
 	if t.Clock != nil {
 		return t.Clock()
 	}
 	return time.Now()
 }
-
-// Changes announces the stores whose verdict changed (healthy or not, or
-// the reason), and those whose message changed at most every
-// messageRefresh.
-func (t *Tracker) Changes() <-chan types.NamespacedName { return t.changes }
 
 // messageRefresh bounds how often a store whose verdict keeps its reason
 // but changes its message (the measured value) is announced.
@@ -122,18 +113,19 @@ func (t *Tracker) Check(ctx context.Context, key types.NamespacedName, interval 
 			}
 			t.OnThrottled(key, prev.Reason, min(now.Sub(prevAt), limit))
 		}
-		if notify {
-			select {
-			case t.changes <- key:
-			default:
-			}
+		if notify && t.Notify != nil {
+			t.Notify(key)
 		}
 		return v
 	}
 }
 
-// State returns a store's last reading; ok is false when none was taken.
+// State returns a store's last reading; ok is false when none was taken
+// (or t is nil).
 func (t *Tracker) State(key types.NamespacedName) (State, bool) {
+	if t == nil {
+		return State{}, false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.stores[key]
@@ -143,8 +135,12 @@ func (t *Tracker) State(key types.NamespacedName) (State, bool) {
 	return State{Verdict: e.verdict, At: e.at}, true
 }
 
-// Forget drops a store's readings (the DataStore was deleted or changed).
+// Forget drops a store's readings (the DataStore was deleted); nil t does
+// nothing.
 func (t *Tracker) Forget(key types.NamespacedName) {
+	if t == nil {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.stores, key)

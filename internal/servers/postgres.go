@@ -30,6 +30,8 @@ type Postgres struct {
 	// started with PostgresOptions.TLS; nil otherwise.
 	CACert []byte
 
+	replication bool // started with PostgresOptions.Replication
+
 	adminURL *url.URL   // connects to the maintenance database
 	mu       sync.Mutex // serialises statements on admin
 	admin    *pgx.Conn
@@ -44,6 +46,9 @@ type PostgresOptions struct {
 	// defaults (the server is tuned for throwaway data: no fsync, no
 	// replication, 200 connections, 128MB shared_buffers).
 	Settings []string
+	// Replication makes the server a primary that streaming standbys can
+	// follow (wal_level replica, WAL senders): see StartPostgresStandby.
+	Replication bool
 }
 
 // URL is a postgres:// URL for pgx (pgx.Connect, pgxpool.New, database/sql
@@ -149,6 +154,9 @@ func (g *Group) StartPostgres(ctx context.Context, o PostgresOptions) (*Postgres
 		settings = append(settings, "ssl=on", "ssl_cert_file="+cert.CertFile, "ssl_key_file="+cert.KeyFile)
 		caCert = cert.CAPEM
 	}
+	if o.Replication {
+		settings = append(settings, "wal_level=replica", "max_wal_senders=10", "wal_keep_size=1GB")
+	}
 	// A later -c wins over an earlier one.
 	settings = append(settings, o.Settings...)
 
@@ -188,7 +196,7 @@ func (g *Group) StartPostgres(ctx context.Context, o PostgresOptions) (*Postgres
 		// The data directory may come from a cached template: replace the
 		// bootstrap password with one of this server's own.
 		password := randomHex(12)
-		srv := &Postgres{Host: "127.0.0.1", Port: port, User: "lethe", Password: password, CACert: caCert, admin: admin}
+		srv := &Postgres{Host: "127.0.0.1", Port: port, User: "lethe", Password: password, CACert: caCert, admin: admin, replication: o.Replication}
 		if err := srv.setUp(ctx, "ALTER ROLE lethe PASSWORD "+sqlQuote(password)); err != nil {
 			_ = admin.Close(context.Background())
 			g.unregisterAndStop(p)
