@@ -288,7 +288,7 @@ func TestPurgeJobThrottlesOnStoppedMariaDBReplica(t *testing.T) {
 	defer db.Close()
 	for _, s := range []string{
 		`CREATE TABLE events (id bigint PRIMARY KEY, user_id varchar(20) NOT NULL, email varchar(100), ts datetime(6) NOT NULL)`,
-		`INSERT INTO events SELECT seq, seq % 10, concat('user', seq, '@example.com'), timestamp'2026-06-01 12:00:00' + interval (seq - 601) minute FROM seq_1_to_1000`,
+		`INSERT INTO events SELECT seq, seq % 10, concat('user', seq, '@example.com'), timestamp'2026-06-01 12:00:00' + interval (CAST(seq AS SIGNED) - 601) minute FROM seq_1_to_1000`,
 	} {
 		if _, err := db.Exec(s); err != nil {
 			t.Fatal(err)

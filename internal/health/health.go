@@ -132,6 +132,10 @@ func Judge(l Limits, h datastore.Health, err error) Verdict {
 	var unknown []string
 	unknown = append(unknown, h.Problems...)
 	var lagging []string
+	kind := "replica"
+	if l.Type == retentionv1.DataStorePostgreSQL {
+		kind = "standby"
+	}
 	for _, r := range h.Replicas {
 		switch {
 		case r.Problem != "":
@@ -139,7 +143,7 @@ func Judge(l Limits, h datastore.Health, err error) Verdict {
 		case r.Stopped && l.MaxLag > 0:
 			lagging = append(lagging, fmt.Sprintf("replica %s is not replicating (its lag is NULL: a replication thread is stopped)", r.Name))
 		case r.LagKnown && l.MaxLag > 0 && r.Lag > l.MaxLag:
-			lagging = append(lagging, fmt.Sprintf("replica %s lags %s (limit maxReplicationLag %s)", r.Name, roundLag(r.Lag), l.MaxLag))
+			lagging = append(lagging, fmt.Sprintf("%s %s lags %s (limit maxReplicationLag %s)", kind, r.Name, roundLag(r.Lag), l.MaxLag))
 		case r.BytesKnown && l.MaxLagBytes > 0 && r.LagBytes > l.MaxLagBytes:
 			lagging = append(lagging, fmt.Sprintf("standby %s has %s of WAL not replayed (limit maxReplicationLagBytes %s)", r.Name, Bytes(r.LagBytes), Bytes(l.MaxLagBytes)))
 		}
@@ -196,11 +200,14 @@ func healthyMessage(l Limits, h datastore.Health) string {
 	return "Within every health limit: " + strings.Join(parts, ", ")
 }
 
-// roundLag shows a lag to the millisecond below a second, else to the
-// tenth of a second.
+// roundLag shows a lag to the millisecond below a second, to the
+// hundredth of a second below ten seconds, else to the tenth.
 func roundLag(d time.Duration) time.Duration {
-	if d < time.Second {
+	switch {
+	case d < time.Second:
 		return d.Round(time.Millisecond)
+	case d < 10*time.Second:
+		return d.Round(10 * time.Millisecond)
 	}
 	return d.Round(100 * time.Millisecond)
 }
@@ -213,8 +220,8 @@ func Bytes(n int64) string {
 	}
 	exp := int(math.Min(math.Floor(math.Log(float64(n))/math.Log(unit)), 6))
 	v := float64(n) / math.Pow(unit, float64(exp))
-	s := fmt.Sprintf("%.1f", v)
-	s = strings.TrimSuffix(s, ".0")
+	s := fmt.Sprintf("%.2f", v)
+	s = strings.TrimSuffix(strings.TrimRight(s, "0"), ".")
 	return s + []string{"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"}[exp] + "B"
 }
 

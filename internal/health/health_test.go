@@ -98,7 +98,7 @@ func TestJudge(t *testing.T) {
 		{"idle standby caught up: replay_lag NULL is no lag", pg, calm, nil, retentionv1.ReasonHealthy, nil},
 		{"lag in time", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].Lag, h.Replicas[0].LagKnown = 12300*time.Millisecond, true
-		}), nil, retentionv1.ReasonReplicationLag, []string{`Replica "s1" lags 12.3s`, "limit maxReplicationLag 10s"}},
+		}), nil, retentionv1.ReasonReplicationLag, []string{`Standby "s1" lags 12.3s`, "limit maxReplicationLag 10s"}},
 		{"lag at the limit is within it", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].Lag, h.Replicas[0].LagKnown = 10*time.Second, true
 		}), nil, retentionv1.ReasonHealthy, nil},
@@ -149,7 +149,7 @@ func TestJudge(t *testing.T) {
 }
 
 func TestBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0B", 1023: "1023B", 1024: "1KiB", 1536: "1.5KiB", 256 << 20: "256MiB", 3 << 30: "3GiB"} {
+	for n, want := range map[int64]string{0: "0B", 1023: "1023B", 1024: "1KiB", 1536: "1.5KiB", 16800: "16.41KiB", 256 << 20: "256MiB", 3 << 30: "3GiB"} {
 		if got := health.Bytes(n); got != want {
 			t.Errorf("Bytes(%d) = %s, want %s", n, got, want)
 		}
