@@ -32,6 +32,12 @@ type Postgres struct {
 
 	replication bool // started with PostgresOptions.Replication
 
+	// A started server: its process and how to start it again (Stop,
+	// Start).
+	group *Group
+	proc  *process
+	spec  procSpec
+
 	adminURL *url.URL   // connects to the maintenance database
 	mu       sync.Mutex // serialises statements on admin
 	admin    *pgx.Conn
@@ -165,12 +171,13 @@ func (g *Group) StartPostgres(ctx context.Context, o PostgresOptions) (*Postgres
 		for _, s := range settings {
 			args = append(args, "-c", s)
 		}
-		p, err := g.start(procSpec{
+		spec := procSpec{
 			name: "PostgreSQL", path: postgres, dir: dir, logPath: logPath, env: env, cred: cred, args: args,
 			// SIGQUIT is immediate shutdown: no checkpoint (the data is
 			// thrown away) but shared memory is still released.
 			stopSig: syscall.SIGQUIT,
-		})
+		}
+		p, err := g.start(spec)
 		if err != nil {
 			return nil, err
 		}
@@ -196,7 +203,8 @@ func (g *Group) StartPostgres(ctx context.Context, o PostgresOptions) (*Postgres
 		// The data directory may come from a cached template: replace the
 		// bootstrap password with one of this server's own.
 		password := randomHex(12)
-		srv := &Postgres{Host: "127.0.0.1", Port: port, User: "lethe", Password: password, CACert: caCert, admin: admin, replication: o.Replication}
+		srv := &Postgres{Host: "127.0.0.1", Port: port, User: "lethe", Password: password, CACert: caCert, admin: admin, replication: o.Replication,
+			group: g, proc: p, spec: spec}
 		if err := srv.setUp(ctx, "ALTER ROLE lethe PASSWORD "+sqlQuote(password)); err != nil {
 			_ = admin.Close(context.Background())
 			g.unregisterAndStop(p)

@@ -84,3 +84,27 @@ func MariaDBWithReplica(tb testing.TB) (MySQL, *servers.MariaDB) {
 	tb.Logf("testharness: MariaDB primary (port %d) and replica (port %d) ready in %v", primary.Port, replica.Port, time.Since(t0).Round(time.Millisecond))
 	return MySQL{Host: primary.Host, Port: primary.Port, User: primary.User, Password: primary.Password, Database: name, DSN: primary.DSN(name)}, replica
 }
+
+// PostgresOwn starts a PostgreSQL server of the test's own (which the test
+// may stop and start again: Server.Stop, Server.Start) and returns a fresh
+// database on it. The server runs until the test process ends.
+func PostgresOwn(tb testing.TB) (PG, *servers.Postgres) {
+	tb.Helper()
+	requireMain(tb)
+	g, err := theGroup()
+	if err != nil {
+		tb.Fatalf("testharness: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := g.StartPostgres(ctx, servers.PostgresOptions{})
+	if err != nil {
+		tb.Fatalf("testharness: PostgreSQL: %v", err)
+	}
+	tb.Cleanup(srv.Close)
+	name := uniqueName(tb, "lethe", '_', 63)
+	if err := srv.CreateDatabase(ctx, name); err != nil {
+		tb.Fatalf("testharness: PostgreSQL: creating database %s: %v", name, err)
+	}
+	return PG{Host: srv.Host, Port: srv.Port, User: srv.User, Password: srv.Password, Database: name, DSN: srv.URL(name)}, srv
+}
