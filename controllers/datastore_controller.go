@@ -196,6 +196,9 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		result.RequeueAfter = min(interval, 30*time.Second)
 	}
 	r.markTLS(&ds, before)
+	if d := windowStatus(&ds, r.now()); d > 0 && (result.RequeueAfter == 0 || d < result.RequeueAfter) {
+		result.RequeueAfter = d
+	}
 	if after := r.markThrottled(&ds); after > 0 && (result.RequeueAfter == 0 || after < result.RequeueAfter) {
 		result.RequeueAfter = after
 	}

@@ -3,7 +3,7 @@
 // defaults), compares a driver's reading (datastore.Health) with them, and
 // keeps, per DataStore, the last reading so that every job on a store
 // shares one reading per check interval (Tracker). It imports nothing of
-// the controllers; see docs/design.md §9.
+// the controllers; see docs/design.md §11.
 package health
 
 import (

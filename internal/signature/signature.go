@@ -67,6 +67,10 @@ type signedContent struct {
 
 func compute(key []byte, job *retentionv1.PurgeJob) (string, error) {
 	spec := *job.Spec.DeepCopy()
+	// Suspend is the user's to flip (docs/design.md §10): it pauses the job
+	// but never changes what it does. Omitted when false, so signatures
+	// made before the field existed still match.
+	spec.Suspend = false
 	// The API server fills defaults in; sign what it stores.
 	if spec.BatchSize == 0 {
 		spec.BatchSize = 1000

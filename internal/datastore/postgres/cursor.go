@@ -46,6 +46,9 @@ type cursorState struct {
 	// range delete takes (modeTime only; 0: find the bound exactly).
 	// Cursors written before it existed simply lack it.
 	Width int64 `json:"w,omitempty"`
+	// Again: the last batch deleted fewer rows than it selected, and the
+	// next one looks at the same range again (see advance).
+	Again bool `json:"a,omitempty"`
 }
 
 func (c cursorState) encode() string {
