@@ -21,6 +21,7 @@ import (
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/health"
 )
 
 // Deps are what every reconciler needs.
@@ -35,6 +36,10 @@ type Deps struct {
 	// DigestKey keys the HMAC digests that stand for subjects in status,
 	// receipts and the erasure ledger.
 	DigestKey []byte
+	// Health keeps each DataStore's last health reading, shared by the
+	// PurgeJob gates (purgejob_health.go) and the DataStore controller,
+	// which shows it; Setup makes one when nil.
+	Health *health.Tracker
 }
 
 func (r *Deps) now() time.Time {

@@ -35,6 +35,9 @@ import (
 // reports Ready with the server version.
 type DataStoreReconciler struct {
 	Deps
+	// HealthChanges announces DataStores whose health verdict changed
+	// (Deps.Health), so their Throttled condition follows.
+	HealthChanges <-chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=datastores,verbs=get;list;watch;update;patch
@@ -59,6 +62,7 @@ func (r *DataStoreReconciler) SetupWithManager(mgr ctrl.Manager, concurrency int
 			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{},
 			predicate.AnnotationChangedPredicate{}, deletionOrFinalizersChanged()))).
 		Watches(&retentionv1.Dataset{}, storeOfDataset{}).
+		WatchesRawSource(healthSource(r.HealthChanges)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Complete(r)
 }
@@ -113,6 +117,7 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		if apierrors.IsNotFound(err) {
 			r.Pool.Forget(req.NamespacedName) // deleted before it ever had the finalizer
 			metrics.ForgetDataStore(req.Namespace, req.Name)
+			r.Health.Forget(req.NamespacedName)
 		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
@@ -193,6 +198,9 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	r.markTLS(&ds, before)
 	if d := windowStatus(&ds, r.now()); d > 0 && (result.RequeueAfter == 0 || d < result.RequeueAfter) {
 		result.RequeueAfter = d
+	}
+	if after := r.markThrottled(&ds); after > 0 && (result.RequeueAfter == 0 || after < result.RequeueAfter) {
+		result.RequeueAfter = after
 	}
 	if err := status.write(ctx, &ds); err != nil {
 		return reconcile.Result{}, err
@@ -302,6 +310,7 @@ func (r *DataStoreReconciler) finalize(ctx context.Context, ds *retentionv1.Data
 	if !controllerutil.ContainsFinalizer(ds, FinalizerInUse) {
 		r.Pool.Forget(key)
 		metrics.ForgetDataStore(ds.Namespace, ds.Name)
+		r.Health.Forget(key)
 		return reconcile.Result{}, nil
 	}
 	if len(users) > 0 {
@@ -328,6 +337,7 @@ func (r *DataStoreReconciler) finalize(ctx context.Context, ds *retentionv1.Data
 	}
 	r.Pool.Forget(key)
 	metrics.ForgetDataStore(ds.Namespace, ds.Name)
+	r.Health.Forget(key)
 	patch := client.MergeFromWithOptions(ds.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(ds, FinalizerInUse)
 	if err := r.Patch(ctx, ds, patch); err != nil {

@@ -178,7 +178,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		Limiter: j.r.throttles.For(j.store.Namespace+"/"+j.store.Name, j.store.Spec.Limits.MaxBatchesPerSecond, j.r.now()),
 		Reached: func() { j.reached = true },
 		OnPause: j.paused, OnBatch: j.unpaused,
-		Gates: []executor.Gate{j.suspendGate, j.windowGate},
+		Gates: []executor.Gate{j.suspendGate, j.windowGate, j.healthGate},
 	}
 	progress, err := run.Slice(ctx)
 	if err != nil {

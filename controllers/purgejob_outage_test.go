@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -9,11 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/testharness"
 )
 
 // cutProxy forwards TCP connections to a server until it is cut: then it
@@ -148,5 +151,66 @@ func TestPurgeJobDataStoreOutage(t *testing.T) {
 	// are still exact, and verified.
 	if done.Status.Deleted != 300 || !hasCondition(done, retentionv1.ConditionCountsVerified, metav1.ConditionTrue, retentionv1.ReasonVerified) {
 		t.Errorf("finished: %d deleted (want 300), conditions %+v", done.Status.Deleted, done.Status.Conditions)
+	}
+}
+
+// A PostgreSQL that is stopped mid-run (fast shutdown: sessions terminated,
+// connections refused) turns DataStoreAvailable False, and the DataStore's
+// Ready False; once it is started again both turn True, Ready no longer
+// tells of the outage, and the job completes exactly.
+func TestPurgeJobStoppedPostgreSQL(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns := namespace(t)
+	pg, srv := testharness.PostgresOwn(t)
+	storeOn(t, ns, "db", pg, func(s *retentionv1.DataStoreSpec) {
+		s.Limits.MaxBatchesPerSecond = 5
+		s.ProbeInterval = "2s"
+	})
+	conn := seedEvents(t, pg, 600, 300)
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hmac", Labels: marked()}, StringData: map[string]string{"key": hmacKey}})
+	create(t, eventsDataset(ns))
+	job := deleteJob(ns, "stopped", retentionv1.ModeEnforce)
+	job.Spec.BatchSize = 10
+	createJob(t, job)
+	key := &retentionv1.PurgeJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stopped"}}
+	waitFor(t, key, 60*time.Second, "a few batches", func(j *retentionv1.PurgeJob) bool { return j.Status.Deleted >= 50 })
+
+	conn.Close(context.Background())
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	down := waitFor(t, key, 60*time.Second, "DataStoreAvailable False", func(j *retentionv1.PurgeJob) bool {
+		c := condition(j, retentionv1.ConditionDataStoreAvailable)
+		return c != nil && c.Status == metav1.ConditionFalse
+	})
+	t.Logf("stopped: %+v", condition(down, retentionv1.ConditionDataStoreAvailable))
+	if down.Status.Phase != retentionv1.PurgeJobRunning || !hasCondition(down, retentionv1.ConditionReady, metav1.ConditionFalse, "") {
+		t.Fatalf("during the outage: phase %s, conditions %+v", down.Status.Phase, down.Status.Conditions)
+	}
+	store := &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}}
+	waitFor(t, store, 30*time.Second, "the DataStore not Ready", func(d *retentionv1.DataStore) bool {
+		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionFalse, "")
+	})
+
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	back := waitFor(t, key, 60*time.Second, "DataStoreAvailable True", func(j *retentionv1.PurgeJob) bool {
+		return hasCondition(j, retentionv1.ConditionDataStoreAvailable, metav1.ConditionTrue, retentionv1.ReasonConnected)
+	})
+	if ready := condition(back, retentionv1.ConditionReady); ready == nil || strings.Contains(ready.Message, "retrying") || strings.Contains(ready.Message, "unavailable") {
+		t.Errorf("after recovery Ready still tells of the outage: %+v", ready)
+	}
+	waitFor(t, store, 30*time.Second, "the DataStore Ready again", func(d *retentionv1.DataStore) bool {
+		return hasCondition(d, retentionv1.ConditionReady, metav1.ConditionTrue, retentionv1.ReasonConnected)
+	})
+	done := waitPhase(t, ns, "stopped", retentionv1.PurgeJobSucceeded)
+	conn2, err := pgx.Connect(context.Background(), pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close(context.Background())
+	if got := count(t, conn2, `SELECT count(*) FROM events`); got != 300 || done.Status.Deleted != 300 {
+		t.Errorf("%d rows left (want 300), %d deleted (want 300)", got, done.Status.Deleted)
 	}
 }

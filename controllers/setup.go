@@ -108,7 +108,8 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	if o.NetworkPolicy != nil && deps.Pool != nil {
 		deps.Pool.Network = o.NetworkPolicy
 	}
-	if err := (&DataStoreReconciler{Deps: deps}).SetupWithManager(mgr, o.DataStoreConcurrency); err != nil {
+	healthChanges := watchHealth(&deps)
+	if err := (&DataStoreReconciler{Deps: deps, HealthChanges: healthChanges}).SetupWithManager(mgr, o.DataStoreConcurrency); err != nil {
 		return err
 	}
 	if err := (&DatasetReconciler{Deps: deps}).SetupWithManager(mgr, o.DatasetConcurrency); err != nil {

@@ -49,6 +49,8 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.type != 'MySQL' || !has(self.database) || !(self.database.lowerAscii() in ['mysql', 'sys', 'performance_schema', 'information_schema'])",message="database must not be a system schema (mysql, sys, performance_schema, information_schema): Lethe never works on system catalogs"
 // +kubebuilder:validation:XValidation:rule="!(has(self.s3) && has(self.s3.endpoint) && self.s3.endpoint.startsWith('http://')) || (has(self.tls) && self.tls == 'Disable')",message="an http:// S3 endpoint sends requests in clear: set tls: Disable to say so, or use https"
 // +kubebuilder:validation:XValidation:rule="!has(self.caBundleSecretRef) || !has(self.tls) || self.tls == 'VerifyFull'",message="caBundleSecretRef is only used with tls VerifyFull"
+// +kubebuilder:validation:XValidation:rule="self.type == 'MySQL' || !has(self.limits) || !has(self.limits.health) || ((!has(self.limits.health.replicas) || size(self.limits.health.replicas) == 0) && (!has(self.limits.health.maxThreadsRunning) || self.limits.health.maxThreadsRunning == 0))",message="limits.health.replicas and maxThreadsRunning are only for type MySQL"
+// +kubebuilder:validation:XValidation:rule="self.type == 'PostgreSQL' || !has(self.limits) || !has(self.limits.health) || (!has(self.limits.health.maxReplicationLagBytes) && !has(self.limits.health.ignoredStandbys) && (!has(self.limits.health.maxActiveSessions) || self.limits.health.maxActiveSessions == 0) && (!has(self.limits.health.maxLockWaiters) || self.limits.health.maxLockWaiters == 0))",message="limits.health.maxReplicationLagBytes, ignoredStandbys, maxActiveSessions and maxLockWaiters are only for type PostgreSQL"
 // +kubebuilder:validation:XValidation:rule="!(self.type in ['PostgreSQL', 'MySQL']) || has(self.credentialsSecretRef)",message="types PostgreSQL and MySQL need credentialsSecretRef (keys username and password): Lethe never logs in as its own operating-system user"
 type DataStoreSpec struct {
 	// Type of the store: PostgreSQL, MySQL (MySQL and MariaDB), Redis or S3
@@ -270,6 +272,13 @@ type DataStoreLimits struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10000
 	MaxBatchesPerSecond int32 `json:"maxBatchesPerSecond,omitempty"`
+
+	// Health pauses purges at a batch boundary while the store is unhealthy:
+	// replication lag, active sessions, lock waiters (PostgreSQL), replica
+	// lag and Threads_running (MySQL/MariaDB). See DataStoreHealth.
+	// +optional
+	// +kubebuilder:default={}
+	Health DataStoreHealth `json:"health,omitempty"`
 }
 
 // DataStoreStatus is the observed state of a DataStore.
@@ -280,9 +289,13 @@ type DataStoreStatus struct {
 
 	// Conditions: Ready (reasons Connected, ConnectionFailed, SecretNotFound,
 	// SecretNotMarked, InvalidSecret, AuthenticationFailed, InUse while
-	// deletion waits), Reconciling, Stalled, and TLSVerified: True (reason
+	// deletion waits), Reconciling, Stalled, TLSVerified: True (reason
 	// Verified) when the server's identity is verified, False (reason
-	// InsecureConnection) when tls is Disable or Require.
+	// InsecureConnection) when tls is Disable or Require, and Throttled:
+	// True while the store's health (limits.health) holds purges back
+	// (reasons ReplicationLag, ActiveSessions, LockWaiters, ThreadsRunning,
+	// HealthUnknown, with the measured value and the limit), False (reason
+	// Healthy) when the last reading was within every limit.
 	// +optional
 	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`

@@ -309,3 +309,61 @@ type Referrers interface {
 	// It changes nothing.
 	Blockers(ctx context.Context, ops []Operation) ([]Blocker, error)
 }
+
+// HealthQuery says what a HealthReader reads; a part not asked for is
+// not read (and needs no privilege).
+type HealthQuery struct {
+	// Replication: the lag of the primary's standbys (PostgreSQL
+	// pg_stat_replication), except those whose application_name is in
+	// IgnoredStandbys.
+	Replication     bool
+	IgnoredStandbys []string
+	// Sessions: active sessions and lock waiters (PostgreSQL
+	// pg_stat_activity), the driver's own sessions not counted.
+	Sessions bool
+	// ThreadsRunning: MySQL's Threads_running.
+	ThreadsRunning bool
+	// Replicas are MySQL/MariaDB replicas whose lag is read on each of them
+	// (Host, Port, Username and Password; the rest of the driver's Config,
+	// TLS and network policy, applies).
+	Replicas []Config
+}
+
+// ReplicaHealth is the lag of one standby or replica.
+type ReplicaHealth struct {
+	// Name says which: a standby's application_name (and address), a
+	// replica's host:port. Never personal data.
+	Name string
+	// Lag is how far replay is behind in time; LagKnown is false when the
+	// store does not say (PostgreSQL: replay_lag is NULL once an idle
+	// standby has caught up).
+	Lag      time.Duration
+	LagKnown bool
+	// LagBytes is how much of the primary's WAL the standby has not
+	// replayed (PostgreSQL); BytesKnown is false when not read.
+	LagBytes   int64
+	BytesKnown bool
+	// Stopped: the replica does not replicate (MySQL: Seconds_Behind_Master
+	// is NULL, a replication thread is stopped).
+	Stopped bool
+	// Problem, when set, is why this replica's health could not be read and
+	// what to grant, in Lethe's own words (never a server's text).
+	Problem string
+}
+
+// Health is one reading of a store's health. Counts are -1 when not read.
+type Health struct {
+	Replicas       []ReplicaHealth
+	ActiveSessions int64
+	LockWaiters    int64
+	ThreadsRunning int64
+	// Problems are the parts that could not be read, and what to grant, in
+	// Lethe's own words: a store whose health cannot be read is unhealthy.
+	Problems []string
+}
+
+// HealthReader is implemented by drivers that can read a store's health
+// (PostgreSQL, MySQL/MariaDB). An error means nothing could be read.
+type HealthReader interface {
+	Health(ctx context.Context, q HealthQuery) (Health, error)
+}

@@ -54,6 +54,15 @@ var (
 		Help: "1 when the last probe of the DataStore succeeded, 0 otherwise.",
 	}, []string{"namespace", "datastore", "type"})
 
+	// ThrottledSeconds counts the time purges on a DataStore were held back
+	// at a batch boundary by the store's health (limits.health), by reason
+	// (ReplicationLag, ActiveSessions, LockWaiters, ThreadsRunning,
+	// HealthUnknown).
+	ThrottledSeconds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lethe_throttled_seconds_total",
+		Help: "Seconds purges on a DataStore waited at a batch boundary because of the store's health, by reason.",
+	}, []string{"namespace", "datastore", "reason"})
+
 	// DeletionRequestDeadline is the time left until a pending request's
 	// deadline, in seconds; negative when overdue. Labels name the request
 	// object, never the subject.
@@ -82,6 +91,7 @@ var (
 // (or whose type changed), so a dashboard does not show a deleted store as down.
 func ForgetDataStore(namespace, name string) {
 	DataStoreUp.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "datastore": name})
+	ThrottledSeconds.DeletePartialMatch(prometheus.Labels{"namespace": namespace, "datastore": name})
 }
 
 // ForgetDeletionRequest removes the deadline series of a DeletionRequest
@@ -94,7 +104,7 @@ func ForgetDeletionRequest(namespace, name string) {
 // registry (the state metrics of StateCollector are registered by the
 // manager, with its cache).
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{RowsDeleted, RowsAnonymized, Batches, BatchDuration, Errors, PurgeJobs, DataStoreUp, DeletionRequestDeadline, DeletionRequests, RecipientNotices}
+	return []prometheus.Collector{RowsDeleted, RowsAnonymized, Batches, BatchDuration, Errors, PurgeJobs, DataStoreUp, ThrottledSeconds, DeletionRequestDeadline, DeletionRequests, RecipientNotices}
 }
 
 func init() {

@@ -13,6 +13,13 @@
 //	rd, err := g.StartRedis(ctx, servers.RedisOptions{})          // rd.Addr()
 //	s3, err := g.StartS3(ctx, servers.S3Options{})                // s3.CreateBucket, s3.Client()
 //
+// For replication: StartPostgres with PostgresOptions.Replication and then
+// StartPostgresStandby (pg_basebackup and a second server following it),
+// StartMariaDBWith with MariaDBOptions.LogBin and then StartMariaDBReplica
+// (a second mariadbd, CHANGE MASTER TO the primary's current position).
+// A started PostgreSQL can be stopped and started again (Postgres.Stop,
+// Postgres.Start), to test outages.
+//
 // ConnectPostgres, ConnectMariaDB, ConnectRedis and ConnectS3 wrap a server
 // that already runs in the same types, so a caller can hand out databases
 // and buckets on either.

@@ -68,6 +68,27 @@ func mysqlDSN(cfg *mysql.Config) string {
 // cached template, then mariadbd) with an account "lethe" that connects
 // over TCP.
 func (g *Group) StartMariaDB(ctx context.Context) (*MariaDB, error) {
+	return g.StartMariaDBWith(ctx, MariaDBOptions{})
+}
+
+// MariaDBOptions configure a started MariaDB.
+type MariaDBOptions struct {
+	// ServerID is the server_id (default 1).
+	ServerID int
+	// LogBin turns the binary log on (row format), so that replicas can
+	// follow the server: see StartMariaDBReplica.
+	LogBin bool
+}
+
+// StartMariaDBWith is StartMariaDB with options.
+func (g *Group) StartMariaDBWith(ctx context.Context, o MariaDBOptions) (*MariaDB, error) {
+	if o.ServerID == 0 {
+		o.ServerID = 1
+	}
+	binlog := []string{"--skip-log-bin"}
+	if o.LogBin {
+		binlog = []string{"--log-bin=mariadb-bin", "--binlog-format=ROW"}
+	}
 	mariadbd := lookBinary([]string{"mariadbd"}, "/usr/sbin/mariadbd", "/usr/libexec/mariadbd", "/usr/sbin/mysqld")
 	installDB := lookBinary([]string{"mariadb-install-db", "mysql_install_db"}, "/usr/bin/mariadb-install-db", "/usr/bin/mysql_install_db")
 	if mariadbd == "" || installDB == "" {
@@ -109,14 +130,14 @@ func (g *Group) StartMariaDB(ctx context.Context) (*MariaDB, error) {
 			"--socket=" + socket,
 			"--pid-file=" + filepath.Join(dir, "mysqld.pid"),
 			"--skip-name-resolve",
-			"--skip-log-bin",
+			"--server-id=" + strconv.Itoa(o.ServerID),
 			"--character-set-server=utf8mb4",
 			"--collation-server=utf8mb4_unicode_ci",
 			"--innodb-flush-log-at-trx-commit=2",
 			"--innodb-doublewrite=0",
 			"--innodb-buffer-pool-size=256M",
 			"--max-connections=300",
-		}, asRoot...)
+		}, append(binlog, asRoot...)...)
 		p, err := g.start(procSpec{
 			name: "MariaDB", path: mariadbd, args: args, dir: dir, logPath: logPath, env: env,
 			// The data is thrown away: no need for InnoDB's clean shutdown.

@@ -30,6 +30,14 @@ type Postgres struct {
 	// started with PostgresOptions.TLS; nil otherwise.
 	CACert []byte
 
+	replication bool // started with PostgresOptions.Replication
+
+	// A started server: its process and how to start it again (Stop,
+	// Start).
+	group *Group
+	proc  *process
+	spec  procSpec
+
 	adminURL *url.URL   // connects to the maintenance database
 	mu       sync.Mutex // serialises statements on admin
 	admin    *pgx.Conn
@@ -44,6 +52,9 @@ type PostgresOptions struct {
 	// defaults (the server is tuned for throwaway data: no fsync, no
 	// replication, 200 connections, 128MB shared_buffers).
 	Settings []string
+	// Replication makes the server a primary that streaming standbys can
+	// follow (wal_level replica, WAL senders): see StartPostgresStandby.
+	Replication bool
 }
 
 // URL is a postgres:// URL for pgx (pgx.Connect, pgxpool.New, database/sql
@@ -149,6 +160,9 @@ func (g *Group) StartPostgres(ctx context.Context, o PostgresOptions) (*Postgres
 		settings = append(settings, "ssl=on", "ssl_cert_file="+cert.CertFile, "ssl_key_file="+cert.KeyFile)
 		caCert = cert.CAPEM
 	}
+	if o.Replication {
+		settings = append(settings, "wal_level=replica", "max_wal_senders=10", "wal_keep_size=1GB")
+	}
 	// A later -c wins over an earlier one.
 	settings = append(settings, o.Settings...)
 
@@ -157,12 +171,13 @@ func (g *Group) StartPostgres(ctx context.Context, o PostgresOptions) (*Postgres
 		for _, s := range settings {
 			args = append(args, "-c", s)
 		}
-		p, err := g.start(procSpec{
+		spec := procSpec{
 			name: "PostgreSQL", path: postgres, dir: dir, logPath: logPath, env: env, cred: cred, args: args,
 			// SIGQUIT is immediate shutdown: no checkpoint (the data is
 			// thrown away) but shared memory is still released.
 			stopSig: syscall.SIGQUIT,
-		})
+		}
+		p, err := g.start(spec)
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +203,8 @@ func (g *Group) StartPostgres(ctx context.Context, o PostgresOptions) (*Postgres
 		// The data directory may come from a cached template: replace the
 		// bootstrap password with one of this server's own.
 		password := randomHex(12)
-		srv := &Postgres{Host: "127.0.0.1", Port: port, User: "lethe", Password: password, CACert: caCert, admin: admin}
+		srv := &Postgres{Host: "127.0.0.1", Port: port, User: "lethe", Password: password, CACert: caCert, admin: admin, replication: o.Replication,
+			group: g, proc: p, spec: spec}
 		if err := srv.setUp(ctx, "ALTER ROLE lethe PASSWORD "+sqlQuote(password)); err != nil {
 			_ = admin.Close(context.Background())
 			g.unregisterAndStop(p)

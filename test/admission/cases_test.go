@@ -122,6 +122,9 @@ const (
 		credentialsSecretRef: {name: shop-postgres-credentials}
 		limits: {maxConnections: 4, statementTimeout: 5s, lockTimeout: 1s}
 	`
+	// pgHealth is a PostgreSQL DataStore without limits, for cases that set
+	// limits.health.
+	pgHealth   = "type: PostgreSQL\nhost: shop-postgres\ndatabase: shop\ncredentialsSecretRef: {name: c}\n"
 	validRules = `
 		rules:
 		- name: browsing_logs_180d
@@ -278,6 +281,24 @@ func cases() []admissionCase {
 		{name: "DataStore/lockTimeout 0s is rejected",
 			manifest: obj("DataStore", "type: PostgreSQL\nhost: shop-postgres\ndatabase: shop\nlimits: {lockTimeout: 0s}\n"),
 			wantErr:  true, want: []string{"spec.limits.lockTimeout", msgTimeout}},
+		{name: "DataStore/health limits of PostgreSQL are accepted",
+			manifest: obj("DataStore", pgHealth+"limits: {health: {checkInterval: 250ms, maxReplicationLag: 5s, maxReplicationLagBytes: 64Mi, ignoredStandbys: [dr], maxActiveSessions: 16, maxLockWaiters: 4}}\n")},
+		{name: "DataStore/maxReplicationLag 0 (no limit) is accepted",
+			manifest: obj("DataStore", pgHealth+"limits: {health: {maxReplicationLag: \"0\"}}\n")},
+		{name: "DataStore/maxReplicationLag 10 (no unit) is rejected",
+			manifest: obj("DataStore", pgHealth+"limits: {health: {maxReplicationLag: \"10\"}}\n"),
+			wantErr:  true, want: []string{"spec.limits.health.maxReplicationLag", "must be 0 (no limit) or a positive duration"}},
+		{name: "DataStore/MySQL replicas on PostgreSQL are rejected",
+			manifest: obj("DataStore", pgHealth+"limits: {health: {replicas: [{host: replica-1}]}}\n"),
+			wantErr:  true, want: []string{"limits.health.replicas and maxThreadsRunning are only for type MySQL"}},
+		{name: "DataStore/maxActiveSessions on MySQL is rejected",
+			manifest: obj("DataStore", "type: MySQL\nhost: shop-mysql\ndatabase: shop\ncredentialsSecretRef: {name: c}\nlimits: {health: {maxActiveSessions: 10}}\n"),
+			wantErr:  true, want: []string{"maxActiveSessions and maxLockWaiters are only for type PostgreSQL"}},
+		{name: "DataStore/MySQL replicas and maxThreadsRunning are accepted",
+			manifest: obj("DataStore", "type: MySQL\nhost: shop-mysql\ndatabase: shop\ncredentialsSecretRef: {name: c}\nlimits: {health: {maxThreadsRunning: 25, replicas: [{host: replica-1, port: 3307, credentialsSecretRef: {name: replica-monitor}}]}}\n")},
+		{name: "DataStore/replica host with a port is rejected",
+			manifest: obj("DataStore", "type: MySQL\nhost: shop-mysql\ndatabase: shop\ncredentialsSecretRef: {name: c}\nlimits: {health: {replicas: [{host: \"replica-1:3306\"}]}}\n"),
+			wantErr:  true, want: []string{"spec.limits.health.replicas[0].host", "must be a host name or IP address"}},
 		{name: "DataStore/port 0 is rejected",
 			manifest: obj("DataStore", "type: PostgreSQL\nhost: shop-postgres\nport: 0\ndatabase: shop\n"),
 			wantErr:  true, want: []string{"spec.port", "should be greater than or equal to 1"}},

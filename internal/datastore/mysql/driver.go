@@ -73,6 +73,11 @@ type Driver struct {
 
 	mu     sync.Mutex
 	tables map[string]cachedTable
+
+	// cfg is the configuration the driver was opened with: replicas whose
+	// health is read connect with its TLS settings and network policy.
+	cfg      datastore.Config
+	replicas replicaPool
 }
 
 type cachedTable struct {
@@ -156,6 +161,7 @@ func New(ctx context.Context, cfg datastore.Config) (*Driver, error) {
 		stmtTimeout: cfg.StatementTimeout,
 		lockTimeout: cfg.LockTimeout,
 		tables:      map[string]cachedTable{},
+		cfg:         cfg,
 	}, nil
 }
 
@@ -277,6 +283,7 @@ func (d *Driver) Probe(ctx context.Context) (datastore.ServerInfo, error) {
 
 // Close releases connections.
 func (d *Driver) Close() error {
+	d.replicas.close()
 	return d.db.Close()
 }
 

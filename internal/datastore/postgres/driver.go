@@ -38,6 +38,11 @@ type Driver struct {
 	// deleteShape selects the DELETE statement shape; see shapeFor.
 	deleteShape deleteShape
 
+	// wal remembers when the primary wrote which WAL position, so that
+	// Health can tell how long ago a standby's first unreplayed WAL was
+	// written (health.go).
+	wal walClock
+
 	// onRangeAttempt, when set (tests only), is called after each estimated
 	// range DELETE has been committed or rolled back.
 	onRangeAttempt func(rangeAttempt)

@@ -1,0 +1,224 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/lethe-dev/lethe/internal/datastore"
+)
+
+var _ datastore.HealthReader = (*Driver)(nil)
+
+// grantMonitor is what a missing privilege asks for: pg_monitor includes
+// pg_read_all_stats, which shows other users' rows of pg_stat_replication
+// and pg_stat_activity.
+const grantMonitor = "GRANT pg_monitor TO the DataStore's user"
+
+// Health reads the primary's standbys from pg_stat_replication (replay_lag,
+// and the WAL not yet replayed: pg_wal_lsn_diff(pg_current_wal_lsn(),
+// replay_lsn)) and counts active sessions and lock waiters in
+// pg_stat_activity, not counting Lethe's own (application_name lethe).
+// Columns a user without pg_monitor cannot see read as NULL: a Problem.
+func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore.Health, error) {
+	const op = "health"
+	h := datastore.Health{ActiveSessions: -1, LockWaiters: -1, ThreadsRunning: -1}
+	if q.Replication {
+		ignored := q.IgnoredStandbys
+		if ignored == nil {
+			ignored = []string{}
+		}
+		rows, err := d.pool.Query(ctx, `SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), state,
+				extract(epoch FROM replay_lag)::float8,
+				pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8,
+				pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8
+			FROM pg_stat_replication
+			WHERE coalesce(state, '') NOT IN ('backup', 'stopping') AND NOT (coalesce(application_name, '') = ANY($1))
+			ORDER BY pid`, ignored)
+		if err != nil {
+			return h, classify(op, err)
+		}
+		now := time.Now()
+		sampled := false
+		for rows.Next() {
+			var name, addr string
+			var state *string
+			var lag, bytes *float64
+			var current float64
+			if err := rows.Scan(&name, &addr, &state, &lag, &bytes, &current); err != nil {
+				rows.Close()
+				return h, classify(op, err)
+			}
+			if !sampled {
+				d.wal.record(now, current)
+				sampled = true
+			}
+			r := datastore.ReplicaHealth{Name: standbyName(name, addr)}
+			switch {
+			case state == nil:
+				// Hidden from a user without pg_read_all_stats.
+				r.Problem = fmt.Sprintf("pg_stat_replication hides the state of standby %s from the DataStore's user: %s", r.Name, grantMonitor)
+			case bytes == nil:
+				r.Problem = fmt.Sprintf("standby %s has not reported its replay position yet", r.Name)
+			default:
+				r.LagBytes, r.BytesKnown = int64(math.Max(*bytes, 0)), true
+				if lag != nil {
+					r.Lag, r.LagKnown = time.Duration(*lag*float64(time.Second)), true
+				}
+				// replay_lag is the lag of the last WAL the standby
+				// replayed: it trails (it cannot exceed the time since a
+				// burst of writes began) and stands still while replay is
+				// paused. How long ago the first WAL not yet replayed was
+				// written is a lag that is already there, and grows.
+				if waited, ok := d.wal.since(now, current-*bytes); ok && waited > r.Lag {
+					r.Lag, r.LagKnown = waited, true
+				}
+				// And a standby that replays more slowly than the primary
+				// writes lags by the time it needs to replay what it has
+				// not: its backlog over the rate it replayed at while it
+				// was behind all along.
+				if catchUp, ok := d.wal.catchUp(name+"|"+addr, now, current-*bytes, *bytes); ok && catchUp > r.Lag {
+					r.Lag, r.LagKnown = catchUp, true
+				}
+			}
+			h.Replicas = append(h.Replicas, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return h, classify(op, err)
+		}
+	}
+	if q.Sessions {
+		var hidden int64
+		err := d.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'active'),
+				count(*) FILTER (WHERE wait_event_type = 'Lock'),
+				count(*) FILTER (WHERE state IS NULL)
+			FROM pg_stat_activity
+			WHERE coalesce(backend_type, 'client backend') = 'client backend' AND pid <> pg_backend_pid()
+				AND application_name IS DISTINCT FROM 'lethe'`).Scan(&h.ActiveSessions, &h.LockWaiters, &hidden)
+		if err != nil {
+			return h, classify(op, err)
+		}
+		if hidden > 0 {
+			h.ActiveSessions, h.LockWaiters = -1, -1
+			h.Problems = append(h.Problems, fmt.Sprintf("pg_stat_activity hides the state of %d sessions of other users from the DataStore's user: %s", hidden, grantMonitor))
+		}
+	}
+	return h, nil
+}
+
+// standbyName names a standby by its application_name and address.
+func standbyName(app, addr string) string {
+	switch {
+	case app == "" && addr == "":
+		return "(unnamed)"
+	case addr == "":
+		return fmt.Sprintf("%q", app)
+	case app == "":
+		return addr
+	}
+	return fmt.Sprintf("%q (%s)", app, addr)
+}
+
+// walClock remembers, for the last walSamples health readings, when the
+// primary's WAL was at which position.
+type walClock struct {
+	mu      sync.Mutex
+	samples []walSample
+	// standbys holds, per standby, its replay position and how far it was
+	// behind at the readings of the last rateWindow.
+	standbys map[string][]replaySample
+}
+
+type replaySample struct {
+	at          time.Time
+	pos, behind float64
+}
+
+type walSample struct {
+	at  time.Time
+	pos float64 // bytes since 0/0
+}
+
+// walSamples bounds the positions remembered: at a check interval of a
+// second, ten minutes.
+const walSamples = 600
+
+func (c *walClock) record(at time.Time, pos float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.samples); n > 0 && pos < c.samples[n-1].pos {
+		c.samples = c.samples[:0] // another server answers at the address
+	}
+	c.samples = append(c.samples, walSample{at, pos})
+	if len(c.samples) > walSamples {
+		c.samples = append(c.samples[:0], c.samples[len(c.samples)-walSamples:]...)
+	}
+}
+
+// since is how long before now the primary wrote the WAL at position
+// replayed (the first byte a standby has not replayed): interpolated
+// between the last sample at or before it and the first after it. ok is
+// false when nothing is behind or no sample is old enough to tell.
+func (c *walClock) since(now time.Time, replayed float64) (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := len(c.samples)
+	if n == 0 || replayed >= c.samples[n-1].pos {
+		return 0, false
+	}
+	j := sort.Search(n, func(i int) bool { return c.samples[i].pos > replayed })
+	if j == 0 {
+		return 0, false
+	}
+	a, b := c.samples[j-1], c.samples[j]
+	written := b.at
+	if b.pos > a.pos {
+		frac := (replayed - a.pos) / (b.pos - a.pos)
+		written = a.at.Add(time.Duration(frac * float64(b.at.Sub(a.at))))
+	}
+	return now.Sub(written), true
+}
+
+// catchUp estimates how long a standby needs to replay the behind bytes
+// it has not: behind over its replay rate, measured over the longest window
+// (of the last rateWindow, at least 200ms) during which it was behind all
+// along — it replayed less than it was behind at the window's start, so it
+// never ran out of WAL to replay and the rate is what it can do. ok is
+// false when nothing is behind or no such window exists.
+func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.standbys == nil {
+		c.standbys = map[string][]replaySample{}
+	}
+	h := c.standbys[standby]
+	if n := len(h); n > 0 && pos < h[n-1].pos {
+		h = nil // another server
+	}
+	for len(h) > 0 && (now.Sub(h[0].at) > rateWindow || len(h) >= walSamples) {
+		h = h[1:]
+	}
+	rate := 0.0
+	if behind > 0 {
+		for _, s := range h {
+			dt := now.Sub(s.at)
+			replayed := pos - s.pos
+			if dt >= 200*time.Millisecond && replayed > 0 && replayed < s.behind {
+				rate = replayed / dt.Seconds()
+				break
+			}
+		}
+	}
+	c.standbys[standby] = append(h, replaySample{at: now, pos: pos, behind: behind})
+	if rate <= 0 {
+		return 0, false
+	}
+	return time.Duration(behind / rate * float64(time.Second)), true
+}
+
+// rateWindow bounds how far back a standby's replay rate is measured.
+const rateWindow = 30 * time.Second

@@ -1,0 +1,255 @@
+// Package health decides whether a store is healthy enough for the next
+// batch of a purge: it resolves a DataStore's limits.health (with their
+// defaults), compares a driver's reading (datastore.Health) with them, and
+// keeps, per DataStore, the last reading so that every job on a store
+// shares one reading per check interval (Tracker). It imports nothing of
+// the controllers; see docs/design.md §12.
+package health
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/schedule"
+)
+
+// Defaults of limits.health, as documented on DataStoreHealth.
+const (
+	DefaultCheckInterval     = time.Second
+	DefaultMaxReplicationLag = 10 * time.Second
+	// DefaultMaxReplicationLagBytes applies to PostgreSQL when
+	// maxReplicationLagBytes is unset.
+	DefaultMaxReplicationLagBytes = 256 << 20
+)
+
+// Limits are a DataStore's health limits, resolved; a zero limit is no
+// limit.
+type Limits struct {
+	Type              retentionv1.DataStoreType
+	CheckInterval     time.Duration
+	MaxLag            time.Duration
+	MaxLagBytes       int64
+	IgnoredStandbys   []string
+	MaxActiveSessions int64
+	MaxLockWaiters    int64
+	MaxThreadsRunning int64
+	// Replicas are the MySQL replicas to read (their Secrets are read by
+	// the caller).
+	Replicas []retentionv1.MySQLReplica
+}
+
+// LimitsFor resolves the health limits of a DataStore, with the defaults
+// for what its spec leaves unset. Redis and S3 have none.
+func LimitsFor(spec *retentionv1.DataStoreSpec) (Limits, error) {
+	h := spec.Limits.Health
+	l := Limits{Type: spec.Type, CheckInterval: DefaultCheckInterval}
+	if spec.Type != retentionv1.DataStorePostgreSQL && spec.Type != retentionv1.DataStoreMySQL {
+		return Limits{Type: spec.Type}, nil
+	}
+	if h.CheckInterval != "" {
+		d, err := schedule.ParseTimeout(string(h.CheckInterval))
+		if err != nil {
+			return l, fmt.Errorf("limits.health.checkInterval: %w", err)
+		}
+		l.CheckInterval = d
+	}
+	switch h.MaxReplicationLag {
+	case "":
+		l.MaxLag = DefaultMaxReplicationLag
+	case "0":
+	default:
+		d, err := schedule.ParseTimeout(string(h.MaxReplicationLag))
+		if err != nil {
+			return l, fmt.Errorf("limits.health.maxReplicationLag: %w", err)
+		}
+		l.MaxLag = d
+	}
+	switch spec.Type {
+	case retentionv1.DataStorePostgreSQL:
+		l.MaxLagBytes = DefaultMaxReplicationLagBytes
+		if q := h.MaxReplicationLagBytes; q != nil {
+			if q.Sign() < 0 {
+				return l, fmt.Errorf("limits.health.maxReplicationLagBytes must not be negative")
+			}
+			l.MaxLagBytes = q.Value()
+		}
+		l.IgnoredStandbys = h.IgnoredStandbys
+		l.MaxActiveSessions = int64(h.MaxActiveSessions)
+		l.MaxLockWaiters = int64(h.MaxLockWaiters)
+	case retentionv1.DataStoreMySQL:
+		l.MaxThreadsRunning = int64(h.MaxThreadsRunning)
+		l.Replicas = h.Replicas
+	}
+	return l, nil
+}
+
+// None reports whether nothing is to be checked.
+func (l Limits) None() bool {
+	return l.Query().empty()
+}
+
+// Query is what a driver must read for these limits (without the
+// replicas' connections, which the caller resolves).
+func (l Limits) Query() Query {
+	return Query{
+		Replication:    l.Type == retentionv1.DataStorePostgreSQL && (l.MaxLag > 0 || l.MaxLagBytes > 0),
+		Sessions:       l.MaxActiveSessions > 0 || l.MaxLockWaiters > 0,
+		ThreadsRunning: l.MaxThreadsRunning > 0,
+		Replicas:       l.MaxLag > 0 && len(l.Replicas) > 0,
+	}
+}
+
+// Query says which parts of the health are read.
+type Query struct {
+	Replication, Sessions, ThreadsRunning, Replicas bool
+}
+
+func (q Query) empty() bool { return !q.Replication && !q.Sessions && !q.ThreadsRunning && !q.Replicas }
+
+// Verdict is what a reading means for the next batch.
+type Verdict struct {
+	// Healthy: every limit holds; the batch may run.
+	Healthy bool
+	// Reason (a Throttled reason of api/v1alpha1/purgejob_consts.go) and
+	// Message (the measured value and the limit) say why not.
+	Reason  string
+	Message string
+}
+
+// Judge compares a reading (or the error that kept it from being read)
+// with the limits. The first limit exceeded wins, in this order: health
+// unknown, replication lag, lock waiters, active sessions, threads running.
+// A reading that could not be taken is never healthy.
+func Judge(l Limits, h datastore.Health, err error) Verdict {
+	if err != nil {
+		return Verdict{Reason: retentionv1.ReasonHealthUnknown, Message: "The store's health could not be read: " + datastore.ConnectionProblem(err) + "; purges wait until it can be"}
+	}
+	q := l.Query()
+	var unknown []string
+	unknown = append(unknown, h.Problems...)
+	var lagging []string
+	kind := "replica"
+	if l.Type == retentionv1.DataStorePostgreSQL {
+		kind = "standby"
+	}
+	for _, r := range h.Replicas {
+		switch {
+		case r.Problem != "":
+			unknown = append(unknown, r.Problem)
+		case r.Stopped && l.MaxLag > 0:
+			lagging = append(lagging, fmt.Sprintf("replica %s is not replicating (its lag is NULL: a replication thread is stopped)", r.Name))
+		case r.LagKnown && l.MaxLag > 0 && r.Lag > l.MaxLag:
+			lagging = append(lagging, fmt.Sprintf("%s %s lags %s (limit maxReplicationLag %s)", kind, r.Name, roundLag(r.Lag), l.MaxLag))
+		case r.BytesKnown && l.MaxLagBytes > 0 && r.LagBytes > l.MaxLagBytes:
+			lagging = append(lagging, fmt.Sprintf("standby %s has %s of WAL not replayed (limit maxReplicationLagBytes %s)", r.Name, Bytes(r.LagBytes), Bytes(l.MaxLagBytes)))
+		}
+	}
+	if q.Sessions && (h.ActiveSessions < 0 || h.LockWaiters < 0) && len(h.Problems) == 0 {
+		unknown = append(unknown, "the sessions of the store could not be counted")
+	}
+	if q.ThreadsRunning && h.ThreadsRunning < 0 {
+		unknown = append(unknown, "Threads_running could not be read")
+	}
+	switch {
+	case len(unknown) > 0:
+		return Verdict{Reason: retentionv1.ReasonHealthUnknown, Message: "The store's health could not be read: " + join(unknown) + "; purges wait until it can be"}
+	case len(lagging) > 0:
+		return Verdict{Reason: retentionv1.ReasonReplicationLag, Message: capitalize(join(lagging))}
+	case l.MaxLockWaiters > 0 && h.LockWaiters > l.MaxLockWaiters:
+		return Verdict{Reason: retentionv1.ReasonLockWaiters, Message: fmt.Sprintf("%d sessions wait for a lock (limit maxLockWaiters %d)", h.LockWaiters, l.MaxLockWaiters)}
+	case l.MaxActiveSessions > 0 && h.ActiveSessions > l.MaxActiveSessions:
+		return Verdict{Reason: retentionv1.ReasonActiveSessions, Message: fmt.Sprintf("%d sessions are active (limit maxActiveSessions %d)", h.ActiveSessions, l.MaxActiveSessions)}
+	case l.MaxThreadsRunning > 0 && h.ThreadsRunning > l.MaxThreadsRunning:
+		return Verdict{Reason: retentionv1.ReasonThreadsRunning, Message: fmt.Sprintf("Threads_running is %d (limit maxThreadsRunning %d)", h.ThreadsRunning, l.MaxThreadsRunning)}
+	}
+	return Verdict{Healthy: true, Reason: retentionv1.ReasonHealthy, Message: healthyMessage(l, h)}
+}
+
+// healthyMessage says what was measured when every limit holds.
+func healthyMessage(l Limits, h datastore.Health) string {
+	var parts []string
+	var worst time.Duration
+	var worstBytes int64
+	for _, r := range h.Replicas {
+		worst = max(worst, r.Lag)
+		worstBytes = max(worstBytes, r.LagBytes)
+	}
+	if len(h.Replicas) > 0 {
+		s := fmt.Sprintf("%d replicas, largest lag %s", len(h.Replicas), roundLag(worst))
+		if l.Type == retentionv1.DataStorePostgreSQL {
+			s += fmt.Sprintf(" and %s of WAL", Bytes(worstBytes))
+		}
+		parts = append(parts, s)
+	}
+	if h.ActiveSessions >= 0 {
+		parts = append(parts, fmt.Sprintf("%d active sessions", h.ActiveSessions))
+	}
+	if h.LockWaiters >= 0 {
+		parts = append(parts, fmt.Sprintf("%d lock waiters", h.LockWaiters))
+	}
+	if h.ThreadsRunning >= 0 {
+		parts = append(parts, fmt.Sprintf("Threads_running %d", h.ThreadsRunning))
+	}
+	if len(parts) == 0 {
+		return "Within every health limit"
+	}
+	return "Within every health limit: " + strings.Join(parts, ", ")
+}
+
+// roundLag shows a lag to the millisecond below a second, to the
+// hundredth of a second below ten seconds, else to the tenth.
+func roundLag(d time.Duration) time.Duration {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond)
+	case d < 10*time.Second:
+		return d.Round(10 * time.Millisecond)
+	}
+	return d.Round(100 * time.Millisecond)
+}
+
+// Bytes shows a byte count in binary units (512B, 1.5MiB).
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	exp := int(math.Min(math.Floor(math.Log(float64(n))/math.Log(unit)), 6))
+	v := float64(n) / math.Pow(unit, float64(exp))
+	s := fmt.Sprintf("%.2f", v)
+	s = strings.TrimSuffix(strings.TrimRight(s, "0"), ".")
+	return s + []string{"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"}[exp] + "B"
+}
+
+// join lists at most three items, saying how many more there are.
+func join(items []string) string {
+	if len(items) > 3 {
+		return strings.Join(items[:3], "; ") + fmt.Sprintf("; and %d more", len(items)-3)
+	}
+	return strings.Join(items, "; ")
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// DriverQuery is the datastore.HealthQuery for these limits, with the
+// replicas' connections resolved by the caller.
+func (l Limits) DriverQuery(replicas []datastore.Config) datastore.HealthQuery {
+	q := l.Query()
+	dq := datastore.HealthQuery{Replication: q.Replication, Sessions: q.Sessions, ThreadsRunning: q.ThreadsRunning}
+	if q.Replication {
+		dq.IgnoredStandbys = l.IgnoredStandbys
+	}
+	if q.Replicas {
+		dq.Replicas = replicas
+	}
+	return dq
+}
