@@ -45,6 +45,9 @@ type PurgeJobReconciler struct {
 	// throttles space the batches of all jobs against one DataStore
 	// (spec.limits.maxBatchesPerSecond).
 	throttles executor.Throttles
+	// sizes are the adaptive batch sizes learned per store and collection
+	// (purgejob_batchsize.go).
+	sizes executor.BatchSizers
 }
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs,verbs=get;list;watch;create;update;patch;delete
@@ -157,6 +160,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		Limiter: j.r.throttles.For(j.store.Namespace+"/"+j.store.Name, j.store.Spec.Limits.MaxBatchesPerSecond, j.r.now()),
 		Reached: func() { j.reached = true },
 		OnPause: j.paused, OnBatch: j.unpaused,
+		Sizer: j.sizer(),
 	}
 	progress, err := run.Slice(ctx)
 	if err != nil {

@@ -60,11 +60,11 @@ func (c BatchSizing) withDefaults() BatchSizing {
 	if c.Target <= 0 {
 		c.Target = DefaultTargetBatchDuration
 	}
-	if c.Min <= 0 {
-		c.Min = DefaultMinBatchSize
-	}
 	if c.Max <= 0 {
 		c.Max = DefaultMaxBatchSize
+	}
+	if c.Min <= 0 {
+		c.Min = min(DefaultMinBatchSize, c.Max)
 	}
 	if c.Max < c.Min { // the API refuses it; keep the smaller bound
 		c.Max = c.Min
