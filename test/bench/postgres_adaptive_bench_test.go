@@ -338,7 +338,8 @@ func (g *pgbench) read(b *testing.B, prefix string, from, to time.Time) load {
 // service that is not saturated, unless LETHE_BENCH_PGBENCH_RATE=0) runs
 // while LETHE_BENCH_ROWS expired rows are purged from another table, and
 // its TPS and p99 latency are read for the transactions that ended during
-// each scenario: idle (no purge, as long as the default Lethe run), one
+// each scenario: idle (no purge, as long as the longest scenario, at most
+// a minute), one
 // unbounded DELETE, Lethe at default settings, and Lethe with a load limit
 // (a shorter targetBatchDuration and maxBatchesPerSecond). Target: Lethe
 // with its limit keeps pgbench p99 within 1.5× of idle.
@@ -395,7 +396,9 @@ func BenchmarkPostgresForeground(b *testing.B) {
 			var lim timed
 			limit := g.during(b, 0, func() { lim, _ = p.timeLethe(b, d, op(table), want, limited) })
 			limLat = append(limLat, lim.lat...)
-			idle := g.during(b, min(def.dur, 30*time.Second), nil)
+			// As long as the longest scenario (at most a minute), so the
+			// idle p99 sees as much of the machine's other load.
+			idle := g.during(b, min(max(delDur, def.dur, lim.dur), time.Minute), nil)
 			b.Logf("round %d: idle %.0f tps p99 %.1f ms; DELETE (%v) %.0f tps p99 %.1f ms; Lethe default (%v) %.0f tps p99 %.1f ms; limited (%v) %.0f tps p99 %.1f ms; load %s",
 				r, idle.tps, idle.p99, delDur.Round(time.Millisecond), del.tps, del.p99, def.dur.Round(time.Millisecond), lethe.tps, lethe.p99,
 				lim.dur.Round(time.Millisecond), limit.tps, limit.p99, loadavg())
