@@ -42,6 +42,10 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code and the time zone list.
 	go run ./hack/gen-timezones api/v1alpha1/timezone_generated.go
 	$(CONTROLLER_GEN) object paths="./api/..."
 
+.PHONY: api-docs
+api-docs: ## Generate the API reference docs/api.md from the Go types in api/v1alpha1 (hack/api-docs).
+	go run ./hack/api-docs docs/api.md
+
 .PHONY: fmt
 fmt: ## Run go fmt.
 	go fmt ./...
@@ -69,10 +73,10 @@ test-alerts: promtool ## Unit-test the alerts with promtool test rules.
 	cd config/prometheus && $(BIN)/promtool test rules *_test.yaml
 
 .PHONY: verify-generated
-verify-generated: manifests generate ## Fail if generated code or manifests differ from what is committed.
-	@if [ -n "$$(git status --porcelain -- api config charts)" ]; then \
-		echo "generated files are stale; run 'make manifests generate' and commit:"; \
-		git status --porcelain -- api config charts; git --no-pager diff --stat -- api config charts; exit 1; \
+verify-generated: manifests generate api-docs ## Fail if generated code, manifests or the API reference differ from what is committed.
+	@if [ -n "$$(git status --porcelain -- api config charts docs/api.md)" ]; then \
+		echo "generated files are stale; run 'make manifests generate api-docs' and commit:"; \
+		git status --porcelain -- api config charts docs/api.md; git --no-pager diff --stat -- api config charts docs/api.md; exit 1; \
 	fi
 
 .PHONY: controlplane
@@ -103,6 +107,10 @@ test: verify-generated vet controlplane versitygw promtool ## Regenerate and ver
 .PHONY: build
 build: generate ## Build the manager binary into bin/manager.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/manager .
+
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-lethe (put it on PATH: kubectl lethe status).
+	CGO_ENABLED=0 go build -trimpath -o $(BIN)/kubectl-lethe ./cmd/kubectl-lethe
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.

@@ -29,6 +29,7 @@ import (
 func main() {
 	var (
 		metricsAddr, probeAddr, namespaces string
+		pprofAddr                          string
 		digestKeyFile                      string
 		allowedNetworks, deniedNetworks    string
 		qps                                float64
@@ -38,6 +39,7 @@ func main() {
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the health and readiness probes bind to.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address Go's pprof endpoints (/debug/pprof/) bind to, for profiling memory and CPU; 0 disables them. Bind it to 127.0.0.1 and reach it with kubectl port-forward.")
 	leader.bindFlags(flag.CommandLine)
 	flag.Float64Var(&qps, "kube-api-qps", 100, "Queries per second to the Kubernetes API (checkpoints and receipts are API writes).")
 	flag.IntVar(&burst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API.")
@@ -83,6 +85,7 @@ func main() {
 		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress: probeAddr,
+		PprofBindAddress:       pprofAddr,
 		// Secrets are read one by one, uncached: no cluster-wide Secret watch.
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	}

@@ -191,6 +191,9 @@ func (r *DataStoreReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		result.RequeueAfter = min(interval, 30*time.Second)
 	}
 	r.markTLS(&ds, before)
+	if d := windowStatus(&ds, r.now()); d > 0 && (result.RequeueAfter == 0 || d < result.RequeueAfter) {
+		result.RequeueAfter = d
+	}
 	if err := status.write(ctx, &ds); err != nil {
 		return reconcile.Result{}, err
 	}

@@ -29,7 +29,7 @@ func (r *DeletionRequestReconciler) expire(ctx context.Context, dr *retentionv1.
 	if wait := at.Sub(now); wait > 0 {
 		return wait, nil
 	}
-	secrets := []string{request.SubjectSecretName(dr)}
+	secrets := []string{request.SubjectSecretName(dr), noticesSecretName(dr)}
 	if ref := dr.Spec.Subject.IdentitiesSecretRef; ref != nil {
 		secrets = append(secrets, ref.Name)
 	}

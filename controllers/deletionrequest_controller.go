@@ -25,6 +25,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/identity"
 	"github.com/lethe-dev/lethe/internal/ledger"
 	"github.com/lethe-dev/lethe/internal/metrics"
+	"github.com/lethe-dev/lethe/internal/notify"
 	"github.com/lethe-dev/lethe/internal/outcome"
 	"github.com/lethe-dev/lethe/internal/request"
 )
@@ -37,6 +38,10 @@ type DeletionRequestReconciler struct {
 	Deps
 	Coalescer *coalesce.Coalescer
 	Ledger    *ledger.Writer
+	// Notifier sends the erasure notices to Recipients, on the schedule of
+	// NotifyBackoff (deletionrequest_notify.go).
+	Notifier      *notify.Client
+	NotifyBackoff notify.Backoff
 }
 
 // jobRequestIndex indexes PurgeJobs by the DeletionRequests they erase.
@@ -74,6 +79,7 @@ func (r *DeletionRequestReconciler) SetupWithManager(mgr ctrl.Manager, concurren
 		Watches(&retentionv1.PurgeJob{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfJob), builder.WithPredicates(purgeJobFinished())).
 		Watches(&retentionv1.LegalHold{}, handler.EnqueueRequestsFromMapFunc(r.heldRequests)).
 		Watches(&retentionv1.Dataset{}, handler.EnqueueRequestsFromMapFunc(r.stalledRequests), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&retentionv1.DataStore{}, handler.EnqueueRequestsFromMapFunc(r.completedRequests), builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(concurrency, 1)}).
 		Complete(r)
 }
@@ -89,6 +95,22 @@ func (r *DeletionRequestReconciler) stalledRequests(ctx context.Context, o clien
 	var out []reconcile.Request
 	for _, dr := range list.Items {
 		if dr.Status.Phase != retentionv1.RequestCompleted && dr.Status.Phase != retentionv1.RequestFailed && meta.IsStatusConditionTrue(dr.Status.Conditions, retentionv1.ConditionStalled) {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&dr)})
+		}
+	}
+	return out
+}
+
+// completedRequests maps a changed DataStore (its spec.backups) to the
+// completed requests of its namespace, whose BackupsExpired it may change.
+func (r *DeletionRequestReconciler) completedRequests(ctx context.Context, o client.Object) []reconcile.Request {
+	var list retentionv1.DeletionRequestList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, dr := range list.Items {
+		if dr.Status.Phase == retentionv1.RequestCompleted {
 			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&dr)})
 		}
 	}
@@ -159,7 +181,7 @@ func (r *DeletionRequestReconciler) reconcile(ctx context.Context, dr *retention
 	p := r.planner()
 	dr.Status.ObservedGeneration = dr.Generation
 	if dr.Status.Phase == retentionv1.RequestCompleted || dr.Status.Phase == retentionv1.RequestFailed {
-		return r.expire(ctx, dr, now)
+		return r.finished(ctx, p, dr, now, false)
 	}
 	if dr.Status.Phase == "" {
 		dr.Status.Phase = retentionv1.RequestPending

@@ -257,7 +257,7 @@ func assertNoPersonalData(t *testing.T, ns string) {
 	for _, e := range events.Items {
 		fmt.Fprintf(&haystack, "%s %s %s\n", e.Reason, e.Note, e.Action)
 	}
-	lists := []client.ObjectList{&retentionv1.DeletionRequestList{}, &retentionv1.PurgeJobList{}, &retentionv1.DatasetList{}, &retentionv1.DataStoreList{}, &retentionv1.LegalHoldList{}, &retentionv1.RetentionPolicyList{}}
+	lists := []client.ObjectList{&retentionv1.DeletionRequestList{}, &retentionv1.PurgeJobList{}, &retentionv1.DatasetList{}, &retentionv1.DataStoreList{}, &retentionv1.LegalHoldList{}, &retentionv1.RetentionPolicyList{}, &retentionv1.RecipientList{}}
 	for _, l := range lists {
 		if err := env.Client.List(context.Background(), l, client.InNamespace(ns)); err != nil {
 			t.Fatal(err)

@@ -95,7 +95,40 @@ func (r *DeletionRequestReconciler) complete(ctx context.Context, p *request.Pla
 	r.Coalescer.Done(client.ObjectKeyFromObject(dr))
 	r.Recorder.Eventf(dr, nil, "Normal", reason, "Erase", "%s", msg)
 	log.FromContext(ctx).Info("DeletionRequest completed", "subject", digest.Short(dr.Status.SubjectDigest), "records", rows)
-	return r.expire(ctx, dr, now)
+	return r.finished(ctx, p, dr, now, true)
+}
+
+// finished runs for a request that is over. A completed erasure (verified,
+// with a plan) tells its Recipients (notify; completedNow: it completed in
+// this reconcile) and shows when its backups expire (backups); then the
+// request waits for its TTL (expire), which waits for every notice to be
+// final. It returns the earliest time something is due.
+func (r *DeletionRequestReconciler) finished(ctx context.Context, p *request.Planner, dr *retentionv1.DeletionRequest, now time.Time, completedNow bool) (time.Duration, error) {
+	var next time.Duration
+	soonest := func(d time.Duration) {
+		if d > 0 && (next == 0 || d < next) {
+			next = d
+		}
+	}
+	erased := dr.Status.Phase == retentionv1.RequestCompleted && dr.Status.Receipt != nil && dr.Status.Receipt.Verified &&
+		len(dr.Status.Plan) > 0 && dr.Status.CompletionTime != nil && dr.Status.DeadlineTime != nil
+	if erased {
+		wait, err := r.backups(ctx, dr, now)
+		if err != nil {
+			return 0, err
+		}
+		soonest(wait)
+		if wait, err = r.notify(ctx, p, dr, now, completedNow); err != nil {
+			return 0, err
+		}
+		soonest(wait)
+	}
+	if notifying(dr) {
+		return next, nil
+	}
+	wait, err := r.expire(ctx, dr, now)
+	soonest(wait)
+	return next, err
 }
 
 // appendLedger records the erasure in the namespace's ledger, one key per

@@ -18,6 +18,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/executor"
 	"github.com/lethe-dev/lethe/internal/outcome"
 	"github.com/lethe-dev/lethe/internal/signature"
+	"github.com/lethe-dev/lethe/internal/window"
 )
 
 // subjectsSecretGrace is how long a PurgeJob that has not started waits for
@@ -107,6 +108,9 @@ type jobRun struct {
 	// reached: a call to the store succeeded in this reconcile, and none
 	// failed after it.
 	reached bool
+	// window is the store's window state, valid until it changes
+	// (windowGate).
+	window *window.State
 }
 
 func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
@@ -116,11 +120,20 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		job.Status.Phase = retentionv1.PurgeJobPending
 		retentionv1.MarkReconciling(job, retentionv1.ReasonProgressing, "Preparing the job")
 	}
+	// Suspended by the user: hold it before it touches anything.
+	if job.Spec.Suspend {
+		return j.suspended(ctx)
+	}
+	j.resumed()
 
-	// Gates: Dataset, DataStore, connection.
+	// Gates: Dataset, DataStore, connection; a job that has not started
+	// waits for its DataStore's window before counting.
 	dataset, err := j.gates(ctx)
 	if err != nil {
 		return j.fail(ctx, err)
+	}
+	if wait, res, err := j.waitForWindow(ctx); wait {
+		return res, err
 	}
 	// Plan: resolve operations, holds and subjects for this slice.
 	var holdList retentionv1.LegalHoldList
@@ -160,6 +173,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		Limiter: j.r.throttles.For(j.store.Namespace+"/"+j.store.Name, j.store.Spec.Limits.MaxBatchesPerSecond, j.r.now()),
 		Reached: func() { j.reached = true },
 		OnPause: j.paused, OnBatch: j.unpaused,
+		Gates: []executor.Gate{j.suspendGate, j.windowGate},
 		Sizer: j.sizer(),
 	}
 	progress, err := run.Slice(ctx)
@@ -174,7 +188,12 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 	case executor.Completed:
 		return j.succeed(ctx, retentionv1.ReasonSucceeded, j.summary())
 	case executor.Paused:
-		// Checkpointed with the pause recorded (paused): look again later.
+		// Checkpointed with the pause recorded (paused): look again later,
+		// or, suspended, when the spec changes.
+		if run.Paused.Reason == retentionv1.ReasonSuspended {
+			j.r.Recorder.Eventf(job, nil, "Normal", retentionv1.ReasonSuspended, "Suspend", "%s", suspendedMessage(job))
+			return outcome.Result(nil, 0)
+		}
 		return outcome.Requeue(run.Paused.After(j.r.now()))
 	default: // Yielded: checkpointed; the next slice continues at once.
 		return outcome.Requeue(time.Millisecond)

@@ -58,11 +58,21 @@ func (j *jobRun) available() {
 // executor.Run): the Throttled condition, with the measured value and the
 // limit. The executor checkpoints right after.
 func (j *jobRun) paused(p *executor.Pause) {
+	if p.Reason == retentionv1.ReasonSuspended {
+		j.markSuspended() // the user's pause: purgejob_pause.go
+		return
+	}
 	retentionv1.SetCondition(j.job, retentionv1.ConditionThrottled, metav1.ConditionTrue, p.Reason, p.Message)
+	j.job.Status.ResumeAt = nil
+	if !p.Until.IsZero() {
+		at := metav1.NewTime(p.Until)
+		j.job.Status.ResumeAt = &at
+	}
 }
 
 // unpaused records that a batch ran: a pause, if the job was paused, is over.
 func (j *jobRun) unpaused() {
+	j.job.Status.ResumeAt = nil
 	if c := findCondition(j.job.Status.Conditions, retentionv1.ConditionThrottled); c != nil && c.Status == metav1.ConditionTrue {
 		retentionv1.SetCondition(j.job, retentionv1.ConditionThrottled, metav1.ConditionFalse, retentionv1.ReasonNotThrottled, "Running: the last batch ran")
 	}

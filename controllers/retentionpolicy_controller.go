@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/internal/backlog"
 	"github.com/lethe-dev/lethe/internal/engine"
 	"github.com/lethe-dev/lethe/internal/executor"
 	"github.com/lethe-dev/lethe/internal/outcome"
@@ -44,7 +45,8 @@ type RetentionPolicyReconciler struct {
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=retentionpolicies,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=retentionpolicies/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=retention.lethe.dev,resources=datasets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=retention.lethe.dev,resources=datasets;datastores;legalholds,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 // SetupWithManager registers the controller: it owns its PurgeJobs and
 // follows its Dataset.
@@ -132,6 +134,9 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, p *retentionv
 		return reconcile.Result{}, err
 	}
 	active := summarize(p, jobs)
+	// Backlog: counted after a run finished (before its PurgeJob may be
+	// pruned) and every backlogInterval.
+	backlogWait := r.backlog(ctx, p, &ds, jobs, now)
 	if err := r.pruneHistory(ctx, p, jobs); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -154,10 +159,123 @@ func (r *RetentionPolicyReconciler) reconcile(ctx context.Context, p *retentionv
 
 	// Status.
 	r.setReady(p, active, jobs)
-	if next.IsZero() {
+	wait := backlogWait
+	if !next.IsZero() && (wait == 0 || next.Sub(now) < wait) {
+		wait = next.Sub(now)
+	}
+	if wait == 0 {
 		return reconcile.Result{}, nil
 	}
-	return reconcile.Result{RequeueAfter: max(next.Sub(now), time.Second)}, nil
+	return reconcile.Result{RequeueAfter: max(wait, time.Second)}, nil
+}
+
+// backlogRetry is how soon a backlog count that failed is tried again.
+const backlogRetry = time.Minute
+
+// backlogTimeout bounds one count of a policy's backlog (every rule and
+// collection), besides the DataStore's own statement timeout.
+const backlogTimeout = 5 * time.Minute
+
+// backlog counts the policy's backlog when it is due (internal/backlog.Due:
+// after a run finished, and every spec.backlogInterval), sets the
+// BacklogCleared condition and returns how long until the next count (0:
+// none on an interval). A count that fails leaves the last one in status
+// (its measuredTime shows its age), is reported as a Warning event, and is
+// tried again after backlogRetry; it never stops the schedule.
+func (r *RetentionPolicyReconciler) backlog(ctx context.Context, p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, jobs []retentionv1.PurgeJob, now time.Time) time.Duration {
+	interval, err := backlog.Interval(p.Spec.BacklogInterval)
+	if err != nil { // refused at admission; an object stored before the rule
+		interval, _ = backlog.Interval("")
+	}
+	var last *retentionv1.PurgeJob
+	if len(jobs) > 0 {
+		last = &jobs[0]
+	}
+	due, afterRun, wait := backlog.Due(p.Status.Backlog, last, interval, now)
+	if b := p.Status.Backlog; b != nil && !backlog.SameRules(b, p) {
+		due = true // rules added, renamed or removed: count them now
+	}
+	if due {
+		if err := r.countBacklog(ctx, p, ds, jobs, last, afterRun, now); err != nil {
+			// classify: a driver's error in fixed words, never its text.
+			_, msg := classify(err)
+			log.FromContext(ctx).Info("Counting the backlog failed", "message", msg)
+			r.Recorder.Eventf(p, nil, "Warning", "BacklogNotCounted", "CountBacklog", "Counting the records past their retention period failed: %s", msg)
+			wait = backlogRetry
+		}
+	}
+	dryRun := p.Spec.Mode == retentionv1.ModeDryRun
+	if b := p.Status.Backlog; b != nil {
+		if i := slices.IndexFunc(jobs, func(j retentionv1.PurgeJob) bool { return j.Name == b.AfterRun }); i >= 0 {
+			dryRun = jobs[i].Spec.Mode == retentionv1.ModeDryRun
+		}
+	}
+	status, reason, msg := backlog.Condition(p.Status.Backlog, dryRun)
+	retentionv1.SetCondition(p, retentionv1.ConditionBacklogCleared, status, reason, msg)
+	return wait
+}
+
+// countBacklog counts every rule's records past retention at now, with the
+// legal holds in force, and, when afterRun, what the last run left.
+func (r *RetentionPolicyReconciler) countBacklog(ctx context.Context, p *retentionv1.RetentionPolicy, ds *retentionv1.Dataset, jobs []retentionv1.PurgeJob, last *retentionv1.PurgeJob, afterRun bool, now time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, backlogTimeout)
+	defer cancel()
+	var store retentionv1.DataStore
+	if err := r.Get(ctx, types.NamespacedName{Namespace: p.Namespace, Name: string(ds.Spec.DataStoreRef.Name)}, &store); err != nil {
+		return fmt.Errorf("DataStore %s: %w", ds.Spec.DataStoreRef.Name, err)
+	}
+	driver, err := r.Pool.Get(ctx, &store)
+	if err != nil {
+		return err
+	}
+	var holdList retentionv1.LegalHoldList
+	if err := r.List(ctx, &holdList, client.InNamespace(p.Namespace)); err != nil {
+		return err
+	}
+	in := engine.Inputs{Reader: r.APIReader, Dataset: ds, StoreType: store.Spec.Type, Holds: holdList.Items, Now: now}
+	// The operations a run would have now, resolved as its PurgeJob would
+	// be, never created.
+	ops, err := engine.PolicyOperations(p, ds, now)
+	if err != nil {
+		return err
+	}
+	probe := &retentionv1.PurgeJob{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name},
+		Spec:       retentionv1.PurgeJobSpec{DatasetRef: p.Spec.DatasetRef, Mode: p.Spec.Mode, Operations: ops},
+	}
+	steps, err := engine.Resolve(ctx, probe, in)
+	if err != nil {
+		return err
+	}
+	since := backlog.AnonymizedBefore(jobs, p.Status.Backlog)
+	targets := make([]backlog.Target, len(ops))
+	for i, op := range ops {
+		targets[i] = backlog.Target{Rule: string(op.Rule), Anonymize: op.Action == retentionv1.ActionAnonymize, Step: steps[i]}
+		if at, ok := since[string(op.Rule)]; ok {
+			targets[i].Since = &at
+		}
+	}
+	m, err := backlog.Measure(ctx, driver, now, targets)
+	if err != nil {
+		return err
+	}
+	var left map[string]map[string]int64
+	run := ""
+	if afterRun {
+		runSteps, err := engine.Resolve(ctx, last, in)
+		if err != nil {
+			return fmt.Errorf("run %s: %w", last.Name, err)
+		}
+		if left, err = backlog.AfterRun(ctx, driver, last, runSteps); err != nil {
+			return err
+		}
+		run = last.Name
+	}
+	b := backlog.Status(m, run, left)
+	backlog.Carry(b, p.Status.Backlog)
+	p.Status.Backlog = b
+	log.FromContext(ctx).V(1).Info("Counted the backlog", "records", b.Records, "held", b.Held, "afterRun", run)
+	return nil
 }
 
 // runs lists the policy's PurgeJobs, newest first.

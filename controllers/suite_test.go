@@ -110,6 +110,7 @@ func newManager(t *testing.T) ctrl.Manager {
 	t.Helper()
 	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{
 		Scheme:         env.Scheme,
+		Cache:          controllers.CacheOptions(""), // as main.go: the cache transform included
 		Metrics:        metricsserver.Options{BindAddress: "0"},
 		LeaderElection: false,
 		Controller:     config.Controller{SkipNameValidation: ptr.To(true)},

@@ -4,6 +4,8 @@
 # a baseline measured in the same run, as a ratio, because the machine is
 # shared and noisy. Row counts can be lowered for a quick look, e.g.
 #   LETHE_BENCH_ROWS=100000 LETHE_BENCH_REQUESTS=200 make bench
+# test/bench/memory reports the manager's RSS (steady and peak) with
+# LETHE_BENCH_OBJECTS Lethe objects (default 10,000); BENCH=Memory runs only it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp)

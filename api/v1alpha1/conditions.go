@@ -93,6 +93,15 @@ func MarkNotReady(o Object, reason, message string) {
 	MarkReconciling(o, reason, message)
 }
 
+// MarkSuspended sets Ready=False for work a user paused on purpose
+// (a PurgeJob's spec.suspend): not in progress, not stuck, so Reconciling
+// and Stalled are cleared.
+func MarkSuspended(o Object, reason, message string) {
+	set(o, ConditionReady, metav1.ConditionFalse, reason, message)
+	remove(o, ConditionReconciling)
+	remove(o, ConditionStalled)
+}
+
 // SetCondition sets a kind-specific condition (for example Approved or Held).
 func SetCondition(o Object, condType string, status metav1.ConditionStatus, reason, message string) {
 	set(o, condType, status, reason, message)

@@ -126,7 +126,93 @@ type DataStoreSpec struct {
 	// +optional
 	// +kubebuilder:default="5m"
 	ProbeInterval Timeout `json:"probeInterval,omitempty"`
+
+	// Windows are the times purges may run against this store, for example
+	// every night from 01:00 to 05:00 in Europe/Berlin:
+	// [{schedule: "0 1 * * *", duration: 4h, timeZone: Europe/Berlin}].
+	// Windows that overlap or touch form one open period; no windows means
+	// purges may run at any time. Outside every window a running PurgeJob
+	// waits at its next batch boundary (its Throttled condition says
+	// OutsideWindow and status.resumeAt when the next window opens) and a
+	// PurgeJob that has not started waits before counting (counting reads
+	// every expired record). Which PurgeJobs wait is windowsApplyTo. At most
+	// 16 windows.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	Windows []PurgeWindow `json:"windows,omitempty"`
+
+	// WindowsApplyTo says which PurgeJobs keep to windows: RetentionRuns
+	// (the default) makes only RetentionPolicy runs wait, while the
+	// erasures of DeletionRequests run at any time, since their legal
+	// deadline matters more than the hour; All makes erasures wait too.
+	// +optional
+	WindowsApplyTo WindowsApplyTo `json:"windowsApplyTo,omitempty"`
+
+	// Backups declares how long the store's backups keep data, so that a
+	// completed DeletionRequest can say when the last backup holding the
+	// erased subject expires (status.backupsExpireTime and the condition
+	// BackupsExpired). Unset, Lethe cannot tell, and such a request's
+	// BackupsExpired is Unknown (reason BackupRetentionUnknown); a store
+	// without backups declares retention 0h.
+	// +optional
+	Backups *DataStoreBackups `json:"backups,omitempty"`
 }
+
+// DataStoreBackups says how long a store's backups are kept.
+type DataStoreBackups struct {
+	// Retention is how long a backup is kept before it is deleted (or
+	// overwritten), as the backup schedule says: for example 30d or 6w; 0h
+	// when the store keeps no backups. A record erased at time T is gone
+	// from every backup at T + retention.
+	// +required
+	Retention WaitDuration `json:"retention"`
+}
+
+// WindowsApplyTo says which PurgeJobs keep to a DataStore's windows.
+// +kubebuilder:validation:Enum=RetentionRuns;All
+type WindowsApplyTo string
+
+const (
+	// WindowsApplyToRetentionRuns: only RetentionPolicy runs wait for a
+	// window; DeletionRequest erasures run at any time (the default).
+	WindowsApplyToRetentionRuns WindowsApplyTo = "RetentionRuns"
+	// WindowsApplyToAll: every PurgeJob against the store waits for a window.
+	WindowsApplyToAll WindowsApplyTo = "All"
+)
+
+// PurgeWindow is a recurring time when purges may run: it opens at every
+// activation of schedule in timeZone and closes when the zone's clocks show
+// the start plus duration (wall-clock time: "0 1 * * *" for 4h closes at
+// 05:00 local time also on the nights the clocks change). A start that falls
+// in the hour skipped when clocks go forward does not happen that day, as in
+// a CronJob. A window may cross midnight.
+type PurgeWindow struct {
+	// Schedule is a cron expression of the window's start times, for
+	// example "0 1 * * *" (01:00 every day) or "0 22 * * 6" (Saturdays at
+	// 22:00).
+	// +required
+	Schedule CronSchedule `json:"schedule"`
+
+	// Duration is how long the window stays open after each start, in hours
+	// and minutes ("4h", "30m", "1h30m"), more than 0 and at most 7 days
+	// (168h).
+	// +required
+	Duration WindowDuration `json:"duration"`
+
+	// TimeZone of the schedule, an IANA name such as Europe/Berlin (default
+	// UTC).
+	// +optional
+	// +kubebuilder:default=UTC
+	TimeZone TimeZone `json:"timeZone,omitempty"`
+}
+
+// WindowDuration is a duration in whole hours and minutes, such as 4h, 30m
+// or 1h30m: more than 0 and at most 168h (7 days).
+// +kubebuilder:validation:MinLength=2
+// +kubebuilder:validation:MaxLength=16
+// +kubebuilder:validation:XValidation:rule="self.matches('^([1-9][0-9]{0,2}h)?([1-9][0-9]{0,3}m)?$') && duration(self) <= duration('168h')",message="must be hours and minutes such as 4h, 30m or 1h30m, more than 0 and at most 168h (7 days)"
+type WindowDuration string
 
 // S3Settings locate a bucket in S3-compatible storage.
 type S3Settings struct {
@@ -243,7 +329,32 @@ type DataStoreStatus struct {
 	// Datasets is how many Datasets use this store.
 	// +optional
 	Datasets int32 `json:"datasets,omitempty"`
+
+	// Window is whether spec.windows let purges run now: Open, Closed, or
+	// Invalid (a window that can never open, such as "0 0 30 2 *"; PurgeJobs
+	// that keep to windows wait until it is fixed). Empty without windows.
+	// +optional
+	Window WindowState `json:"window,omitempty"`
+
+	// NextWindow is when the next window opens, while Window is Closed.
+	// +optional
+	NextWindow *metav1.Time `json:"nextWindow,omitempty"`
+
+	// WindowClosesAt is when the open window closes (with the windows that
+	// overlap it), while Window is Open.
+	// +optional
+	WindowClosesAt *metav1.Time `json:"windowClosesAt,omitempty"`
 }
+
+// WindowState is whether a DataStore's windows let purges run now.
+// +kubebuilder:validation:Enum=Open;Closed;Invalid
+type WindowState string
+
+const (
+	WindowOpen    WindowState = "Open"
+	WindowClosed  WindowState = "Closed"
+	WindowInvalid WindowState = "Invalid"
+)
 
 // DataStore is the connection to one backing store (PostgreSQL, MySQL/MariaDB,
 // Redis or S3-compatible storage), with its credentials and load limits.
@@ -255,6 +366,8 @@ type DataStoreStatus struct {
 // +kubebuilder:printcolumn:name="Host",type=string,JSONPath=`.spec.host`
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.status.serverVersion`,priority=1
 // +kubebuilder:printcolumn:name="Datasets",type=integer,JSONPath=`.status.datasets`
+// +kubebuilder:printcolumn:name="Window",type=string,JSONPath=`.status.window`
+// +kubebuilder:printcolumn:name="Next Window",type=date,JSONPath=`.status.nextWindow`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

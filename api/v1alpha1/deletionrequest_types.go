@@ -202,9 +202,75 @@ type Receipt struct {
 	// +optional
 	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
 
-	// SHA256 of the canonical JSON of the receipt without this field.
+	// SHA256 of the canonical JSON of the receipt without this field and
+	// without acknowledgements (which arrive later): the erasure ledger
+	// records it at completion.
 	// +optional
 	SHA256 string `json:"sha256,omitempty"`
+
+	// Acknowledgements of the erasure notice by the Recipients, as they
+	// arrive (not covered by sha256).
+	// +optional
+	// +listType=atomic
+	Acknowledgements []NoticeAcknowledgement `json:"acknowledgements,omitempty"`
+}
+
+// NoticeAcknowledgement records that a Recipient acknowledged the erasure
+// notice.
+type NoticeAcknowledgement struct {
+	// Recipient that acknowledged.
+	Recipient string `json:"recipient"`
+
+	// NoticeID is the notice's webhook-id.
+	NoticeID string `json:"noticeID"`
+
+	// AcknowledgedAt is when Lethe received (Response) or verified (Async)
+	// the acknowledgement.
+	AcknowledgedAt metav1.Time `json:"acknowledgedAt"`
+}
+
+// RecipientNotice is where the erasure notice to one Recipient stands. It
+// carries no identities: the notice's body is kept in the request's Secret
+// <request>-notices until every notice is final.
+type RecipientNotice struct {
+	// Name of the Recipient.
+	Name string `json:"name"`
+
+	// NoticeID is the notice's webhook-id, the same on every attempt (a
+	// receiver deduplicates on it).
+	NoticeID string `json:"noticeID"`
+
+	// State: Pending, Notified (delivered, an Async acknowledgement is
+	// awaited), Acknowledged or Failed.
+	State NoticeState `json:"state"`
+
+	// Attempts made so far (deliveries, then acknowledgement polls).
+	// +optional
+	Attempts int32 `json:"attempts,omitempty"`
+
+	// LastAttemptTime is when the last attempt was made.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+
+	// NextAttemptTime is when the next attempt is due (exponential backoff
+	// with jitter); unset once the state is final.
+	// +optional
+	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
+
+	// DeadlineTime: the notice fails if it is not acknowledged by then (the
+	// request's deadline, or one day after completion if that is later).
+	// +optional
+	DeadlineTime *metav1.Time `json:"deadlineTime,omitempty"`
+
+	// Reason of the last outcome (NoticeDelivered, DeliveryFailed,
+	// ForgedAcknowledgement, NoticeAcknowledged, NoticeDeadlineExceeded…).
+	// +optional
+	Reason string `json:"reason,omitempty"`
+
+	// Message says what happened last, without identities or anything the
+	// endpoint answered beyond its status code.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // DeletionRequestStatus is the observed state of a DeletionRequest.
@@ -220,7 +286,8 @@ type DeletionRequestStatus struct {
 	Phase DeletionRequestPhase `json:"phase,omitempty"`
 
 	// Conditions: Ready, Reconciling, Stalled, ReviewWindowPassed, Approved,
-	// Held, DeadlineMet.
+	// Held, DeadlineMet, and once completed RecipientsNotified and
+	// BackupsExpired.
 	// +optional
 	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
@@ -263,6 +330,19 @@ type DeletionRequestStatus struct {
 	// CompletionTime is when the request finished.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// Recipients are the parties sent an erasure notice once the erasure
+	// completed, each with where its notice stands (no identities).
+	// +optional
+	// +listType=atomic
+	Recipients []RecipientNotice `json:"recipients,omitempty"`
+
+	// BackupsExpireTime is when the last backup that may still hold the
+	// subject's erased records expires: the completion time plus the longest
+	// spec.backups.retention of the DataStores of the plan. The condition
+	// BackupsExpired turns True then.
+	// +optional
+	BackupsExpireTime *metav1.Time `json:"backupsExpireTime,omitempty"`
 }
 
 // DeletionRequest erases one data subject across every Dataset in scope,

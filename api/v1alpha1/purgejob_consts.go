@@ -1,7 +1,7 @@
 package v1alpha1
 
 // PurgeJobPhase is the phase of a PurgeJob, and of each of its operations.
-// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;Stalled;Held
+// +kubebuilder:validation:Enum=Pending;Running;Suspended;Succeeded;Failed;Stalled;Held
 type PurgeJobPhase string
 
 // PurgeJob phases.
@@ -11,6 +11,9 @@ const (
 	PurgeJobSucceeded PurgeJobPhase = "Succeeded"
 	PurgeJobFailed    PurgeJobPhase = "Failed"
 	PurgeJobStalled   PurgeJobPhase = "Stalled"
+	// PurgeJobSuspended: spec.suspend holds the job at a batch boundary (or
+	// before it starts); Ready is False with reason Suspended.
+	PurgeJobSuspended PurgeJobPhase = "Suspended"
 	// OperationHeld marks an operation skipped because a LegalHold keeps its
 	// whole collection (status.operations[].phase only).
 	OperationHeld PurgeJobPhase = "Held"
@@ -33,6 +36,9 @@ const (
 	// ReasonReferencedOutsideErasure: records outside the erasure refer, by
 	// a foreign key, to records it would delete; nothing was changed.
 	ReasonReferencedOutsideErasure = "ReferencedOutsideErasure"
+	// ReasonResumed: spec.suspend was cleared; the job continues from its
+	// checkpoint (an event; Suspended is the reason while it is set).
+	ReasonResumed = "Resumed"
 )
 
 // PurgeJob annotations and labels.
@@ -58,7 +64,8 @@ const (
 	ConditionThrottled = "Throttled"
 	// ReasonNotThrottled: the job's last batch ran.
 	ReasonNotThrottled = "NotThrottled"
-	// ReasonOutsideWindow: the DataStore's purge windows are closed.
+	// ReasonOutsideWindow: the DataStore's purge windows (spec.windows) are
+	// closed; status.resumeAt is when the next one opens.
 	ReasonOutsideWindow = "OutsideWindow"
 	// ReasonReplicationLag: a replica of the DataStore lags over the limit.
 	ReasonReplicationLag = "ReplicationLag"

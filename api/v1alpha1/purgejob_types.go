@@ -93,6 +93,17 @@ type PurgeJobSpec struct {
 	// Safety limits; checked by counting before anything is changed.
 	// +optional
 	Safety *SafetyLimits `json:"safety,omitempty"`
+
+	// Suspend pauses the job: set it to true (kubectl patch purgejob NAME
+	// --type merge -p '{"spec":{"suspend":true}}') and a running job stops
+	// at its next batch boundary, never inside a batch; a job that has not
+	// started does not start. Its phase shows Suspended until suspend is
+	// false again, when it resumes from its last checkpoint. The one field
+	// of the spec that may change after creation (the signature does not
+	// cover it); suspending a RetentionPolicy does not suspend its running
+	// PurgeJob.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
 }
 
 // OperationStatus is the progress of one operation.
@@ -139,19 +150,28 @@ type PurgeJobStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Phase: Pending, Running, Succeeded, Failed or Stalled.
+	// Phase: Pending, Running, Suspended (spec.suspend), Succeeded, Failed
+	// or Stalled.
 	// +optional
 	Phase PurgeJobPhase `json:"phase,omitempty"`
 
 	// Conditions: Ready, Reconciling, Stalled (SafetyLimitExceeded,
 	// InvalidOperation…), DataStoreAvailable, Complete, Failed, and
 	// Throttled: True while a running job waits at a batch boundary for its
-	// DataStore (reasons OutsideWindow, ReplicationLag, ActiveSessions,
-	// LockWaiters, ThreadsRunning, HealthUnknown; the message gives the
-	// measured value and the limit), False (NotThrottled) once a batch runs.
+	// DataStore, or one that has not started waits for the DataStore's
+	// window before counting (reasons OutsideWindow, with status.resumeAt;
+	// ReplicationLag, ActiveSessions, LockWaiters, ThreadsRunning,
+	// HealthUnknown; the message gives the measured value and the limit),
+	// False (NotThrottled) once a batch runs.
+	// A suspended job shows Ready False with reason Suspended.
 	// +optional
 	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ResumeAt is when a job waiting outside its DataStore's windows
+	// resumes: the start of the next window. Cleared once it runs.
+	// +optional
+	ResumeAt *metav1.Time `json:"resumeAt,omitempty"`
 
 	// StartTime is when execution started.
 	// +optional
@@ -205,15 +225,17 @@ type PurgeJobStatus struct {
 // +kubebuilder:printcolumn:name="Anonymized",type=integer,JSONPath=`.status.anonymized`
 // +kubebuilder:printcolumn:name="Held",type=integer,JSONPath=`.status.held`,priority=1
 // +kubebuilder:printcolumn:name="Cutoff",type=date,JSONPath=`.spec.cutoff`,priority=1
+// +kubebuilder:printcolumn:name="Suspended",type=boolean,JSONPath=`.spec.suspend`
+// +kubebuilder:printcolumn:name="Resume At",type=date,JSONPath=`.status.resumeAt`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type PurgeJob struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// Spec is fixed at creation; immutable.
+	// Spec is fixed at creation and immutable, but for suspend.
 	// +required
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec is immutable: a PurgeJob executes exactly what it was created with"
+	// +kubebuilder:validation:XValidation:rule="self.datasetRef == oldSelf.datasetRef && self.mode == oldSelf.mode && has(self.cutoff) == has(oldSelf.cutoff) && (!has(self.cutoff) || self.cutoff == oldSelf.cutoff) && has(self.subjectsSecretRef) == has(oldSelf.subjectsSecretRef) && (!has(self.subjectsSecretRef) || self.subjectsSecretRef == oldSelf.subjectsSecretRef) && self.operations == oldSelf.operations && has(self.batchSize) == has(oldSelf.batchSize) && (!has(self.batchSize) || self.batchSize == oldSelf.batchSize) && has(self.safety) == has(oldSelf.safety) && (!has(self.safety) || self.safety == oldSelf.safety)",message="spec is immutable but for suspend: a PurgeJob executes exactly what it was created with"
 	Spec PurgeJobSpec `json:"spec"`
 
 	// Status reports progress, checkpoints and totals.

@@ -19,4 +19,21 @@ const (
 	ReasonRunInProgress   = "RunInProgress"
 	ReasonRunFailed       = "RunFailed"
 	ReasonNotYetEffective = "NotYetEffective"
+
+	// ConditionBacklogCleared says whether the last finished run left any
+	// record past its retention period that it should have deleted or
+	// anonymized (legal holds excluded).
+	ConditionBacklogCleared = "BacklogCleared"
+	// ReasonBacklogCleared: every rule's remainingAfterRun is zero.
+	ReasonBacklogCleared = "BacklogCleared"
+	// ReasonBacklogRemaining: some rule's remainingAfterRun is above zero;
+	// the message names the rules and counts.
+	ReasonBacklogRemaining = "BacklogRemaining"
+	// ReasonBacklogNotMeasured: no finished run has been counted yet.
+	ReasonBacklogNotMeasured = "NotMeasured"
+	// ReasonBacklogDryRun: the last run was a dry run, which changes nothing.
+	ReasonBacklogDryRun = "DryRun"
+
+	// DefaultBacklogInterval is spec.backlogInterval's default.
+	DefaultBacklogInterval = "10m"
 )

@@ -103,7 +103,8 @@ type RetentionPolicySpec struct {
 	// +kubebuilder:default=Forbid
 	ConcurrencyPolicy ConcurrencyPolicy `json:"concurrencyPolicy,omitempty"`
 
-	// Suspend stops scheduling new runs; a running PurgeJob finishes.
+	// Suspend stops scheduling new runs; a running PurgeJob finishes (to
+	// pause it, set spec.suspend on that PurgeJob).
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
 
@@ -148,6 +149,142 @@ type RetentionPolicySpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	FailedRunsHistoryLimit *int32 `json:"failedRunsHistoryLimit,omitempty"`
+
+	// BacklogInterval is how often Lethe counts, per rule, the records past
+	// their retention period now (status.backlog and the metric
+	// lethe_records_past_retention), besides the count after each run: a
+	// whole number of s, m or h, at least 1m and at most 168h (default 10m).
+	// "0s" (or 0m, 0h) counts only after runs, for tables whose count is too
+	// expensive to repeat (each count is one SELECT count(*) per collection
+	// over the rule's timestamp range; see docs/operations.md).
+	// +optional
+	// +kubebuilder:default="10m"
+	BacklogInterval BacklogInterval `json:"backlogInterval,omitempty"`
+}
+
+// BacklogInterval is a whole number of seconds, minutes or hours such as
+// 10m, 1h or 90s: zero, or from 1m to 168h.
+// +kubebuilder:validation:MinLength=2
+// +kubebuilder:validation:MaxLength=8
+// +kubebuilder:validation:XValidation:rule="self.matches('^(0|[1-9][0-9]{0,5})(s|m|h)$')",message="must be a whole number with one unit, s, m or h (for example 10m, 1h), or 0s to count only after runs"
+// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]{1,6}(s|m|h)$') || self.matches('^0(s|m|h)$') || (self.endsWith('s') ? int(self.substring(0, size(self) - 1)) >= 60 && int(self.substring(0, size(self) - 1)) <= 604800 : self.endsWith('m') ? int(self.substring(0, size(self) - 1)) <= 10080 : int(self.substring(0, size(self) - 1)) <= 168)",message="must be at least 1m and at most 168h (or 0s to count only after runs)"
+type BacklogInterval string
+
+// BacklogAccuracy says how a backlog count was obtained.
+// +kubebuilder:validation:Enum=Exact;Estimated
+type BacklogAccuracy string
+
+const (
+	// BacklogExact: counted in the store with the rule's cutoff at the
+	// measurement (Delete rules).
+	BacklogExact BacklogAccuracy = "Exact"
+	// BacklogEstimated: derived from exact counts and an assumption. For an
+	// Anonymize rule a store cannot tell an anonymized record from one not
+	// yet anonymized, so the backlog is the records dated between the cutoff
+	// of the policy's last successful Enforce run (anonymizedBefore: that run
+	// anonymized what was older) and the cutoff now.
+	BacklogEstimated BacklogAccuracy = "Estimated"
+)
+
+// CollectionBacklog is the backlog of one rule in one of its collections.
+type CollectionBacklog struct {
+	// Collection of the Dataset.
+	Collection Identifier `json:"collection"`
+
+	// Records past their retention period at the rule's cutoff, not kept by
+	// legal holds.
+	Records int64 `json:"records"`
+
+	// Held is how many records past their retention period legal holds keep
+	// (never part of the backlog).
+	// +optional
+	Held int64 `json:"held,omitempty"`
+
+	// RemainingAfterRun is how many records the run named by
+	// status.backlog.afterRun should have deleted or anonymized and that were
+	// still there after it (legal holds excluded).
+	// +optional
+	RemainingAfterRun *int64 `json:"remainingAfterRun,omitempty"`
+}
+
+// RuleBacklog is the backlog of one rule: its records past their retention
+// period now.
+type RuleBacklog struct {
+	// Rule names the policy's rule.
+	Rule Identifier `json:"rule"`
+
+	// Records past their retention period at MeasuredTime (older than
+	// Cutoff), not kept by legal holds, summed over the rule's collections.
+	Records int64 `json:"records"`
+
+	// Held is how many records past their retention period legal holds keep
+	// (reported apart: holds win over retention, so they are no backlog).
+	// +optional
+	Held int64 `json:"held,omitempty"`
+
+	// Accuracy is Exact (Delete rules: counted in the store) or Estimated
+	// (Anonymize rules: see anonymizedBefore).
+	Accuracy BacklogAccuracy `json:"accuracy"`
+
+	// MeasuredTime is when the records were counted.
+	MeasuredTime metav1.Time `json:"measuredTime"`
+
+	// Cutoff is MeasuredTime minus the rule's olderThan: records dated
+	// before it are past their retention period.
+	Cutoff metav1.Time `json:"cutoff"`
+
+	// AnonymizedBefore (Anonymize rules) is the cutoff of the policy's last
+	// successful Enforce run of this rule: that run anonymized the records
+	// dated before it, so only younger records past retention are counted.
+	// +optional
+	AnonymizedBefore *metav1.Time `json:"anonymizedBefore,omitempty"`
+
+	// RemainingAfterRun is how many records the run named by
+	// status.backlog.afterRun should have deleted or anonymized and that
+	// were still there after it, legal holds excluded: for a Delete rule
+	// counted in the store at that run's own cutoff (records that aged past
+	// retention while it ran are not its failure), for an Anonymize rule
+	// taken from the run's counts (matched minus anonymized). Above zero,
+	// condition BacklogCleared is False.
+	// +optional
+	RemainingAfterRun *int64 `json:"remainingAfterRun,omitempty"`
+
+	// Collections break the counts down by collection.
+	// +optional
+	// +listType=map
+	// +listMapKey=collection
+	// +kubebuilder:validation:MaxItems=64
+	Collections []CollectionBacklog `json:"collections,omitempty"`
+}
+
+// Backlog is what an auditor asks for: per rule, how many records are past
+// their retention period now. It is counted after each run and every
+// spec.backlogInterval, with each rule's cutoff computed at measurement
+// time; counts only, never a record's content.
+type Backlog struct {
+	// Records is the sum of the rules' records past their retention period
+	// (legal holds excluded) at MeasuredTime.
+	Records int64 `json:"records"`
+
+	// Held is the sum of the rules' records past retention that legal holds
+	// keep.
+	// +optional
+	Held int64 `json:"held,omitempty"`
+
+	// MeasuredTime is when the records were last counted.
+	MeasuredTime metav1.Time `json:"measuredTime"`
+
+	// AfterRun names the finished run (PurgeJob) after which the rules'
+	// remainingAfterRun was counted.
+	// +optional
+	AfterRun string `json:"afterRun,omitempty"`
+
+	// Rules hold the backlog of each rule.
+	// +optional
+	// +listType=map
+	// +listMapKey=rule
+	// +kubebuilder:validation:MaxItems=32
+	Rules []RuleBacklog `json:"rules,omitempty"`
 }
 
 // RunSummary summarizes one run of a policy.
@@ -190,7 +327,10 @@ type RetentionPolicyStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Conditions: Ready, Reconciling, Stalled (InvalidSchedule,
-	// DatasetNotFound, SafetyLimitExceeded…).
+	// DatasetNotFound, SafetyLimitExceeded…) and BacklogCleared (True when
+	// every rule's backlog was zero after the last run, False with reason
+	// BacklogRemaining naming the rules and counts, Unknown before a run
+	// was counted or for DryRun runs).
 	// +optional
 	// +listType=atomic
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
@@ -220,6 +360,11 @@ type RetentionPolicyStatus struct {
 	// LastRun summarizes the most recent run.
 	// +optional
 	LastRun *RunSummary `json:"lastRun,omitempty"`
+
+	// Backlog counts, per rule, the records past their retention period now
+	// (after each run and every spec.backlogInterval).
+	// +optional
+	Backlog *Backlog `json:"backlog,omitempty"`
 }
 
 // RetentionPolicy says how long each kind of personal data in a Dataset may be
@@ -232,6 +377,7 @@ type RetentionPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.mode`
 // +kubebuilder:printcolumn:name="Last Run",type=date,JSONPath=`.status.lastRun.scheduledTime`
 // +kubebuilder:printcolumn:name="Rows",type=integer,JSONPath=`.status.lastRun.rowsMatched`
+// +kubebuilder:printcolumn:name="Backlog",type=integer,JSONPath=`.status.backlog.records`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Next Run",type=string,JSONPath=`.status.nextScheduleTime`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

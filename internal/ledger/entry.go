@@ -9,8 +9,8 @@ import (
 	"github.com/lethe-dev/lethe/internal/digest"
 )
 
-// entry is one line of the erasure ledger: digests only.
-type entry struct {
+// Entry is one line of the erasure ledger: digests only.
+type Entry struct {
 	Request    string   `json:"request"`
 	Subject    string   `json:"subject"`
 	Identities []string `json:"identities"`
@@ -24,7 +24,7 @@ type entry struct {
 // a restored backup can be checked for records keyed by a derived identity
 // too — as sorted "type=digest" strings. No value appears in it.
 func NewLine(key []byte, request string, r *retentionv1.Receipt, identities map[string][]string) (string, error) {
-	e := entry{Request: request, Subject: r.SubjectDigest, Receipt: r.SHA256, Completed: r.CompletedAt.UTC().Format(time.RFC3339)}
+	e := Entry{Request: request, Subject: r.SubjectDigest, Receipt: r.SHA256, Completed: r.CompletedAt.UTC().Format(time.RFC3339)}
 	for typ, vs := range identities {
 		for _, v := range vs {
 			e.Identities = append(e.Identities, typ+"="+digest.Identity(key, typ, v))
@@ -36,4 +36,17 @@ func NewLine(key []byte, request string, r *retentionv1.Receipt, identities map[
 		return "", err
 	}
 	return string(line), nil
+}
+
+// ParseLine reads a ledger line.
+func ParseLine(line string) (Entry, error) {
+	var e Entry
+	err := json.Unmarshal([]byte(line), &e)
+	return e, err
+}
+
+// HasIdentity reports whether the line lists the identity whose keyed
+// digest (digest.Identity) is d, of type typ.
+func (e Entry) HasIdentity(typ, d string) bool {
+	return slices.Contains(e.Identities, typ+"="+d)
 }

@@ -46,7 +46,7 @@ func TestNewLine(t *testing.T) {
 					}
 				}
 			}
-			var e entry
+			var e Entry
 			if err := json.Unmarshal([]byte(line), &e); err != nil {
 				t.Fatal(err)
 			}

@@ -204,6 +204,9 @@ func (m *Manager) waitReady(ctx context.Context, url string) error {
 	}
 }
 
+// Pid is the manager's process id (for reading /proc/<pid>/status).
+func (m *Manager) Pid() int { return m.cmd.Process.Pid }
+
 // Done is closed when the process has exited.
 func (m *Manager) Done() <-chan struct{} { return m.done }
 

@@ -67,6 +67,15 @@ var (
 		Name: "lethe_deletionrequests_total",
 		Help: "Finished DeletionRequests by result (Completed, Failed).",
 	}, []string{"namespace", "result"})
+
+	// RecipientNotices counts erasure-notice attempts to Recipients by
+	// result: delivered, acknowledged, retried (failed, retried later),
+	// forged (an acknowledgement rejected), failed (final). Labels name the
+	// Recipient object, never the subject.
+	RecipientNotices = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lethe_recipient_notices_total",
+		Help: "Erasure-notice attempts to Recipients by result (delivered, acknowledged, retried, forged, failed).",
+	}, []string{"namespace", "recipient", "result"})
 )
 
 // ForgetDataStore removes every series of a DataStore that no longer exists
@@ -85,7 +94,7 @@ func ForgetDeletionRequest(namespace, name string) {
 // registry (the state metrics of StateCollector are registered by the
 // manager, with its cache).
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{RowsDeleted, RowsAnonymized, Batches, BatchDuration, Errors, PurgeJobs, DataStoreUp, DeletionRequestDeadline, DeletionRequests}
+	return []prometheus.Collector{RowsDeleted, RowsAnonymized, Batches, BatchDuration, Errors, PurgeJobs, DataStoreUp, DeletionRequestDeadline, DeletionRequests, RecipientNotices}
 }
 
 func init() {

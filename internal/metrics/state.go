@@ -26,8 +26,17 @@ var (
 		"Deadline of each DeletionRequest not yet Completed, as a Unix time (Failed requests stay until deleted: they are not answered).",
 		[]string{"namespace", "deletionrequest", "phase"}, nil)
 	pastRetentionDesc = prometheus.NewDesc("lethe_records_past_retention",
-		"Records a RetentionPolicy rule found past its retention period at the policy's last run and that are not yet deleted or anonymized (records legal holds keep are not counted).",
-		[]string{"namespace", "policy", "rule", "mode"}, nil)
+		"Records past their retention period under a RetentionPolicy rule, per collection, at the policy's last count (after each run and every spec.backlogInterval, cutoff at the count; records legal holds keep are not counted).",
+		[]string{"namespace", "policy", "rule", "collection"}, nil)
+	pastRetentionHeldDesc = prometheus.NewDesc("lethe_records_past_retention_held",
+		"Records past their retention period under a RetentionPolicy rule that legal holds keep, per collection, at the policy's last count.",
+		[]string{"namespace", "policy", "rule", "collection"}, nil)
+	afterRunDesc = prometheus.NewDesc("lethe_records_past_retention_after_run",
+		"Records a RetentionPolicy's last finished Enforce run should have deleted or anonymized and that remained after it (legal holds excluded), per rule and collection; what condition BacklogCleared reports.",
+		[]string{"namespace", "policy", "rule", "collection"}, nil)
+	backlogTimeDesc = prometheus.NewDesc("lethe_records_past_retention_measured_timestamp_seconds",
+		"When a RetentionPolicy's records past retention were last counted, as a Unix time.",
+		[]string{"namespace", "policy"}, nil)
 	lastRunDesc = prometheus.NewDesc("lethe_retentionpolicy_last_run_timestamp_seconds",
 		"Instant the RetentionPolicy's last run was scheduled for, as a Unix time.",
 		[]string{"namespace", "policy"}, nil)
@@ -65,7 +74,7 @@ func RegisterState(reader client.Reader, elected <-chan struct{}) {
 
 // Describe implements prometheus.Collector.
 func (c *StateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{deletionRequestsDesc, deadlineDesc, pastRetentionDesc, lastRunDesc, lastResultDesc, lastSuccessDesc, nextRunDesc, stalledDesc} {
+	for _, d := range []*prometheus.Desc{deletionRequestsDesc, deadlineDesc, pastRetentionDesc, pastRetentionHeldDesc, afterRunDesc, backlogTimeDesc, lastRunDesc, lastResultDesc, lastSuccessDesc, nextRunDesc, stalledDesc} {
 		ch <- d
 	}
 }
@@ -131,6 +140,7 @@ func (c *StateCollector) collectPolicies(ctx context.Context, ch chan<- promethe
 		if t := p.Status.LastSuccessfulTime; t != nil {
 			ch <- prometheus.MustNewConstMetric(lastSuccessDesc, prometheus.GaugeValue, unix(t), p.Namespace, p.Name)
 		}
+		collectBacklog(ch, p)
 		run := p.Status.LastRun
 		if run == nil {
 			continue
@@ -139,29 +149,31 @@ func (c *StateCollector) collectPolicies(ctx context.Context, ch chan<- promethe
 			ch <- prometheus.MustNewConstMetric(lastRunDesc, prometheus.GaugeValue, unix(run.ScheduledTime), p.Namespace, p.Name)
 		}
 		ch <- prometheus.MustNewConstMetric(lastResultDesc, prometheus.GaugeValue, 1, p.Namespace, p.Name, string(run.Result))
-		var job retentionv1.PurgeJob
-		if c.reader.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: run.PurgeJob}, &job, client.UnsafeDisableDeepCopy) != nil {
-			continue
-		}
-		for rule, n := range pastRetention(&job) {
-			ch <- prometheus.MustNewConstMetric(pastRetentionDesc, prometheus.GaugeValue, float64(n), p.Namespace, p.Name, rule, string(job.Spec.Mode))
-		}
 	}
 }
 
-// pastRetention sums, per rule, what a policy run's operations matched and
-// have not yet deleted or anonymized (status.operations follow spec order).
-func pastRetention(job *retentionv1.PurgeJob) map[string]int64 {
-	left := map[string]int64{}
-	for i, op := range job.Spec.Operations {
-		rule := string(op.Rule)
-		left[rule] += 0
-		if i < len(job.Status.Operations) {
-			s := job.Status.Operations[i]
-			left[rule] += max(s.Matched-s.Deleted-s.Anonymized, 0)
+// collectBacklog reports a policy's status.backlog: per rule and
+// collection, the records past retention, those legal holds keep and, when
+// the last counted run enforced (condition BacklogCleared True or False,
+// not a dry run), what it left.
+func collectBacklog(ch chan<- prometheus.Metric, p *retentionv1.RetentionPolicy) {
+	b := p.Status.Backlog
+	if b == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(backlogTimeDesc, prometheus.GaugeValue, unix(&b.MeasuredTime), p.Namespace, p.Name)
+	c := meta.FindStatusCondition(p.Status.Conditions, retentionv1.ConditionBacklogCleared)
+	enforced := c != nil && c.Status != metav1.ConditionUnknown
+	for _, r := range b.Rules {
+		for _, col := range r.Collections {
+			labels := []string{p.Namespace, p.Name, string(r.Rule), string(col.Collection)}
+			ch <- prometheus.MustNewConstMetric(pastRetentionDesc, prometheus.GaugeValue, float64(col.Records), labels...)
+			ch <- prometheus.MustNewConstMetric(pastRetentionHeldDesc, prometheus.GaugeValue, float64(col.Held), labels...)
+			if enforced && col.RemainingAfterRun != nil {
+				ch <- prometheus.MustNewConstMetric(afterRunDesc, prometheus.GaugeValue, float64(*col.RemainingAfterRun), labels...)
+			}
 		}
 	}
-	return left
 }
 
 // countStalled counts the Stalled objects of the kinds whose other state
@@ -189,6 +201,12 @@ func (c *StateCollector) countStalled(ctx context.Context, countStalled func(str
 	if c.reader.List(ctx, &jobs, client.UnsafeDisableDeepCopy) == nil {
 		for i := range jobs.Items {
 			countStalled("PurgeJob", &jobs.Items[i])
+		}
+	}
+	var recipients retentionv1.RecipientList
+	if c.reader.List(ctx, &recipients, client.UnsafeDisableDeepCopy) == nil {
+		for i := range recipients.Items {
+			countStalled("Recipient", &recipients.Items[i])
 		}
 	}
 }

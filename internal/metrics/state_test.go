@@ -45,17 +45,27 @@ func stateObjects() []client.Object {
 			NextScheduleTime:   at("2030-01-02T03:00:00Z"),
 			LastSuccessfulTime: at("2030-01-01T03:00:10Z"),
 			LastRun:            &retentionv1.RunSummary{PurgeJob: "orders-run", ScheduledTime: at("2030-01-01T03:00:00Z"), Result: retentionv1.PurgeJobRunning},
+			Conditions:         []metav1.Condition{{Type: retentionv1.ConditionBacklogCleared, Status: metav1.ConditionFalse, Reason: retentionv1.ReasonBacklogRemaining}},
+			Backlog: &retentionv1.Backlog{Records: 40, Held: 3, MeasuredTime: *at("2030-01-01T04:00:00Z"), AfterRun: "orders-run-0", Rules: []retentionv1.RuleBacklog{
+				{Rule: "orders", Records: 40, Held: 3, RemainingAfterRun: ptr(int64(30)), Collections: []retentionv1.CollectionBacklog{
+					{Collection: "order_items", Records: 10, RemainingAfterRun: ptr(int64(0))},
+					{Collection: "orders", Records: 30, Held: 3, RemainingAfterRun: ptr(int64(30))}}},
+				{Rule: "sessions", Collections: []retentionv1.CollectionBacklog{{Collection: "sessions"}}},
+			}},
 		}},
-		&retentionv1.PurgeJob{ObjectMeta: om("orders-run"),
-			Spec: retentionv1.PurgeJobSpec{Mode: retentionv1.ModeEnforce, Operations: []retentionv1.Operation{
-				{Collection: "order_items", Rule: "orders"}, {Collection: "orders", Rule: "orders"}, {Collection: "sessions", Rule: "sessions"}}},
-			Status: retentionv1.PurgeJobStatus{Operations: []retentionv1.OperationStatus{
-				{Collection: "order_items", Matched: 100, Deleted: 100}, {Collection: "orders", Matched: 50, Deleted: 20}}}},
+		// A dry run's leftovers are not a failure: no after-run series.
+		&retentionv1.RetentionPolicy{ObjectMeta: om("preview"), Status: retentionv1.RetentionPolicyStatus{
+			Conditions: []metav1.Condition{{Type: retentionv1.ConditionBacklogCleared, Status: metav1.ConditionUnknown, Reason: retentionv1.ReasonBacklogDryRun}},
+			Backlog: &retentionv1.Backlog{Records: 7, MeasuredTime: *at("2030-01-01T04:00:00Z"), AfterRun: "preview-run", Rules: []retentionv1.RuleBacklog{
+				{Rule: "orders", Records: 7, RemainingAfterRun: ptr(int64(7)), Collections: []retentionv1.CollectionBacklog{{Collection: "orders", Records: 7, RemainingAfterRun: ptr(int64(7))}}}}},
+		}},
 		&retentionv1.RetentionPolicy{ObjectMeta: om("never-ran"), Status: retentionv1.RetentionPolicyStatus{Conditions: stalled(retentionv1.ReasonDatasetNotFound)}},
 		&retentionv1.DataStore{ObjectMeta: om("db"), Status: retentionv1.DataStoreStatus{Conditions: stalled(retentionv1.ReasonSecretNotFound)}},
 		&retentionv1.PurgeJob{ObjectMeta: om("erase-1"), Status: retentionv1.PurgeJobStatus{Conditions: stalled(retentionv1.ReasonSafetyLimitExceeded)}},
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func newReader(t *testing.T) client.Reader {
 	t.Helper()
@@ -85,10 +95,26 @@ lethe_deletionrequests_in_phase{namespace="shop",phase="AwaitingApproval"} 2
 lethe_deletionrequests_in_phase{namespace="shop",phase="Completed"} 1
 lethe_deletionrequests_in_phase{namespace="shop",phase="Failed"} 1
 lethe_deletionrequests_in_phase{namespace="shop",phase="Pending"} 1
-# HELP lethe_records_past_retention Records a RetentionPolicy rule found past its retention period at the policy's last run and that are not yet deleted or anonymized (records legal holds keep are not counted).
+# HELP lethe_records_past_retention Records past their retention period under a RetentionPolicy rule, per collection, at the policy's last count (after each run and every spec.backlogInterval, cutoff at the count; records legal holds keep are not counted).
 # TYPE lethe_records_past_retention gauge
-lethe_records_past_retention{mode="Enforce",namespace="shop",policy="orders",rule="orders"} 30
-lethe_records_past_retention{mode="Enforce",namespace="shop",policy="orders",rule="sessions"} 0
+lethe_records_past_retention{collection="order_items",namespace="shop",policy="orders",rule="orders"} 10
+lethe_records_past_retention{collection="orders",namespace="shop",policy="orders",rule="orders"} 30
+lethe_records_past_retention{collection="orders",namespace="shop",policy="preview",rule="orders"} 7
+lethe_records_past_retention{collection="sessions",namespace="shop",policy="orders",rule="sessions"} 0
+# HELP lethe_records_past_retention_after_run Records a RetentionPolicy's last finished Enforce run should have deleted or anonymized and that remained after it (legal holds excluded), per rule and collection; what condition BacklogCleared reports.
+# TYPE lethe_records_past_retention_after_run gauge
+lethe_records_past_retention_after_run{collection="order_items",namespace="shop",policy="orders",rule="orders"} 0
+lethe_records_past_retention_after_run{collection="orders",namespace="shop",policy="orders",rule="orders"} 30
+# HELP lethe_records_past_retention_held Records past their retention period under a RetentionPolicy rule that legal holds keep, per collection, at the policy's last count.
+# TYPE lethe_records_past_retention_held gauge
+lethe_records_past_retention_held{collection="order_items",namespace="shop",policy="orders",rule="orders"} 0
+lethe_records_past_retention_held{collection="orders",namespace="shop",policy="orders",rule="orders"} 3
+lethe_records_past_retention_held{collection="orders",namespace="shop",policy="preview",rule="orders"} 0
+lethe_records_past_retention_held{collection="sessions",namespace="shop",policy="orders",rule="sessions"} 0
+# HELP lethe_records_past_retention_measured_timestamp_seconds When a RetentionPolicy's records past retention were last counted, as a Unix time.
+# TYPE lethe_records_past_retention_measured_timestamp_seconds gauge
+lethe_records_past_retention_measured_timestamp_seconds{namespace="shop",policy="orders"} 1.8934704e+09
+lethe_records_past_retention_measured_timestamp_seconds{namespace="shop",policy="preview"} 1.8934704e+09
 # HELP lethe_retentionpolicy_last_run_result 1 for the phase of the RetentionPolicy's last run (Pending, Running, Succeeded, Failed, Stalled).
 # TYPE lethe_retentionpolicy_last_run_result gauge
 lethe_retentionpolicy_last_run_result{namespace="shop",policy="orders",result="Running"} 1

@@ -65,12 +65,26 @@ func Rows(r *retentionv1.Receipt) int64 {
 	return n
 }
 
+// Acknowledge records a Recipient's acknowledgement of the erasure notice
+// (once per recipient). Acknowledgements arrive after completion and are not
+// covered by the receipt's SHA256, which the erasure ledger recorded then.
+func Acknowledge(r *retentionv1.Receipt, recipient, noticeID string, at time.Time) {
+	for _, a := range r.Acknowledgements {
+		if a.Recipient == recipient {
+			return
+		}
+	}
+	r.Acknowledgements = append(r.Acknowledgements, retentionv1.NoticeAcknowledgement{Recipient: recipient, NoticeID: noticeID, AcknowledgedAt: metav1.Time{Time: at}})
+}
+
 // SHA256 is the SHA-256 of the receipt's canonical JSON without its sha256
-// field (encoding/json sorts nothing, but the struct's field order and the
-// entries' plan order are fixed, which makes it canonical).
+// field and its acknowledgements (encoding/json sorts nothing, but the
+// struct's field order and the entries' plan order are fixed, which makes it
+// canonical).
 func SHA256(r *retentionv1.Receipt) (string, error) {
 	c := r.DeepCopy()
 	c.SHA256 = ""
+	c.Acknowledgements = nil
 	b, err := json.Marshal(c)
 	if err != nil {
 		return "", err

@@ -88,3 +88,24 @@ func TestSHA256(t *testing.T) {
 		}
 	}
 }
+
+func TestAcknowledgementsLeaveTheSHA256AsTheLedgerRecordedIt(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	r, err := Build("hmac-sha256:abc", nil, nil, now, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Acknowledge(r, "crm", "msg_1", now.Add(time.Minute))
+	Acknowledge(r, "crm", "msg_1", now.Add(time.Hour)) // once per recipient
+	Acknowledge(r, "analytics", "msg_2", now.Add(2*time.Minute))
+	if len(r.Acknowledgements) != 2 || !r.Acknowledgements[0].AcknowledgedAt.Time.Equal(now.Add(time.Minute)) {
+		t.Fatalf("acknowledgements %+v", r.Acknowledgements)
+	}
+	sum, err := SHA256(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum != r.SHA256 {
+		t.Fatalf("SHA256 changed with acknowledgements: %s, ledger has %s", sum, r.SHA256)
+	}
+}

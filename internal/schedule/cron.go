@@ -268,3 +268,34 @@ func isRepeat(t time.Time) bool {
 	back := time.Duration(offBefore-offNow) * time.Second
 	return back > 0 && t.Sub(start) < back
 }
+
+// AddWall returns the first instant after t at which the schedule's zone's
+// wall clock shows t's wall-clock reading plus d (d > 0): a purge window
+// that opens at 01:00 for 4h closes when the clocks show 05:00, also on the
+// nights the clocks change. A wall-clock time that happens twice (fall back)
+// is taken at its first occurrence after t; one that does not exist (spring
+// forward) is taken as the instant the clocks jump over it.
+func (s *Schedule) AddWall(t time.Time, d time.Duration) time.Time {
+	w := wallOf(t.In(s.loc)).Add(d)
+	for _, i := range s.instants(w) {
+		if i.After(t) {
+			return i.UTC()
+		}
+	}
+	// In a spring-forward gap: the first instant showing a later wall-clock
+	// time is the transition that jumps over w, the start or the end of the
+	// zone period time.Date picked for w.
+	y, mo, day := w.Date()
+	h, mi, sec := w.Clock()
+	g := time.Date(y, mo, day, h, mi, sec, w.Nanosecond(), s.loc)
+	start, end := g.ZoneBounds()
+	for _, tr := range []time.Time{start, end} {
+		if !tr.IsZero() && tr.After(t) && wallOf(tr.In(s.loc)).After(w) && !wallOf(tr.Add(-time.Nanosecond).In(s.loc)).After(w) {
+			return tr.UTC()
+		}
+	}
+	if end := t.Add(d); end.After(t) {
+		return end.UTC()
+	}
+	return t.UTC()
+}

@@ -67,6 +67,10 @@ type signedContent struct {
 
 func compute(key []byte, job *retentionv1.PurgeJob) (string, error) {
 	spec := *job.Spec.DeepCopy()
+	// Suspend is the user's to flip (docs/design.md §10): it pauses the job
+	// but never changes what it does. Omitted when false, so signatures
+	// made before the field existed still match.
+	spec.Suspend = false
 	// An unset batch size (adaptive batches) signs as 1000: until adaptive
 	// batches, the API server filled 1000 in (the CRD's default), so the
 	// jobs stored then, signed either way, stay valid, and so do new jobs

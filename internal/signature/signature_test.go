@@ -45,6 +45,12 @@ func TestSigned(t *testing.T) {
 		{"other namespace", func(j *retentionv1.PurgeJob) { j.Namespace = "other" }, key, false},
 		{"other Dataset", func(j *retentionv1.PurgeJob) { j.Spec.DatasetRef.Name = "billing" }, key, false},
 		{"other action", func(j *retentionv1.PurgeJob) { j.Spec.Operations[0].Action = retentionv1.ActionAnonymize }, key, false},
+		{"suspended by the user", func(j *retentionv1.PurgeJob) { j.Spec.Suspend = true }, key, true},
+		{"suspended and another change", func(j *retentionv1.PurgeJob) { j.Spec.Suspend = true; j.Spec.BatchSize = 5 }, key, false},
+		{"other mode", func(j *retentionv1.PurgeJob) { j.Spec.Mode = retentionv1.ModeDryRun }, key, false},
+		{"other batch size", func(j *retentionv1.PurgeJob) { j.Spec.BatchSize = 999 }, key, false},
+		{"a cutoff added", func(j *retentionv1.PurgeJob) { c := metav1.Now(); j.Spec.Cutoff = &c }, key, false},
+		{"safety limits added", func(j *retentionv1.PurgeJob) { j.Spec.Safety = &retentionv1.SafetyLimits{} }, key, false},
 		{"another request named", func(j *retentionv1.PurgeJob) { j.Annotations[retentionv1.AnnotationDeletionRequests] += ",eve" }, key, false},
 		{"subjects digest replaced", func(j *retentionv1.PurgeJob) {
 			j.Annotations[retentionv1.AnnotationSubjectsDigest] = SubjectsDigest(key, map[string][]byte{"user_id": []byte("eve")})
@@ -135,5 +141,22 @@ func TestVerify(t *testing.T) {
 				t.Errorf("Verify = %v, want a stall %v", err, tc.stall)
 			}
 		})
+	}
+}
+
+// A signature made before spec.suspend existed still matches: suspend is
+// left out of what is signed, also when it is true. The value is the
+// signature of job() computed by the code before the field was added.
+func TestSignatureOfUnsuspendedJobIsUnchanged(t *testing.T) {
+	const before = "v1:b26414921a3700a7f8509d1e5eb0bcfd4a2a20c759bc7b7a6892423194d17323"
+	for _, suspend := range []bool{false, true} {
+		j := job()
+		j.Spec.Suspend = suspend
+		if err := Sign(key, j, map[string][]byte{"user_id": []byte("usr_ada_1815")}); err != nil {
+			t.Fatal(err)
+		}
+		if got := j.Annotations[retentionv1.AnnotationSignature]; got != before {
+			t.Errorf("suspend=%v: signature %s, want %s", suspend, got, before)
+		}
 	}
 }

@@ -7,9 +7,12 @@ import (
 	"path/filepath"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -115,4 +118,31 @@ func (e *Env) waitForRBAC(ctx context.Context, user string, rules []rbacv1.Polic
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// ServiceAccountConfig returns a rest.Config that authenticates with a
+// token for the ServiceAccount ns/name, obtained with TokenRequest as the
+// kubelet obtains one for a Pod (an hour's validity): the API server
+// authenticates it as system:serviceaccount:<ns>:<name> with the groups
+// system:serviceaccounts and system:serviceaccounts:<ns>, and RBAC decides
+// the rest. It carries no client certificate, only the cluster's CA.
+func (e *Env) ServiceAccountConfig(ctx context.Context, ns, name string) (*rest.Config, error) {
+	cs, err := kubernetes.NewForConfig(e.Config)
+	if err != nil {
+		return nil, err
+	}
+	expiry := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("TokenRequest for ServiceAccount %s/%s: %w", ns, name, err)
+	}
+	cfg := &rest.Config{
+		Host:            e.Config.Host,
+		BearerToken:     tr.Status.Token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: e.Config.CAData, CAFile: e.Config.CAFile, ServerName: e.Config.ServerName},
+		QPS:             e.Config.QPS,
+		Burst:           e.Config.Burst,
+	}
+	return cfg, nil
 }

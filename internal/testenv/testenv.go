@@ -154,3 +154,20 @@ func (e *Env) UserConfig(name string, groups ...string) (*rest.Config, error) {
 	cfg.QPS, cfg.Burst = e.Config.QPS, e.Config.Burst
 	return cfg, nil
 }
+
+// UserKubeconfig writes a kubeconfig for the named user, member of exactly
+// these groups (RBAC decides what it may do), as dir/<name>.kubeconfig and
+// returns its path: for running a command line tool (kubectl, kubectl-lethe)
+// as that user.
+func (e *Env) UserKubeconfig(dir, name string, groups ...string) (string, error) {
+	user, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return "", err
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name+".kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
+}

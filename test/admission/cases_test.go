@@ -45,6 +45,7 @@ const (
 	msgTimeout       = "must be a positive duration with one unit: ms, s or m"
 	msgCron          = "must be a five-field cron expression (minute hour day-of-month month day-of-week, for example '0 3 * * *') or @daily, @weekly, @monthly, @yearly, @hourly"
 	msgTimeZone      = "must be an IANA time zone name such as UTC, Europe/Berlin or Asia/Shanghai"
+	msgWindowDur     = "must be hours and minutes such as 4h, 30m or 1h30m, more than 0 and at most 168h (7 days)"
 	msgSameNamespace = "Secret references are same-namespace only: remove namespace"
 	msgKeyPattern    = "must contain only letters, digits and _ : . / - * { } (placeholders are written {identity_type})"
 	msgCategory      = "should match '^[a-z][a-z0-9_-]*$'"
@@ -195,6 +196,26 @@ func cases() []admissionCase {
 		{name: "DataStore/S3 http endpoint without tls Disable is rejected",
 			manifest: obj("DataStore", "type: S3\ns3: {endpoint: \"http://minio.storage.svc:9000\", bucket: shop-uploads}\n"),
 			wantErr:  true, want: []string{"an http:// S3 endpoint sends requests in clear: set tls: Disable to say so, or use https"}},
+		{name: "DataStore/windows across midnight, in a zone, with erasures waiting too, are accepted",
+			manifest: obj("DataStore", dedent(validPostgres)+"\nwindows:\n- {schedule: \"0 22 * * *\", duration: 4h, timeZone: Europe/Berlin}\n- {schedule: \"30 1 * * SAT\", duration: 1h30m}\n- {schedule: \"@daily\", duration: 168h}\nwindowsApplyTo: All\n")},
+		{name: "DataStore/window with a bad cron expression is rejected",
+			manifest: obj("DataStore", dedent(validPostgres)+"\nwindows:\n- {schedule: \"0 25 * * *\", duration: 4h}\n"),
+			wantErr:  true, want: []string{"spec.windows[0].schedule", msgCron}},
+		{name: "DataStore/window in an unknown zone is rejected",
+			manifest: obj("DataStore", dedent(validPostgres)+"\nwindows:\n- {schedule: \"0 1 * * *\", duration: 4h, timeZone: Europe/Atlantis}\n"),
+			wantErr:  true, want: []string{"spec.windows[0].timeZone", msgTimeZone}},
+		{name: "DataStore/window longer than 7 days is rejected",
+			manifest: obj("DataStore", dedent(validPostgres)+"\nwindows:\n- {schedule: \"0 1 * * *\", duration: 169h}\n"),
+			wantErr:  true, want: []string{"spec.windows[0].duration", msgWindowDur}},
+		{name: "DataStore/window of zero minutes is rejected",
+			manifest: obj("DataStore", dedent(validPostgres)+"\nwindows:\n- {schedule: \"0 1 * * *\", duration: 0m}\n"),
+			wantErr:  true, want: []string{"spec.windows[0].duration", msgWindowDur}},
+		{name: "DataStore/window duration in days is rejected",
+			manifest: obj("DataStore", dedent(validPostgres)+"\nwindows:\n- {schedule: \"0 1 * * *\", duration: 1d}\n"),
+			wantErr:  true, want: []string{"spec.windows[0].duration", msgWindowDur}},
+		{name: "DataStore/windowsApplyTo other than RetentionRuns or All is rejected",
+			manifest: obj("DataStore", dedent(validPostgres)+"\nwindowsApplyTo: Erasures\n"),
+			wantErr:  true, want: []string{"spec.windowsApplyTo", msgUnsupported}},
 		{name: "DataStore/tls Prefer (falls back to a cleartext password) is rejected",
 			manifest: obj("DataStore", dedent(validPostgres)+"\ntls: Prefer\n"),
 			wantErr:  true, want: []string{"spec.tls", msgUnsupported}},
@@ -854,7 +875,7 @@ func cases() []admissionCase {
 				- {collection: browsing_logs, action: Delete, byAge: true, bySubject: false}
 			`),
 			wantErr: true, want: []string{"spec.cutoff"}},
-		{name: "PurgeJob/spec is immutable, status is not",
+		{name: "PurgeJob/spec is immutable but for suspend, status is not",
 			manifest: purge(`
 				cutoff: "2026-05-25T19:00:00Z"
 				operations:
@@ -862,9 +883,19 @@ func cases() []admissionCase {
 			`),
 			updates: []update{
 				{desc: "move the cutoff", mutate: setField("2026-11-21T19:00:00Z", "spec", "cutoff"),
-					wantErr: true, want: []string{"spec is immutable: a PurgeJob executes exactly what it was created with"}},
+					wantErr: true, want: []string{"spec is immutable but for suspend: a PurgeJob executes exactly what it was created with"}},
 				{desc: "switch to DryRun", mutate: setField("DryRun", "spec", "mode"),
 					wantErr: true, want: []string{"spec is immutable"}},
+				{desc: "suspend", mutate: setField(true, "spec", "suspend")},
+				{desc: "add safety limits while suspended", mutate: setField(map[string]interface{}{"maxRows": int64(5)}, "spec", "safety"),
+					wantErr: true, want: []string{"spec is immutable but for suspend"}},
+				{desc: "change the batch size while suspended", mutate: setField(int64(7), "spec", "batchSize"),
+					wantErr: true, want: []string{"spec is immutable but for suspend"}},
+				{desc: "resume", mutate: setField(false, "spec", "suspend")},
+				{desc: "add an operation", mutate: setField([]interface{}{
+					map[string]interface{}{"collection": "browsing_logs", "action": "Delete", "byAge": true},
+					map[string]interface{}{"collection": "orders", "action": "Delete", "byAge": true},
+				}, "spec", "operations"), wantErr: true, want: []string{"spec is immutable but for suspend"}},
 				{desc: "checkpoint progress in status", status: true, mutate: func(u *unstructured.Unstructured) {
 					setField("Running", "status", "phase")(u)
 					setField(int64(1200), "status", "matched")(u)
@@ -894,6 +925,13 @@ func boundaryCases() []admissionCase {
 	for _, d := range []string{"1440m", "86400s", "9999999ms"} {
 		out = append(out, admissionCase{name: "DataStore/probeInterval " + d + " (at most 24h) is accepted",
 			manifest: obj("DataStore", dedent(validPostgres)+"probeInterval: "+d+"\n")})
+	}
+	for _, d := range []string{"10m", "0s", "0h", "1m", "60s", "604800s", "10080m", "168h"} {
+		out = append(out, admissionCase{name: "RetentionPolicy/backlogInterval " + d + " is accepted", manifest: rule("30d") + "  backlogInterval: " + d + "\n"})
+	}
+	for _, d := range []string{"30s", "59s", "169h", "10081m", "1d", "10", "-1m", "010m"} {
+		out = append(out, admissionCase{name: "RetentionPolicy/backlogInterval " + d + " is refused", manifest: rule("30d") + "  backlogInterval: \"" + d + "\"\n",
+			wantErr: true, want: []string{"backlogInterval"}})
 	}
 	return append(out,
 		admissionCase{name: "RetentionPolicy/startingDeadlineSeconds of one year is accepted",

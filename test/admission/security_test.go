@@ -146,10 +146,20 @@ func TestPurgeJobsAreCreatedOnlyByLethe(t *testing.T) {
 		{"another annotation", `{"metadata":{"annotations":{"retention.lethe.dev/deletion-requests":"victim"}}}`, "you may set or remove only the annotation"},
 		{"removing the signature", `{"metadata":{"annotations":{"retention.lethe.dev/signature":null}}}`, "you may set or remove only the annotation"},
 		{"a label", `{"metadata":{"labels":{"retention.lethe.dev/policy":"other"}}}`, "the labels of a PurgeJob are written only by Lethe"},
+		{"the batch size", `{"spec":{"batchSize":7}}`, "but for suspend"},
+		{"the cutoff, with suspend", `{"spec":{"suspend":true,"cutoff":"2200-01-01T00:00:00Z"}}`, "but for suspend"},
+		{"safety limits added", `{"spec":{"safety":{"maxRows":1}}}`, "but for suspend"},
 	} {
 		if err := patch(mallory, c.patch); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("changing %s: got %v, want an error containing %q", c.desc, err, c.want)
 		}
+	}
+	// Suspending and resuming is the user's (spec.suspend is not signed).
+	if err := patch(mallory, `{"spec":{"suspend":true}}`); err != nil {
+		t.Errorf("a user could not suspend a PurgeJob: %v", err)
+	}
+	if err := patch(mallory, `{"spec":{"suspend":false}}`); err != nil {
+		t.Errorf("a user could not resume a PurgeJob: %v", err)
 	}
 	if err := patch(mallory, `{"metadata":{"annotations":{"retention.lethe.dev/release-safety-limit":"true"}}}`); err != nil {
 		t.Errorf("a user could not set the release annotation: %v", err)

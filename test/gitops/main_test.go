@@ -99,6 +99,8 @@ func typed(t *testing.T, kind string) any {
 		return &retentionv1.LegalHold{}
 	case "PurgeJob":
 		return &retentionv1.PurgeJob{}
+	case "Recipient":
+		return &retentionv1.Recipient{}
 	}
 	t.Fatalf("unknown kind %s", kind)
 	return nil
@@ -132,6 +134,7 @@ func TestFixturesCoverEveryKindAndState(t *testing.T) {
 		"DeletionRequest": {"Progressing", "Healthy", "Degraded", "Suspended"},
 		"LegalHold":       {"Progressing", "Healthy", "Degraded"},
 		"PurgeJob":        {"Progressing", "Healthy", "Degraded"},
+		"Recipient":       {"Progressing", "Healthy", "Degraded"},
 	}
 	for kind, statuses := range want {
 		for _, s := range statuses {

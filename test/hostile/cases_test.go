@@ -69,6 +69,7 @@ func policy(spec string) string    { return obj("RetentionPolicy", "", spec) }
 func request(spec string) string   { return obj("DeletionRequest", "", spec) }
 func hold(spec string) string      { return obj("LegalHold", "", spec) }
 func purgeJob(spec string) string  { return obj("PurgeJob", "", spec) }
+func recipient(spec string) string { return obj("Recipient", "", spec) }
 func runNow(spec string) string {
 	return obj("RetentionPolicy", "annotations: {retention.lethe.dev/run-now: \"1\"}", spec)
 }
@@ -94,6 +95,9 @@ const (
 	// A valid rule, request subject and hold scope the cases vary.
 	purgeUsers  = "datasetRef: {name: pg-shop}\nmode: Enforce\nschedule: \"0 3 * * *\"\nrules: [{name: r, collections: [users], olderThan: 30d, action: Delete}]\n"
 	subjectUser = "subject: {identities: [{type: user_id, value: \"1\"}]}\nreason: SubjectRequest\n"
+	// A Recipient without its endpoint.
+	recipientOf = "datasets: [pg-shop]\nidentityTypes: [email]\nsigningSecretRef: {name: no-such-hook, key: secret}\n"
+	msgHTTPS    = "must be an https URL without credentials or fragment"
 )
 
 // Messages users see (the CRDs' CEL rules and OpenAPI checks).
@@ -289,6 +293,17 @@ func cases() []hostileCase {
 		stall("DeletionRequest/S3 value ..", request("subject: {identities: [{type: user_id, value: \"..\"}]}\nreason: SubjectRequest\nscope: {datasets: [s3-uploads]}\n"), "InvalidSpec", "contains '..'"),
 		stall("DeletionRequest/override Anonymize without strategies", request(subjectUser+"scope: {datasets: [pg-shop]}\noverrides: [{dataset: pg-shop, collection: events, action: Anonymize}]\n"), "InvalidSpec", "none of its fields has an anonymize strategy"),
 
+		// --- Recipient --------------------------------------------------------------
+		reject("Recipient/http endpoint", recipient(recipientOf+"endpoint: http://hooks.example.com/erasures\n"), msgHTTPS),
+		reject("Recipient/credentials in the endpoint", recipient(recipientOf+"endpoint: https://lethe:secret@hooks.example.com/\n"), msgHTTPS),
+		reject("Recipient/fragment in the endpoint", recipient(recipientOf+"endpoint: https://hooks.example.com/#x\n"), msgHTTPS),
+		reject("Recipient/file endpoint", recipient(recipientOf+"endpoint: file:///etc/passwd\n"), msgHTTPS),
+		reject("Recipient/http acknowledgement URL", recipient(recipientOf+"endpoint: https://hooks.example.com/\nacknowledgement: {mode: Async, url: \"http://hooks.example.com/acks\"}\n"), msgHTTPS),
+		reject("Recipient/acknowledgement URL without Async", recipient(recipientOf+"endpoint: https://hooks.example.com/\nacknowledgement: {url: \"https://hooks.example.com/acks\"}\n"), "acknowledgement.url is used only with mode Async"),
+		reject("Recipient/receives nothing", recipient("identityTypes: [email]\nendpoint: https://hooks.example.com/\nsigningSecretRef: {name: hook, key: secret}\n"), "set datasets, categories or both"),
+		reject("Recipient/no identity types", recipient("datasets: [pg-shop]\nidentityTypes: []\nendpoint: https://hooks.example.com/\nsigningSecretRef: {name: hook, key: secret}\n"), "should have at least 1 items"),
+		stall("Recipient/cloud metadata endpoint", recipient(recipientOf+"endpoint: https://169.254.169.254/latest/meta-data\n"), "NetworkNotAllowed", "169.254.169.254"),
+		stall("Recipient/signing Secret missing", recipient(recipientOf+"endpoint: https://127.0.0.1:9/erasures\n"), "SecretNotFound", "no-such-hook"),
 		// --- LegalHold --------------------------------------------------------------
 		reject("LegalHold/expiresAt 9999-12-31", hold("datasets: [pg-shop]\nexpiresAt: \"9999-12-31T23:59:59Z\"\n"), msgDate),
 		reject("LegalHold/expiresAt 2201-01-01", hold("datasets: [pg-shop]\nexpiresAt: \"2201-01-01T00:00:00Z\"\n"), msgDate),

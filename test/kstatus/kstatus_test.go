@@ -35,6 +35,8 @@ func observed(o retentionv1.Object, gen int64) {
 		t.Status.ObservedGeneration = gen
 	case *retentionv1.PurgeJob:
 		t.Status.ObservedGeneration = gen
+	case *retentionv1.Recipient:
+		t.Status.ObservedGeneration = gen
 	}
 }
 
@@ -46,6 +48,7 @@ func kinds() map[string]func() retentionv1.Object {
 		"DeletionRequest": func() retentionv1.Object { return &retentionv1.DeletionRequest{ObjectMeta: meta()} },
 		"LegalHold":       func() retentionv1.Object { return &retentionv1.LegalHold{ObjectMeta: meta()} },
 		"PurgeJob":        func() retentionv1.Object { return &retentionv1.PurgeJob{ObjectMeta: meta()} },
+		"Recipient":       func() retentionv1.Object { return &retentionv1.Recipient{ObjectMeta: meta()} },
 	}
 }
 
@@ -118,6 +121,15 @@ func TestKstatusOfPurgeJobPhases(t *testing.T) {
 		{retentionv1.PurgeJobFailed, func(o retentionv1.Object) {
 			retentionv1.MarkStalled(o, retentionv1.ReasonInvalidOperation, "table missing")
 		}, status.FailedStatus},
+		// Suspended by the user (a job that was running, even stalled):
+		// never Failed. kstatus reads Ready=False as unfinished work, which
+		// a suspended job is; Argo CD's script says Suspended and Flux's
+		// healthCheckExprs Current (test/gitops).
+		{retentionv1.PurgeJobSuspended, func(o retentionv1.Object) {
+			retentionv1.MarkReconciling(o, retentionv1.ReasonRunning, "Executing")
+			retentionv1.MarkStalled(o, retentionv1.ReasonInterrupted, "interrupted")
+			retentionv1.MarkSuspended(o, retentionv1.ReasonSuspended, "Suspended (spec.suspend)")
+		}, status.InProgressStatus},
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.phase), func(t *testing.T) {

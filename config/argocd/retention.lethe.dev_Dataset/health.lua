@@ -5,8 +5,9 @@
 -- retention.lethe.dev_<Kind>/health.lua and into argocd-cm.yaml.
 --
 --   Healthy      Ready=True (a RetentionPolicy whose run is in progress too)
---   Suspended    a RetentionPolicy with spec.suspend; a DeletionRequest
---                waiting for an approver or held by a legal hold
+--   Suspended    a RetentionPolicy or PurgeJob with spec.suspend; a
+--                DeletionRequest waiting for an approver or held by a
+--                legal hold
 --   Degraded     Stalled=True (a human must act); a DeletionRequest past its
 --                deadline; a DataStore or PurgeJob failing to reach its store
 --   Progressing  not yet observed, or Reconciling=True
@@ -73,6 +74,12 @@ end
 if stalled ~= nil and stalled.status == "True" then
   hs.status = "Degraded"
   hs.message = msg(stalled, "Stalled")
+  return hs
+end
+
+if obj.kind == "PurgeJob" and ready.status == "False" and ready.reason == "Suspended" then
+  hs.status = "Suspended"
+  hs.message = msg(ready, "Suspended")
   return hs
 end
 

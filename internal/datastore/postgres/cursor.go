@@ -50,6 +50,9 @@ type cursorState struct {
 	// (adaptive batches) scales the width to its own. Cursors written
 	// before it existed lack it and are not scaled.
 	Size int `json:"n,omitempty"`
+	// Again: the last batch deleted fewer rows than it selected, and the
+	// next one looks at the same range again (see advance).
+	Again bool `json:"a,omitempty"`
 }
 
 func (c cursorState) encode() string {

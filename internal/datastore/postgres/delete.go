@@ -77,21 +77,35 @@ func (d *Driver) deleteBatch(ctx context.Context, p *plan, cur *cursorState, n i
 	if err := d.oneShot(ctx, p.desc, false, sql, a.vals, &selected, &deleted, &last); err != nil {
 		return datastore.Batch{}, err
 	}
-	advance(cur, selected, deleted, last, n)
+	if err := advance(p.desc, cur, selected, deleted, last, n); err != nil {
+		return datastore.Batch{Affected: deleted}, err
+	}
 	return datastore.Batch{Affected: deleted}, nil
 }
 
 // advance moves the cursor after a batch that selected and deleted rows.
-func advance(cur *cursorState, selected, deleted int64, last []string, n int) {
+// It fails when rows that matched were selected twice in a row and none
+// could be deleted: a trigger or rule on the table skips them (a BEFORE
+// DELETE trigger returning NULL, a DO INSTEAD NOTHING rule), and looking
+// again would never end.
+func advance(desc string, cur *cursorState, selected, deleted int64, last []string, n int) error {
+	again := cur.Again
+	cur.Again = false
 	switch {
 	case deleted < selected:
+		if again && deleted == 0 {
+			return fmt.Errorf("%w: %s: %d matching rows were selected twice and not deleted: a trigger or rule on the table skips them; they are left in place",
+				datastore.ErrInvalid, desc, selected)
+		}
 		// Some selected rows changed before they could be deleted: look at
 		// the same range again.
+		cur.Again = true
 	case selected < int64(n):
 		cur.Done = true
 	case cur.Mode != modeUnbounded:
 		cur.Key = last
 	}
+	return nil
 }
 
 // batchDeleteSQL is the statement deleting the first n matching rows in key

@@ -112,7 +112,9 @@ FROM (SELECT (SELECT %[1]s FROM %[2]s AS t
 		if err := d.oneShot(ctx, p.desc, false, sql, a.vals, &selected, &deleted, &last); err != nil {
 			return datastore.Batch{}, err
 		}
-		advance(cur, selected, deleted, last, n)
+		if err := advance(p.desc, cur, selected, deleted, last, n); err != nil {
+			return datastore.Batch{Affected: deleted}, err
+		}
 	}
 	return datastore.Batch{Affected: deleted}, nil
 }
