@@ -52,6 +52,9 @@ type PurgeJobReconciler struct {
 	// ledger knows which jobs this process checkpointed cleanly; any
 	// other is recounted before its next batch (internal/executor).
 	ledger executor.Ledger
+	// sizes are the adaptive batch sizes learned per store and collection
+	// (purgejob_batchsize.go).
+	sizes executor.BatchSizers
 }
 
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs,verbs=get;list;watch;create;update;patch;delete
@@ -179,6 +182,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		Reached: func() { j.reached = true },
 		OnPause: j.paused, OnBatch: j.unpaused,
 		Gates: []executor.Gate{j.suspendGate, j.windowGate, j.healthGate},
+		Sizer: j.sizer(),
 	}
 	progress, err := run.Slice(ctx)
 	if err != nil {

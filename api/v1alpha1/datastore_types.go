@@ -245,6 +245,7 @@ type S3Settings struct {
 }
 
 // DataStoreLimits bound the load Lethe puts on a store.
+// +kubebuilder:validation:XValidation:rule="!has(self.minBatchSize) || !has(self.maxBatchSize) || self.minBatchSize <= self.maxBatchSize",message="minBatchSize must not be above maxBatchSize"
 type DataStoreLimits struct {
 	// MaxConnections is the largest number of connections Lethe opens to the
 	// store at once (default 4).
@@ -279,6 +280,36 @@ type DataStoreLimits struct {
 	// +optional
 	// +kubebuilder:default={}
 	Health DataStoreHealth `json:"health,omitempty"`
+
+	// TargetBatchDuration is how long one batch transaction should last
+	// when a PurgeJob leaves batchSize unset (default 200ms): each batch's
+	// size follows the measured duration of the batches before it, growing
+	// while they are well under the target and shrinking in proportion when
+	// one is over it, within minBatchSize and maxBatchSize. Batches aim at
+	// about 60% of it, so that the slow ones stay within it. A shorter
+	// target puts less load on the store at once (shorter locks, less
+	// replication lag per batch) for some efficiency. At most 1m.
+	// +optional
+	// +kubebuilder:default="200ms"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]{1,7}(ms|s|m)$') || (self.endsWith('ms') ? int(self.substring(0, size(self) - 2)) <= 60000 : self.endsWith('s') ? int(self.substring(0, size(self) - 1)) <= 60 : int(self.substring(0, size(self) - 1)) <= 1)",message="must be at most 1m"
+	TargetBatchDuration Timeout `json:"targetBatchDuration,omitempty"`
+
+	// MinBatchSize is the smallest adaptive batch, in records (default 100,
+	// or maxBatchSize if that is smaller).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	MinBatchSize int32 `json:"minBatchSize,omitempty"`
+
+	// MaxBatchSize is the largest adaptive batch, in records (default
+	// 100000). A job's first batch on a collection is 1000 records (or
+	// this, if smaller); later ones start at the size learned before. A
+	// PurgeJob's explicit batchSize is used as it is.
+	// +optional
+	// +kubebuilder:default=100000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	MaxBatchSize int32 `json:"maxBatchSize,omitempty"`
 }
 
 // DataStoreStatus is the observed state of a DataStore.

@@ -80,9 +80,12 @@ type PurgeJobSpec struct {
 	// +listType=atomic
 	Operations []Operation `json:"operations"`
 
-	// BatchSize is the largest number of records one batch touches (default 1000).
+	// BatchSize, when set, is the fixed number of records one batch
+	// touches at most. Unset (the default), batches are adaptive: their size
+	// follows the measured batch duration, aiming at the DataStore's
+	// limits.targetBatchDuration within its minBatchSize and maxBatchSize
+	// (internal/executor/batchsize.go).
 	// +optional
-	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
 	BatchSize int32 `json:"batchSize,omitempty"`

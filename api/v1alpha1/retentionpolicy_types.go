@@ -125,9 +125,13 @@ type RetentionPolicySpec struct {
 	// +optional
 	Safety *SafetyLimits `json:"safety,omitempty"`
 
-	// BatchSize is the largest number of records one batch touches (default 1000).
+	// BatchSize, when set, is the fixed number of records one batch of
+	// this policy's PurgeJobs touches at most. Unset (the default), batches
+	// are adaptive: their size follows the measured batch duration, aiming
+	// at the DataStore's limits.targetBatchDuration within its minBatchSize
+	// and maxBatchSize. (Policies created before adaptive batches had 1000
+	// filled in by the API server; remove it to make them adaptive.)
 	// +optional
-	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
 	BatchSize int32 `json:"batchSize,omitempty"`

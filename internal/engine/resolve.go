@@ -165,6 +165,8 @@ func Resolve(ctx context.Context, job *retentionv1.PurgeJob, in Inputs) ([]Step,
 			BatchSize:  int(job.Spec.BatchSize),
 		}
 		if d.BatchSize <= 0 {
+			// Adaptive: the executor sets each batch's size (Run.Sizer);
+			// 1000 is the size without one.
 			d.BatchSize = 1000
 		}
 		if op.ByAge {

@@ -139,6 +139,9 @@ type Run struct {
 	// saved (checkpoint.go).
 	unsaved bool
 	saved   time.Time
+	// Sizer, if set, returns the adaptive batch size of a step's operation
+	// (nil: the step's fixed Op.BatchSize); see batchsize.go.
+	Sizer func(datastore.Operation) *BatchSizer
 }
 
 // Slice does the next part of the job: it counts, checks and seals a job
@@ -314,10 +317,17 @@ func (r *Run) batch(ctx context.Context, s engine.Step, st *retentionv1.Operatio
 	// committed before the error, a lost reply to COMMIT) and the job
 	// stays so until the next slice recounts it.
 	r.Ledger.dirty(r.Job.UID)
+	sizer := r.sizer(s.Op)
+	if sizer != nil {
+		s.Op.BatchSize = sizer.Size()
+	}
 	b, err := r.Driver.Execute(ctx, s.Op, cursor)
 	metrics.BatchDuration.WithLabelValues(string(r.StoreType)).Observe(time.Since(started).Seconds())
 	if err != nil {
 		return false, r.classify(err)
+	}
+	if sizer != nil {
+		sizer.Observe(s.Op.BatchSize, b.Affected, time.Since(started))
 	}
 	// The cursor may hold a key that is personal data: status keeps it sealed.
 	if b.Cursor, err = digest.Seal(r.CursorKey, b.Cursor); err != nil {

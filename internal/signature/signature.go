@@ -71,7 +71,12 @@ func compute(key []byte, job *retentionv1.PurgeJob) (string, error) {
 	// but never changes what it does. Omitted when false, so signatures
 	// made before the field existed still match.
 	spec.Suspend = false
-	// The API server fills defaults in; sign what it stores.
+	// An unset batch size (adaptive batches) signs as 1000: until adaptive
+	// batches, the API server filled 1000 in (the CRD's default), so the
+	// jobs stored then, signed either way, stay valid, and so do new jobs
+	// on a cluster whose CRD still has that default. The two differ only in
+	// how batches are sized within the DataStore's limits, never in what a
+	// job deletes.
 	if spec.BatchSize == 0 {
 		spec.BatchSize = 1000
 	}

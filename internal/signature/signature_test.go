@@ -39,6 +39,7 @@ func TestSigned(t *testing.T) {
 	}{
 		{"as signed", func(*retentionv1.PurgeJob) {}, key, true},
 		{"batch size filled in by the API server", func(j *retentionv1.PurgeJob) { j.Spec.BatchSize = 1000 }, key, true},
+		{"a fixed batch size set", func(j *retentionv1.PurgeJob) { j.Spec.BatchSize = 5000 }, key, false},
 		{"other key", func(*retentionv1.PurgeJob) {}, []byte("another-digest-key-0123456789abcdef"), false},
 		{"renamed", func(j *retentionv1.PurgeJob) { j.Name = "erase-app-2" }, key, false},
 		{"other namespace", func(j *retentionv1.PurgeJob) { j.Namespace = "other" }, key, false},

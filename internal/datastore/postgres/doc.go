@@ -90,8 +90,9 @@
 //     DELETE); the bound passes from the first statement to the second
 //     through a transaction-local setting (set_config, current_setting).
 //     Later batches estimate the bound from the previous batch's density
-//     (the cursor carries the range width, "w") to hold about 90% of
-//     BatchSize, and roll the DELETE back and retry narrower when it
+//     (the cursor carries the range width, "w", and the batch size it aims
+//     at, "n": a batch of another size, as adaptive batches are, scales the
+//     width to its own) to hold about 90% of BatchSize, and roll the DELETE back and retry narrower when it
 //     affected more than BatchSize rows; after two overshoots, a statement
 //     timeout, or a range without deleted rows, the next bound is read from
 //     the index again. The cursor is that bound, inclusive: rows at the

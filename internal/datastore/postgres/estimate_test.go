@@ -336,3 +336,37 @@ func TestEstimatedRangeTimeout(t *testing.T) {
 	}
 	t.Logf("6 batches deleted %d rows; %d estimated attempts committed, %d rolled back, %d timed out", total, a.committed, a.rolledBack, a.timedOut)
 }
+
+// TestEstimatedRangeFollowsBatchSize: when the batch size changes from one
+// batch to the next (adaptive batches), the estimated range scales to the
+// new size: on evenly spread rows every batch deletes close to its own
+// size, whether the size doubles or drops eightfold, and no range is
+// rolled back for holding too many rows.
+func TestEstimatedRangeFollowsBatchSize(t *testing.T) {
+	e := setup(t)
+	e.exec(`CREATE TABLE even (id bigint PRIMARY KEY, ts timestamptz NOT NULL)`)
+	e.exec(`CREATE INDEX ON even (ts)`)
+	e.exec(`INSERT INTO even SELECT i, '2023-01-01'::timestamptz + i * interval '1 second' FROM generate_series(1, 40000) i`)
+	e.exec(`ANALYZE even`)
+	cut := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	d := e.driver()
+	a := watch(d, nil)
+	op := datastore.Operation{Collection: datastore.Collection{Name: "even", TimestampField: "ts"}, Delete: true, Cutoff: &cut}
+	cursor := ""
+	for i, n := range []int{1000, 2000, 4000, 8000, 1000, 1000, 4000} {
+		op.BatchSize = n
+		b, err := d.Execute(context.Background(), op, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cursor = b.Cursor
+		// The first batch finds its bound exactly; the next ones estimate
+		// it at 90% of their size.
+		if b.Affected > int64(n) || (i > 0 && float64(b.Affected) < 0.8*float64(n)) {
+			t.Errorf("batch %d of size %d deleted %d rows, want about 90%% of it", i, n, b.Affected)
+		}
+	}
+	if a.rolledBack != 0 || a.committed != 6 {
+		t.Errorf("%d estimated ranges committed, %d rolled back; want 6 and none", a.committed, a.rolledBack)
+	}
+}

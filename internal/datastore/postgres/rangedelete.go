@@ -69,7 +69,7 @@ func (d *Driver) rangeDeleteBatch(ctx context.Context, p *plan, cur *cursorState
 			return b, err
 		}
 	}
-	cur.Width = 0
+	cur.Width, cur.Size = 0, 0
 
 	var ba args
 	bconds := []string{fmt.Sprintf("%s < %s::%s", ts, ba.add(p.cutoff.value), p.cutoff.sqlType)}
@@ -100,7 +100,7 @@ FROM (SELECT (SELECT %[1]s FROM %[2]s AS t
 	case deleted > 0:
 		cur.Key = []string{*bound}
 		if w != nil {
-			cur.Width = nextWidth(*w, deleted, n)
+			cur.Width, cur.Size = nextWidth(*w, deleted, n), n
 		}
 	default:
 		sql, err := d.batchDeleteSQL(p, where, "\n  ORDER BY "+ts, []column{*p.ts}, n)
@@ -132,6 +132,11 @@ FROM (SELECT CASE WHEN NOT isfinite(l.lo) THEN NULL
     ELSE l.lo + $3::float8 * interval '1 microsecond' END AS h, l.c
   FROM (SELECT $1::text::%[2]s AS lo, $2::%[3]s AS c) AS l) AS s`, boundSetting, p.ts.castType, p.cutoff.sqlType)
 	width := float64(cur.Width)
+	if cur.Size > 0 && cur.Size != n {
+		// The width aims at another batch size (adaptive batches): the
+		// same density, this batch's size, growing at most maxGrowth times.
+		width = min(width*float64(n)/float64(cur.Size), width*maxGrowth, float64(maxWidth))
+	}
 	for range estimateAttempts {
 		if width < 1 {
 			break
@@ -147,7 +152,7 @@ FROM (SELECT CASE WHEN NOT isfinite(l.lo) THEN NULL
 		case deleted <= int64(n):
 			cur.Key = []string{*hi}
 			cur.Done = final
-			cur.Width = nextWidth(width, deleted, n)
+			cur.Width, cur.Size = nextWidth(width, deleted, n), n
 			return datastore.Batch{Affected: deleted}, true, nil
 		}
 		width = min(width/2, width*fill*float64(n)/float64(deleted))
