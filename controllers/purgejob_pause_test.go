@@ -163,7 +163,7 @@ func TestPurgeJobSuspendAndResume(t *testing.T) {
 	t.Logf("suspended with %d of 300 expired rows left", paused)
 	if job.Status.ObservedGeneration != job.Generation {
 		// The suspension is a spec change: the status catches up.
-		job = waitFor(t, job, 10*time.Second, "observedGeneration", func(j *retentionv1.PurgeJob) bool { return j.Status.ObservedGeneration == j.Generation })
+		waitFor(t, job, 10*time.Second, "observedGeneration", func(j *retentionv1.PurgeJob) bool { return j.Status.ObservedGeneration == j.Generation })
 	}
 
 	// Created suspended: nothing is counted.

@@ -14,7 +14,8 @@ import (
 	"go/doc"
 	"go/parser"
 	"go/token"
-	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"sort"
@@ -63,27 +64,30 @@ type Package struct {
 // Load parses the Go package in dir (test files excluded).
 func Load(dir string) (*Package, error) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, dir, func(fi fs.FileInfo) bool {
-		return !strings.HasSuffix(fi.Name(), "_test.go") && !strings.HasPrefix(fi.Name(), "zz_generated")
-	}, parser.ParseComments)
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	if len(pkgs) != 1 {
-		return nil, fmt.Errorf("%s: want one package, found %d", dir, len(pkgs))
+	// Files in name order, so the kinds come in the order of their files.
+	var files []*ast.File
+	pkgName := ""
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !strings.HasSuffix(n, ".go") || strings.HasSuffix(n, "_test.go") || strings.HasPrefix(n, "zz_generated") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, n), nil, parser.ParseComments)
+		if err != nil {
+			return nil, err
+		}
+		if pkgName != "" && f.Name.Name != pkgName {
+			return nil, fmt.Errorf("%s: want one package, found %s and %s", dir, pkgName, f.Name.Name)
+		}
+		pkgName = f.Name.Name
+		files = append(files, f)
 	}
-	var astPkg *ast.Package
-	for _, p := range pkgs {
-		astPkg = p
-	}
-	files := make([]*ast.File, 0, len(astPkg.Files))
-	names := make([]string, 0, len(astPkg.Files))
-	for n := range astPkg.Files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		files = append(files, astPkg.Files[n])
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%s: no Go files", dir)
 	}
 	dp, err := doc.NewFromFiles(fset, files, "github.com/lethe-dev/lethe/api/v1alpha1", doc.PreserveAST)
 	if err != nil {

@@ -101,7 +101,8 @@ func TestBuildIsCanonicalAndDocumented(t *testing.T) {
 	if err := json.Unmarshal(a, &n); err != nil || n.Type != TypeErasureCompleted {
 		t.Fatalf("round trip: %v %+v", err, n)
 	}
-	if NoticeID("4f1c", "analytics") != NoticeID("4f1c", "analytics") || NoticeID("4f1c", "analytics") == NoticeID("4f1c", "crm") {
+	first, again, other := NoticeID("4f1c", "analytics"), NoticeID("4f1c", "analytics"), NoticeID("4f1c", "crm")
+	if first != again || first == other {
 		t.Fatal("NoticeID must be stable per request and recipient, and differ between recipients")
 	}
 }
