@@ -13,7 +13,7 @@ const (
 	AcknowledgeResponse AcknowledgementMode = "Response"
 	// AcknowledgeAsync: a 2xx answer says the notice arrived; the party
 	// acknowledges later with a signed acknowledgement that Lethe fetches
-	// from acknowledgement.url and verifies (README, "Recipients").
+	// from acknowledgement.url and verifies (docs/user-guide.md, "Recipients").
 	AcknowledgeAsync AcknowledgementMode = "Async"
 )
 

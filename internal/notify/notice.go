@@ -20,7 +20,7 @@ const (
 	TypeErasureAcknowledged = "erasure.acknowledged"
 )
 
-// Notice is the JSON body of an erasure notice (README, "The erasure
+// Notice is the JSON body of an erasure notice (docs/user-guide.md, "The erasure
 // notice"), in the Standard Webhooks payload shape: type, timestamp, data.
 type Notice struct {
 	Type string `json:"type"`

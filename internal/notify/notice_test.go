@@ -92,7 +92,7 @@ func TestBuildIsCanonicalAndDocumented(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Fatalf("the same notice built twice differs:\n%s\n%s", a, b)
 	}
-	// The body documented in README.md, "The erasure notice".
+	// The body documented in docs/user-guide.md, "The erasure notice".
 	want := `{"type":"erasure.completed","timestamp":"2030-01-02T03:04:05Z","data":{"requestId":"4f1c","namespace":"shop","name":"erase-ada","reason":"SubjectRequest","deadline":"2030-01-03T03:04:05Z","recipient":"analytics","datasets":["shop"],"identities":{"email":["ada@example.com"],"user_id":["42"]},"receiptSha256":"abc","acknowledge":"Response"}}`
 	if string(a) != want {
 		t.Fatalf("body\n%s\nwant\n%s", a, want)

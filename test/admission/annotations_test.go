@@ -77,7 +77,7 @@ func definedKeys(t *testing.T) map[string]string {
 
 // TestDocumentedAnnotationsExist fails when the API's doc comments (and so
 // `kubectl explain`), the CRDs, RBAC, samples, admission policies or the
-// README name a retention.lethe.dev/ annotation, label or finalizer that
+// README and docs/ name a retention.lethe.dev/ annotation, label or finalizer that
 // no Go constant defines: a documented key that the code does not read is
 // accepted by the API server and silently ignored (as
 // retention.lethe.dev/approve once was, for retention.lethe.dev/approved-by).
@@ -100,7 +100,12 @@ func TestDocumentedAnnotationsExist(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	docs, err := filepath.Glob(filepath.Join(repoRoot, "docs", "*.md"))
+	if err != nil || len(docs) == 0 {
+		t.Fatalf("no docs/*.md found (%v): the scan is broken", err)
+	}
 	files = append(files, filepath.Join(repoRoot, "README.md"))
+	files = append(files, docs...)
 	mentioned := 0
 	for _, path := range files {
 		b, err := os.ReadFile(path)
