@@ -171,7 +171,9 @@ func TestPurgeJobThrottlesOnDelayedStandby(t *testing.T) {
 // over maxActiveSessions hold the purge back; when they end it runs on.
 // Lock waiters over maxLockWaiters likewise.
 func TestPurgeJobThrottlesOnSessionsAndLockWaiters(t *testing.T) {
-	startManager(t, controllers.Options{})
+	// Status written every 100ms, not every 5s: the test reacts to what the
+	// status shows while the job still has work left.
+	startManager(t, controllers.Options{PurgeJobCheckpointInterval: 100 * time.Millisecond})
 	ns := namespace(t)
 	pg := postgresStoreWith(t, ns, "db", func(s *retentionv1.DataStoreSpec) {
 		s.Limits.MaxBatchesPerSecond = 10
@@ -179,7 +181,7 @@ func TestPurgeJobThrottlesOnSessionsAndLockWaiters(t *testing.T) {
 		s.Limits.Health.MaxActiveSessions = 4
 		s.Limits.Health.MaxLockWaiters = 2
 	})
-	conn := seedEvents(t, pg, 1000, 600)
+	conn := seedEvents(t, pg, 2000, 1200)
 	mustExec(t, conn, `CREATE TABLE other (id int)`)
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hmac", Labels: marked()}, StringData: map[string]string{"key": hmacKey}})
 	create(t, eventsDataset(ns))
@@ -233,7 +235,7 @@ func TestPurgeJobThrottlesOnSessionsAndLockWaiters(t *testing.T) {
 	_ = tx.Rollback(context.Background())
 	stop()
 	done := waitPhase(t, ns, "busy", retentionv1.PurgeJobSucceeded)
-	if done.Status.Deleted != 600 {
+	if done.Status.Deleted != 1200 {
 		t.Fatalf("deleted %d", done.Status.Deleted)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lethe-dev/lethe/internal/servers"
 )
 
@@ -46,6 +48,19 @@ func PostgresWithStandby(tb testing.TB, o servers.StandbyOptions) (PG, PostgresS
 	name := uniqueName(tb, "lethe", '_', 63)
 	if err := primary.CreateDatabase(ctx, name); err != nil {
 		tb.Fatalf("testharness: PostgreSQL: creating database %s: %v", name, err)
+	}
+	// The database exists on the standby once the standby has replayed its
+	// creation: wait for that, so a test can connect to both at once.
+	for {
+		c, err := pgx.Connect(ctx, standby.URL(name))
+		if err == nil {
+			_ = c.Close(ctx)
+			break
+		}
+		if ctx.Err() != nil {
+			tb.Fatalf("testharness: PostgreSQL standby: database %s never replicated: %v", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	tb.Logf("testharness: PostgreSQL primary (port %d) and standby (port %d) ready in %v", primary.Port, standby.Port, time.Since(t0).Round(time.Millisecond))
 	return PG{Host: primary.Host, Port: primary.Port, User: primary.User, Password: primary.Password, Database: name, DSN: primary.URL(name)},
