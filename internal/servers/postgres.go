@@ -109,18 +109,9 @@ func (g *Group) StartPostgres(ctx context.Context, o PostgresOptions) (*Postgres
 		return nil, &MissingError{What: "initdb/postgres", Where: "PATH or /usr/lib/postgresql/*/bin", Install: "apt-get install -y postgresql"}
 	}
 
-	dir, err := g.serverDir("postgres")
+	dir, cred, err := g.postgresDir("postgres")
 	if err != nil {
 		return nil, err
-	}
-	cred, err := unprivilegedCredential()
-	if err != nil {
-		return nil, err
-	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, err
-		}
 	}
 	env := cleanEnv("PG")
 	logPath := filepath.Join(dir, "postgres.log")
@@ -316,6 +307,25 @@ func pgVersion(binDir string) float64 {
 
 // unprivilegedCredential is nil when the caller does not run as root, else
 // the "postgres" system user (or "nobody"): initdb and postgres refuse root.
+// postgresDir makes a server directory owned by the user PostgreSQL runs
+// as (unprivilegedCredential; nil when not root).
+func (g *Group) postgresDir(name string) (string, *syscall.Credential, error) {
+	dir, err := g.serverDir(name)
+	if err != nil {
+		return "", nil, err
+	}
+	cred, err := unprivilegedCredential()
+	if err != nil {
+		return "", nil, err
+	}
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return "", nil, err
+		}
+	}
+	return dir, cred, nil
+}
+
 func unprivilegedCredential() (*syscall.Credential, error) {
 	if os.Geteuid() != 0 {
 		return nil, nil

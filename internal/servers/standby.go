@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -43,18 +42,9 @@ func (g *Group) StartPostgresStandby(ctx context.Context, primary *Postgres, o S
 	if o.Name == "" {
 		o.Name = "standby"
 	}
-	dir, err := g.serverDir("postgres-standby")
+	dir, cred, err := g.postgresDir("postgres-standby")
 	if err != nil {
 		return nil, err
-	}
-	cred, err := unprivilegedCredential()
-	if err != nil {
-		return nil, err
-	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, err
-		}
 	}
 	env := append(cleanEnv("PG"), "PGPASSWORD="+primary.Password)
 	logPath := filepath.Join(dir, "postgres.log")
