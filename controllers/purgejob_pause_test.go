@@ -151,6 +151,9 @@ func TestPurgeJobSuspendAndResume(t *testing.T) {
 		func(j *retentionv1.PurgeJob) bool { return j.Status.Deleted >= 30 })
 	setSuspend(t, ns, "run", true)
 	job := waitPhase(t, ns, "run", retentionv1.PurgeJobSuspended)
+	// The gate can stop a slice that started before the spec changed: its
+	// status is then of the previous generation until the next reconcile.
+	job = waitFor(t, job, 10*time.Second, "observedGeneration", func(j *retentionv1.PurgeJob) bool { return j.Status.ObservedGeneration == j.Generation })
 	if !hasCondition(job, retentionv1.ConditionReady, metav1.ConditionFalse, retentionv1.ReasonSuspended) ||
 		condition(job, retentionv1.ConditionReconciling) != nil || condition(job, retentionv1.ConditionStalled) != nil {
 		t.Errorf("suspended job's conditions: %+v", job.Status.Conditions)

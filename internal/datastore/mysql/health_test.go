@@ -71,7 +71,12 @@ func TestHealthReplica(t *testing.T) {
 		}
 		return h.Replicas[0]
 	}
+	// The replica's threads start just after the server: wait until it
+	// replicates before reading what it reports.
 	r := read(rc)
+	for deadline := time.Now().Add(20 * time.Second); (r.Stopped || !r.LagKnown) && time.Now().Before(deadline); r = read(rc) {
+		time.Sleep(100 * time.Millisecond)
+	}
 	if r.Problem != "" || r.Stopped || !r.LagKnown || r.Lag != 0 || r.Name != net.JoinHostPort(replica.Host, strconv.Itoa(replica.Port)) {
 		t.Fatalf("replicating: %+v", r)
 	}
