@@ -96,6 +96,21 @@ func TestPurgeJobThrottlesOnPausedStandby(t *testing.T) {
 	if err := sb.Server.Exec(ctx, `SELECT pg_wal_replay_pause()`); err != nil {
 		t.Fatal(err)
 	}
+	// pg_wal_replay_pause only requests the pause: wait until replay has
+	// stopped, or the lag may fall back under the limit once more.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var state string
+		if c, err := pgx.Connect(ctx, sb.Server.URL("postgres")); err == nil {
+			_ = c.QueryRow(ctx, `SELECT pg_get_wal_replay_pause_state()`).Scan(&state)
+			_ = c.Close(ctx)
+		}
+		if state == "paused" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby's replay did not pause (state %q)", state)
+		}
+	}
 	throttled := waitFor(t, key, 60*time.Second, "Throttled ReplicationLag", throttledAs(retentionv1.ReasonReplicationLag))
 	msg := condition(throttled, retentionv1.ConditionThrottled).Message
 	t.Logf("throttled after %d deleted: %s", throttled.Status.Deleted, msg)
