@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,6 +32,9 @@ func TestDemo(t *testing.T) {
 	var out bytes.Buffer
 	var pgAddr string
 	var jobs retentionv1.PurgeJobList
+	var requests retentionv1.DeletionRequestList
+	// The minor's identity values, as the shop database held them.
+	var minorIdentities []string
 	start := time.Now()
 	managerLog := filepath.Join(t.TempDir(), "manager.log")
 	rep, err := demo.Run(ctx, demo.Options{
@@ -42,6 +46,10 @@ func TestDemo(t *testing.T) {
 		Hooks: demo.Hooks{
 			Loaded: func(ctx context.Context, r *demo.Report) error {
 				pgAddr = hostPort(t, r.PostgresURL)
+				var err error
+				if minorIdentities, err = identitiesOf(ctx, r.PostgresURL, demo.MinorUserID); err != nil {
+					return err
+				}
 				return checkCounts(ctx, r.PostgresURL, "before", r.Before)
 			},
 			Done: func(ctx context.Context, r *demo.Report) error {
@@ -50,6 +58,9 @@ func TestDemo(t *testing.T) {
 				}
 				c, err := kubeClient(r.Kubeconfig)
 				if err != nil {
+					return err
+				}
+				if err := c.List(ctx, &requests, client.InNamespace(r.Namespace)); err != nil {
 					return err
 				}
 				return c.List(ctx, &jobs, client.InNamespace(r.Namespace))
@@ -119,6 +130,61 @@ func TestDemo(t *testing.T) {
 			for table, n := range s.Rows {
 				if n != 0 {
 					t.Errorf("%d records of the minor are left in %s", n, table)
+				}
+			}
+		}
+	})
+	t.Run("the minor's erasure notice is acknowledged", func(t *testing.T) {
+		if !rep.RequestsHandled {
+			t.Skip("no DeletionRequest controller in this build")
+		}
+		var minor *retentionv1.DeletionRequest
+		for i := range requests.Items {
+			if requests.Items[i].Spec.Reason == retentionv1.ReasonMinor {
+				minor = &requests.Items[i]
+			}
+		}
+		if minor == nil {
+			t.Fatalf("no DeletionRequest with reason Minor among %d", len(requests.Items))
+		}
+		if len(minor.Status.Recipients) != 1 || minor.Status.Recipients[0].Name != "crm-vendor" || minor.Status.Recipients[0].State != retentionv1.NoticeAcknowledged {
+			t.Errorf("deletionrequest/%s status.recipients = %+v, want crm-vendor Acknowledged", minor.Name, minor.Status.Recipients)
+		}
+		if rc := minor.Status.Receipt; rc == nil || len(rc.Acknowledgements) != 1 || rc.Acknowledgements[0].Recipient != "crm-vendor" {
+			t.Errorf("deletionrequest/%s: the receipt does not record crm-vendor's acknowledgement: %+v", minor.Name, rc)
+		}
+		verified := 0
+		for _, n := range rep.Notices {
+			if !n.Verified || n.Status != 200 {
+				t.Errorf("the receiver rejected a request: %+v", n)
+				continue
+			}
+			if n.RequestID == string(minor.UID) && n.Recipient == "crm-vendor" && strings.Join(n.IdentityTypes, ",") == "email,user_id" {
+				verified++
+			}
+		}
+		if verified != 1 {
+			t.Errorf("the receiver verified %d notices of deletionrequest/%s with identities of types email and user_id, want 1: %+v", verified, minor.Name, rep.Notices)
+		}
+		o := out.String()
+		for _, want := range []string{"request " + string(minor.UID), "identities of types email, user_id; signature verified; answered 200"} {
+			if !strings.Contains(o, want) {
+				t.Errorf("output lacks the receiver's log line (%q)", want)
+			}
+		}
+	})
+	t.Run("no identity value in the output or the manager log", func(t *testing.T) {
+		if len(minorIdentities) != 3 {
+			t.Fatalf("the minor's identities were not read: %q", minorIdentities)
+		}
+		b, err := os.ReadFile(managerLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, text := range map[string]string{"the demo's output": out.String(), "the manager log": string(b)} {
+			for _, v := range minorIdentities {
+				if line := lineWith(text, v); line != "" {
+					t.Errorf("%s shows identity value %q: %s", name, v, line)
 				}
 			}
 		}
@@ -323,6 +389,33 @@ func children() []string {
 		}
 	}
 	return out
+}
+
+// identitiesOf reads a user's identity values from the shop database: the
+// user id, email and phone.
+func identitiesOf(ctx context.Context, url string, userID int64) ([]string, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.Background())
+	var email, phone string
+	if err := conn.QueryRow(ctx, `SELECT email, phone FROM users WHERE id = $1`, userID).Scan(&email, &phone); err != nil {
+		return nil, err
+	}
+	return []string{strconv.FormatInt(userID, 10), email, phone}, nil
+}
+
+// lineWith returns the first line of text that shows value v as a whole (a
+// user id not inside a longer number, nor in a timestamp's digits), or "".
+func lineWith(text, v string) string {
+	re := regexp.MustCompile(`(^|[^0-9.])` + regexp.QuoteMeta(v) + `($|[^0-9])`)
+	for _, line := range strings.Split(text, "\n") {
+		if re.MatchString(line) {
+			return line
+		}
+	}
+	return ""
 }
 
 // minorRows is how many records of table k identified the minor.

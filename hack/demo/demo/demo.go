@@ -91,6 +91,9 @@ type Report struct {
 	// RequestsHandled says a DeletionRequest controller acted on the
 	// requests (false: none is registered in this build).
 	RequestsHandled bool
+	// Notices are what the demo's receiver (the endpoint of the sample
+	// Recipient) answered, in order; no identity value, only their types.
+	Notices []ReceivedNotice
 	// Processes ran just before the stop; Left still ran after it.
 	Processes, Left []proc
 	// Stopped is when everything was stopped and removed.
@@ -120,6 +123,8 @@ type run struct {
 	kustomized []byte
 	// stores run besides PostgreSQL.
 	stores []store
+	// rcv is the endpoint of the sample Recipient.
+	rcv *receiver
 }
 
 // Run runs the demo. Everything it starts is stopped and removed before it
@@ -433,6 +438,10 @@ func (r *run) stop() {
 	}
 	r.p.step("Stopping the manager, the datastores, kube-apiserver and etcd")
 	r.rep.Processes = descendants(os.Getpid())
+	if r.rcv != nil {
+		r.rcv.Close()
+		r.rep.Notices = r.rcv.Received()
+	}
 	if r.db != nil {
 		_ = r.db.Close(context.Background())
 	}

@@ -67,7 +67,13 @@ func (r *run) applySamples(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := r.pointRecipient(samples, secrets); err != nil {
+		return err
+	}
 	now := secrets
+	if r.rcv != nil {
+		now = append(now, r.receiverCA())
+	}
 	for _, o := range samples {
 		switch o.GetKind() {
 		case "PurgeJob": // written by Lethe, not by hand
@@ -79,6 +85,10 @@ func (r *run) applySamples(ctx context.Context) error {
 	r.p.info("config/samples/secrets.yaml, with the throwaway server's user and password in %s, and", credentials)
 	r.p.info("kubectl kustomize config/samples without the PurgeJob (Lethe creates its own) and the DeletionRequest (filed")
 	r.p.info("later), the DataStore rewritten to host %s, port %d, database %s, tls Disable", r.pg.Host, r.pg.Port, shopDatabase)
+	if r.rcv != nil {
+		r.p.info("and the Recipient %s to the receiver: endpoint %s, its CA in Secret %s, acknowledgement", r.rcv.name, r.rcv.URL, receiverCASecret(r.rcv.name))
+		r.p.info("mode Response (the sample's Async acknowledgement would be polled 30s later at the earliest)")
+	}
 	var names []string
 	for _, st := range r.stores {
 		objs, err := st.manifests()
@@ -107,7 +117,7 @@ func (r *run) applySamples(ctx context.Context) error {
 	// registered (by now they would have written one); PurgeJobs read them
 	// either way.
 	var kinds []string
-	for _, kind := range []string{"Dataset", "LegalHold"} {
+	for _, kind := range []string{"Dataset", "LegalHold", "Recipient"} {
 		o := find(samples, kind)
 		if o == nil {
 			continue
@@ -124,6 +134,58 @@ func (r *run) applySamples(ctx context.Context) error {
 		}
 	}
 	return ctx.Err()
+}
+
+// pointRecipient starts the receiver for the Recipient of config/samples
+// (the CRM vendor), with the signing secret of config/samples/secrets.yaml,
+// and points the Recipient at it: its endpoint, a CA bundle for the
+// receiver's throwaway CA, and acknowledgement by a 2xx answer.
+func (r *run) pointRecipient(samples, secrets []*unstructured.Unstructured) error {
+	rcpt := find(samples, "Recipient")
+	if rcpt == nil {
+		return nil
+	}
+	ref, _, _ := unstructured.NestedString(rcpt.Object, "spec", "signingSecretRef", "name")
+	key, _, _ := unstructured.NestedString(rcpt.Object, "spec", "signingSecretRef", "key")
+	var secret string
+	for _, s := range secrets {
+		if s.GetName() == ref {
+			secret, _, _ = unstructured.NestedString(s.Object, "stringData", key)
+		}
+	}
+	if secret == "" {
+		return fmt.Errorf("config/samples/secrets.yaml has no key %s in Secret %s, the signing secret of Recipient %s", key, ref, rcpt.GetName())
+	}
+	rc, err := startReceiver(rcpt.GetName(), secret, r.p.step)
+	if err != nil {
+		return fmt.Errorf("starting the receiver of Recipient %s: %w", rcpt.GetName(), err)
+	}
+	r.rcv = rc
+	r.p.step("Started the receiver of Recipient %s (the CRM vendor's endpoint) on %s: HTTPS with a throwaway CA of its own;", rc.name, rc.URL)
+	r.p.info("it checks each notice's Standard Webhooks signature with the signing secret of config/samples/secrets.yaml")
+	r.p.info("and answers 200 to a valid notice, 401 to anything else")
+	for field, v := range map[string]any{
+		"endpoint":          rc.URL,
+		"caBundleSecretRef": map[string]any{"name": receiverCASecret(rc.name), "key": "ca.crt"},
+		"acknowledgement":   map[string]any{"mode": string(retentionv1.AcknowledgeResponse)},
+	} {
+		if err := unstructured.SetNestedField(rcpt.Object, v, "spec", field); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func receiverCASecret(recipient string) string { return recipient + "-receiver-ca" }
+
+// receiverCA is the Secret with the receiver's CA, marked for Lethe.
+func (r *run) receiverCA() *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Secret",
+		"metadata":   map[string]any{"name": receiverCASecret(r.rcv.name), "labels": map[string]any{retentionv1.LabelSecretConsent: "true"}},
+		"type":       "Opaque",
+		"stringData": map[string]any{"ca.crt": string(r.rcv.CAPEM)},
+	}}
 }
 
 // samples returns the objects of kubectl kustomize config/samples (fresh
@@ -424,6 +486,9 @@ func (r *run) deletionRequests(ctx context.Context) error {
 			if err := r.waitWhile(ctx, []string{"wait", "--for=jsonpath={.status.phase}=Completed", ref, "--timeout=3m"}, check); err != nil {
 				return r.explain(ctx, err, ref)
 			}
+			if err := r.waitNotices(ctx, name); err != nil {
+				return err
+			}
 			continue
 		}
 		// The account cancellation waits for its review window (48 hours):
@@ -443,6 +508,31 @@ func (r *run) deletionRequests(ctx context.Context) error {
 			msg += fmt.Sprintf(", review window until %s", dr.Status.NotBefore.UTC().Format(time.RFC3339))
 		}
 		r.p.step("%s", msg)
+	}
+	return nil
+}
+
+// waitNotices waits until the Recipients of a completed request have
+// acknowledged its erasure notices (condition RecipientsNotified).
+func (r *run) waitNotices(ctx context.Context, name string) error {
+	var dr retentionv1.DeletionRequest
+	if err := r.env.Client.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: name}, &dr); err != nil {
+		return err
+	}
+	if len(dr.Status.Recipients) == 0 {
+		if c := meta.FindStatusCondition(dr.Status.Conditions, retentionv1.ConditionRecipientsNotified); c != nil {
+			r.p.step("No erasure notice to send for deletionrequest/%s: %s", name, c.Message)
+		}
+		return nil
+	}
+	var names []string
+	for _, n := range dr.Status.Recipients {
+		names = append(names, n.Name)
+	}
+	ref := "deletionrequest/" + name
+	r.p.step("Waiting for Recipient %s to acknowledge the erasure notice (Lethe sends it once the erasure completed)", strings.Join(names, ", "))
+	if _, err := r.k.show(ctx, nil, "wait", "--for=condition="+retentionv1.ConditionRecipientsNotified, ref, "--timeout=2m"); err != nil {
+		return r.explain(ctx, err, ref)
 	}
 	return nil
 }
@@ -539,8 +629,11 @@ func (r *run) printResults(ctx context.Context) error {
 		rows = append(rows, row)
 	}
 	r.p.block(table(rows))
+	// Who they are, without their identifiers: the demo's output shows no
+	// identity value of the people it follows (test/demo checks).
 	for _, s := range r.rep.Before.Subjects {
-		r.p.info("user %d: %s", s.UserID, s.Who)
+		name, about, _ := strings.Cut(s.Who, " (")
+		r.p.info("%s: %s", name, strings.TrimSuffix(about, ")"))
 	}
 
 	r.p.plain("\nDeletion requests and their receipts:")
@@ -574,7 +667,29 @@ func (r *run) printResults(ctx context.Context) error {
 				rows = append(rows, []string{e.Dataset, e.Collection, string(e.Action), num(e.Rows)})
 			}
 			r.p.block("  " + strings.ReplaceAll(strings.TrimRight(table(rows), "\n"), "\n", "\n  "))
+			for _, a := range rc.Acknowledgements {
+				r.p.info("  acknowledged by Recipient %s at %s (notice %s)", a.Recipient, a.AcknowledgedAt.UTC().Format(time.RFC3339), a.NoticeID)
+			}
 		}
+		for _, n := range dr.Status.Recipients {
+			r.p.info("  erasure notice to Recipient %s (status.recipients): %s after %d attempt(s), %s: %s", n.Name, n.State, n.Attempts, n.Reason, n.Message)
+		}
+	}
+	if r.rcv != nil {
+		r.rep.Notices = r.rcv.Received()
+		r.p.plain(fmt.Sprintf("\nWhat the receiver of Recipient %s got (it logs no identity value, only their types):", r.rcv.name))
+		rows := [][]string{{"WEBHOOK-ID", "REQUEST ID", "DELETION REQUEST", "IDENTITY TYPES", "SIGNATURE", "ANSWER"}}
+		for _, n := range r.rep.Notices {
+			sig := "verified"
+			if !n.Verified {
+				sig = "rejected: " + n.Problem
+			}
+			rows = append(rows, []string{n.NoticeID, n.RequestID, n.Request, strings.Join(n.IdentityTypes, ","), sig, strconv.Itoa(n.Status)})
+		}
+		if len(r.rep.Notices) == 0 {
+			rows = append(rows, []string{"(nothing)"})
+		}
+		r.p.block(table(rows))
 	}
 	return nil
 }
