@@ -87,7 +87,7 @@ func (r *run) applySamples(ctx context.Context) error {
 	r.p.info("later), the DataStore rewritten to host %s, port %d, database %s, tls Disable", r.pg.Host, r.pg.Port, shopDatabase)
 	if r.rcv != nil {
 		r.p.info("and the Recipient %s to the receiver: endpoint %s, its CA in Secret %s, acknowledgement", r.rcv.name, r.rcv.URL, receiverCASecret(r.rcv.name))
-		r.p.info("mode Response (the sample's Async acknowledgement would be polled 30s later at the earliest)")
+		r.p.info("mode Response instead of the sample's Async (whose first poll for an acknowledgement comes 15 to 30s after delivery)")
 	}
 	var names []string
 	for _, st := range r.stores {
@@ -531,7 +531,19 @@ func (r *run) waitNotices(ctx context.Context, name string) error {
 	}
 	ref := "deletionrequest/" + name
 	r.p.step("Waiting for Recipient %s to acknowledge the erasure notice (Lethe sends it once the erasure completed)", strings.Join(names, ", "))
-	if _, err := r.k.show(ctx, nil, "wait", "--for=condition="+retentionv1.ConditionRecipientsNotified, ref, "--timeout=2m"); err != nil {
+	check := func(ctx context.Context) error {
+		var d retentionv1.DeletionRequest
+		if err := r.env.Client.Get(ctx, client.ObjectKey{Namespace: Namespace, Name: name}, &d); err != nil {
+			return nil // transient; kubectl wait keeps going
+		}
+		for _, n := range d.Status.Recipients {
+			if n.State == retentionv1.NoticeFailed {
+				return fmt.Errorf("%s: the erasure notice to Recipient %s failed: %s: %s", ref, n.Name, n.Reason, n.Message)
+			}
+		}
+		return nil
+	}
+	if err := r.waitWhile(ctx, []string{"wait", "--for=condition=" + retentionv1.ConditionRecipientsNotified, ref, "--timeout=2m"}, check); err != nil {
 		return r.explain(ctx, err, ref)
 	}
 	return nil
