@@ -1,8 +1,10 @@
 // Package demo is `make demo`: a local control plane, throwaway datastores
 // (internal/servers) with a realistic shop database, the Lethe manager binary
-// (internal/managerproc) and the samples of config/samples; it runs the
-// retention policy and the deletion requests and prints what Lethe did, with
-// every count read back from the stores. hack/demo is its command; test/demo
+// (internal/managerproc) and the samples of config/samples, whose Recipient
+// a receiver of the demo's own plays (receiver.go); it runs the retention
+// policy and the deletion requests and prints what Lethe did, with every
+// count read back from the stores and every erasure notice as the receiver
+// verified it. hack/demo is its command; test/demo
 // runs it as a smoke test.
 package demo
 
