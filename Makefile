@@ -100,7 +100,7 @@ test-unit: ## Run the fast tests: no control plane, no datastore servers, in sec
 
 .PHONY: test
 test: verify-generated vet controlplane versitygw promtool ## Regenerate and verify, then run every test against a real control plane and real datastores.
-	go test ./... -count=1 -timeout 40m
+	hack/test.sh
 
 ##@ Build
 
