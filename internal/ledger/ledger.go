@@ -17,6 +17,8 @@ package ledger
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -239,4 +241,25 @@ func shardBytes(cm *corev1.ConfigMap) int {
 func shardIndex(name string) int {
 	n, _ := strconv.Atoi(name[strings.LastIndex(name, "-")+1:])
 	return n
+}
+
+// Entries reads every line of a namespace's ledger, in shard and key order.
+// A line that cannot be read is counted in unreadable, not returned.
+func Entries(ctx context.Context, r client.Reader, namespace string) (entries []Entry, unreadable int, err error) {
+	var list corev1.ConfigMapList
+	if err := r.List(ctx, &list, client.InNamespace(namespace), client.MatchingLabels{retentionv1.LabelLedger: "true"}); err != nil {
+		return nil, 0, err
+	}
+	slices.SortFunc(list.Items, func(a, b corev1.ConfigMap) int { return strings.Compare(a.Name, b.Name) })
+	for _, cm := range list.Items {
+		for _, k := range slices.Sorted(maps.Keys(cm.Data)) {
+			e, err := ParseLine(cm.Data[k])
+			if err != nil || e.Request != k {
+				unreadable++
+				continue
+			}
+			entries = append(entries, e)
+		}
+	}
+	return entries, unreadable, nil
 }
