@@ -21,6 +21,7 @@ import (
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/datastore"
+	"github.com/lethe-dev/lethe/internal/executor"
 	"github.com/lethe-dev/lethe/internal/health"
 )
 
@@ -40,6 +41,10 @@ type Deps struct {
 	// PurgeJob gates (purgejob_health.go) and the DataStore controller,
 	// which shows it; Setup makes one when nil.
 	Health *health.Tracker
+	// Throttles are the per-DataStore batch limiters
+	// (spec.limits.maxBatchesPerSecond) shared by PurgeJobs and the scans
+	// of ErasureReplays; Setup makes one when nil.
+	Throttles *executor.Throttles
 }
 
 func (r *Deps) now() time.Time {

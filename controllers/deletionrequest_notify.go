@@ -46,6 +46,20 @@ func noticesSecretName(dr *retentionv1.DeletionRequest) string { return dr.Name 
 // needed. It returns how long until the next attempt or deadline.
 func (r *DeletionRequestReconciler) notify(ctx context.Context, p *request.Planner, dr *retentionv1.DeletionRequest, now time.Time, completedNow bool) (time.Duration, error) {
 	c := meta.FindStatusCondition(dr.Status.Conditions, retentionv1.ConditionRecipientsNotified)
+	if c == nil && completedNow {
+		replay, err := r.replayOf(ctx, dr)
+		if err != nil {
+			return 0, err
+		}
+		if replay != "" {
+			// A re-erasure after a restore repeats an erasure whose
+			// Recipients were notified when it first completed: the
+			// restore brought back this store's copy, not theirs.
+			retentionv1.SetCondition(dr, retentionv1.ConditionRecipientsNotified, metav1.ConditionTrue, retentionv1.ReasonNotifiedAtOriginalErasure,
+				fmt.Sprintf("A re-erasure of ErasureReplay %s after a restore: the Recipients were notified of the original erasure; no notice is sent again", replay))
+			return 0, nil
+		}
+	}
 	if c == nil && !completedNow {
 		// Completed before this manager sent notices (an upgrade): the
 		// parties are not told of old erasures all at once.
@@ -334,4 +348,23 @@ func (r *DeletionRequestReconciler) noticeBodies(ctx context.Context, dr *retent
 // latest at its deadline).
 func notifying(dr *retentionv1.DeletionRequest) bool {
 	return !notify.Next(dr.Status.Recipients).IsZero()
+}
+
+// replayOf names the ErasureReplay that created dr ("" when none did): dr
+// carries its label and a controller reference to it, and it exists with
+// that UID, so a request cannot claim to be a re-erasure by its labels.
+func (r *DeletionRequestReconciler) replayOf(ctx context.Context, dr *retentionv1.DeletionRequest) (string, error) {
+	name := dr.Labels[retentionv1.LabelErasureReplay]
+	ref := metav1.GetControllerOf(dr)
+	if name == "" || ref == nil || ref.Kind != "ErasureReplay" || ref.APIVersion != retentionv1.GroupVersion.String() || ref.Name != name {
+		return "", nil
+	}
+	var er retentionv1.ErasureReplay
+	if err := r.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: name}, &er); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	if er.UID != ref.UID {
+		return "", nil
+	}
+	return name, nil
 }

@@ -57,6 +57,16 @@ type PurgeJobReconciler struct {
 	sizes executor.BatchSizers
 }
 
+// batchThrottles are the per-DataStore limiters: the manager's shared ones
+// (Deps.Throttles, which ErasureReplay scans use too), or this
+// reconciler's own.
+func (r *PurgeJobReconciler) batchThrottles() *executor.Throttles {
+	if r.Throttles != nil {
+		return r.Throttles
+	}
+	return &r.throttles
+}
+
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=purgejobs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=retention.lethe.dev,resources=datasets;datastores;legalholds,verbs=get;list;watch
@@ -178,7 +188,7 @@ func (j *jobRun) reconcile(ctx context.Context) (reconcile.Result, error) {
 		Checkpoint: j.checkpoint, CheckpointInterval: j.r.CheckpointInterval, Ledger: &j.r.ledger,
 		OnRecount: j.recounted, Clock: j.r.now, CursorKey: j.r.DigestKey,
 		SliceDuration: j.r.SliceDuration, MaxBatchesPerSlice: j.r.MaxBatchesPerSlice,
-		Limiter: j.r.throttles.For(j.store.Namespace+"/"+j.store.Name, j.store.Spec.Limits.MaxBatchesPerSecond, j.r.now()),
+		Limiter: j.r.batchThrottles().For(j.store.Namespace+"/"+j.store.Name, j.store.Spec.Limits.MaxBatchesPerSecond, j.r.now()),
 		Reached: func() { j.reached = true },
 		OnPause: j.paused, OnBatch: j.unpaused,
 		Gates: []executor.Gate{j.suspendGate, j.windowGate, j.healthGate},

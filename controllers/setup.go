@@ -16,6 +16,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/connect"
 	"github.com/lethe-dev/lethe/internal/datastore"
 	"github.com/lethe-dev/lethe/internal/datastore/all"
+	"github.com/lethe-dev/lethe/internal/executor"
 	"github.com/lethe-dev/lethe/internal/ledger"
 	"github.com/lethe-dev/lethe/internal/notify"
 )
@@ -108,6 +109,9 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 	if o.NetworkPolicy != nil && deps.Pool != nil {
 		deps.Pool.Network = o.NetworkPolicy
 	}
+	if deps.Throttles == nil {
+		deps.Throttles = &executor.Throttles{}
+	}
 	healthChanges := watchHealth(&deps)
 	if err := (&DataStoreReconciler{Deps: deps, HealthChanges: healthChanges}).SetupWithManager(mgr, o.DataStoreConcurrency); err != nil {
 		return err
@@ -136,6 +140,9 @@ func Setup(mgr ctrl.Manager, deps Deps, o Options) error {
 		return err
 	}
 	if err := (&RecipientReconciler{Deps: deps, Network: network}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&ErasureReplayReconciler{Deps: deps}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).

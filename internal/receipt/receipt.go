@@ -98,3 +98,34 @@ func SHA256(r *retentionv1.Receipt) (string, error) {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:]), nil
 }
+
+// Replay returns the receipt of an ErasureReplay that finished at now, with
+// its SHA256 set: the rows erased again per collection (summed from the
+// re-erasures' receipts, in status.collections order) and each
+// re-erasure's receipt SHA-256. It is verified when every re-erasure was
+// (each completed only after its own verification pass); a dry run is not.
+func Replay(er *retentionv1.ErasureReplay, now time.Time) (*retentionv1.ReplayReceipt, error) {
+	r := &retentionv1.ReplayReceipt{BackupTime: er.Spec.BackupTime, Subjects: int32(len(er.Status.Requests)),
+		Verified: !er.Spec.DryRun, CompletedAt: &metav1.Time{Time: now}}
+	for _, c := range er.Status.Collections {
+		if c.Erased > 0 {
+			r.Entries = append(r.Entries, retentionv1.ReceiptEntry{Dataset: c.Dataset, Collection: c.Collection, Action: c.Action, Rows: c.Erased})
+			r.Records += c.Erased
+		}
+	}
+	for _, rq := range er.Status.Requests {
+		r.Requests = append(r.Requests, retentionv1.ReplayRequest{Name: rq.Name, SubjectDigest: rq.SubjectDigest, Rows: rq.Rows, ReceiptSHA256: rq.ReceiptSHA256})
+		if rq.Phase != retentionv1.RequestCompleted || rq.ReceiptSHA256 == "" {
+			r.Verified = false
+		}
+	}
+	c := r.DeepCopy()
+	c.SHA256 = ""
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	r.SHA256 = hex.EncodeToString(sum[:])
+	return r, nil
+}

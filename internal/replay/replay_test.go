@@ -28,7 +28,7 @@ func TestMatch(t *testing.T) {
 		entry("bob", "2026-03-01T12:00:00Z", "email=bob@example.com"), // at the backup time: after
 		entry("old", "2026-02-01T00:00:00Z", "email=old@example.com", "user_id=9"),
 		entry("ada-again", "2026-03-05T00:00:00Z", "user_id=1"), // the same person: one subject
-		entry("bad-time", "yesterday", "email=eve@example.com"),  // unreadable: after
+		entry("bad-time", "yesterday", "email=eve@example.com"), // unreadable: after
 		entry("cy", "2026-03-03T00:00:00Z", "email=cy@example.com"),
 	}
 	cases := []struct {
