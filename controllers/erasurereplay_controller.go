@@ -29,7 +29,7 @@ import (
 )
 
 // ErasureReplayReconciler replays the erasure ledger against a DataStore
-// restored from a backup (docs/design.md §12): gates (backup time, DataStore,
+// restored from a backup (docs/design.md §13): gates (backup time, DataStore,
 // Datasets) → scan (erasurereplay_scan.go: every identity field of every
 // collection, in paced pages, digested and matched against the ledger,
 // internal/replay) → one DeletionRequest per subject found, which erases it
@@ -239,7 +239,12 @@ func (r *ErasureReplayReconciler) erasing(ctx context.Context, er *retentionv1.E
 		rq := &er.Status.Requests[i]
 		if rq.Phase != retentionv1.RequestCompleted && rq.Phase != retentionv1.RequestFailed {
 			var dr retentionv1.DeletionRequest
-			err := r.Get(ctx, types.NamespacedName{Namespace: er.Namespace, Name: rq.Name}, &dr)
+			key := types.NamespacedName{Namespace: er.Namespace, Name: rq.Name}
+			err := r.Get(ctx, key, &dr)
+			if apierrors.IsNotFound(err) {
+				// Created moments ago, the cache may not have it yet.
+				err = r.APIReader.Get(ctx, key, &dr)
+			}
 			switch {
 			case apierrors.IsNotFound(err):
 				// Gone before it finished (deleted by hand): not erased.

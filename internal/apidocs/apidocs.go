@@ -150,9 +150,10 @@ func Load(dir string) (*Package, error) {
 }
 
 // kindOrder is the order of the reference: where data lives, what it is,
-// how long it is kept, how it is executed, who asks, what keeps it. A kind
+// how long it is kept, how it is executed, who asks, what keeps it, who
+// else holds it, what replays erasures after a restore. A kind
 // not listed comes last.
-var kindOrder = []string{"DataStore", "Dataset", "RetentionPolicy", "PurgeJob", "DeletionRequest", "LegalHold"}
+var kindOrder = []string{"DataStore", "Dataset", "RetentionPolicy", "PurgeJob", "DeletionRequest", "LegalHold", "Recipient", "ErasureReplay"}
 
 func kindRank(k string) int {
 	for i, n := range kindOrder {

@@ -35,9 +35,9 @@ func TestEveryKindAndFieldDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"DataStore", "Dataset", "RetentionPolicy", "PurgeJob", "DeletionRequest", "LegalHold", "Recipient"}
+	want := []string{"DataStore", "Dataset", "RetentionPolicy", "PurgeJob", "DeletionRequest", "LegalHold", "Recipient", "ErasureReplay"}
 	if !slices.Equal(p.Kinds, want) {
-		t.Errorf("kinds %v; want the seven of Lethe %v", p.Kinds, want)
+		t.Errorf("kinds %v; want the eight of Lethe %v", p.Kinds, want)
 	}
 	doc := string(Render(p))
 	for _, k := range p.Kinds {

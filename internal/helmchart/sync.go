@@ -66,7 +66,7 @@ func Sync(root string) error {
 // ArgoKinds are the kinds config/argocd gives a health check, each in a
 // directory retention.lethe.dev_<Kind> (Argo CD's resource_customizations
 // layout, also the key in argocd-cm).
-var ArgoKinds = []string{"DataStore", "Dataset", "RetentionPolicy", "DeletionRequest", "LegalHold", "PurgeJob", "Recipient"}
+var ArgoKinds = []string{"DataStore", "Dataset", "RetentionPolicy", "DeletionRequest", "LegalHold", "PurgeJob", "Recipient", "ErasureReplay"}
 
 // syncArgoCD copies config/argocd/health.lua, the one script that serves
 // every kind, into each kind's directory and into config/argocd/argocd-cm.yaml.

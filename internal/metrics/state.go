@@ -209,6 +209,12 @@ func (c *StateCollector) countStalled(ctx context.Context, countStalled func(str
 			countStalled("Recipient", &recipients.Items[i])
 		}
 	}
+	var replays retentionv1.ErasureReplayList
+	if c.reader.List(ctx, &replays, client.UnsafeDisableDeepCopy) == nil {
+		for i := range replays.Items {
+			countStalled("ErasureReplay", &replays.Items[i])
+		}
+	}
 }
 
 func unix(t *metav1.Time) float64 { return float64(t.UnixNano()) / 1e9 }

@@ -118,8 +118,8 @@ func TestExplain(t *testing.T) {
 	t.Logf("kube-apiserver: %s", serverVersion)
 	t.Logf("kubectl: %s", strings.TrimSpace(kubectl(t, "version", "--client")))
 	crds := loadCRDs(t)
-	if len(crds) != 7 {
-		t.Errorf("want 7 CRDs (the seven kinds of Lethe), found %d", len(crds))
+	if len(crds) != 8 {
+		t.Errorf("want 8 CRDs (the eight kinds of Lethe), found %d", len(crds))
 	}
 	for _, crd := range crds {
 		crd := crd

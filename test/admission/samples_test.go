@@ -94,7 +94,7 @@ func TestSamples(t *testing.T) {
 	if len(built) != len(samples) {
 		t.Errorf("kubectl kustomize built %d objects, the listed files hold %d", len(built), len(samples))
 	}
-	for _, k := range []string{"DataStore", "Dataset", "RetentionPolicy", "DeletionRequest", "LegalHold", "PurgeJob", "Recipient"} {
+	for _, k := range []string{"DataStore", "Dataset", "RetentionPolicy", "DeletionRequest", "LegalHold", "PurgeJob", "Recipient", "ErasureReplay"} {
 		if kinds[k] != 1 {
 			t.Errorf("want exactly one %s sample, found %d", k, kinds[k])
 		}

@@ -101,6 +101,8 @@ func typed(t *testing.T, kind string) any {
 		return &retentionv1.PurgeJob{}
 	case "Recipient":
 		return &retentionv1.Recipient{}
+	case "ErasureReplay":
+		return &retentionv1.ErasureReplay{}
 	}
 	t.Fatalf("unknown kind %s", kind)
 	return nil
@@ -135,6 +137,7 @@ func TestFixturesCoverEveryKindAndState(t *testing.T) {
 		"LegalHold":       {"Progressing", "Healthy", "Degraded"},
 		"PurgeJob":        {"Progressing", "Healthy", "Degraded"},
 		"Recipient":       {"Progressing", "Healthy", "Degraded"},
+		"ErasureReplay":   {"Progressing", "Healthy", "Degraded"},
 	}
 	for kind, statuses := range want {
 		for _, s := range statuses {

@@ -1,0 +1,532 @@
+package controllers_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
+	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/testharness"
+)
+
+// replayStore is a throwaway SQL server the restore test dumps and restores
+// with the server's own tools.
+type replayStore struct {
+	db      *sql.DB
+	dump    func(t *testing.T, file string)
+	restore func(t *testing.T, file string)
+}
+
+func (s *replayStore) exec(t *testing.T, stmts ...string) {
+	t.Helper()
+	for _, q := range stmts {
+		if _, err := s.db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+func (s *replayStore) count(t *testing.T, q string) int64 {
+	t.Helper()
+	var n int64
+	if err := s.db.QueryRow(q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// table is every row of a table in key order, each column as text
+// (NULL as \N), one line a row: the byte-for-byte content compared.
+func (s *replayStore) table(t *testing.T, name, where string) string {
+	t.Helper()
+	q := "SELECT * FROM " + name
+	if where != "" {
+		q += " WHERE " + where
+	}
+	rows, err := s.db.Query(q + " ORDER BY id")
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var b strings.Builder
+	for rows.Next() {
+		vals := make([]sql.RawBytes, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range vals {
+			if i > 0 {
+				b.WriteByte('|')
+			}
+			if v == nil {
+				b.WriteString(`\N`)
+			} else {
+				b.Write(v)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func run(t *testing.T, stdin, stdout string, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	if stdin != "" {
+		f, err := os.Open(stdin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cmd.Stdin = f
+	}
+	if stdout != "" {
+		f, err := os.Create(stdout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cmd.Stdout = f
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v: %s", name, err, stderr.String())
+	}
+}
+
+func tool(t *testing.T, names ...string) string {
+	t.Helper()
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	t.Skipf("none of %v installed", names)
+	return ""
+}
+
+// pgReplayStore is a PostgreSQL DataStore "db" in ns, dumped with pg_dump
+// and restored with psql into a schema dropped first.
+func pgReplayStore(t *testing.T, ns string) *replayStore {
+	pg := postgresStore(t, ns, "db")
+	db, err := sql.Open("pgx", pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	pgDump, psql := tool(t, "pg_dump"), tool(t, "psql")
+	env := append(os.Environ(), "PGPASSWORD="+pg.Password)
+	conn := []string{"-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", pg.User, "-d", pg.Database}
+	s := &replayStore{db: db}
+	s.dump = func(t *testing.T, file string) {
+		cmd := exec.Command(pgDump, append(conn, "--no-owner", "--no-privileges", "-f", file)...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("pg_dump: %v: %s", err, out)
+		}
+	}
+	s.restore = func(t *testing.T, file string) {
+		s.exec(t, "DROP SCHEMA public CASCADE")
+		cmd := exec.Command(psql, append(conn, "-v", "ON_ERROR_STOP=1", "-q", "-f", file)...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("psql: %v: %s", err, out)
+		}
+	}
+	return s
+}
+
+// mariaReplayStore is a MariaDB DataStore "db" in ns, dumped with
+// mariadb-dump and restored with the mariadb client.
+func mariaReplayStore(t *testing.T, ns string) *replayStore {
+	my := testharness.MariaDB(t)
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-credentials", Labels: marked()}, StringData: map[string]string{"username": my.User, "password": my.Password}})
+	create(t, &retentionv1.DataStore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}, Spec: retentionv1.DataStoreSpec{
+		Type: retentionv1.DataStoreMySQL, Host: my.Host, Port: ptr.To(int32(my.Port)), Database: retentionv1.Identifier(my.Database),
+		TLS: retentionv1.TLSDisable, CredentialsSecretRef: &retentionv1.SecretReference{Name: "db-credentials"}}})
+	db, err := sql.Open("mysql", my.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	dump, client := tool(t, "mariadb-dump", "mysqldump"), tool(t, "mariadb", "mysql")
+	conn := []string{"-h", my.Host, "-P", strconv.Itoa(my.Port), "-u", my.User, "-p" + my.Password, "--protocol=TCP"}
+	s := &replayStore{db: db}
+	s.dump = func(t *testing.T, file string) {
+		run(t, "", file, dump, append(conn, "--single-transaction", "--skip-dump-date", my.Database)...)
+	}
+	s.restore = func(t *testing.T, file string) {
+		run(t, file, "", client, append(conn, my.Database)...)
+	}
+	return s
+}
+
+// replayUsers are the people of the restore test: three erased after the
+// backup (one named by email only, reached elsewhere through the user_id
+// derived from it), two erased before it (one of whom signed up again
+// before the backup, with the same email), one never erased.
+var replayUsers = []struct{ id, email string }{
+	{"rp_ada_7731", "rp-ada-7731@example.org"},
+	{"rp_bob_7732", "rp-bob-7732@example.org"},
+	{"rp_cy_7733", "rp-cy-7733@example.org"},
+	{"rp_dora_7734", "rp-dora-7734@example.org"},
+	{"rp_eve_7735", "rp-eve-7735@example.org"},
+	{"rp_frank_7736", "rp-frank-7736@example.org"},
+	{"rp_dora_again_7737", "rp-dora-7734@example.org"}, // dora, signed up again
+}
+
+func seedReplayUser(t *testing.T, s *replayStore, i int) {
+	u := replayUsers[i]
+	s.exec(t, fmt.Sprintf("INSERT INTO users VALUES ('%s', '%s', '+1-555-%04d')", u.id, u.email, i))
+	for d := 0; d < 3; d++ {
+		s.exec(t, fmt.Sprintf("INSERT INTO devices VALUES (%d, '%s', 'phone %d')", i*10+d, u.id, d))
+	}
+	for m := 0; m < 4; m++ {
+		s.exec(t, fmt.Sprintf("INSERT INTO messages VALUES (%d, '%s', 'hello from %s')", i*10+m, u.id, u.email))
+	}
+	for o := 0; o < 2; o++ {
+		s.exec(t, fmt.Sprintf("INSERT INTO orders VALUES (%d, '%s', '%d Main Street, %s', 12.50)", i*10+o, u.id, o, u.id))
+	}
+}
+
+func replayDataset(ns string) *retentionv1.Dataset {
+	ref := func(field string) []retentionv1.Reference {
+		return []retentionv1.Reference{{Field: retentionv1.Identifier(field), Collection: "users", TargetField: "id"}}
+	}
+	erased := "[erased]"
+	userID := []retentionv1.IdentityField{{Type: "user_id", Field: "user_id"}}
+	return &retentionv1.Dataset{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
+		Spec: retentionv1.DatasetSpec{
+			DataStoreRef: retentionv1.LocalObjectReference{Name: "db"},
+			Collections: []retentionv1.Collection{
+				{Name: "users", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "id"}, {Type: "email", Field: "email"}, {Type: "phone", Field: "phone"}}},
+				{Name: "devices", Identities: userID, References: ref("user_id")},
+				{Name: "messages", Identities: userID, References: ref("user_id")},
+				{Name: "orders", Action: retentionv1.ActionAnonymize, Identities: userID, References: ref("user_id"),
+					Fields: []retentionv1.DataField{
+						{Name: "user_id", Anonymize: &retentionv1.Anonymization{Strategy: retentionv1.StrategyNull}},
+						{Name: "address", Anonymize: &retentionv1.Anonymization{Strategy: retentionv1.StrategyFixed, Replacement: &erased}},
+					}},
+			},
+		},
+	}
+}
+
+// eraseReplayUser erases users[i] by a DeletionRequest naming the given
+// identity types, and waits for it.
+func eraseReplayUser(t *testing.T, ns string, i int, types ...string) {
+	t.Helper()
+	u := replayUsers[i]
+	name := strings.ReplaceAll(strings.TrimSuffix(u.id, u.id[strings.LastIndex(u.id, "_"):]), "_", "-")
+	data := map[string]string{}
+	for _, typ := range types {
+		data[typ] = map[string]string{"user_id": u.id, "email": u.email}[typ]
+	}
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: marked()}, StringData: data})
+	create(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: retentionv1.DeletionRequestSpec{
+		Subject: retentionv1.Subject{IdentitiesSecretRef: &retentionv1.SecretReference{Name: name}}, Reason: retentionv1.ReasonSubjectRequest}})
+}
+
+var replayTables = []string{"users", "devices", "messages", "orders"}
+
+// notOf is the condition selecting the rows not of users idx (by key).
+func notOf(table string, idx ...int) string {
+	if table == "users" {
+		var ids []string
+		for _, i := range idx {
+			ids = append(ids, "'"+replayUsers[i].id+"'")
+		}
+		return "id NOT IN (" + strings.Join(ids, ", ") + ")"
+	}
+	var keys []string
+	for _, i := range idx {
+		for k := i * 10; k < i*10+10; k++ {
+			keys = append(keys, strconv.Itoa(k))
+		}
+	}
+	return "id NOT IN (" + strings.Join(keys, ", ") + ")"
+}
+
+func TestErasureReplayAfterRestore(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		store func(*testing.T, string) *replayStore
+		ddl   []string
+	}{
+		{"PostgreSQL", pgReplayStore, []string{
+			`CREATE TABLE users (id text PRIMARY KEY, email text NOT NULL, phone text)`,
+			`CREATE TABLE devices (id bigint PRIMARY KEY, user_id text NOT NULL REFERENCES users(id), label text)`,
+			`CREATE TABLE messages (id bigint PRIMARY KEY, user_id text NOT NULL REFERENCES users(id), body text)`,
+			`CREATE TABLE orders (id bigint PRIMARY KEY, user_id text REFERENCES users(id), address text, total numeric(10,2))`,
+		}},
+		{"MariaDB", mariaReplayStore, []string{
+			`CREATE TABLE users (id VARCHAR(40) PRIMARY KEY, email VARCHAR(100) NOT NULL, phone VARCHAR(40))`,
+			`CREATE TABLE devices (id BIGINT PRIMARY KEY, user_id VARCHAR(40) NOT NULL, label VARCHAR(40), FOREIGN KEY (user_id) REFERENCES users(id))`,
+			`CREATE TABLE messages (id BIGINT PRIMARY KEY, user_id VARCHAR(40) NOT NULL, body TEXT, FOREIGN KEY (user_id) REFERENCES users(id))`,
+			`CREATE TABLE orders (id BIGINT PRIMARY KEY, user_id VARCHAR(40) NULL, address VARCHAR(200), total DECIMAL(10,2), FOREIGN KEY (user_id) REFERENCES users(id))`,
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			startManager(t, controllers.Options{})
+			ns := namespace(t)
+			s := c.store(t, ns)
+			s.exec(t, c.ddl...)
+			for i := 0; i < 6; i++ {
+				seedReplayUser(t, s, i)
+			}
+			create(t, replayDataset(ns))
+
+			// Before the backup: dora (by email) and eve are erased; dora
+			// signs up again with the same email.
+			eraseReplayUser(t, ns, 3, "email")
+			eraseReplayUser(t, ns, 4, "user_id", "email")
+			waitRequest(t, ns, "rp-dora", retentionv1.RequestCompleted)
+			waitRequest(t, ns, "rp-eve", retentionv1.RequestCompleted)
+			seedReplayUser(t, s, 6)
+			time.Sleep(1100 * time.Millisecond)
+			backup := time.Now().Truncate(time.Second)
+			file := filepath.Join(t.TempDir(), "backup.sql")
+			s.dump(t, file)
+			time.Sleep(1100 * time.Millisecond)
+
+			// After it: three subjects are erased, cy by email only.
+			eraseReplayUser(t, ns, 0, "user_id", "email")
+			eraseReplayUser(t, ns, 1, "user_id")
+			eraseReplayUser(t, ns, 2, "email")
+			for _, n := range []string{"rp-ada", "rp-bob", "rp-cy"} {
+				waitRequest(t, ns, n, retentionv1.RequestCompleted)
+			}
+			if n := s.count(t, "SELECT count(*) FROM messages WHERE id < 30"); n != 0 {
+				t.Fatalf("%d messages of the three left before the restore", n)
+			}
+
+			// The restore brings them back.
+			s.restore(t, file)
+			restored := map[string]string{}
+			resurrected, rowsRestored := map[string]int64{}, map[string]int64{}
+			var total int64
+			for _, tb := range replayTables {
+				rowsRestored[tb] = s.count(t, "SELECT count(*) FROM "+tb)
+				restored[tb] = s.table(t, tb, notOf(tb, 0, 1, 2))
+				resurrected[tb] = s.count(t, "SELECT count(*) FROM "+tb+" WHERE NOT ("+notOf(tb, 0, 1, 2)+")")
+				total += resurrected[tb]
+			}
+			if resurrected["messages"] != 12 || resurrected["users"] != 3 {
+				t.Fatalf("the restore did not bring the three back: %v", resurrected)
+			}
+			if s.count(t, "SELECT count(*) FROM users WHERE id = '"+replayUsers[4].id+"'") != 0 || s.count(t, "SELECT count(*) FROM users WHERE id = '"+replayUsers[6].id+"'") != 1 {
+				t.Fatal("the backup should hold dora's new account and not eve")
+			}
+
+			// A dry run finds them and changes nothing.
+			create(t, &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dry"},
+				Spec: retentionv1.ErasureReplaySpec{DataStore: "db", BackupTime: metav1.Time{Time: backup}, DryRun: true, BatchSize: ptr.To(int32(4))}})
+			dry := waitReplay(t, ns, "dry")
+			if dry.Status.SubjectsFound != 3 || dry.Status.SubjectsBeforeBackup != 1 || len(dry.Status.Requests) != 0 || dry.Status.Receipt == nil || dry.Status.Receipt.Verified {
+				t.Fatalf("dry run status: %+v", dry.Status)
+			}
+			for _, tb := range replayTables {
+				if n := s.count(t, "SELECT count(*) FROM "+tb+" WHERE NOT ("+notOf(tb, 0, 1, 2)+")"); n != resurrected[tb] {
+					t.Fatalf("the dry run changed %s", tb)
+				}
+			}
+
+			// The replay, in pages of 4 records.
+			create(t, &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "after-restore"},
+				Spec: retentionv1.ErasureReplaySpec{DataStore: "db", BackupTime: metav1.Time{Time: backup}, BatchSize: ptr.To(int32(4))}})
+			er := waitReplay(t, ns, "after-restore")
+
+			// The three are gone again (their orders anonymized), every
+			// other row is as restored, byte for byte.
+			for _, tb := range []string{"users", "devices", "messages"} {
+				if n := s.count(t, "SELECT count(*) FROM "+tb+" WHERE NOT ("+notOf(tb, 0, 1, 2)+")"); n != 0 {
+					t.Errorf("%d rows of the three left in %s", n, tb)
+				}
+			}
+			if n := s.count(t, "SELECT count(*) FROM orders WHERE id < 30 AND user_id IS NULL AND address = '[erased]'"); n != 6 {
+				t.Errorf("%d of the three's 6 orders anonymized", n)
+			}
+			for _, tb := range replayTables {
+				if got := s.table(t, tb, notOf(tb, 0, 1, 2)); got != restored[tb] {
+					t.Errorf("%s changed beyond the three:\nrestored:\n%s\nafter:\n%s", tb, restored[tb], got)
+				}
+			}
+			if n := s.count(t, "SELECT count(*) FROM users WHERE email = '"+replayUsers[3].email+"'"); n != 1 {
+				t.Errorf("dora's new account (signed up again before the backup): %d rows, want 1 (kept)", n)
+			}
+
+			// The counts match SQL.
+			st := er.Status
+			if st.LedgerEntries != 3 || st.LedgerEntriesBefore != 2 || st.SubjectsFound != 3 || st.SubjectsErased != 3 || st.SubjectsBeforeBackup != 1 || st.RecordsErased != total {
+				t.Errorf("status: entries %d/%d, found %d, erased %d, before %d, records %d (want 3/2, 3, 3, 1, %d)",
+					st.LedgerEntries, st.LedgerEntriesBefore, st.SubjectsFound, st.SubjectsErased, st.SubjectsBeforeBackup, st.RecordsErased, total)
+			}
+			rc := st.Receipt
+			if rc == nil || !rc.Verified || rc.Subjects != 3 || rc.Records != total || len(rc.Requests) != 3 || len(rc.SHA256) != 64 {
+				t.Fatalf("receipt: %+v", rc)
+			}
+			for _, e := range rc.Entries {
+				if e.Rows != resurrected[e.Collection] {
+					t.Errorf("receipt %s: %d rows, SQL counted %d", e.Collection, e.Rows, resurrected[e.Collection])
+				}
+			}
+			if len(rc.Entries) != 4 {
+				t.Errorf("receipt entries: %+v", rc.Entries)
+			}
+			for _, sc := range st.Collections {
+				if sc.Dataset != "app" || sc.Matched != resurrected[sc.Collection] || sc.Erased != resurrected[sc.Collection] || sc.Scanned != rowsRestored[sc.Collection] {
+					t.Errorf("collection %+v: want %d scanned, %d matched and erased", sc, rowsRestored[sc.Collection], resurrected[sc.Collection])
+				}
+			}
+			if !hasCondition(er, retentionv1.ConditionScanned, metav1.ConditionTrue, "") {
+				t.Errorf("conditions: %+v", er.Status.Conditions)
+			}
+
+			// Each re-erasure: one per subject, owned by the replay, no
+			// notice sent again, its identity Secret gone.
+			var children retentionv1.DeletionRequestList
+			if err := env.Client.List(context.Background(), &children, client.InNamespace(ns), client.MatchingLabels{retentionv1.LabelErasureReplay: "after-restore"}); err != nil {
+				t.Fatal(err)
+			}
+			if len(children.Items) != 3 {
+				t.Fatalf("%d re-erasures, want 3", len(children.Items))
+			}
+			for _, dr := range children.Items {
+				if !hasCondition(&dr, retentionv1.ConditionRecipientsNotified, metav1.ConditionTrue, retentionv1.ReasonNotifiedAtOriginalErasure) || dr.Status.Receipt == nil || !dr.Status.Receipt.Verified {
+					t.Errorf("re-erasure %s: %+v", dr.Name, dr.Status)
+				}
+				var sec corev1.Secret
+				if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: dr.Name + "-identities"}, &sec); err == nil {
+					t.Errorf("identity Secret of %s left after it finished", dr.Name)
+				}
+			}
+			replayNoPersonalData(t, ns)
+		})
+	}
+}
+
+func waitReplay(t *testing.T, ns, name string) *retentionv1.ErasureReplay {
+	t.Helper()
+	return waitFor(t, &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, 120*time.Second, "replay completed",
+		func(e *retentionv1.ErasureReplay) bool {
+			return e.Status.Phase == retentionv1.ReplayCompleted && hasCondition(e, retentionv1.ConditionReady, metav1.ConditionTrue, "")
+		})
+}
+
+// replayNoPersonalData looks for the test's identity values in the
+// manager's logs, the namespace's events and every replay's status.
+func replayNoPersonalData(t *testing.T, ns string) {
+	t.Helper()
+	var hay strings.Builder
+	hay.WriteString(managerLogs.String())
+	var events eventsv1.EventList
+	if err := env.Client.List(context.Background(), &events, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events.Items {
+		fmt.Fprintf(&hay, "%s %s\n", e.Reason, e.Note)
+	}
+	var replays retentionv1.ErasureReplayList
+	if err := env.Client.List(context.Background(), &replays, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range replays.Items {
+		b, _ := json.Marshal(r.Status)
+		hay.Write(b)
+	}
+	for _, u := range replayUsers {
+		for _, v := range []string{u.id, u.email} {
+			if strings.Contains(hay.String(), v) {
+				t.Errorf("identity %q found in logs, events or a replay's status", v)
+			}
+		}
+	}
+}
+
+// A replay reaches only its own namespace and the named DataStore: a
+// DataStore of another namespace is not found, a Dataset of another
+// DataStore is refused, a backup time in the future is refused; none of
+// them scans or erases anything.
+func TestErasureReplayStaysInScope(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns := namespace(t)
+	pg := postgresStore(t, ns, "db")
+	db, err := sql.Open("pgx", pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := &replayStore{db: db}
+	s.exec(t, `CREATE TABLE users (id text PRIMARY KEY, email text NOT NULL, phone text)`)
+	create(t, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}, Spec: retentionv1.DatasetSpec{
+		DataStoreRef: retentionv1.LocalObjectReference{Name: "db"},
+		Collections:  []retentionv1.Collection{{Name: "users", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "id"}}}}}})
+	postgresStore(t, ns, "other")
+	create(t, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "elsewhere"}, Spec: retentionv1.DatasetSpec{
+		DataStoreRef: retentionv1.LocalObjectReference{Name: "other"},
+		Collections:  []retentionv1.Collection{{Name: "users", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "id"}}}}}})
+	foreign := namespace(t)
+	past := metav1.Time{Time: time.Now().Add(-time.Hour)}
+	cases := []struct {
+		ns, name, reason string
+		spec             retentionv1.ErasureReplaySpec
+	}{
+		{foreign, "other-namespace", retentionv1.ReasonDataStoreNotReady, retentionv1.ErasureReplaySpec{DataStore: "db", BackupTime: past}},
+		{ns, "other-store", retentionv1.ReasonInvalidSpec, retentionv1.ErasureReplaySpec{DataStore: "db", BackupTime: past, Datasets: []retentionv1.ObjectName{"elsewhere"}}},
+		{ns, "missing-dataset", retentionv1.ReasonDatasetNotFound, retentionv1.ErasureReplaySpec{DataStore: "db", BackupTime: past, Datasets: []retentionv1.ObjectName{"nope"}}},
+		{ns, "future", retentionv1.ReasonInvalidSpec, retentionv1.ErasureReplaySpec{DataStore: "db", BackupTime: metav1.Time{Time: time.Now().Add(time.Hour)}}},
+	}
+	for _, c := range cases {
+		create(t, &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: c.name}, Spec: c.spec})
+	}
+	for _, c := range cases {
+		er := waitFor(t, &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: c.ns, Name: c.name}}, 60*time.Second, "stalled",
+			func(e *retentionv1.ErasureReplay) bool {
+				return hasCondition(e, retentionv1.ConditionStalled, metav1.ConditionTrue, c.reason)
+			})
+		if er.Status.StartTime != nil || len(er.Status.Collections) != 0 || len(er.Status.Requests) != 0 {
+			t.Errorf("%s scanned or erased: %+v", c.name, er.Status)
+		}
+	}
+	// The spec is immutable.
+	var er retentionv1.ErasureReplay
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "future"}, &er); err != nil {
+		t.Fatal(err)
+	}
+	er.Spec.BackupTime = past
+	if err := env.Client.Update(context.Background(), &er); err == nil || !strings.Contains(err.Error(), "immutable") {
+		t.Errorf("changing the spec: %v; want refused as immutable", err)
+	}
+	var drs retentionv1.DeletionRequestList
+	if err := env.Client.List(context.Background(), &drs); err != nil {
+		t.Fatal(err)
+	}
+	if slices.ContainsFunc(drs.Items, func(d retentionv1.DeletionRequest) bool { return d.Namespace == ns || d.Namespace == foreign }) {
+		t.Error("a replay out of scope created a DeletionRequest")
+	}
+}
