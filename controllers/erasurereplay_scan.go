@@ -85,10 +85,12 @@ func (r *ErasureReplayReconciler) scan(ctx context.Context, er *retentionv1.Eras
 			r.notScanned(er, ds.Name, fmt.Sprintf("a %s store cannot be scanned; check it by hand", store.Spec.Type))
 			continue
 		}
-		if why, err := r.scanDataset(ctx, er, pace, scanner, matcher, store, ds, batch); err != nil {
+		why, err := r.scanDataset(ctx, er, pace, scanner, matcher, store, ds, batch)
+		if err != nil {
 			return nil, err
-		} else if why != "" {
-			r.notScanned(er, ds.Name, why)
+		}
+		if len(why) > 0 {
+			r.notScanned(er, ds.Name, strings.Join(why, "; "))
 		}
 	}
 
@@ -139,9 +141,11 @@ func (r *ErasureReplayReconciler) scan(ctx context.Context, er *retentionv1.Eras
 }
 
 // scanDataset scans every collection of a Dataset that has identity
-// fields. It returns why the Dataset could not be scanned ("" when it was),
-// or a transient error (the store unavailable: the scan is retried).
-func (r *ErasureReplayReconciler) scanDataset(ctx context.Context, er *retentionv1.ErasureReplay, pace *scanPace, scanner datastore.IdentityScanner, m *replay.Matcher, store *retentionv1.DataStore, ds *retentionv1.Dataset, batch int) (string, error) {
+// fields. It returns why collections could not be scanned (none when all
+// were; the others are scanned all the same), or a transient error (the
+// store unavailable: the scan is retried).
+func (r *ErasureReplayReconciler) scanDataset(ctx context.Context, er *retentionv1.ErasureReplay, pace *scanPace, scanner datastore.IdentityScanner, m *replay.Matcher, store *retentionv1.DataStore, ds *retentionv1.Dataset, batch int) ([]string, error) {
+	var why []string
 	for ci := range ds.Spec.Collections {
 		c := &ds.Spec.Collections[ci]
 		if len(c.Identities) == 0 {
@@ -149,25 +153,27 @@ func (r *ErasureReplayReconciler) scanDataset(ctx context.Context, er *retention
 		}
 		coll, err := engine.ToDriver(store.Spec.Type, c)
 		if err != nil {
-			return fmt.Sprintf("collection %s: %v", c.Name, err), nil
+			why = append(why, fmt.Sprintf("collection %s: %v", c.Name, err))
+			continue
 		}
 		er.Status.Collections = append(er.Status.Collections, retentionv1.ReplayCollection{Dataset: ds.Name, Collection: string(c.Name)})
 		st := &er.Status.Collections[len(er.Status.Collections)-1]
 		cursor := ""
+	pages:
 		for {
 			if err := pace.wait(ctx); err != nil {
-				return "", err
+				return nil, err
 			}
 			pctx, cancel := context.WithTimeout(ctx, scanPageTimeout)
 			page, err := scanner.ScanIdentities(pctx, coll, cursor, batch)
 			cancel()
 			if err != nil {
-				if errors.Is(err, datastore.ErrInvalid) || errors.Is(err, datastore.ErrNotFound) {
-					_, msg := classify(err)
-					return fmt.Sprintf("collection %s: %s", c.Name, msg), nil
-				}
 				_, msg := classify(err)
-				return "", fmt.Errorf("scanning collection %s of Dataset %s: %s", c.Name, ds.Name, msg)
+				if errors.Is(err, datastore.ErrInvalid) || errors.Is(err, datastore.ErrNotFound) {
+					why = append(why, fmt.Sprintf("collection %s: %s", c.Name, msg))
+					break pages
+				}
+				return nil, fmt.Errorf("scanning collection %s of Dataset %s: %s", c.Name, ds.Name, msg)
 			}
 			st.Scanned += int64(page.Scanned)
 			for _, rec := range page.Records {
@@ -180,11 +186,11 @@ func (r *ErasureReplayReconciler) scanDataset(ctx context.Context, er *retention
 			}
 			cursor = page.Cursor
 			if err := pace.progress(ctx); err != nil {
-				return "", err
+				return nil, err
 			}
 		}
 	}
-	return "", nil
+	return why, nil
 }
 
 func (r *ErasureReplayReconciler) notScanned(er *retentionv1.ErasureReplay, dataset, why string) {
