@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -54,8 +55,27 @@ func (r *ErasureReplayReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("erasurereplay").
 		For(&retentionv1.ErasureReplay{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&retentionv1.DeletionRequest{}).
+		Watches(&retentionv1.DataStore{}, handler.EnqueueRequestsFromMapFunc(r.waiting)).
+		Watches(&retentionv1.Dataset{}, handler.EnqueueRequestsFromMapFunc(r.waiting)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
 		Complete(r)
+}
+
+// waiting maps a changed DataStore or Dataset to the replays of its
+// namespace that have not started erasing (one waiting for it to be Ready
+// goes on at once).
+func (r *ErasureReplayReconciler) waiting(ctx context.Context, o client.Object) []reconcile.Request {
+	var list retentionv1.ErasureReplayList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, er := range list.Items {
+		if er.Status.Phase == "" || er.Status.Phase == retentionv1.ReplayPending {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&er)})
+		}
+	}
+	return out
 }
 
 // childTTL is the ttlSecondsAfterFinished of a re-erasure: long enough for

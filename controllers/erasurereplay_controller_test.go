@@ -24,6 +24,7 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/ledger"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
 
@@ -150,7 +151,7 @@ func pgReplayStore(t *testing.T, ns string) *replayStore {
 		}
 	}
 	s.restore = func(t *testing.T, file string) {
-		s.exec(t, "DROP SCHEMA public CASCADE")
+		s.exec(t, "DROP SCHEMA public CASCADE", "CREATE SCHEMA public")
 		cmd := exec.Command(psql, append(conn, "-v", "ON_ERROR_STOP=1", "-q", "-f", file)...)
 		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -382,6 +383,8 @@ func TestErasureReplayAfterRestore(t *testing.T) {
 
 			// The counts match SQL.
 			st := er.Status
+			t.Logf("replay: collections %+v; found %d, erased %d, before the backup %d, records %d; SQL counted %v",
+				st.Collections, st.SubjectsFound, st.SubjectsErased, st.SubjectsBeforeBackup, st.RecordsErased, resurrected)
 			if st.LedgerEntries != 3 || st.LedgerEntriesBefore != 2 || st.SubjectsFound != 3 || st.SubjectsErased != 3 || st.SubjectsBeforeBackup != 1 || st.RecordsErased != total {
 				t.Errorf("status: entries %d/%d, found %d, erased %d, before %d, records %d (want 3/2, 3, 3, 1, %d)",
 					st.LedgerEntries, st.LedgerEntriesBefore, st.SubjectsFound, st.SubjectsErased, st.SubjectsBeforeBackup, st.RecordsErased, total)
@@ -528,5 +531,37 @@ func TestErasureReplayStaysInScope(t *testing.T) {
 	}
 	if slices.ContainsFunc(drs.Items, func(d retentionv1.DeletionRequest) bool { return d.Namespace == ns || d.Namespace == foreign }) {
 		t.Error("a replay out of scope created a DeletionRequest")
+	}
+}
+
+// A store that cannot be scanned (Redis) is reported, never called clean:
+// the ledger holds a subject erased after the backup, the replay completes
+// with Scanned=False naming the Dataset, and erases nothing.
+func TestErasureReplayReportsAStoreItCannotScan(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns := namespace(t)
+	redisSessions(t, ns, "rp_gil_7738", "rp_hal_7739")
+	create(t, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sessions"}, Spec: retentionv1.DatasetSpec{
+		DataStoreRef: retentionv1.LocalObjectReference{Name: "redis"},
+		Collections: []retentionv1.Collection{{Name: "sessions", KeyPattern: "session:{user_id}:*", TimestampField: "ts",
+			Identities: []retentionv1.IdentityField{{Type: "user_id"}}}}}})
+	// The ledger entry of an erasure completed after the backup.
+	done := metav1.Now()
+	line, err := ledger.NewLine(testDigestKey, "gil", &retentionv1.Receipt{SubjectDigest: "hmac-sha256:00", SHA256: strings.Repeat("0", 64), CompletedAt: &done},
+		map[string][]string{"user_id": {"rp_gil_7738"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	create(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lethe-erasure-ledger-20260101-0", Labels: map[string]string{retentionv1.LabelLedger: "true"}},
+		Data: map[string]string{"gil": line}})
+	create(t, &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "redis-restored"},
+		Spec: retentionv1.ErasureReplaySpec{DataStore: "redis", BackupTime: metav1.Time{Time: time.Now().Add(-time.Hour)}}})
+	er := waitReplay(t, ns, "redis-restored")
+	if !hasCondition(er, retentionv1.ConditionScanned, metav1.ConditionFalse, retentionv1.ReasonNotScannable) ||
+		len(er.Status.NotScanned) != 1 || er.Status.NotScanned[0].Dataset != "sessions" || er.Status.LedgerEntries != 1 || len(er.Status.Requests) != 0 {
+		t.Fatalf("status: %+v", er.Status)
+	}
+	if c := condition(er, retentionv1.ConditionReady); c == nil || !strings.Contains(c.Message, "could not be scanned") {
+		t.Errorf("Ready does not say a Dataset was not scanned: %+v", c)
 	}
 }
