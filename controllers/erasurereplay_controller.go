@@ -195,15 +195,19 @@ func (r *ErasureReplayReconciler) scope(ctx context.Context, er *retentionv1.Era
 // createChildren creates, for each subject found, its identity Secret
 // (owned by the replay, which deletes it once the re-erasure finished) and
 // a DeletionRequest (owned by the replay) that erases it again in the
-// scanned Datasets. Names are stable (replay.ChildName): a replay that
+// scanned Datasets its original erasures reached. Names are stable (replay.ChildName): a replay that
 // scans again after a restart finds what it already created.
 func (r *ErasureReplayReconciler) createChildren(ctx context.Context, er *retentionv1.ErasureReplay, datasets []retentionv1.Dataset, subjects []replay.Subject) error {
-	scope := make([]retentionv1.ObjectName, len(datasets))
-	for i, ds := range datasets {
-		scope[i] = retentionv1.ObjectName(ds.Name)
-	}
 	er.Status.Requests = nil
 	for _, s := range subjects {
+		// The scanned Datasets the erasures reached (all of them for a
+		// ledger entry that does not say).
+		var scope []retentionv1.ObjectName
+		for _, ds := range datasets {
+			if s.Datasets == nil || slices.Contains(s.Datasets, ds.Name) {
+				scope = append(scope, retentionv1.ObjectName(ds.Name))
+			}
+		}
 		name := replay.ChildName(er.Name, s)
 		labels := map[string]string{"app.kubernetes.io/managed-by": "lethe", retentionv1.LabelErasureReplay: er.Name}
 		secret := &corev1.Secret{

@@ -212,6 +212,7 @@ func seedReplayUser(t *testing.T, s *replayStore, i int) {
 	for o := 0; o < 2; o++ {
 		s.exec(t, fmt.Sprintf("INSERT INTO orders VALUES (%d, '%s', '%d Main Street, %s', 12.50)", i*10+o, u.id, o, u.id))
 	}
+	s.exec(t, fmt.Sprintf("INSERT INTO audit VALUES (%d, '%s', 'signed up')", i*10, u.id))
 }
 
 func replayDataset(ns string) *retentionv1.Dataset {
@@ -238,8 +239,16 @@ func replayDataset(ns string) *retentionv1.Dataset {
 	}
 }
 
+// auditDataset is a second Dataset on the same store, which the erasure of
+// bob does not reach (its scope is app only).
+func auditDataset(ns string) *retentionv1.Dataset {
+	return &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit"}, Spec: retentionv1.DatasetSpec{
+		DataStoreRef: retentionv1.LocalObjectReference{Name: "db"},
+		Collections:  []retentionv1.Collection{{Name: "audit", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "user_id"}}}}}}
+}
+
 // eraseReplayUser erases users[i] by a DeletionRequest naming the given
-// identity types, and waits for it.
+// identity types (scoped to Dataset app for bob), and waits for it.
 func eraseReplayUser(t *testing.T, ns string, i int, types ...string) {
 	t.Helper()
 	u := replayUsers[i]
@@ -249,11 +258,24 @@ func eraseReplayUser(t *testing.T, ns string, i int, types ...string) {
 		data[typ] = map[string]string{"user_id": u.id, "email": u.email}[typ]
 	}
 	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: marked()}, StringData: data})
-	create(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: retentionv1.DeletionRequestSpec{
-		Subject: retentionv1.Subject{IdentitiesSecretRef: &retentionv1.SecretReference{Name: name}}, Reason: retentionv1.ReasonSubjectRequest}})
+	dr := &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: retentionv1.DeletionRequestSpec{
+		Subject: retentionv1.Subject{IdentitiesSecretRef: &retentionv1.SecretReference{Name: name}}, Reason: retentionv1.ReasonSubjectRequest}}
+	if i == 1 {
+		dr.Spec.Scope = &retentionv1.ErasureScope{Datasets: []retentionv1.ObjectName{"app"}}
+	}
+	create(t, dr)
 }
 
-var replayTables = []string{"users", "devices", "messages", "orders"}
+var replayTables = []string{"users", "devices", "messages", "orders", "audit"}
+
+// erasedIn are the users erased after the backup in a table: bob's erasure
+// did not reach Dataset audit.
+func erasedIn(table string) []int {
+	if table == "audit" {
+		return []int{0, 2}
+	}
+	return []int{0, 1, 2}
+}
 
 // notOf is the condition selecting the rows not of users idx (by key).
 func notOf(table string, idx ...int) string {
@@ -284,12 +306,14 @@ func TestErasureReplayAfterRestore(t *testing.T) {
 			`CREATE TABLE devices (id bigint PRIMARY KEY, user_id text NOT NULL REFERENCES users(id), label text)`,
 			`CREATE TABLE messages (id bigint PRIMARY KEY, user_id text NOT NULL REFERENCES users(id), body text)`,
 			`CREATE TABLE orders (id bigint PRIMARY KEY, user_id text REFERENCES users(id), address text, total numeric(10,2))`,
+			`CREATE TABLE audit (id bigint PRIMARY KEY, user_id text, what text)`,
 		}},
 		{"MariaDB", mariaReplayStore, []string{
 			`CREATE TABLE users (id VARCHAR(40) PRIMARY KEY, email VARCHAR(100) NOT NULL, phone VARCHAR(40))`,
 			`CREATE TABLE devices (id BIGINT PRIMARY KEY, user_id VARCHAR(40) NOT NULL, label VARCHAR(40), FOREIGN KEY (user_id) REFERENCES users(id))`,
 			`CREATE TABLE messages (id BIGINT PRIMARY KEY, user_id VARCHAR(40) NOT NULL, body TEXT, FOREIGN KEY (user_id) REFERENCES users(id))`,
 			`CREATE TABLE orders (id BIGINT PRIMARY KEY, user_id VARCHAR(40) NULL, address VARCHAR(200), total DECIMAL(10,2), FOREIGN KEY (user_id) REFERENCES users(id))`,
+			`CREATE TABLE audit (id BIGINT PRIMARY KEY, user_id VARCHAR(40), what VARCHAR(40))`,
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -301,6 +325,7 @@ func TestErasureReplayAfterRestore(t *testing.T) {
 				seedReplayUser(t, s, i)
 			}
 			create(t, replayDataset(ns))
+			create(t, auditDataset(ns))
 
 			// Before the backup: dora (by email) and eve are erased; dora
 			// signs up again with the same email.
@@ -333,8 +358,8 @@ func TestErasureReplayAfterRestore(t *testing.T) {
 			var total int64
 			for _, tb := range replayTables {
 				rowsRestored[tb] = s.count(t, "SELECT count(*) FROM "+tb)
-				restored[tb] = s.table(t, tb, notOf(tb, 0, 1, 2))
-				resurrected[tb] = s.count(t, "SELECT count(*) FROM "+tb+" WHERE NOT ("+notOf(tb, 0, 1, 2)+")")
+				restored[tb] = s.table(t, tb, notOf(tb, erasedIn(tb)...))
+				resurrected[tb] = s.count(t, "SELECT count(*) FROM "+tb+" WHERE NOT ("+notOf(tb, erasedIn(tb)...)+")")
 				total += resurrected[tb]
 			}
 			if resurrected["messages"] != 12 || resurrected["users"] != 3 {
@@ -352,7 +377,7 @@ func TestErasureReplayAfterRestore(t *testing.T) {
 				t.Fatalf("dry run status: %+v", dry.Status)
 			}
 			for _, tb := range replayTables {
-				if n := s.count(t, "SELECT count(*) FROM "+tb+" WHERE NOT ("+notOf(tb, 0, 1, 2)+")"); n != resurrected[tb] {
+				if n := s.count(t, "SELECT count(*) FROM "+tb+" WHERE NOT ("+notOf(tb, erasedIn(tb)...)+")"); n != resurrected[tb] {
 					t.Fatalf("the dry run changed %s", tb)
 				}
 			}
@@ -362,10 +387,11 @@ func TestErasureReplayAfterRestore(t *testing.T) {
 				Spec: retentionv1.ErasureReplaySpec{DataStore: "db", BackupTime: metav1.Time{Time: backup}, BatchSize: ptr.To(int32(4))}})
 			er := waitReplay(t, ns, "after-restore")
 
-			// The three are gone again (their orders anonymized), every
+			// The three are gone again (their orders anonymized; bob's audit
+			// row stays: his erasure did not reach Dataset audit), every
 			// other row is as restored, byte for byte.
-			for _, tb := range []string{"users", "devices", "messages"} {
-				if n := s.count(t, "SELECT count(*) FROM "+tb+" WHERE NOT ("+notOf(tb, 0, 1, 2)+")"); n != 0 {
+			for _, tb := range []string{"users", "devices", "messages", "audit"} {
+				if n := s.count(t, "SELECT count(*) FROM "+tb+" WHERE NOT ("+notOf(tb, erasedIn(tb)...)+")"); n != 0 {
 					t.Errorf("%d rows of the three left in %s", n, tb)
 				}
 			}
@@ -373,7 +399,7 @@ func TestErasureReplayAfterRestore(t *testing.T) {
 				t.Errorf("%d of the three's 6 orders anonymized", n)
 			}
 			for _, tb := range replayTables {
-				if got := s.table(t, tb, notOf(tb, 0, 1, 2)); got != restored[tb] {
+				if got := s.table(t, tb, notOf(tb, erasedIn(tb)...)); got != restored[tb] {
 					t.Errorf("%s changed beyond the three:\nrestored:\n%s\nafter:\n%s", tb, restored[tb], got)
 				}
 			}
@@ -398,11 +424,11 @@ func TestErasureReplayAfterRestore(t *testing.T) {
 					t.Errorf("receipt %s: %d rows, SQL counted %d", e.Collection, e.Rows, resurrected[e.Collection])
 				}
 			}
-			if len(rc.Entries) != 4 {
+			if len(rc.Entries) != 5 || resurrected["audit"] != 2 {
 				t.Errorf("receipt entries: %+v", rc.Entries)
 			}
 			for _, sc := range st.Collections {
-				if sc.Dataset != "app" || sc.Matched != resurrected[sc.Collection] || sc.Erased != resurrected[sc.Collection] || sc.Scanned != rowsRestored[sc.Collection] {
+				if (sc.Dataset == "audit") != (sc.Collection == "audit") || sc.Matched != resurrected[sc.Collection] || sc.Erased != resurrected[sc.Collection] || sc.Scanned != rowsRestored[sc.Collection] {
 					t.Errorf("collection %+v: want %d scanned, %d matched and erased", sc, rowsRestored[sc.Collection], resurrected[sc.Collection])
 				}
 			}
@@ -547,7 +573,8 @@ func TestErasureReplayReportsAStoreItCannotScan(t *testing.T) {
 			Identities: []retentionv1.IdentityField{{Type: "user_id"}}}}}})
 	// The ledger entry of an erasure completed after the backup.
 	done := metav1.Now()
-	line, err := ledger.NewLine(testDigestKey, "gil", &retentionv1.Receipt{SubjectDigest: "hmac-sha256:00", SHA256: strings.Repeat("0", 64), CompletedAt: &done},
+	line, err := ledger.NewLine(testDigestKey, "gil", &retentionv1.Receipt{SubjectDigest: "hmac-sha256:00", SHA256: strings.Repeat("0", 64), CompletedAt: &done,
+		Entries: []retentionv1.ReceiptEntry{{Dataset: "sessions", Collection: "sessions", Action: retentionv1.ActionDelete, Rows: 2}}},
 		map[string][]string{"user_id": {"rp_gil_7738"}})
 	if err != nil {
 		t.Fatal(err)

@@ -177,7 +177,7 @@ func (r *ErasureReplayReconciler) scanDataset(ctx context.Context, er *retention
 			}
 			st.Scanned += int64(page.Scanned)
 			for _, rec := range page.Records {
-				if m.Add(rec) {
+				if m.Add(ds.Name, rec) {
 					st.Matched++
 				}
 			}

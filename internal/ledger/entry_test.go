@@ -13,11 +13,30 @@ import (
 	"github.com/lethe-dev/lethe/internal/digest"
 )
 
+// A line written before Datasets existed reads as nil (any Dataset); a
+// line of an erasure with nothing in scope as empty.
+func TestDatasetsAbsentOrEmpty(t *testing.T) {
+	old, err := ParseLine(`{"request":"a","subject":"s","identities":[],"receiptSHA256":"x","completed":"2026-01-01T00:00:00Z"}`)
+	if err != nil || old.Datasets != nil {
+		t.Fatalf("old line: %+v, %v", old, err)
+	}
+	at := metav1.Now()
+	line, err := NewLine([]byte("k"), "b", &retentionv1.Receipt{CompletedAt: &at}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ParseLine(line)
+	if err != nil || e.Datasets == nil || len(e.Datasets) != 0 {
+		t.Fatalf("nothing in scope: %+v, %v (%s)", e, err, line)
+	}
+}
+
 // A ledger line holds digests only: no identity value, whatever the types.
 func TestNewLine(t *testing.T) {
 	key := []byte("test-digest-key-0123456789abcdef0123")
 	at := metav1.NewTime(time.Date(2026, 3, 1, 12, 0, 0, 0, time.FixedZone("CET", 3600)))
-	r := &retentionv1.Receipt{SubjectDigest: "hmac-sha256:subject", SHA256: "abc123", CompletedAt: &at}
+	r := &retentionv1.Receipt{SubjectDigest: "hmac-sha256:subject", SHA256: "abc123", CompletedAt: &at,
+		Entries: []retentionv1.ReceiptEntry{{Dataset: "shop", Collection: "users"}, {Dataset: "billing", Collection: "invoices"}, {Dataset: "shop", Collection: "orders"}}}
 	cases := []struct {
 		name       string
 		identities map[string][]string
@@ -50,7 +69,7 @@ func TestNewLine(t *testing.T) {
 			if err := json.Unmarshal([]byte(line), &e); err != nil {
 				t.Fatal(err)
 			}
-			if e.Request != "ada" || e.Subject != r.SubjectDigest || e.Receipt != "abc123" || e.Completed != "2026-03-01T11:00:00Z" || !slices.Equal(e.Identities, tc.want) {
+			if e.Request != "ada" || e.Subject != r.SubjectDigest || e.Receipt != "abc123" || e.Completed != "2026-03-01T11:00:00Z" || !slices.Equal(e.Identities, tc.want) || !slices.Equal(e.Datasets, []string{"billing", "shop"}) {
 				t.Errorf("entry %+v, identities want %v", e, tc.want)
 			}
 		})

@@ -5,7 +5,7 @@
 //
 // The ledger of a namespace is kept per day (UTC) in ConfigMaps named
 // lethe-erasure-ledger-<yyyymmdd>-<n>, labelled retention.lethe.dev/ledger;
-// each key is a request name and each value a JSON line (about 350 bytes). A
+// each key is a request name and each value a JSON line (about 370 bytes). A
 // shard is filled to maxShardBytes and the next one (n+1) is started.
 //
 // Appends go through one Writer with group commit: the appends that arrive

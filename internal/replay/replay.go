@@ -14,6 +14,11 @@
 // signed up again): it is legitimate and kept. Such matches are only
 // counted.
 //
+// An entry is replayed only in the Datasets it erased (ledger.Entry.Datasets;
+// an entry written before the ledger recorded them counts for every
+// Dataset): a record of the subject in a Dataset the erasure did not reach
+// was not erased then and is not erased now.
+//
 // Values are held in memory only, as long as the replay needs them to
 // build the re-erasures; nothing here logs or returns them except Subjects.
 package replay
@@ -65,6 +70,13 @@ func NewIndex(entries []ledger.Entry, backup time.Time) *Index {
 	return x
 }
 
+// reached reports whether entry i erased in dataset (an entry without
+// Datasets, written before the ledger recorded them, reached every one).
+func (x *Index) reached(i int, dataset string) bool {
+	ds := x.entries[i].Datasets
+	return ds == nil || slices.Contains(ds, dataset)
+}
+
 // Matcher collects, for the entries after the backup time, the values found
 // in the store whose digests they list.
 type Matcher struct {
@@ -81,14 +93,18 @@ func NewMatcher(key []byte, x *Index) *Matcher {
 	return &Matcher{key: key, x: x, found: map[int]map[string]map[string]bool{}, before: map[int]bool{}}
 }
 
-// Add matches one record (identity type → value, as a store's scan returns
-// it) and reports whether any of its values belongs to a subject erased at
-// or after the backup time: the record is to be erased again.
-func (m *Matcher) Add(record map[string]string) bool {
+// Add matches one record of a Dataset (identity type → value, as a store's
+// scan returns it) and reports whether any of its values belongs to a
+// subject erased in that Dataset at or after the backup time: the record is
+// to be erased again.
+func (m *Matcher) Add(dataset string, record map[string]string) bool {
 	hit := false
 	for typ, v := range record {
 		id := typ + "=" + digest.Identity(m.key, typ, v)
 		for _, i := range m.x.after[id] {
+			if !m.x.reached(i, dataset) {
+				continue
+			}
 			byType := m.found[i]
 			if byType == nil {
 				byType = map[string]map[string]bool{}
@@ -101,7 +117,9 @@ func (m *Matcher) Add(record map[string]string) bool {
 			hit = true
 		}
 		for _, i := range m.x.before[id] {
-			m.before[i] = true
+			if m.x.reached(i, dataset) {
+				m.before[i] = true
+			}
 		}
 	}
 	return hit
@@ -113,11 +131,14 @@ func (m *Matcher) Add(record map[string]string) bool {
 func (m *Matcher) BeforeBackup() int { return len(m.before) }
 
 // Subject is one subject to erase again: the ledger entries (request names)
-// it was erased by, and the identity values found in the store, by type,
-// sorted. Entries that share a found value are one subject.
+// it was erased by, the identity values found in the store, by type,
+// sorted, and the Datasets those erasures reached (sorted; nil: any, an
+// entry written before the ledger recorded them). Entries that share a
+// found value are one subject.
 type Subject struct {
 	Entries    []string
 	Identities map[string][]string
+	Datasets   []string
 }
 
 // Subjects groups what was found into subjects, in a stable order (by
@@ -160,11 +181,17 @@ func (m *Matcher) Subjects() []Subject {
 		r := find(i)
 		s := groups[r]
 		if s == nil {
-			s = &Subject{Identities: map[string][]string{}}
+			s = &Subject{Identities: map[string][]string{}, Datasets: []string{}}
 			groups[r] = s
 			roots = append(roots, r)
 		}
-		s.Entries = append(s.Entries, m.x.entries[i].Request)
+		e := m.x.entries[i]
+		s.Entries = append(s.Entries, e.Request)
+		if e.Datasets == nil || s.Datasets == nil {
+			s.Datasets = nil
+		} else {
+			s.Datasets = append(s.Datasets, e.Datasets...)
+		}
 		for typ, vs := range m.found[i] {
 			for v := range vs {
 				if !slices.Contains(s.Identities[typ], v) {
@@ -179,6 +206,10 @@ func (m *Matcher) Subjects() []Subject {
 		s := groups[r]
 		slices.Sort(s.Entries)
 		s.Entries = slices.Compact(s.Entries)
+		if s.Datasets != nil {
+			slices.Sort(s.Datasets)
+			s.Datasets = slices.Compact(s.Datasets)
+		}
 		for _, vs := range s.Identities {
 			slices.Sort(vs)
 		}

@@ -41,15 +41,15 @@ func TestMatch(t *testing.T) {
 		{"nothing found", []map[string]string{{"email": "zed@example.com", "user_id": "5"}}, 0, "[]", 0},
 		{"named and derived values of one subject, and the same person erased twice",
 			[]map[string]string{{"email": "ada@example.com", "user_id": "1"}, {"user_id": "1"}, {"user_id": "2"}},
-			2, "[{[ada ada-again] map[email:[ada@example.com] user_id:[1]]}]", 0},
+			2, "[{[ada ada-again] map[email:[ada@example.com] user_id:[1]] []}]", 0},
 		{"a value is matched with its type only", []map[string]string{{"user_id": "ada@example.com"}}, 0, "[]", 0},
 		{"at the backup time and an unreadable time count as after",
 			[]map[string]string{{"email": "bob@example.com"}, {"email": "eve@example.com"}},
-			2, "[{[bob] map[email:[bob@example.com]]} {[bad-time] map[email:[eve@example.com]]}]", 0},
+			2, "[{[bob] map[email:[bob@example.com]] []} {[bad-time] map[email:[eve@example.com]] []}]", 0},
 		{"erased before the backup: kept, counted",
 			[]map[string]string{{"email": "old@example.com"}, {"user_id": "9"}}, 0, "[]", 1},
 		{"only the values the ledger lists, not the record's others",
-			[]map[string]string{{"email": "cy@example.com", "user_id": "77"}}, 1, "[{[cy] map[email:[cy@example.com]]}]", 0},
+			[]map[string]string{{"email": "cy@example.com", "user_id": "77"}}, 1, "[{[cy] map[email:[cy@example.com]] []}]", 0},
 		{"case and spaces matter: values are matched exactly",
 			[]map[string]string{{"email": "Ada@example.com"}, {"email": "ada@example.com "}}, 0, "[]", 0},
 	}
@@ -62,7 +62,7 @@ func TestMatch(t *testing.T) {
 			m := NewMatcher(key, x)
 			hits := 0
 			for _, r := range c.records {
-				if m.Add(r) {
+				if m.Add("app", r) {
 					hits++
 				}
 			}
@@ -78,7 +78,7 @@ func TestMatch(t *testing.T) {
 func TestOtherKeyMatchesNothing(t *testing.T) {
 	x := NewIndex([]ledger.Entry{entry("ada", "2026-03-02T00:00:00Z", "email=ada@example.com")}, time.Time{})
 	m := NewMatcher([]byte("another key of thirty-two bytes!"), x)
-	if m.Add(map[string]string{"email": "ada@example.com"}) {
+	if m.Add("app", map[string]string{"email": "ada@example.com"}) {
 		t.Fatal("matched under another key")
 	}
 }
@@ -91,5 +91,28 @@ func TestChildName(t *testing.T) {
 	}
 	if ChildName("r", s) == ChildName("r", Subject{Entries: []string{"a"}}) || ChildName("r", s) == ChildName("q", s) {
 		t.Fatal("names collide")
+	}
+}
+
+// An entry is replayed only in the Datasets it erased; an entry of the
+// ledger before it recorded Datasets, in every one.
+func TestMatchInTheDatasetsErased(t *testing.T) {
+	billing := entry("ada", "2026-03-02T00:00:00Z", "user_id=1")
+	billing.Datasets = []string{"billing"}
+	old := entry("bob", "2026-03-02T00:00:00Z", "user_id=2")
+	before := entry("cy", "2026-02-01T00:00:00Z", "user_id=3")
+	before.Datasets = []string{"billing"}
+	m := NewMatcher(key, NewIndex([]ledger.Entry{billing, old, before}, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)))
+	if m.Add("app", map[string]string{"user_id": "1"}) || m.Add("app", map[string]string{"user_id": "3"}) || m.BeforeBackup() != 0 {
+		t.Fatal("matched in a Dataset the erasure did not reach")
+	}
+	if !m.Add("billing", map[string]string{"user_id": "1"}) || !m.Add("app", map[string]string{"user_id": "2"}) || m.Add("billing", map[string]string{"user_id": "3"}) || m.BeforeBackup() != 1 {
+		t.Fatal("not matched where the erasure reached")
+	}
+	if got := fmt.Sprintf("%v", m.Subjects()); got != "[{[ada] map[user_id:[1]] [billing]} {[bob] map[user_id:[2]] []}]" {
+		t.Fatalf("subjects %s", got)
+	}
+	if m.Subjects()[1].Datasets != nil {
+		t.Fatal("an entry without Datasets must leave the subject's scope open (nil)")
 	}
 }
