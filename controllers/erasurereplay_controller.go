@@ -117,6 +117,11 @@ func (r *ErasureReplayReconciler) reconcile(ctx context.Context, er *retentionv1
 		retentionv1.MarkReconciling(er, retentionv1.ReasonProgressing, "Checking the DataStore and its Datasets")
 	}
 	now := r.now()
+	if er.Status.Phase == retentionv1.ReplayErasing {
+		// The re-erasures run on their own: follow them, whatever the
+		// DataStore's state now.
+		return r.erasing(ctx, er, now)
+	}
 
 	// Gates: the backup time, the DataStore, its Datasets.
 	if er.Spec.BackupTime.After(now.Add(time.Minute)) {
@@ -127,19 +132,18 @@ func (r *ErasureReplayReconciler) reconcile(ctx context.Context, er *retentionv1
 		return time.Minute, err
 	}
 
-	if er.Status.Phase == retentionv1.ReplayPending || er.Status.Phase == retentionv1.ReplayScanning {
-		subjects, err := r.scan(ctx, er, w, store, datasets, now)
-		if err != nil || subjects == nil {
-			return time.Minute, err
-		}
-		if er.Spec.DryRun || len(*subjects) == 0 {
-			return 0, r.complete(ctx, er, now)
-		}
-		if err := r.createChildren(ctx, er, datasets, *subjects); err != nil {
-			return time.Minute, err
-		}
-		er.Status.Phase = retentionv1.ReplayErasing
+	// Scan, then re-erase.
+	subjects, err := r.scan(ctx, er, w, store, datasets, now)
+	if err != nil || subjects == nil {
+		return time.Minute, err
 	}
+	if er.Spec.DryRun || len(*subjects) == 0 {
+		return 0, r.complete(ctx, er, now)
+	}
+	if err := r.createChildren(ctx, er, datasets, *subjects); err != nil {
+		return time.Minute, err
+	}
+	er.Status.Phase = retentionv1.ReplayErasing
 	return r.erasing(ctx, er, now)
 }
 
