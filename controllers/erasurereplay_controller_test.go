@@ -592,3 +592,59 @@ func TestErasureReplayReportsAStoreItCannotScan(t *testing.T) {
 		t.Errorf("Ready does not say a Dataset was not scanned: %+v", c)
 	}
 }
+
+// A re-erasure goes through the normal path: a legal hold on one subject
+// holds its re-erasure (and the replay waits, saying so) while the other
+// subject is erased; once the hold is released the replay completes. The
+// ledger entries here stand for erasures completed after the backup.
+func TestErasureReplayWaitsForALegalHold(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns := namespace(t)
+	pg := postgresStore(t, ns, "db")
+	db, err := sql.Open("pgx", pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := &replayStore{db: db}
+	s.exec(t, `CREATE TABLE users (id text PRIMARY KEY, email text NOT NULL)`,
+		`INSERT INTO users VALUES ('rp_ivy_7740', 'rp-ivy-7740@example.org'), ('rp_jo_7741', 'rp-jo-7741@example.org'), ('rp_kim_7742', 'rp-kim-7742@example.org')`)
+	create(t, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}, Spec: retentionv1.DatasetSpec{
+		DataStoreRef: retentionv1.LocalObjectReference{Name: "db"},
+		Collections:  []retentionv1.Collection{{Name: "users", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "id"}, {Type: "email", Field: "email"}}}}}})
+	done := metav1.Now()
+	data := map[string]string{}
+	for _, who := range []string{"rp_ivy_7740", "rp_jo_7741"} {
+		line, err := ledger.NewLine(testDigestKey, strings.ReplaceAll(who, "_", "-"), &retentionv1.Receipt{SubjectDigest: "hmac-sha256:00", SHA256: strings.Repeat("0", 64), CompletedAt: &done,
+			Entries: []retentionv1.ReceiptEntry{{Dataset: "app", Collection: "users", Action: retentionv1.ActionDelete, Rows: 1}}},
+			map[string][]string{"user_id": {who}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data[strings.ReplaceAll(who, "_", "-")] = line
+	}
+	create(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lethe-erasure-ledger-20260101-0", Labels: map[string]string{retentionv1.LabelLedger: "true"}}, Data: data})
+	hold := &retentionv1.LegalHold{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "case-7"},
+		Spec: retentionv1.LegalHoldSpec{Reason: "Case 7", Subjects: []retentionv1.SubjectIdentity{{Type: "user_id", Value: "rp_jo_7741"}}}}
+	create(t, hold)
+
+	create(t, &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"},
+		Spec: retentionv1.ErasureReplaySpec{DataStore: "db", BackupTime: metav1.Time{Time: time.Now().Add(-time.Hour)}}})
+	key := &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"}}
+	waiting := waitFor(t, key, 90*time.Second, "waiting for the held re-erasure", func(e *retentionv1.ErasureReplay) bool {
+		c := condition(e, retentionv1.ConditionReconciling)
+		return e.Status.Phase == retentionv1.ReplayErasing && c != nil && strings.Contains(c.Message, "1 of 2 re-erasures finished") && strings.Contains(c.Message, "(Held)")
+	})
+	if n := s.count(t, "SELECT count(*) FROM users WHERE id IN ('rp_ivy_7740', 'rp_jo_7741')"); n != 1 {
+		t.Fatalf("%d of ivy (erased) and jo (held) left; want 1: %+v", n, waiting.Status)
+	}
+	patch := client.MergeFrom(hold.DeepCopy())
+	hold.Spec.Released = true
+	if err := env.Client.Patch(context.Background(), hold, patch); err != nil {
+		t.Fatal(err)
+	}
+	er := waitReplay(t, ns, "held")
+	if n := s.count(t, "SELECT count(*) FROM users"); n != 1 || er.Status.RecordsErased != 2 || er.Status.SubjectsErased != 2 || er.Status.Receipt == nil || !er.Status.Receipt.Verified {
+		t.Fatalf("%d users left (want kim only); status %+v", n, er.Status)
+	}
+}
