@@ -70,6 +70,7 @@ func request(spec string) string   { return obj("DeletionRequest", "", spec) }
 func hold(spec string) string      { return obj("LegalHold", "", spec) }
 func purgeJob(spec string) string  { return obj("PurgeJob", "", spec) }
 func recipient(spec string) string { return obj("Recipient", "", spec) }
+func replay(spec string) string    { return obj("ErasureReplay", "", spec) }
 func runNow(spec string) string {
 	return obj("RetentionPolicy", "annotations: {retention.lethe.dev/run-now: \"1\"}", spec)
 }
@@ -304,6 +305,16 @@ func cases() []hostileCase {
 		reject("Recipient/no identity types", recipient("datasets: [pg-shop]\nidentityTypes: []\nendpoint: https://hooks.example.com/\nsigningSecretRef: {name: hook, key: secret}\n"), "should have at least 1 items"),
 		stall("Recipient/cloud metadata endpoint", recipient(recipientOf+"endpoint: https://169.254.169.254/latest/meta-data\n"), "NetworkNotAllowed", "169.254.169.254"),
 		stall("Recipient/signing Secret missing", recipient(recipientOf+"endpoint: https://127.0.0.1:9/erasures\n"), "SecretNotFound", "no-such-hook"),
+		// --- ErasureReplay ------------------------------------------------------------
+		reject("ErasureReplay/no DataStore", replay("backupTime: \"2026-01-01T00:00:00Z\"\n"), "spec.dataStore: Required value"),
+		reject("ErasureReplay/no backup time", replay("dataStore: pg\n"), "spec.backupTime: Required value"),
+		reject("ErasureReplay/backup time 9999-12-31", replay("dataStore: pg\nbackupTime: \"9999-12-31T00:00:00Z\"\n"), msgDate),
+		reject("ErasureReplay/DataStore name with a path", replay("dataStore: \"../kube-system/pg\"\nbackupTime: \"2026-01-01T00:00:00Z\"\n"), "spec.dataStore: Invalid value"),
+		reject("ErasureReplay/batch size 0", replay("dataStore: pg\nbackupTime: \"2026-01-01T00:00:00Z\"\nbatchSize: 0\n"), "should be greater than or equal to 1"),
+		reject("ErasureReplay/batch size 10001", replay("dataStore: pg\nbackupTime: \"2026-01-01T00:00:00Z\"\nbatchSize: 10001\n"), "should be less than or equal to 10000"),
+		stall("ErasureReplay/DataStore not in the namespace", replay("dataStore: no-such-store\nbackupTime: \"2026-01-01T00:00:00Z\"\n"), "DataStoreNotReady", "DataStore no-such-store not found in namespace"),
+		stall("ErasureReplay/Dataset on another DataStore", replay("dataStore: pg\nbackupTime: \"2026-01-01T00:00:00Z\"\ndatasets: [my-news]\n"), "InvalidSpec", "a replay scans the restored DataStore only"),
+		stall("ErasureReplay/backup time in the future", replay("dataStore: pg\nbackupTime: \"2200-01-01T00:00:00Z\"\n"), "InvalidSpec", "spec.backupTime is in the future"),
 		// --- LegalHold --------------------------------------------------------------
 		reject("LegalHold/expiresAt 9999-12-31", hold("datasets: [pg-shop]\nexpiresAt: \"9999-12-31T23:59:59Z\"\n"), msgDate),
 		reject("LegalHold/expiresAt 2201-01-01", hold("datasets: [pg-shop]\nexpiresAt: \"2201-01-01T00:00:00Z\"\n"), msgDate),

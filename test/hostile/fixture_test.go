@@ -219,7 +219,7 @@ const (
 )
 
 // lethePlural are Lethe's resources, which the namespace user may edit.
-var lethePlural = []string{"datastores", "datasets", "retentionpolicies", "deletionrequests", "legalholds", "purgejobs", "recipients"}
+var lethePlural = []string{"datastores", "datasets", "retentionpolicies", "deletionrequests", "legalholds", "purgejobs", "recipients", "erasurereplays"}
 
 // grant installs, as the admin, the manager's shipped namespaced Role
 // (config/rbac-namespaced/role.yaml, generated from config/rbac/role.yaml)
