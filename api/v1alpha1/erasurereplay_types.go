@@ -16,9 +16,11 @@ type ErasureReplaySpec struct {
 	// recovery, the recovery target). Every subject the erasure ledger
 	// records as erased at or after this time is erased again; a subject
 	// erased before it is not (the backup cannot hold its erased records: a
-	// record matching it was written after that erasure, and is kept). When
-	// unsure, give an earlier time: erasing again a subject already absent
-	// costs a scan, never data. It must not be in the future.
+	// record matching it was written after that erasure, and is kept). Too
+	// late a time leaves resurrected subjects in the store; too early a time
+	// also erases again the subjects erased between it and the backup, and
+	// with them the records of any who came back since. It must not be in
+	// the future.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="self >= timestamp('1970-01-01T00:00:00Z') && self < timestamp('2201-01-01T00:00:00Z')",message="must be a date from 1970-01-01 to 2200-12-31"
 	BackupTime metav1.Time `json:"backupTime"`
@@ -36,8 +38,8 @@ type ErasureReplaySpec struct {
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 
-	// BatchSize is how many records one scan statement reads (default: the
-	// DataStore's spec.limits.batchSize, at most 10000). The scan is paced
+	// BatchSize is how many records one scan statement reads (default 1000;
+	// at most the DataStore's spec.limits.maxBatchSize when that is set). The scan is paced
 	// by the DataStore's spec.limits.maxBatchesPerSecond and paused by its
 	// health limits, like a purge.
 	// +optional
