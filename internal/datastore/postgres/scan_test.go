@@ -77,6 +77,21 @@ func TestScanIdentities(t *testing.T) {
 	if _, err := d.ScanIdentities(context.Background(), p, `{"v":1,"t":"x","k":["1'; DROP TABLE plain; --"]}`, 2); !errors.Is(err, datastore.ErrInvalid) {
 		t.Fatalf("a forged cursor: %v; want ErrInvalid", err)
 	}
+	// Another schema, a uuid key the cursor casts back, a declared key
+	// that is a unique index rather than the primary key.
+	e.exec(`CREATE SCHEMA "My Schema"`)
+	e.exec(`CREATE TABLE "My Schema".accounts (id uuid PRIMARY KEY, handle text NOT NULL UNIQUE, email text)`)
+	e.exec(`INSERT INTO "My Schema".accounts SELECT gen_random_uuid(), 'h' || g, 'a' || g || '@example.com' FROM generate_series(1, 7) g`)
+	for _, pk := range [][]string{nil, {"handle"}} {
+		a := datastore.Collection{Name: "accounts", Schema: "My Schema", Table: "accounts", PrimaryKey: pk, IdentityFields: map[string]string{"email": "email"}}
+		recs, pages, _ := scanAll(t, d, a, 2)
+		if len(recs) != 7 || pages != 4 {
+			t.Fatalf("key %v: %d records in %d pages; want 7 in 4", pk, len(recs), pages)
+		}
+	}
+	if _, err := d.ScanIdentities(context.Background(), datastore.Collection{Name: "accounts", Schema: "My Schema", Table: "accounts", PrimaryKey: []string{"email"}, IdentityFields: map[string]string{"email": "email"}}, "", 2); !errors.Is(err, datastore.ErrInvalid) {
+		t.Fatalf("a declared key that is not unique: %v; want ErrInvalid", err)
+	}
 	missing := datastore.Collection{Name: "m", Table: "plain", IdentityFields: map[string]string{"user_id": "nope"}}
 	if _, err := d.ScanIdentities(context.Background(), missing, "", 2); !errors.Is(err, datastore.ErrNotFound) {
 		t.Fatalf("a missing column: %v; want ErrNotFound", err)
