@@ -37,6 +37,8 @@ func observed(o retentionv1.Object, gen int64) {
 		t.Status.ObservedGeneration = gen
 	case *retentionv1.Recipient:
 		t.Status.ObservedGeneration = gen
+	case *retentionv1.ErasureReplay:
+		t.Status.ObservedGeneration = gen
 	}
 }
 
@@ -49,6 +51,7 @@ func kinds() map[string]func() retentionv1.Object {
 		"LegalHold":       func() retentionv1.Object { return &retentionv1.LegalHold{ObjectMeta: meta()} },
 		"PurgeJob":        func() retentionv1.Object { return &retentionv1.PurgeJob{ObjectMeta: meta()} },
 		"Recipient":       func() retentionv1.Object { return &retentionv1.Recipient{ObjectMeta: meta()} },
+		"ErasureReplay":   func() retentionv1.Object { return &retentionv1.ErasureReplay{ObjectMeta: meta()} },
 	}
 }
 
