@@ -29,6 +29,9 @@ func (r *ErasureReplayReconciler) complete(ctx context.Context, er *retentionv1.
 	case er.Spec.DryRun:
 		reason = retentionv1.ReasonDryRunCompleted
 		msg = fmt.Sprintf("Dry run: %d subjects erased since the backup are in the store again, in %d records; nothing was changed", er.Status.SubjectsFound, matched(er))
+	case er.Status.LedgerEntries == 0:
+		reason = retentionv1.ReasonNothingToReplay
+		msg = "The erasure ledger records no erasure at or after the backup time; nothing to replay"
 	case len(er.Status.Requests) == 0:
 		reason = retentionv1.ReasonNothingToReplay
 		msg = "No subject erased at or after the backup time is in the store; nothing to erase again"
