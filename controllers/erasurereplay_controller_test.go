@@ -24,6 +24,7 @@ import (
 
 	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/controllers"
+	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/ledger"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
@@ -674,7 +675,24 @@ func TestErasureReplayScanIsPacedAndSurvivesARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	create(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lethe-erasure-ledger-20260101-0", Labels: map[string]string{retentionv1.LabelLedger: "true"}}, Data: map[string]string{"two": line}})
+	// A line changed by hand (its Datasets widened; the MAC no longer
+	// verifies) and a line without a MAC, as a namespace editor could write
+	// them: neither is replayed.
+	other, err := ledger.NewLine(testDigestKey, "forged", &retentionv1.Receipt{SubjectDigest: "hmac-sha256:00", SHA256: strings.Repeat("0", 64), CompletedAt: &done,
+		Entries: []retentionv1.ReceiptEntry{{Dataset: "billing", Collection: "invoices", Action: retentionv1.ActionDelete, Rows: 1}}},
+		map[string][]string{"user_id": {"rp_u9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := strings.Replace(other, `"datasets":["billing"]`, `"datasets":["app","billing"]`, 1)
+	e, err := ledger.ParseLine(other)
+	if err != nil || forged == other {
+		t.Fatal("cannot forge the line", err)
+	}
+	e.Request, e.MAC, e.Datasets, e.Identities = "unsigned", "", nil, []string{"user_id=" + digest.Identity(testDigestKey, "user_id", "rp_u11")}
+	unsigned, _ := json.Marshal(e)
+	create(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lethe-erasure-ledger-20260101-0", Labels: map[string]string{retentionv1.LabelLedger: "true"}},
+		Data: map[string]string{"two": line, "forged": forged, "unsigned": string(unsigned)}})
 
 	// 60 records in pages of 4 at 5 pages a second: about 3 s.
 	create(t, &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "paced"},
@@ -692,6 +710,9 @@ func TestErasureReplayScanIsPacedAndSurvivesARestart(t *testing.T) {
 	er := waitReplay(t, ns, "paced")
 	if took := time.Since(start); took < 2*time.Second {
 		t.Errorf("scanned 15 pages in %s at 5 pages a second", took)
+	}
+	if er.Status.LedgerEntriesIgnored != 2 || er.Status.LedgerEntries != 1 {
+		t.Errorf("ledger: %d replayed, %d ignored; want 1 and 2 (a changed line, an unsigned one)", er.Status.LedgerEntries, er.Status.LedgerEntriesIgnored)
 	}
 	if n := s.count(t, "SELECT count(*) FROM users WHERE id = 'rp_u7'"); n != 0 || s.count(t, "SELECT count(*) FROM users") != 59 {
 		t.Fatalf("after the replay: %d rows of rp_u7, %d users", n, s.count(t, "SELECT count(*) FROM users"))

@@ -39,19 +39,31 @@ const scanPageTimeout = 2 * time.Minute
 // asked before each page. Purge windows do not apply: the scan changes
 // nothing; the re-erasures keep to them as any erasure does.
 func (r *ErasureReplayReconciler) scan(ctx context.Context, er *retentionv1.ErasureReplay, w *statusWriter[*retentionv1.ErasureReplay], store *retentionv1.DataStore, datasets []retentionv1.Dataset, now time.Time) (*[]replay.Subject, error) {
-	entries, unreadable, err := ledger.Entries(ctx, r.APIReader, er.Namespace)
+	all, unreadable, err := ledger.Entries(ctx, r.APIReader, er.Namespace)
 	if err != nil {
 		return nil, err
 	}
+	// Only lines a manager holding the digest key wrote, unchanged (and,
+	// when asked, lines written before lines were signed).
+	var entries []ledger.Entry
+	ignored := unreadable
+	for _, e := range all {
+		if e.Verify(r.DigestKey) || (!e.Signed() && er.Spec.AcceptUnsignedLedgerEntries) {
+			entries = append(entries, e)
+		} else {
+			ignored++
+		}
+	}
 	index := replay.NewIndex(entries, er.Spec.BackupTime.Time)
 	er.Status.LedgerEntries, er.Status.LedgerEntriesBefore = int32(index.After), int32(index.Before)
+	er.Status.LedgerEntriesIgnored = int32(ignored)
 	er.Status.Phase = retentionv1.ReplayScanning
 	if er.Status.StartTime == nil {
 		er.Status.StartTime = &metav1.Time{Time: now}
 	}
 	er.Status.Collections, er.Status.NotScanned = nil, nil
-	if unreadable > 0 {
-		log.FromContext(ctx).Info("Erasure ledger lines that cannot be read were skipped", "lines", unreadable)
+	if ignored > 0 {
+		log.FromContext(ctx).Info("Erasure ledger lines not replayed (unreadable, unsigned or not verified)", "lines", ignored)
 	}
 	if index.After == 0 {
 		// Nothing was erased since the backup: nothing can have come back.

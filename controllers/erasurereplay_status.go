@@ -41,6 +41,9 @@ func (r *ErasureReplayReconciler) complete(ctx context.Context, er *retentionv1.
 	if er.Status.SubjectsBeforeBackup > 0 {
 		msg += fmt.Sprintf("; %d subjects erased before the backup time have records written since, which were kept", er.Status.SubjectsBeforeBackup)
 	}
+	if n := er.Status.LedgerEntriesIgnored; n > 0 {
+		msg += fmt.Sprintf("; %d erasure-ledger lines were not replayed (unsigned, changed or unreadable: status.ledgerEntriesIgnored)", n)
+	}
 	if len(er.Status.NotScanned) > 0 {
 		msg += fmt.Sprintf("; %d Datasets could not be scanned (condition Scanned)", len(er.Status.NotScanned))
 	}

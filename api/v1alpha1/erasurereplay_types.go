@@ -38,6 +38,15 @@ type ErasureReplaySpec struct {
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
 
+	// AcceptUnsignedLedgerEntries replays ledger lines written before Lethe
+	// signed them (no MAC) too. They cannot be told from lines anyone who
+	// may write ConfigMaps in the namespace wrote, and they do not say which
+	// Datasets their erasure reached (any is assumed): set it only for a
+	// ledger you know only Lethe wrote. Lines whose MAC does not verify are
+	// never replayed.
+	// +optional
+	AcceptUnsignedLedgerEntries bool `json:"acceptUnsignedLedgerEntries,omitempty"`
+
 	// BatchSize is how many records one scan statement reads (default 1000;
 	// at most the DataStore's spec.limits.maxBatchSize when that is set). The scan is paced
 	// by the DataStore's spec.limits.maxBatchesPerSecond and paused by its
@@ -171,6 +180,13 @@ type ErasureReplayStatus struct {
 	// back.
 	// +optional
 	LedgerEntries int32 `json:"ledgerEntries,omitempty"`
+
+	// LedgerEntriesIgnored is how many ledger lines were not replayed: a
+	// MAC that does not verify (written or changed by someone other than a
+	// manager holding the digest key), no MAC without
+	// spec.acceptUnsignedLedgerEntries, or a line that cannot be read.
+	// +optional
+	LedgerEntriesIgnored int32 `json:"ledgerEntriesIgnored,omitempty"`
 
 	// LedgerEntriesBefore is how many erasure-ledger entries of the
 	// namespace were completed before the backup time.

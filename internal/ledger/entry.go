@@ -1,6 +1,9 @@
 package ledger
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"slices"
 	"time"
@@ -21,6 +24,11 @@ type Entry struct {
 	// these only. nil in lines written before the field existed (any
 	// Dataset); empty when the erasure had nothing in scope.
 	Datasets []string `json:"datasets"`
+	// MAC is an HMAC-SHA256, under a key derived from the manager's digest
+	// key, of the line without it: a line written or changed by anyone else
+	// (the ledger is ConfigMaps a namespace editor may write) does not
+	// verify. Empty in lines written before it existed.
+	MAC string `json:"mac,omitempty"`
 }
 
 // NewLine is the ledger line of a completed request: its name, the
@@ -43,11 +51,42 @@ func NewLine(key []byte, request string, r *retentionv1.Receipt, identities map[
 		}
 	}
 	slices.Sort(e.Identities)
+	mac, err := e.mac(key)
+	if err != nil {
+		return "", err
+	}
+	e.MAC = mac
 	line, err := json.Marshal(e)
 	if err != nil {
 		return "", err
 	}
 	return string(line), nil
+}
+
+// mac is the MAC of e without its MAC field.
+func (e Entry) mac(key []byte) (string, error) {
+	e.MAC = ""
+	b, err := json.Marshal(e)
+	if err != nil {
+		return "", err
+	}
+	k := hmac.New(sha256.New, key)
+	k.Write([]byte("lethe erasure ledger line"))
+	m := hmac.New(sha256.New, k.Sum(nil))
+	m.Write(b)
+	return hex.EncodeToString(m.Sum(nil)), nil
+}
+
+// Signed reports whether the line carries a MAC (lines written before
+// ledger lines were signed do not).
+func (e Entry) Signed() bool { return e.MAC != "" }
+
+// Verify reports whether the line's MAC is the one this manager's key
+// gives: the line was written by a manager holding the key and not changed
+// since.
+func (e Entry) Verify(key []byte) bool {
+	want, err := e.mac(key)
+	return err == nil && e.MAC != "" && hmac.Equal([]byte(want), []byte(e.MAC))
 }
 
 // ParseLine reads a ledger line.

@@ -31,6 +31,35 @@ func TestDatasetsAbsentOrEmpty(t *testing.T) {
 	}
 }
 
+// A line verifies under the key that wrote it, and not once changed, nor
+// under another key; a line without a MAC is unsigned.
+func TestLineMAC(t *testing.T) {
+	key := []byte("test-digest-key-0123456789abcdef0123")
+	at := metav1.Now()
+	line, err := NewLine(key, "ada", &retentionv1.Receipt{CompletedAt: &at, Entries: []retentionv1.ReceiptEntry{{Dataset: "billing"}}}, map[string][]string{"user_id": {"1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ParseLine(line)
+	if err != nil || !e.Signed() || !e.Verify(key) || e.Verify([]byte("another key of thirty-two bytes!")) {
+		t.Fatalf("%+v, %v", e, err)
+	}
+	for _, forged := range []string{
+		strings.Replace(line, `"datasets":["billing"]`, `"datasets":["billing","app"]`, 1),
+		strings.Replace(line, `"datasets":["billing"]`, `"datasets":null`, 1),
+		strings.Replace(line, `"request":"ada"`, `"request":"bob"`, 1),
+	} {
+		f, err := ParseLine(forged)
+		if err != nil || forged == line || f.Verify(key) {
+			t.Errorf("a changed line verifies: %s", forged)
+		}
+	}
+	old, _ := ParseLine(`{"request":"a","subject":"s","identities":[],"receiptSHA256":"x","completed":"2026-01-01T00:00:00Z"}`)
+	if old.Signed() || old.Verify(key) {
+		t.Error("an unsigned line verifies")
+	}
+}
+
 // A ledger line holds digests only: no identity value, whatever the types.
 func TestNewLine(t *testing.T) {
 	key := []byte("test-digest-key-0123456789abcdef0123")
