@@ -283,6 +283,9 @@ func (r *ErasureReplayReconciler) erasing(ctx context.Context, er *retentionv1.E
 				return 0, outcome.Stall(retentionv1.ReasonInvalidSpec, fmt.Sprintf("DeletionRequest %s is not this replay's: delete it, or this replay and create another", rq.Name))
 			default:
 				rq.Phase = dr.Status.Phase
+				if rq.Phase == "" {
+					rq.Phase = retentionv1.RequestPending
+				}
 				if rc := dr.Status.Receipt; rc != nil && dr.Status.Phase == retentionv1.RequestCompleted {
 					rq.ReceiptSHA256 = rc.SHA256
 					rq.Rows = 0
