@@ -109,3 +109,44 @@ func TestAcknowledgementsLeaveTheSHA256AsTheLedgerRecordedIt(t *testing.T) {
 		t.Fatalf("SHA256 changed with acknowledgements: %s, ledger has %s", sum, r.SHA256)
 	}
 }
+
+// A replay's receipt sums the collections erased again, lists each
+// re-erasure's receipt, is verified only when every re-erasure completed
+// with one (never for a dry run), and its SHA-256 covers all of it.
+func TestReplay(t *testing.T) {
+	now := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	er := &retentionv1.ErasureReplay{Spec: retentionv1.ErasureReplaySpec{BackupTime: metav1.NewTime(now.Add(-24 * time.Hour))},
+		Status: retentionv1.ErasureReplayStatus{
+			Collections: []retentionv1.ReplayCollection{
+				{Dataset: "app", Collection: "users", Scanned: 10, Matched: 2, Erased: 2, Action: retentionv1.ActionDelete},
+				{Dataset: "app", Collection: "orders", Scanned: 5, Matched: 3, Erased: 3, Action: retentionv1.ActionAnonymize},
+				{Dataset: "app", Collection: "empty", Scanned: 4},
+			},
+			Requests: []retentionv1.ReplayRequest{
+				{Name: "r-1", Phase: retentionv1.RequestCompleted, Rows: 3, ReceiptSHA256: "aa"},
+				{Name: "r-2", Phase: retentionv1.RequestCompleted, Rows: 2, ReceiptSHA256: "bb"},
+			}}}
+	rc, err := Replay(er, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rc.Verified || rc.Subjects != 2 || rc.Records != 5 || len(rc.Entries) != 2 || rc.Entries[1].Action != retentionv1.ActionAnonymize || len(rc.Requests) != 2 {
+		t.Fatalf("receipt %+v", rc)
+	}
+	again, _ := Replay(er, now)
+	if again.SHA256 != rc.SHA256 || len(rc.SHA256) != 64 {
+		t.Fatalf("sha256 %q then %q", rc.SHA256, again.SHA256)
+	}
+	er.Status.Requests[1].ReceiptSHA256 = "cc"
+	if changed, _ := Replay(er, now); changed.SHA256 == rc.SHA256 {
+		t.Fatal("the sha256 does not cover the re-erasures' receipts")
+	}
+	er.Status.Requests[1].Phase = retentionv1.RequestFailed
+	if failed, _ := Replay(er, now); failed.Verified {
+		t.Fatal("verified with a failed re-erasure")
+	}
+	er.Spec.DryRun, er.Status.Requests = true, nil
+	if dry, _ := Replay(er, now); dry.Verified {
+		t.Fatal("a dry run is verified")
+	}
+}
