@@ -83,10 +83,15 @@ func (r *ErasureReplayReconciler) waiting(ctx context.Context, o client.Object) 
 // ledger entry remains.
 const childTTL = int32(3600)
 
-// Reconcile gets the replay, computes its status, writes it once.
+// Reconcile gets the replay, computes its status, writes it once. The
+// replay is read from the API server, not the cache: its status is its
+// progress (the phase, the re-erasures already counted), and a reconcile
+// queued right after a status write must not act on the state before it
+// (scan again, or count a re-erasure twice). Replays are few; one read each
+// costs nothing.
 func (r *ErasureReplayReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var er retentionv1.ErasureReplay
-	if err := r.Get(ctx, req.NamespacedName, &er); err != nil {
+	if err := r.APIReader.Get(ctx, req.NamespacedName, &er); err != nil {
 		return outcome.Result(client.IgnoreNotFound(err), 0)
 	}
 	if !er.DeletionTimestamp.IsZero() {
