@@ -345,3 +345,22 @@ func unprivilegedCredential() (*syscall.Credential, error) {
 	return nil, fmt.Errorf("running as root and neither the postgres nor the nobody user exists; " +
 		"PostgreSQL refuses to run as root (apt-get install -y postgresql creates the postgres user)")
 }
+
+// PostgresTool returns the path of a client program of the PostgreSQL that
+// StartPostgres runs (pg_dump, pg_restore, psql): the one beside its initdb,
+// so a dump is taken by the server's own version, else from PATH.
+func PostgresTool(name string) (string, error) {
+	if initdb, _ := findPostgres(); initdb != "" {
+		dir := filepath.Dir(initdb)
+		if real, err := filepath.EvalSymlinks(initdb); err == nil {
+			dir = filepath.Dir(real)
+		}
+		if p := filepath.Join(dir, name); isExecutable(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", &MissingError{What: name, Where: "PATH and /usr/lib/postgresql/*/bin", Install: "apt-get install postgresql"}
+}

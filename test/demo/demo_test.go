@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,6 +33,7 @@ func TestDemo(t *testing.T) {
 	var out bytes.Buffer
 	var pgAddr string
 	var jobs retentionv1.PurgeJobList
+	var replayJobs []retentionv1.PurgeJob
 	var requests retentionv1.DeletionRequestList
 	// The minor's identity values, as the shop database held them.
 	var minorIdentities []string
@@ -63,7 +65,27 @@ func TestDemo(t *testing.T) {
 				if err := c.List(ctx, &requests, client.InNamespace(r.Namespace)); err != nil {
 					return err
 				}
-				return c.List(ctx, &jobs, client.InNamespace(r.Namespace))
+				if err := c.List(ctx, &jobs, client.InNamespace(r.Namespace)); err != nil {
+					return err
+				}
+				// The PurgeJobs of the ErasureReplay's DeletionRequests
+				// erase a restored store: the counts of the run before the
+				// restore leave them out.
+				replayed := map[string]bool{}
+				for _, dr := range requests.Items {
+					if dr.Labels[retentionv1.LabelErasureReplay] != "" {
+						replayed[dr.Name] = true
+					}
+				}
+				jobs.Items = slices.DeleteFunc(jobs.Items, func(j retentionv1.PurgeJob) bool {
+					names := strings.Split(j.Annotations[retentionv1.AnnotationDeletionRequests], ",")
+					if slices.ContainsFunc(names, func(n string) bool { return replayed[n] }) {
+						replayJobs = append(replayJobs, j)
+						return true
+					}
+					return false
+				})
+				return nil
 			},
 		},
 	})
@@ -171,6 +193,83 @@ func TestDemo(t *testing.T) {
 			if !strings.Contains(o, want) {
 				t.Errorf("output lacks the receiver's log line (%q)", want)
 			}
+		}
+	})
+	t.Run("a restore does not bring the minor back", func(t *testing.T) {
+		if !rep.RequestsHandled {
+			t.Skip("no DeletionRequest controller in this build")
+		}
+		rows := func(s demo.Snapshot, who int64) map[string]int64 {
+			for _, sub := range s.Subjects {
+				if sub.UserID == who {
+					return sub.Rows
+				}
+			}
+			t.Fatalf("no rows of user %d in the snapshot", who)
+			return nil
+		}
+		var back int64
+		for _, table := range demo.Tables {
+			k := demo.Key(demo.StorePostgres, table)
+			restored, replayed := rows(rep.Restored, demo.MinorUserID)[k], rows(rep.Replayed, demo.MinorUserID)[k]
+			if b := rows(rep.AfterPolicy, demo.MinorUserID)[k]; restored != b {
+				t.Errorf("%s: %d records of the minor after the restore, %d in the backup", table, restored, b)
+			}
+			if replayed != 0 {
+				t.Errorf("%s: %d records of the minor left after the replay", table, replayed)
+			}
+			back += restored
+			// Everything else is as the erasure left it: same rows, same
+			// anonymized rows, Ada's records untouched by the replay.
+			if a, r := rep.After.Table(table), rep.Replayed.Table(table); a != r {
+				t.Errorf("%s after the replay %+v, after the erasure %+v", table, r, a)
+			}
+			if a, r := rows(rep.Restored, demo.AdaUserID)[k], rows(rep.Replayed, demo.AdaUserID)[k]; a != r {
+				t.Errorf("%s: the replay changed Ada's records: %d → %d", table, a, r)
+			}
+		}
+		if back == 0 {
+			t.Fatalf("the restore brought back no record of the minor: nothing was tested")
+		}
+		s := rep.ReplayStatus
+		if s == nil {
+			t.Fatalf("no ErasureReplay status")
+		}
+		if s.Phase != retentionv1.ReplayCompleted || s.SubjectsFound != 1 || s.SubjectsErased != 1 {
+			t.Errorf("erasurereplay/%s: phase %s, %d subjects found, %d erased; want Completed, 1, 1", rep.Replay, s.Phase, s.SubjectsFound, s.SubjectsErased)
+		}
+		// The replay erases again what the minor's erasure erased in the
+		// Datasets of the restored store, and its PurgeJobs say the same.
+		var minor *retentionv1.DeletionRequest
+		for i := range requests.Items {
+			if requests.Items[i].Spec.Reason == retentionv1.ReasonMinor && requests.Items[i].Labels[retentionv1.LabelErasureReplay] == "" {
+				minor = &requests.Items[i]
+			}
+		}
+		if minor == nil || minor.Status.Receipt == nil {
+			t.Fatalf("no receipt of the minor's erasure")
+		}
+		scanned := map[string]bool{}
+		for _, c := range s.Collections {
+			scanned[c.Dataset] = true
+		}
+		var erased, byJobs int64
+		for _, e := range minor.Status.Receipt.Entries {
+			if scanned[e.Dataset] {
+				erased += e.Rows
+			}
+		}
+		for _, j := range replayJobs {
+			byJobs += j.Status.Deleted + j.Status.Anonymized
+		}
+		if s.RecordsErased != erased || byJobs != erased || erased < back {
+			t.Errorf("erasurereplay/%s says %d records erased, its PurgeJobs %d; the minor's erasure erased %d there, the restore brought back %d identifying ones", rep.Replay, s.RecordsErased, byJobs, erased, back)
+		}
+		if s.Receipt == nil || s.Receipt.SHA256 == "" || s.Receipt.Records != s.RecordsErased {
+			t.Errorf("erasurereplay/%s receipt %+v", rep.Replay, s.Receipt)
+		}
+		if !strings.Contains(out.String(), "Records that still identify the minor in the shop database") {
+			t.Errorf("the output does not show the minor's records after the restore and the replay")
 		}
 	})
 	t.Run("no identity value in the output or the manager log", func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	retentionv1 "github.com/lethe-dev/lethe/api/v1alpha1"
 	"github.com/lethe-dev/lethe/internal/managerproc"
 	"github.com/lethe-dev/lethe/internal/servers"
 	"github.com/lethe-dev/lethe/internal/testenv"
@@ -93,6 +94,14 @@ type Report struct {
 	// RequestsHandled says a DeletionRequest controller acted on the
 	// requests (false: none is registered in this build).
 	RequestsHandled bool
+	// BackupTime is when the dump of the shop database was taken, before
+	// the deletion requests; Restored counts the stores after it was
+	// restored (at the end), Replayed after the ErasureReplay Replay
+	// (whose status is ReplayStatus) erased again what it brought back.
+	BackupTime         time.Time
+	Restored, Replayed Snapshot
+	Replay             string
+	ReplayStatus       *retentionv1.ErasureReplayStatus
 	// Notices are what the demo's receiver (the endpoint of the sample
 	// Recipient) answered, in order; no identity value, only their types.
 	Notices []ReceivedNotice
@@ -127,6 +136,9 @@ type run struct {
 	stores []store
 	// rcv is the endpoint of the sample Recipient.
 	rcv *receiver
+	// backup is the dump of the shop database taken before the deletion
+	// requests (restore.go).
+	backup *backup
 }
 
 // Run runs the demo. Everything it starts is stopped and removed before it
@@ -215,6 +227,9 @@ func (r *run) run(ctx context.Context) error {
 	if r.rep.AfterPolicy, err = r.snapshot(ctx); err != nil {
 		return err
 	}
+	if err := r.dumpShop(ctx); err != nil {
+		return err
+	}
 	if err := r.deletionRequests(ctx); err != nil {
 		return err
 	}
@@ -222,6 +237,9 @@ func (r *run) run(ctx context.Context) error {
 		return err
 	}
 	if err := r.printResults(ctx); err != nil {
+		return err
+	}
+	if err := r.restoreAndReplay(ctx); err != nil {
 		return err
 	}
 	if h := r.o.Hooks.Done; h != nil {

@@ -78,13 +78,14 @@ func (r *run) applySamples(ctx context.Context) error {
 		switch o.GetKind() {
 		case "PurgeJob": // written by Lethe, not by hand
 		case "DeletionRequest":
+		case "ErasureReplay": // applied after a restore, with the backup's time
 		default:
 			now = append(now, o)
 		}
 	}
 	r.p.info("config/samples/secrets.yaml, with the throwaway server's user and password in %s, and", credentials)
-	r.p.info("kubectl kustomize config/samples without the PurgeJob (Lethe creates its own) and the DeletionRequest (filed")
-	r.p.info("later), the DataStore rewritten to host %s, port %d, database %s, tls Disable", r.pg.Host, r.pg.Port, shopDatabase)
+	r.p.info("kubectl kustomize config/samples without the PurgeJob (Lethe creates its own), the DeletionRequest (filed")
+	r.p.info("later) and the ErasureReplay (applied after a restore), the DataStore rewritten to host %s, port %d, database %s, tls Disable", r.pg.Host, r.pg.Port, shopDatabase)
 	if r.rcv != nil {
 		r.p.info("and the Recipient %s to the receiver: endpoint %s, its CA in Secret %s, acknowledgement", r.rcv.name, r.rcv.URL, receiverCASecret(r.rcv.name))
 		r.p.info("mode Response instead of the sample's Async (whose first poll for an acknowledgement comes 15 to 30s after delivery)")
