@@ -127,7 +127,7 @@ func tool(t *testing.T, names ...string) string {
 			return p
 		}
 	}
-	t.Skipf("none of %v installed", names)
+	t.Fatalf("none of %v installed: the restore test needs the PostgreSQL and MariaDB client programs (.ci/run installs them)", names)
 	return ""
 }
 
