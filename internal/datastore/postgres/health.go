@@ -80,8 +80,15 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 				// writes lags by the time it needs to replay what it has
 				// not: its backlog over the rate it replayed at while it
 				// was behind all along.
-				if catchUp, ok := d.wal.catchUp(name+"|"+addr, now, current-*bytes, *bytes); ok && catchUp > r.Lag {
+				catchUp, rate, ok := d.wal.catchUp(name+"|"+addr, now, current-*bytes, *bytes)
+				if ok && catchUp > r.Lag {
 					r.Lag, r.LagKnown = catchUp, true
+				}
+				// How fast the lag grows while the primary writes at its
+				// recent peak: the gate reads again before it can reach
+				// the limit.
+				if peak := d.wal.peakRate(now); ok && rate > 0 && peak > rate {
+					r.LagGrowth = peak/rate - 1
 				}
 			}
 			h.Replicas = append(h.Replicas, r)
@@ -144,14 +151,25 @@ type walSample struct {
 }
 
 // walSamples bounds the positions remembered: at a check interval of a
-// second, ten minutes.
-const walSamples = 600
+// second, ten minutes; readings closer than minSpacing share one sample,
+// so at least 30 seconds.
+const (
+	walSamples = 600
+	minSpacing = 50 * time.Millisecond
+)
 
 func (c *walClock) record(at time.Time, pos float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := len(c.samples); n > 0 && pos < c.samples[n-1].pos {
 		c.samples = c.samples[:0] // another server answers at the address
+	}
+	if n := len(c.samples); n >= 2 && c.samples[n-1].at.Sub(c.samples[n-2].at) < minSpacing {
+		// Readings as often as every batch (a lag close to its limit):
+		// the last sample stands for the latest reading until it is
+		// minSpacing after the one before it.
+		c.samples[n-1] = walSample{at, pos}
+		return
 	}
 	c.samples = append(c.samples, walSample{at, pos})
 	if len(c.samples) > walSamples {
@@ -187,9 +205,15 @@ func (c *walClock) since(now time.Time, replayed float64) (time.Duration, bool) 
 // it has not: behind over its replay rate, measured over the longest window
 // (of the last rateWindow, at least 200ms) during which it was behind all
 // along — it replayed less than it was behind at the window's start, so it
-// never ran out of WAL to replay and the rate is what it can do. ok is
-// false when nothing is behind or no such window exists.
-func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (time.Duration, bool) {
+// never ran out of WAL to replay and the rate is what it can do. Without
+// such a window (the standby has just fallen behind), the rate over the
+// shortest window of 200ms to 1s in which it replayed anything is a
+// lower bound of its rate (it may have been idle part of the time), so the
+// lag estimated from it is at least the true one: the gate sees a standby
+// falling behind at the first reading that finds it behind, not a reading
+// later. It returns the lag and the rate (bytes per second); ok is false
+// when nothing is behind or no window tells.
+func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (time.Duration, float64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.standbys == nil {
@@ -212,13 +236,61 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 				break
 			}
 		}
+		if rate == 0 {
+			for i := len(h) - 1; i >= 0; i-- {
+				dt := now.Sub(h[i].at)
+				if dt > time.Second {
+					// A long window of a mostly idle standby would make
+					// the bound uselessly low.
+					break
+				}
+				if replayed := pos - h[i].pos; dt >= 200*time.Millisecond && replayed > 0 {
+					rate = replayed / dt.Seconds()
+					break
+				}
+			}
+		}
 	}
-	c.standbys[standby] = append(h, replaySample{at: now, pos: pos, behind: behind})
+	if n := len(h); n >= 2 && h[n-1].at.Sub(h[n-2].at) < minSpacing {
+		h[n-1] = replaySample{at: now, pos: pos, behind: behind}
+	} else {
+		h = append(h, replaySample{at: now, pos: pos, behind: behind})
+	}
+	c.standbys[standby] = h
 	if rate <= 0 {
-		return 0, false
+		return 0, 0, false
 	}
-	return time.Duration(behind / rate * float64(time.Second)), true
+	return time.Duration(behind / rate * float64(time.Second)), rate, true
 }
+
+// peakRate is the fastest the primary wrote WAL over the last peakWindow,
+// in bytes per second: the largest rate between readings at least 200ms
+// apart (0 when unknown). While jobs wait the primary may write little;
+// the peak is the rate their batches wrote at.
+func (c *walClock) peakRate(now time.Time) float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	peak := 0.0
+	var anchor *walSample
+	for i := range c.samples {
+		s := &c.samples[i]
+		if now.Sub(s.at) > peakWindow {
+			continue
+		}
+		if anchor == nil {
+			anchor = s
+			continue
+		}
+		if dt := s.at.Sub(anchor.at); dt >= 200*time.Millisecond {
+			peak = max(peak, (s.pos-anchor.pos)/dt.Seconds())
+			anchor = s
+		}
+	}
+	return peak
+}
+
+// peakWindow bounds how far back the primary's peak write rate is taken.
+const peakWindow = 10 * time.Second
 
 // rateWindow bounds how far back a standby's replay rate is measured.
 const rateWindow = 30 * time.Second
