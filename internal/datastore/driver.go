@@ -348,7 +348,10 @@ type ReplicaHealth struct {
 	// rate over the standby's replay rate, minus one); 0 when not known or
 	// when the replica keeps up. It lets the health gate read again before
 	// the lag can reach its limit rather than a whole check interval later.
-	LagGrowth float64
+	// GrowthKnown says whether it was measured (a replica that keeps up:
+	// known, 0).
+	LagGrowth   float64
+	GrowthKnown bool
 	// Stopped: the replica does not replicate (MySQL: Seconds_Behind_Master
 	// is NULL, a replication thread is stopped).
 	Stopped bool

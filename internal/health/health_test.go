@@ -150,12 +150,12 @@ func TestJudge(t *testing.T) {
 }
 
 // A healthy verdict says how long it may be reused when a standby's lag
-// grows: until the lag, gaining LagGrowth seconds a second, can reach
-// maxReplicationLag.
+// grows: a quarter of the time the lag, gaining LagGrowth seconds a
+// second, takes to reach maxReplicationLag.
 func TestJudgeUntil(t *testing.T) {
 	pg := health.Limits{Type: retentionv1.DataStorePostgreSQL, CheckInterval: time.Second, MaxLag: 10 * time.Second, MaxLagBytes: 1 << 20}
 	calm := datastore.Health{ActiveSessions: -1, LockWaiters: -1, ThreadsRunning: -1,
-		Replicas: []datastore.ReplicaHealth{{Name: `"s1"`, BytesKnown: true, LagBytes: 100}}}
+		Replicas: []datastore.ReplicaHealth{{Name: `"s1"`, BytesKnown: true, LagBytes: 100, GrowthKnown: true}}}
 	with := func(h datastore.Health, edit func(*datastore.Health)) datastore.Health {
 		h.Replicas = append([]datastore.ReplicaHealth(nil), h.Replicas...)
 		edit(&h)
@@ -167,20 +167,27 @@ func TestJudgeUntil(t *testing.T) {
 		h      datastore.Health
 		until  time.Duration
 	}{
+		{"a standby whose growth is not measured yet: probe soon", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].GrowthKnown = false
+		}), health.Probe},
+		{"a MySQL replica (no growth measured): the check interval", health.Limits{Type: retentionv1.DataStoreMySQL, MaxLag: 5 * time.Second},
+			datastore.Health{ActiveSessions: -1, LockWaiters: -1, ThreadsRunning: -1,
+				Replicas: []datastore.ReplicaHealth{{Name: "r:3306", LagKnown: true, Lag: time.Second}}}, 0},
 		{"a lag that does not grow: the check interval", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].Lag, h.Replicas[0].LagKnown = 4*time.Second, true
 		}), 0},
 		{"a growing lag: healthy until it can reach the limit", pg, with(calm, func(h *datastore.Health) {
-			// 4s of lag gaining 3s a second: 2s to the limit of 10s.
+			// 4s of lag gaining 3s a second: 2s to the limit of 10s, a
+			// quarter of it.
 			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].LagGrowth = 4*time.Second, true, 3
-		}), 2 * time.Second},
+		}), 500 * time.Millisecond},
 		{"a growing lag at the limit: read again at the next batch", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].LagGrowth = 10*time.Second, true, 3
 		}), time.Nanosecond},
 		{"the soonest of two standbys", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].LagGrowth = 4*time.Second, true, 3
-			h.Replicas = append(h.Replicas, datastore.ReplicaHealth{Name: "s2", LagKnown: true, Lag: 9 * time.Second, LagGrowth: 2})
-		}), 500 * time.Millisecond},
+			h.Replicas = append(h.Replicas, datastore.ReplicaHealth{Name: "s2", LagKnown: true, Lag: 9 * time.Second, LagGrowth: 2, GrowthKnown: true})
+		}), 125 * time.Millisecond},
 		{"a growing lag without a time limit: no headroom to keep", health.Limits{Type: retentionv1.DataStorePostgreSQL, MaxLagBytes: 1 << 20},
 			with(calm, func(h *datastore.Health) {
 				h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].LagGrowth = 4*time.Second, true, 3

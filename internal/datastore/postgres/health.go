@@ -65,8 +65,15 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 				r.Problem = fmt.Sprintf("standby %s has not reported its replay position yet", r.Name)
 			default:
 				r.LagBytes, r.BytesKnown = int64(math.Max(*bytes, 0)), true
-				if lag != nil {
+				if lag != nil && *bytes > 0 {
 					r.Lag, r.LagKnown = time.Duration(*lag*float64(time.Second)), true
+				}
+				if *bytes <= 0 {
+					// Replayed all the primary has written: no lag, whatever
+					// replay_lag still shows (it keeps its last value
+					// until the standby's next report, up to
+					// wal_receiver_status_interval later).
+					r.Lag, r.LagKnown = 0, true
 				}
 				// replay_lag is the lag of the last WAL the standby
 				// replayed: it trails (it cannot exceed the time since a
@@ -87,8 +94,8 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 				// How fast the lag grows while the primary writes at its
 				// recent peak: the gate reads again before it can reach
 				// the limit.
-				if peak := d.wal.peakRate(now); ok && rate > 0 && peak > rate {
-					r.LagGrowth = peak/rate - 1
+				if peak := d.wal.peakRate(now); ok && rate > 0 && peak > 0 {
+					r.LagGrowth, r.GrowthKnown = max(peak/rate-1, 0), true
 				}
 			}
 			h.Replicas = append(h.Replicas, r)
@@ -135,6 +142,9 @@ func standbyName(app, addr string) string {
 type walClock struct {
 	mu      sync.Mutex
 	samples []walSample
+	// rates holds, per standby, the last replay rate measured while it was
+	// behind all along, and when.
+	rates map[string]replaySample
 	// standbys holds, per standby, its replay position and how far it was
 	// behind at the readings of the last rateWindow.
 	standbys map[string][]replaySample
@@ -207,11 +217,13 @@ func (c *walClock) since(now time.Time, replayed float64) (time.Duration, bool) 
 // along — it replayed less than it was behind at the window's start, so it
 // never ran out of WAL to replay and the rate is what it can do. Without
 // such a window (the standby has just fallen behind), the rate over the
-// shortest window of 200ms to 1s in which it replayed anything is a
-// lower bound of its rate (it may have been idle part of the time), so the
-// lag estimated from it is at least the true one: the gate sees a standby
-// falling behind at the first reading that finds it behind, not a reading
-// later. It returns the lag and the rate (bytes per second); ok is false
+// longest window of 100ms to 1s in which it replayed anything stands in:
+// it includes the time the standby had nothing to replay, so it is low
+// (and the lag estimated from it high) unless the standby replays in
+// bursts faster than it can keep up, which the longest window evens out
+// best, and never above the rate last measured while it was behind all
+// along (within rateWindow). The gate then sees a standby falling behind
+// at the first reading that finds it behind, not a reading later. It returns the lag and the rate (bytes per second); ok is false
 // when nothing is behind or no window tells.
 func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (time.Duration, float64, bool) {
 	c.mu.Lock()
@@ -233,21 +245,31 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 			replayed := pos - s.pos
 			if dt >= 200*time.Millisecond && replayed > 0 && replayed < s.behind {
 				rate = replayed / dt.Seconds()
+				if c.rates == nil {
+					c.rates = map[string]replaySample{}
+				}
+				c.rates[standby] = replaySample{at: now, pos: rate}
 				break
 			}
 		}
 		if rate == 0 {
-			for i := len(h) - 1; i >= 0; i-- {
-				dt := now.Sub(h[i].at)
+			for _, s := range h {
+				dt := now.Sub(s.at)
 				if dt > time.Second {
-					// A long window of a mostly idle standby would make
+					// A longer window of a mostly idle standby would make
 					// the bound uselessly low.
-					break
+					continue
 				}
-				if replayed := pos - h[i].pos; dt >= 200*time.Millisecond && replayed > 0 {
+				if replayed := pos - s.pos; dt >= 100*time.Millisecond && replayed > 0 {
 					rate = replayed / dt.Seconds()
 					break
 				}
+			}
+			// A standby that has just caught up and fallen behind again
+			// may have replayed a burst: the rate it kept while it was
+			// behind all along, within rateWindow, is a better bound.
+			if last, ok := c.rates[standby]; ok && rate > 0 && now.Sub(last.at) <= rateWindow {
+				rate = min(rate, last.pos)
 			}
 		}
 	}
@@ -264,8 +286,8 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 }
 
 // peakRate is the fastest the primary wrote WAL over the last peakWindow,
-// in bytes per second: the largest rate between readings at least 200ms
-// apart (0 when unknown). While jobs wait the primary may write little;
+// in bytes per second: the largest rate between readings at least
+// minSpacing apart (0 when unknown). While jobs wait the primary may write little;
 // the peak is the rate their batches wrote at.
 func (c *walClock) peakRate(now time.Time) float64 {
 	c.mu.Lock()
@@ -281,7 +303,7 @@ func (c *walClock) peakRate(now time.Time) float64 {
 			anchor = s
 			continue
 		}
-		if dt := s.at.Sub(anchor.at); dt >= 200*time.Millisecond {
+		if dt := s.at.Sub(anchor.at); dt >= minSpacing {
 			peak = max(peak, (s.pos-anchor.pos)/dt.Seconds())
 			anchor = s
 		}

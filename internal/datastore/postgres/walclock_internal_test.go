@@ -57,6 +57,14 @@ func TestWALClock(t *testing.T) {
 		// The window from 400ms is too short; from 0: 5000 in 500ms.
 		t.Errorf("catchUp from a standby that just fell behind = %v, %v B/s, %v; want 200ms at 10,000 B/s", got, rate, ok)
 	}
+	// A standby measured at 1000 bytes/s while behind all along, that then
+	// caught up and replayed a burst (4000 bytes in 200ms) as it fell
+	// behind again, is taken at the 1000 bytes/s it kept before.
+	c.catchUp("s", at(400), 400, 3000)
+	c.catchUp("s", at(800), 3400, 0)
+	if got, rate, ok := c.catchUp("s", at(1000), 7400, 2000); !ok || rate != 1000 || got != 2*time.Second {
+		t.Errorf("catchUp after a burst = %v, %v B/s, %v; want 2s at 1000 B/s", got, rate, ok)
+	}
 	// Nothing replayed: nothing known.
 	var e walClock
 	e.catchUp("s", at(0), 0, 100)
@@ -66,7 +74,7 @@ func TestWALClock(t *testing.T) {
 }
 
 // The primary's peak WAL rate is the largest between readings at least
-// 200ms apart within the last 10s.
+// 50ms apart within the last 10s.
 func TestWALClockPeakRate(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
@@ -78,10 +86,10 @@ func TestWALClockPeakRate(t *testing.T) {
 	}{
 		{"no readings", nil, 0, 0},
 		{"one reading", [][2]float64{{0, 0}}, 0, 0},
-		{"readings too close", [][2]float64{{0, 0}, {100, 1000}}, 100, 0},
+		{"readings too close", [][2]float64{{0, 0}, {30, 1000}}, 30, 0},
 		{"steady 10,000 bytes/s", [][2]float64{{0, 0}, {250, 2500}, {500, 5000}}, 500, 10000},
 		{"a burst after an idle wait", [][2]float64{{0, 0}, {1000, 0}, {1250, 25000}, {2250, 25000}}, 2250, 100000},
-		{"close readings are grouped", [][2]float64{{0, 0}, {100, 1000}, {200, 4000}, {300, 4000}}, 300, 20000},
+		{"close readings are grouped", [][2]float64{{0, 0}, {20, 1000}, {40, 1000}, {60, 3000}, {100, 3000}}, 100, 50000},
 		{"older than 10s: forgotten", [][2]float64{{0, 0}, {250, 100000}, {11000, 100000}, {11250, 102500}}, 11250, 10000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
