@@ -87,14 +87,16 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 				// writes lags by the time it needs to replay what it has
 				// not: its backlog over the rate it replayed at while it
 				// was behind all along.
-				catchUp, rate, ok := d.wal.catchUp(name+"|"+addr, now, current-*bytes, *bytes)
+				catchUp, rate, measured, ok := d.wal.catchUp(name+"|"+addr, now, current-*bytes, *bytes)
 				if ok && catchUp > r.Lag {
 					r.Lag, r.LagKnown = catchUp, true
 				}
 				// How fast the lag grows while the primary writes at its
 				// recent peak: the gate reads again before it can reach
-				// the limit.
-				if peak := d.wal.peakRate(now); ok && rate > 0 && peak > 0 {
+				// the limit. Only from a replay rate measured while the
+				// standby was behind all along: a first estimate may be a
+				// burst.
+				if peak := d.wal.peakRate(now); ok && measured && peak > 0 {
 					r.LagGrowth, r.GrowthKnown = max(peak/rate-1, 0), true
 				}
 			}
@@ -225,7 +227,7 @@ func (c *walClock) since(now time.Time, replayed float64) (time.Duration, bool) 
 // along (within rateWindow). The gate then sees a standby falling behind
 // at the first reading that finds it behind, not a reading later. It returns the lag and the rate (bytes per second); ok is false
 // when nothing is behind or no window tells.
-func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (time.Duration, float64, bool) {
+func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (lag time.Duration, rate float64, measured, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.standbys == nil {
@@ -238,13 +240,12 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 	for len(h) > 0 && (now.Sub(h[0].at) > rateWindow || len(h) >= walSamples) {
 		h = h[1:]
 	}
-	rate := 0.0
 	if behind > 0 {
 		for _, s := range h {
 			dt := now.Sub(s.at)
 			replayed := pos - s.pos
 			if dt >= 200*time.Millisecond && replayed > 0 && replayed < s.behind {
-				rate = replayed / dt.Seconds()
+				rate, measured = replayed/dt.Seconds(), true
 				if c.rates == nil {
 					c.rates = map[string]replaySample{}
 				}
@@ -269,7 +270,7 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 			// may have replayed a burst: the rate it kept while it was
 			// behind all along, within rateWindow, is a better bound.
 			if last, ok := c.rates[standby]; ok && rate > 0 && now.Sub(last.at) <= rateWindow {
-				rate = min(rate, last.pos)
+				rate, measured = min(rate, last.pos), true
 			}
 		}
 	}
@@ -280,9 +281,9 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 	}
 	c.standbys[standby] = h
 	if rate <= 0 {
-		return 0, 0, false
+		return 0, 0, false, false
 	}
-	return time.Duration(behind / rate * float64(time.Second)), rate, true
+	return time.Duration(behind / rate * float64(time.Second)), rate, measured, true
 }
 
 // peakRate is the fastest the primary wrote WAL over the last peakWindow,

@@ -37,12 +37,12 @@ func TestWALClock(t *testing.T) {
 	}
 	// A standby 1000 bytes behind replays 100 bytes per 100ms while still
 	// behind: 1000 bytes/s, so 3000 bytes behind is 3s.
-	if _, _, ok := c.catchUp("s", at(0), 0, 1000); ok {
+	if _, _, _, ok := c.catchUp("s", at(0), 0, 1000); ok {
 		t.Fatal("a rate from one reading")
 	}
 	c.catchUp("s", at(100), 100, 1500)
-	got, rate, ok := c.catchUp("s", at(300), 300, 3000)
-	if !ok || got != 3*time.Second || rate != 1000 {
+	got, rate, measured, ok := c.catchUp("s", at(300), 300, 3000)
+	if !ok || !measured || got != 3*time.Second || rate != 1000 {
 		t.Errorf("catchUp = %v, %v B/s, %v; want 3s at 1000 B/s", got, rate, ok)
 	}
 	// One that caught up in between (replayed more than it was behind) may
@@ -53,7 +53,7 @@ func TestWALClock(t *testing.T) {
 	var d walClock
 	d.catchUp("s", at(0), 0, 0)
 	d.catchUp("s", at(400), 4000, 0)
-	if got, rate, ok := d.catchUp("s", at(500), 5000, 2000); !ok || got != 200*time.Millisecond || rate != 10000 {
+	if got, rate, measured, ok := d.catchUp("s", at(500), 5000, 2000); !ok || measured || got != 200*time.Millisecond || rate != 10000 {
 		// The window from 400ms is too short; from 0: 5000 in 500ms.
 		t.Errorf("catchUp from a standby that just fell behind = %v, %v B/s, %v; want 200ms at 10,000 B/s", got, rate, ok)
 	}
@@ -62,13 +62,13 @@ func TestWALClock(t *testing.T) {
 	// behind again, is taken at the 1000 bytes/s it kept before.
 	c.catchUp("s", at(400), 400, 3000)
 	c.catchUp("s", at(800), 3400, 0)
-	if got, rate, ok := c.catchUp("s", at(1000), 7400, 2000); !ok || rate != 1000 || got != 2*time.Second {
+	if got, rate, measured, ok := c.catchUp("s", at(1000), 7400, 2000); !ok || !measured || rate != 1000 || got != 2*time.Second {
 		t.Errorf("catchUp after a burst = %v, %v B/s, %v; want 2s at 1000 B/s", got, rate, ok)
 	}
 	// Nothing replayed: nothing known.
 	var e walClock
 	e.catchUp("s", at(0), 0, 100)
-	if got, _, ok := e.catchUp("s", at(500), 0, 2000); ok {
+	if got, _, _, ok := e.catchUp("s", at(500), 0, 2000); ok {
 		t.Errorf("rate from a standby that replayed nothing: %v", got)
 	}
 }
@@ -119,7 +119,7 @@ func TestWALClockSpacing(t *testing.T) {
 	if got, ok := c.since(t0.Add(time.Minute), 35_000); !ok || got < 24*time.Second || got > 26*time.Second {
 		t.Errorf("since = %v, %v; want about 25s", got, ok)
 	}
-	if _, rate, ok := c.catchUp("s", t0.Add(time.Minute+5*time.Millisecond), 30_002, 30_000); !ok || rate < 400 || rate > 600 {
+	if _, rate, _, ok := c.catchUp("s", t0.Add(time.Minute+5*time.Millisecond), 30_002, 30_000); !ok || rate < 400 || rate > 600 {
 		t.Errorf("replay rate %v, %v; want about 500 bytes/s", rate, ok)
 	}
 }
