@@ -224,7 +224,8 @@ func (c *walClock) since(now time.Time, replayed float64) (time.Duration, bool) 
 // (and the lag estimated from it high) unless the standby replays in
 // bursts faster than it can keep up, which the longest window evens out
 // best, and never above the rate last measured while it was behind all
-// along (within rateWindow). The gate then sees a standby falling behind
+// along (within rateWindow), which also stands in when it has replayed
+// nothing since it fell behind. The gate then sees a standby falling behind
 // at the first reading that finds it behind, not a reading later. It returns the lag and the rate (bytes per second); ok is false
 // when nothing is behind or no window tells.
 func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (lag time.Duration, rate float64, measured, ok bool) {
@@ -269,7 +270,12 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 			// A standby that has just caught up and fallen behind again
 			// may have replayed a burst: the rate it kept while it was
 			// behind all along, within rateWindow, is a better bound.
-			if last, ok := c.rates[standby]; ok && rate > 0 && now.Sub(last.at) <= rateWindow {
+			// It also stands in when the standby replayed nothing since
+			// it fell behind (its replay stalls, or is throttled).
+			if last, ok := c.rates[standby]; ok && now.Sub(last.at) <= rateWindow {
+				if rate == 0 {
+					rate = last.pos
+				}
 				rate, measured = min(rate, last.pos), true
 			}
 		}

@@ -65,6 +65,12 @@ func TestWALClock(t *testing.T) {
 	if got, rate, measured, ok := c.catchUp("s", at(1000), 7400, 2000); !ok || !measured || rate != 1000 || got != 2*time.Second {
 		t.Errorf("catchUp after a burst = %v, %v B/s, %v; want 2s at 1000 B/s", got, rate, ok)
 	}
+	// One that then replays nothing while it falls behind again is taken at
+	// that rate too: 5000 bytes behind, 5s.
+	c.catchUp("s", at(1500), 9400, 0)
+	if got, rate, measured, ok := c.catchUp("s", at(1700), 9400, 5000); !ok || !measured || rate != 1000 || got != 5*time.Second {
+		t.Errorf("catchUp of a stalled standby = %v, %v B/s, %v; want 5s at 1000 B/s", got, rate, ok)
+	}
 	// Nothing replayed: nothing known.
 	var e walClock
 	e.catchUp("s", at(0), 0, 100)
