@@ -111,6 +111,24 @@ func TestPurgeJobThrottlesOnPausedStandby(t *testing.T) {
 			t.Fatalf("the standby's replay did not pause (state %q)", state)
 		}
 	}
+	// The primary sees the replay position the standby last reported: wait
+	// until that is where replay paused, or a throttle on an older report
+	// may lift when the standby reports what it replayed before pausing.
+	var paused string
+	if c, err := pgx.Connect(ctx, sb.Server.URL("postgres")); err == nil {
+		_ = c.QueryRow(ctx, `SELECT pg_last_wal_replay_lsn()::text`).Scan(&paused)
+		_ = c.Close(ctx)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var reported string
+		_ = conn.QueryRow(ctx, `SELECT coalesce(max(replay_lsn)::text, '') FROM pg_stat_replication WHERE application_name = 'replica1'`).Scan(&reported)
+		if paused != "" && reported == paused {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the primary never saw the standby's paused replay position %q (last %q)", paused, reported)
+		}
+	}
 	throttled := waitFor(t, key, 60*time.Second, "Throttled ReplicationLag", throttledAs(retentionv1.ReasonReplicationLag))
 	msg := condition(throttled, retentionv1.ConditionThrottled).Message
 	t.Logf("throttled after %d deleted: %s", throttled.Status.Deleted, msg)

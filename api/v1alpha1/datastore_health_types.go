@@ -25,10 +25,13 @@ type LagLimit string
 // Redis and S3 stores have no health limits.
 type DataStoreHealth struct {
 	// CheckInterval is how often the store's health is read while jobs run
-	// on it (default 1s): a reading is cached for this long and shared by
-	// every job on the store, so batches do not each cost a query.
+	// on it (default 250ms): a reading is cached for this long and shared by
+	// every job on the store, so batches do not each cost a query. A
+	// PostgreSQL standby whose lag grows is read again sooner: as soon as
+	// its lag, growing at the rate measured, could reach maxReplicationLag
+	// (at the next batch when it is close).
 	// +optional
-	// +kubebuilder:default="1s"
+	// +kubebuilder:default="250ms"
 	CheckInterval Timeout `json:"checkInterval,omitempty"`
 
 	// MaxReplicationLag pauses purges while a replica lags more than this

@@ -286,7 +286,8 @@ type DataStoreLimits struct {
 	// size follows the measured duration of the batches before it, growing
 	// while they are well under the target and shrinking in proportion when
 	// one is over it, within minBatchSize and maxBatchSize. Batches aim at
-	// about 60% of it, so that the slow ones stay within it. A shorter
+	// 20–75% of it, less the more the last 100 batches ran slower than
+	// predicted, so that the slow ones stay within it. A shorter
 	// target puts less load on the store at once (shorter locks, less
 	// replication lag per batch) for some efficiency. At most 1m.
 	// +optional

@@ -343,6 +343,15 @@ type ReplicaHealth struct {
 	// replayed (PostgreSQL); BytesKnown is false when not read.
 	LagBytes   int64
 	BytesKnown bool
+	// LagGrowth is how many seconds of lag the replica gains per second
+	// while the primary writes at its recent peak rate (PostgreSQL: that
+	// rate over the standby's replay rate, minus one); 0 when not known or
+	// when the replica keeps up. It lets the health gate read again before
+	// the lag can reach its limit rather than a whole check interval later.
+	// GrowthKnown says whether it was measured (a replica that keeps up:
+	// known, 0).
+	LagGrowth   float64
+	GrowthKnown bool
 	// Stopped: the replica does not replicate (MySQL: Seconds_Behind_Master
 	// is NULL, a replication thread is stopped).
 	Stopped bool

@@ -2,6 +2,8 @@ package executor_test
 
 import (
 	"context"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -12,7 +14,8 @@ import (
 )
 
 // A sequence of measured batches → the sizes that follow them. Target
-// 200ms: batches aim at 120ms (60%).
+// 200ms: while fewer than ten batches have been compared with their
+// prediction, batches aim at 120ms (60%).
 func TestBatchSizerSequence(t *testing.T) {
 	const ms = time.Millisecond
 	type batch struct {
@@ -38,6 +41,12 @@ func TestBatchSizerSequence(t *testing.T) {
 		// 1000 in 400ms: shrink to 1000 × 120/400.
 		batches: []batch{{-1, 400 * ms}},
 		sizes:   []int{1000, 300},
+	}, {
+		name: "after a batch over the target, growth waits for two batches within it",
+		// 1000 in 400ms: 300. 300 in 10ms: calm once, stays. Again: the
+		// smoothed 125µs a record would take 960, at most doubled: 600.
+		batches: []batch{{-1, 400 * ms}, {-1, 10 * ms}, {-1, 10 * ms}},
+		sizes:   []int{1000, 300, 300, 600},
 	}, {
 		name: "between the aim and the target: gentle decrease",
 		// 1000 in 150ms (150µs each, smoothed with nothing before it):
@@ -101,11 +110,110 @@ func TestBatchSizerSequence(t *testing.T) {
 	}
 }
 
+// The aim follows how much slower than predicted the last 100 full
+// batches ran: 60% of the target until ten have been compared, then one
+// over 1.1 times the largest ratio, between 20% and 75% of the target.
+// Target 200ms; a steady store of 10µs a record, and chosen batches
+// slower by a factor.
+func TestBatchSizerAim(t *testing.T) {
+	const ms = time.Millisecond
+	for _, tc := range []struct {
+		name    string
+		factors []float64 // each batch's duration over the steady store's
+		aim     time.Duration
+	}{
+		{"nothing measured", nil, 120 * ms},
+		{"nine batches compared: not trusted yet", steady(10), 120 * ms},
+		{"ten steady batches: 75%", steady(11), 150 * ms},
+		{"one batch 1.5× slower than predicted", append(steady(20), 1.5), 121 * ms},
+		{"one batch 3× slower (over the target)", append(steady(20), 3), 61 * ms},
+		{"one batch 10× slower: at least 20%", append(steady(20), 10), 40 * ms},
+		{"a slow batch 99 batches ago still counts", append(append(steady(20), 1.5), steady(99)...), 121 * ms},
+		{"a slow batch 100 batches ago is forgotten", append(append(steady(20), 1.5), steady(100)...), 150 * ms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := executor.NewBatchSizer(executor.BatchSizing{})
+			for _, f := range tc.factors {
+				n := s.Size()
+				s.Observe(n, int64(n), time.Duration(float64(n)*f)*10*time.Microsecond)
+			}
+			if got := s.Aim(); got.Round(ms) != tc.aim {
+				t.Errorf("aim %v, want %v", got, tc.aim)
+			}
+		})
+	}
+}
+
+func steady(n int) []float64 {
+	f := make([]float64, n)
+	for i := range f {
+		f[i] = 1
+	}
+	return f
+}
+
+// Simulated stores whose batch takes overhead + n × perRow × noise, the
+// noise log-normal with σ, times spike in a share of the batches: the p99
+// of the batch durations (after the first 50 of 3,000) stays within the
+// target, and the median batch stays large (an idle store's batches last
+// 75% of the target).
+func TestBatchSizerNoisyStore(t *testing.T) {
+	const target = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name          string
+		sigma         float64
+		spikes, spike float64
+		medianAtLeast int // records; 40,000 take the whole target
+	}{
+		{"idle", 0.02, 0, 1, 29000},
+		{"σ 0.1", 0.1, 0, 1, 26000},
+		{"σ 0.2", 0.2, 0, 1, 19000},
+		{"σ 0.3", 0.3, 0, 1, 14000},
+		{"σ 0.4", 0.4, 0, 1, 10000},
+		{"2× spikes in 5% of the batches", 0.1, 0.05, 2, 15000},
+		{"3× spikes in 2% of the batches", 0.1, 0.02, 3, 11000},
+		{"3× spikes in 1% of the batches", 0.05, 0.01, 3, 11000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, 2))
+			s := executor.NewBatchSizer(executor.BatchSizing{})
+			const perRow, overhead = 5 * time.Microsecond, 2 * time.Millisecond
+			var ds []time.Duration
+			var ns []int
+			for i := range 3000 {
+				n := s.Size()
+				f := math.Exp(tc.sigma * r.NormFloat64())
+				if r.Float64() < tc.spikes {
+					f *= tc.spike
+				}
+				d := overhead + time.Duration(float64(n)*float64(perRow)*f)
+				s.Observe(n, int64(n), d)
+				if i >= 50 {
+					ds = append(ds, d)
+					ns = append(ns, n)
+				}
+			}
+			slices.Sort(ds)
+			slices.Sort(ns)
+			p99, median := ds[len(ds)*99/100], ns[len(ns)/2]
+			t.Logf("p50 %v, p99 %v, max %v, median batch %d", ds[len(ds)/2].Round(time.Millisecond), p99.Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond), median)
+			if p99 > target {
+				t.Errorf("p99 batch %v, over the target %v", p99, target)
+			}
+			if median < tc.medianAtLeast {
+				t.Errorf("median batch %d records, want at least %d", median, tc.medianAtLeast)
+			}
+		})
+	}
+}
+
 // A simulated store whose batch takes overhead + n × perRow: on an idle
-// store the size converges to where a batch takes about the aim; when the
-// store slows down five times, the next batch is back within the target;
-// when it recovers, the size grows back. No batch after the first few
-// exceeds the target.
+// store the size converges to where a batch takes about 75% of the target;
+// when the store slows down five times, the next batch is back within the
+// target and batches aim at 20% of it (the slow batch ran five times slower
+// than predicted) until it is 100 batches old, then at 75% again; when the
+// store recovers, the size grows back. No batch after the first few exceeds
+// the target.
 func TestBatchSizerConverges(t *testing.T) {
 	const target = 200 * time.Millisecond
 	s := executor.NewBatchSizer(executor.BatchSizing{})
@@ -125,9 +233,9 @@ func TestBatchSizerConverges(t *testing.T) {
 			t.Fatalf("idle batch %d: %d records took %v, over the target", i, n, d)
 		}
 	}
-	// 120ms at 5µs a record, less the overhead: about 23,400.
-	if n < 20000 || n > 24000 || d < 100*time.Millisecond {
-		t.Errorf("idle: converged to %d records in %v, want about 23,400 in about 120ms", n, d)
+	// 150ms at 5µs a record, less the overhead: about 29,400.
+	if n < 28000 || n > 30000 || d < 140*time.Millisecond {
+		t.Errorf("idle: converged to %d records in %v, want about 29,400 in about 150ms", n, d)
 	}
 	perRow *= 5 // the store is loaded
 	if n, d = batch(); d <= target {
@@ -138,8 +246,18 @@ func TestBatchSizerConverges(t *testing.T) {
 			t.Errorf("loaded batch %d: %d records took %v, over the target", i, n, d)
 		}
 	}
-	if n < 4000 || n > 4800 {
-		t.Errorf("loaded: converged to %d records, want about 4,700", n)
+	// 40ms at 25µs a record, less the overhead: about 1,480.
+	if n < 1400 || n > 1600 {
+		t.Errorf("loaded: converged to %d records, want about 1,480", n)
+	}
+	for i := range 100 {
+		if n, d = batch(); d > target {
+			t.Errorf("loaded batch %d: %d records took %v, over the target", i, n, d)
+		}
+	}
+	// 150ms: about 5,900.
+	if n < 5500 || n > 6000 {
+		t.Errorf("loaded, the slow batch forgotten: %d records, want about 5,900", n)
 	}
 	perRow /= 5
 	for range 10 {

@@ -19,7 +19,7 @@ import (
 
 // Defaults of limits.health, as documented on DataStoreHealth.
 const (
-	DefaultCheckInterval     = time.Second
+	DefaultCheckInterval     = 250 * time.Millisecond
 	DefaultMaxReplicationLag = 10 * time.Second
 	// DefaultMaxReplicationLagBytes applies to PostgreSQL when
 	// maxReplicationLagBytes is unset.
@@ -118,6 +118,12 @@ type Verdict struct {
 	// Message (the measured value and the limit) say why not.
 	Reason  string
 	Message string
+	// Until, when positive, is how long a healthy verdict may be reused if
+	// that is shorter than the check interval: a quarter of the time a
+	// replica whose lag grows (ReplicaHealth.LagGrowth) takes to reach
+	// maxReplicationLag. A job near the limit reads again at its next batch
+	// rather than a whole interval of batches later.
+	Until time.Duration
 }
 
 // Judge compares a reading (or the error that kept it from being read)
@@ -166,7 +172,47 @@ func Judge(l Limits, h datastore.Health, err error) Verdict {
 	case l.MaxThreadsRunning > 0 && h.ThreadsRunning > l.MaxThreadsRunning:
 		return Verdict{Reason: retentionv1.ReasonThreadsRunning, Message: fmt.Sprintf("Threads_running is %d (limit maxThreadsRunning %d)", h.ThreadsRunning, l.MaxThreadsRunning)}
 	}
-	return Verdict{Healthy: true, Reason: retentionv1.ReasonHealthy, Message: healthyMessage(l, h)}
+	return Verdict{Healthy: true, Reason: retentionv1.ReasonHealthy, Message: healthyMessage(l, h), Until: headroom(l, h)}
+}
+
+// Probe is how long a healthy verdict lasts when a PostgreSQL standby's
+// lag growth is not known yet (the first readings of a purge, or a
+// standby that has just fallen behind): a primary writing many times
+// faster than its standby replays builds seconds of lag within one check
+// interval, so the gate looks again soon, until the growth is measured.
+const Probe = 50 * time.Millisecond
+
+// growthSafety divides the time a growing lag takes to reach its limit:
+// the growth is measured from the primary's WAL rate of the last readings,
+// which at the start of a purge is still ramping up (measured: a growth of
+// 5 seconds a second 160ms into a purge, 12.5 at full speed), and from a
+// replay rate that varies. Readings cost well under a millisecond.
+const growthSafety = 4
+
+// headroom is how long the replicas' lag may grow at its measured rate
+// before one reaches maxReplicationLag, divided by growthSafety (at least a
+// nanosecond: read again at the next batch), Probe for a standby whose
+// growth is not known yet, or 0 when no lag is known to grow.
+func headroom(l Limits, h datastore.Health) time.Duration {
+	if l.MaxLag <= 0 {
+		return 0
+	}
+	var until time.Duration
+	for _, r := range h.Replicas {
+		var d time.Duration
+		switch {
+		case r.BytesKnown && !r.GrowthKnown:
+			d = Probe
+		case r.LagGrowth <= 0:
+			continue
+		default:
+			d = max(time.Duration(float64(l.MaxLag-r.Lag)/r.LagGrowth/growthSafety), time.Nanosecond)
+		}
+		if until == 0 || d < until {
+			until = d
+		}
+	}
+	return until
 }
 
 // healthyMessage says what was measured when every limit holds.

@@ -31,21 +31,21 @@ func TestLimitsFor(t *testing.T) {
 		wantErr string
 	}{
 		{name: "PostgreSQL defaults", spec: retentionv1.DataStoreSpec{Type: pg},
-			want: health.Limits{Type: pg, CheckInterval: time.Second, MaxLag: 10 * time.Second, MaxLagBytes: 256 << 20}},
+			want: health.Limits{Type: pg, CheckInterval: 250 * time.Millisecond, MaxLag: 10 * time.Second, MaxLagBytes: 256 << 20}},
 		{name: "MySQL defaults: nothing to read without replicas", spec: retentionv1.DataStoreSpec{Type: my},
-			want: health.Limits{Type: my, CheckInterval: time.Second, MaxLag: 10 * time.Second}, none: true},
+			want: health.Limits{Type: my, CheckInterval: 250 * time.Millisecond, MaxLag: 10 * time.Second}, none: true},
 		{name: "Redis has none", spec: retentionv1.DataStoreSpec{Type: retentionv1.DataStoreRedis}, want: health.Limits{Type: retentionv1.DataStoreRedis}, none: true},
 		{name: "everything off", spec: retentionv1.DataStoreSpec{Type: pg, Limits: retentionv1.DataStoreLimits{Health: retentionv1.DataStoreHealth{
 			MaxReplicationLag: "0", MaxReplicationLagBytes: qty("0")}}},
-			want: health.Limits{Type: pg, CheckInterval: time.Second}, none: true},
+			want: health.Limits{Type: pg, CheckInterval: 250 * time.Millisecond}, none: true},
 		{name: "PostgreSQL set", spec: retentionv1.DataStoreSpec{Type: pg, Limits: retentionv1.DataStoreLimits{Health: retentionv1.DataStoreHealth{
-			CheckInterval: "250ms", MaxReplicationLag: "2s", MaxReplicationLagBytes: qty("1Mi"), IgnoredStandbys: []string{"dr"},
+			CheckInterval: "2s", MaxReplicationLag: "2s", MaxReplicationLagBytes: qty("1Mi"), IgnoredStandbys: []string{"dr"},
 			MaxActiveSessions: 8, MaxLockWaiters: 3}}},
-			want: health.Limits{Type: pg, CheckInterval: 250 * time.Millisecond, MaxLag: 2 * time.Second, MaxLagBytes: 1 << 20,
+			want: health.Limits{Type: pg, CheckInterval: 2 * time.Second, MaxLag: 2 * time.Second, MaxLagBytes: 1 << 20,
 				IgnoredStandbys: []string{"dr"}, MaxActiveSessions: 8, MaxLockWaiters: 3}},
 		{name: "MySQL set", spec: retentionv1.DataStoreSpec{Type: my, Limits: retentionv1.DataStoreLimits{Health: retentionv1.DataStoreHealth{
 			MaxThreadsRunning: 20, Replicas: []retentionv1.MySQLReplica{{Host: "r1"}}}}},
-			want: health.Limits{Type: my, CheckInterval: time.Second, MaxLag: 10 * time.Second, MaxThreadsRunning: 20,
+			want: health.Limits{Type: my, CheckInterval: 250 * time.Millisecond, MaxLag: 10 * time.Second, MaxThreadsRunning: 20,
 				Replicas: []retentionv1.MySQLReplica{{Host: "r1"}}}},
 		{name: "bad interval", spec: retentionv1.DataStoreSpec{Type: pg, Limits: retentionv1.DataStoreLimits{Health: retentionv1.DataStoreHealth{CheckInterval: "1h"}}},
 			wantErr: "checkInterval"},
@@ -144,6 +144,61 @@ func TestJudge(t *testing.T) {
 					t.Errorf("message %q lacks %q", v.Message, s)
 				}
 			}
+
+		})
+	}
+}
+
+// A healthy verdict says how long it may be reused when a standby's lag
+// grows: a quarter of the time the lag, gaining LagGrowth seconds a
+// second, takes to reach maxReplicationLag.
+func TestJudgeUntil(t *testing.T) {
+	pg := health.Limits{Type: retentionv1.DataStorePostgreSQL, CheckInterval: time.Second, MaxLag: 10 * time.Second, MaxLagBytes: 1 << 20}
+	calm := datastore.Health{ActiveSessions: -1, LockWaiters: -1, ThreadsRunning: -1,
+		Replicas: []datastore.ReplicaHealth{{Name: `"s1"`, BytesKnown: true, LagBytes: 100, GrowthKnown: true}}}
+	with := func(h datastore.Health, edit func(*datastore.Health)) datastore.Health {
+		h.Replicas = append([]datastore.ReplicaHealth(nil), h.Replicas...)
+		edit(&h)
+		return h
+	}
+	cases := []struct {
+		name   string
+		limits health.Limits
+		h      datastore.Health
+		until  time.Duration
+	}{
+		{"a standby whose growth is not measured yet: probe soon", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].GrowthKnown = false
+		}), health.Probe},
+		{"a MySQL replica (no growth measured): the check interval", health.Limits{Type: retentionv1.DataStoreMySQL, MaxLag: 5 * time.Second},
+			datastore.Health{ActiveSessions: -1, LockWaiters: -1, ThreadsRunning: -1,
+				Replicas: []datastore.ReplicaHealth{{Name: "r:3306", LagKnown: true, Lag: time.Second}}}, 0},
+		{"a lag that does not grow: the check interval", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].Lag, h.Replicas[0].LagKnown = 4*time.Second, true
+		}), 0},
+		{"a growing lag: healthy until it can reach the limit", pg, with(calm, func(h *datastore.Health) {
+			// 4s of lag gaining 3s a second: 2s to the limit of 10s, a
+			// quarter of it.
+			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].LagGrowth = 4*time.Second, true, 3
+		}), 500 * time.Millisecond},
+		{"a growing lag at the limit: read again at the next batch", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].LagGrowth = 10*time.Second, true, 3
+		}), time.Nanosecond},
+		{"the soonest of two standbys", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].LagGrowth = 4*time.Second, true, 3
+			h.Replicas = append(h.Replicas, datastore.ReplicaHealth{Name: "s2", LagKnown: true, Lag: 9 * time.Second, LagGrowth: 2, GrowthKnown: true})
+		}), 125 * time.Millisecond},
+		{"a growing lag without a time limit: no headroom to keep", health.Limits{Type: retentionv1.DataStorePostgreSQL, MaxLagBytes: 1 << 20},
+			with(calm, func(h *datastore.Health) {
+				h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].LagGrowth = 4*time.Second, true, 3
+			}), 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v := health.Judge(c.limits, c.h, nil)
+			if !v.Healthy || v.Until != c.until {
+				t.Errorf("verdict %+v, want healthy until %v", v, c.until)
+			}
 		})
 	}
 }
@@ -211,6 +266,23 @@ func TestTracker(t *testing.T) {
 	if st, ok := tr.State(key); !ok || !st.Healthy || !st.At.Equal(clock()) {
 		t.Errorf("state %+v", st)
 	}
+
+	// A healthy verdict with Until is reused for at most that long.
+	advance(time.Hour)
+	reads.Store(0)
+	verdict = health.Verdict{Healthy: true, Reason: retentionv1.ReasonHealthy, Until: 100 * time.Millisecond}
+	tr.Check(ctx, key, time.Second, read)
+	advance(50 * time.Millisecond)
+	tr.Check(ctx, key, time.Second, read)
+	if reads.Load() != 1 {
+		t.Fatalf("%d reads within Until, want 1", reads.Load())
+	}
+	advance(50 * time.Millisecond)
+	tr.Check(ctx, key, time.Second, read)
+	if reads.Load() != 2 {
+		t.Fatalf("%d reads once Until passed (within the interval), want 2", reads.Load())
+	}
+	verdict.Until = 0
 
 	// Concurrent callers share the reading in flight.
 	advance(time.Hour)

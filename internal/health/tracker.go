@@ -61,7 +61,8 @@ func (t *Tracker) now() time.Time {
 const messageRefresh = 15 * time.Second
 
 // Check returns the store's verdict: the last reading if it is younger than
-// interval, else a new one from read. Concurrent callers share one read.
+// interval (and than its Until), else a new one from read. Concurrent
+// callers share one read.
 func (t *Tracker) Check(ctx context.Context, key types.NamespacedName, interval time.Duration, read func(context.Context) Verdict) Verdict {
 	for {
 		t.mu.Lock()
@@ -74,7 +75,11 @@ func (t *Tracker) Check(ctx context.Context, key types.NamespacedName, interval 
 			t.stores[key] = e
 		}
 		now := t.now()
-		if !e.at.IsZero() && now.Sub(e.at) < interval {
+		valid := interval
+		if u := e.verdict.Until; u > 0 {
+			valid = min(valid, u)
+		}
+		if !e.at.IsZero() && now.Sub(e.at) < valid {
 			v := e.verdict
 			t.mu.Unlock()
 			return v

@@ -23,6 +23,12 @@ type StandbyOptions struct {
 	// ApplyDelay, when positive, delays replay by this much
 	// (recovery_min_apply_delay).
 	ApplyDelay time.Duration
+	// StatusInterval is wal_receiver_status_interval: how often the standby
+	// reports its replay position to the primary when no new WAL arrives
+	// (it reports at once after each write of WAL it receives). Default 1s,
+	// so tests see a caught-up standby soon; PostgreSQL's own default is
+	// 10s.
+	StatusInterval time.Duration
 }
 
 // StartPostgresStandby starts a streaming standby of primary (a server
@@ -41,6 +47,9 @@ func (g *Group) StartPostgresStandby(ctx context.Context, primary *Postgres, o S
 	}
 	if o.Name == "" {
 		o.Name = "standby"
+	}
+	if o.StatusInterval <= 0 {
+		o.StatusInterval = time.Second
 	}
 	dir, cred, err := g.postgresDir("postgres-standby")
 	if err != nil {
@@ -65,7 +74,7 @@ func (g *Group) StartPostgresStandby(ctx context.Context, primary *Postgres, o S
 		"fsync=off",
 		"hot_standby=on",
 		"hot_standby_feedback=off",
-		"wal_receiver_status_interval=1s",
+		fmt.Sprintf("wal_receiver_status_interval=%dms", o.StatusInterval.Milliseconds()),
 		"max_connections=200",
 		"shared_buffers=128MB",
 		"dynamic_shared_memory_type=mmap",

@@ -254,6 +254,8 @@ func (m *metrics) report(b *testing.B) {
 type timed struct {
 	dur, cpu time.Duration
 	lat      []time.Duration
+	// counting is the part of dur Lethe spent counting (see batchTimer).
+	counting time.Duration
 }
 
 // timeSQL runs one statement on the admin pool and checks it touched want rows.

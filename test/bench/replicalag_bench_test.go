@@ -21,11 +21,21 @@ import (
 )
 
 // BenchmarkPostgresReplicaLag measures a streaming standby's replay lag
-// caused by a purge at default settings (batches of 1,000: sampled from the
-// first batch until the standby has replayed the last), without a lag
-// limit (limits.health.maxReplicationLag "0") and with one
-// (LETHE_BENCH_LAG_LIMIT_MS, default 2000), sampling the primary's
-// pg_stat_replication every 50 ms.
+// caused by a purge at a fixed batch size of 1,000 (sampled from the first
+// batch until the standby has replayed the last), without a lag limit
+// (limits.health.maxReplicationLag "0") and with one
+// (LETHE_BENCH_LAG_LIMIT_MS, default 2000).
+//
+// The standby is configured as a production one: wal_receiver_status_interval
+// is PostgreSQL's default of 10s (LETHE_BENCH_STANDBY_STATUS_MS), so it
+// reports its replay position to the primary at once only while WAL keeps
+// arriving, and every 10s when none does. The lag is measured every 20 ms
+// as how long ago the primary wrote the oldest WAL the standby has not
+// replayed (the primary's WAL position noted with the time, against the
+// standby's own pg_last_wal_replay_lsn(): the true lag, to within 20 ms)
+// and, for comparison, sampled every 50 ms as the primary sees it (the
+// largest replay_lag of pg_stat_replication, as fresh as the standby's
+// last report).
 //
 // A standby on loopback replays as fast as the primary writes, so it is
 // made a slower machine: a regulator pauses and resumes its replay
@@ -33,20 +43,27 @@ import (
 // LETHE_BENCH_STANDBY_KBPS KiB of WAL per second (default 2048) — a
 // standby that cannot keep up, as on weaker hardware or under read load.
 // The purge is gated exactly as a PurgeJob is (internal/health: the same
-// limits, the same shared reading per check interval of 1s, the same wait
-// of one check interval when unhealthy).
+// limits with their defaults, checkInterval 250ms unless
+// LETHE_BENCH_LAG_CHECK_MS sets it, the same shared reading reused for at
+// most the check interval or the verdict's Until, the same wait of a second
+// when unhealthy).
 //
 // LETHE_BENCH_LAG_ROWS sets the table size (default 1,000,000; half expire).
-// Reported: the largest replay lag with and without the limit, the limit,
-// the largest lag over the limit, the WAL one batch writes and how long the
-// standby takes to replay it, and both purges' durations.
+// Reported: the largest replay lag with and without the limit (on the
+// standby, and as the primary saw it), the limit, the largest lag over the
+// limit, the WAL one batch writes and how long the standby takes to replay
+// it, both purges' durations, and what one health reading costs.
 func BenchmarkPostgresReplicaLag(b *testing.B) {
 	rows := envInt(b, "LETHE_BENCH_LAG_ROWS", 1_000_000)
 	limit := time.Duration(envInt(b, "LETHE_BENCH_LAG_LIMIT_MS", 2000)) * time.Millisecond
 	rate := float64(envInt(b, "LETHE_BENCH_STANDBY_KBPS", 2048)) * 1024
-	check := retentionv1.Timeout(strconv.Itoa(envInt(b, "LETHE_BENCH_LAG_CHECK_MS", 250)) + "ms")
+	var check retentionv1.Timeout
+	if os.Getenv("LETHE_BENCH_LAG_CHECK_MS") != "" {
+		check = retentionv1.Timeout(strconv.Itoa(envInt(b, "LETHE_BENCH_LAG_CHECK_MS", 250)) + "ms")
+	}
+	status := time.Duration(envInt(b, "LETHE_BENCH_STANDBY_STATUS_MS", 10000)) * time.Millisecond
 	const batch = 1000
-	pg, sb := testharness.PostgresWithStandby(b, servers.StandbyOptions{Name: "bench"})
+	pg, sb := testharness.PostgresWithStandby(b, servers.StandbyOptions{Name: "bench", StatusInterval: status})
 	ctx := context.Background()
 	admin, err := pgxpool.New(ctx, pg.DSN)
 	if err != nil {
@@ -77,14 +94,21 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 	}
 	defer d.Close()
 
+	// caughtUp waits until the standby has replayed all the primary wrote
+	// (asked of the standby: the primary hears of it only at its next
+	// report).
 	caughtUp := func() {
 		deadline := time.Now().Add(5 * time.Minute)
 		for {
-			var lag float64
-			if err := admin.QueryRow(ctx, `SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), -1)::float8 FROM pg_stat_replication WHERE state = 'streaming'`).Scan(&lag); err != nil {
+			var current string
+			if err := admin.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&current); err != nil {
 				b.Fatal(err)
 			}
-			if lag == 0 {
+			var lag float64
+			if err := standby.QueryRow(ctx, `SELECT pg_wal_lsn_diff($1::pg_lsn, pg_last_wal_replay_lsn())::float8`, current).Scan(&lag); err != nil {
+				b.Fatal(err)
+			}
+			if lag <= 0 {
 				return
 			}
 			if time.Now().After(deadline) {
@@ -96,8 +120,10 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 
 	type result struct {
 		dur            time.Duration
-		maxLag         time.Duration
+		maxLag         time.Duration // on the standby
+		maxReported    time.Duration // the primary's replay_lag
 		maxBytes       float64
+		reads          []time.Duration
 		batches, waits int
 		walPerBatch    float64
 		throttled      time.Duration
@@ -125,8 +151,8 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 		}
 		rctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		var maxLagNs, maxBytes atomic.Int64
-		wg.Add(2)
+		var maxLagNs, maxReportedNs, maxBytes atomic.Int64
+		wg.Add(3)
 		go func() { defer wg.Done(); regulate(rctx, b, sb.Server, standby, rate) }()
 		go func() {
 			defer wg.Done()
@@ -137,11 +163,53 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 				err := admin.QueryRow(rctx, `SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8,
 					coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), 0)::float8 FROM pg_stat_replication`).Scan(&lag, &bytes)
 				if err == nil {
-					if ns := int64(lag * 1e9); ns > maxLagNs.Load() {
-						maxLagNs.Store(ns)
+					if ns := int64(lag * 1e9); ns > maxReportedNs.Load() {
+						maxReportedNs.Store(ns)
 					}
 					if int64(bytes) > maxBytes.Load() {
 						maxBytes.Store(int64(bytes))
+					}
+				}
+				select {
+				case <-rctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+
+		// The true lag: how long ago the primary wrote the oldest WAL the
+		// standby has not replayed, from the primary's WAL position noted
+		// every 20 ms and the standby's own replay position.
+		go func() {
+			defer wg.Done()
+			type mark struct {
+				at  time.Time
+				pos float64
+			}
+			var marks []mark
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				var pos, replayed float64
+				err := admin.QueryRow(rctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8`).Scan(&pos)
+				if err == nil {
+					err = standby.QueryRow(rctx, `SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8`).Scan(&replayed)
+				}
+				if err == nil {
+					now := time.Now()
+					marks = append(marks, mark{now, pos})
+					// The first mark past the replayed position: that WAL
+					// was written after the mark before it.
+					for i := range marks {
+						if marks[i].pos > replayed {
+							since := marks[max(i-1, 0)].at
+							if ns := int64(now.Sub(since)); ns > maxLagNs.Load() {
+								maxLagNs.Store(ns)
+							}
+							marks = marks[max(i-1, 0):]
+							break
+						}
 					}
 				}
 				select {
@@ -165,7 +233,9 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 		for {
 			if !limits.None() {
 				v := tracker.Check(ctx, key, limits.CheckInterval, func(ctx context.Context) health.Verdict {
+					t0 := time.Now()
 					h, err := d.Health(ctx, limits.DriverQuery(nil))
+					r.reads = append(r.reads, time.Since(t0))
 					v := health.Judge(limits, h, err)
 					if os.Getenv("LETHE_BENCH_VERBOSE") != "" {
 						b.Logf("%v after %d batches: %+v → %s", time.Since(start).Round(time.Millisecond), r.batches, h.Replicas, v.Message)
@@ -203,13 +273,13 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 		// The lag the purge caused lasts until the standby has replayed
 		// its WAL: keep regulating and sampling until then.
 		caughtUp()
-		time.Sleep(1500 * time.Millisecond) // the standby's last report (wal_receiver_status_interval 1s)
+		time.Sleep(200 * time.Millisecond) // the samplers' last look
 		stop()
 		wg.Wait()
 		if err := sb.Server.Exec(ctx, `SELECT pg_wal_replay_resume()`); err != nil {
 			b.Fatal(err)
 		}
-		r.maxLag, r.maxBytes = time.Duration(maxLagNs.Load()), float64(maxBytes.Load())
+		r.maxLag, r.maxReported, r.maxBytes = time.Duration(maxLagNs.Load()), time.Duration(maxReportedNs.Load()), float64(maxBytes.Load())
 		var left int64
 		if err := admin.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE ts < $1`, cutoff).Scan(&left); err != nil || left != 0 {
 			b.Fatalf("%d expired rows left (%v)", left, err)
@@ -219,17 +289,23 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 
 	for i := 0; i < b.N; i++ {
 		free := run("lag_free", "0")
-		b.Logf("without a limit: %d batches in %v, largest replay lag %v (%s of WAL), %s of WAL per batch",
-			free.batches, free.dur.Round(time.Millisecond), free.maxLag.Round(time.Millisecond), health.Bytes(int64(free.maxBytes)), health.Bytes(int64(free.walPerBatch)))
+		b.Logf("without a limit: %d batches in %v, largest replay lag %v on the standby, %v as the primary saw it (%s of WAL), %s of WAL per batch",
+			free.batches, free.dur.Round(time.Millisecond), free.maxLag.Round(time.Millisecond), free.maxReported.Round(time.Millisecond),
+			health.Bytes(int64(free.maxBytes)), health.Bytes(int64(free.walPerBatch)))
 		held := run("lag_held", retentionv1.LagLimit(limit.String()))
-		b.Logf("with maxReplicationLag %v: %d batches in %v, %d waits (%v), largest replay lag %v (%s of WAL)",
-			limit, held.batches, held.dur.Round(time.Millisecond), held.waits, held.throttled, held.maxLag.Round(time.Millisecond), health.Bytes(int64(held.maxBytes)))
+		b.Logf("with maxReplicationLag %v: %d batches in %v, %d waits (%v), %d health readings (p50 %.2f ms, max %.2f ms), largest replay lag %v on the standby, %v as the primary saw it (%s of WAL); load %s",
+			limit, held.batches, held.dur.Round(time.Millisecond), held.waits, held.throttled, len(held.reads), percentile(held.reads, 0.5), percentile(held.reads, 1),
+			held.maxLag.Round(time.Millisecond), held.maxReported.Round(time.Millisecond), health.Bytes(int64(held.maxBytes)), loadavg())
 		oneBatch := time.Duration(held.walPerBatch / rate * float64(time.Second))
 		over := held.maxLag - limit
 		b.Logf("over the limit by %v; one batch is %s of WAL, %v of replay at %s/s: target (limit + one batch) %v",
 			over.Round(time.Millisecond), health.Bytes(int64(held.walPerBatch)), oneBatch.Round(time.Millisecond), health.Bytes(int64(rate)), (limit + oneBatch).Round(time.Millisecond))
 		b.ReportMetric(free.maxLag.Seconds(), "lag_max_unlimited_s")
 		b.ReportMetric(held.maxLag.Seconds(), "lag_max_limited_s")
+		b.ReportMetric(held.maxReported.Seconds(), "lag_max_limited_primary_view_s")
+		b.ReportMetric(float64(len(held.reads)), "health_reads")
+		b.ReportMetric(percentile(held.reads, 0.5), "health_read_p50_ms")
+		b.ReportMetric(status.Seconds(), "standby_status_interval_s")
 		b.ReportMetric(limit.Seconds(), "lag_limit_s")
 		b.ReportMetric(max(over, 0).Seconds(), "lag_over_limit_s")
 		b.ReportMetric(oneBatch.Seconds(), "one_batch_replay_s")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -207,42 +208,61 @@ func (f maskField) text(v any) (*string, error) {
 	return &s, nil
 }
 
-// anonymizeBatch locks up to n matching rows after the cursor, in key order,
-// reads the fields, masks them in Go and writes them back with one UPDATE
-// joined to unnest() of the new values, in the same transaction, with hash
-// and merge joins off so the UPDATE finds each row through the primary key:
+// anonymizeBatch reads up to n matching rows after the cursor, in key
+// order, without locking them, masks the fields in Go and writes them back
+// with one UPDATE joined to unnest() of the new values, in the same
+// transaction, with hash and merge joins off so the UPDATE finds each row
+// through the primary key:
 //
-//	SELECT <key as text>, <fields> FROM tbl AS t
-//	WHERE <cond> AND <after cursor> ORDER BY <key> LIMIT n FOR UPDATE
+//	SELECT <key as text>, <pk as text>, t.xmin::text, <fields> FROM tbl AS t
+//	WHERE <cond> AND <after cursor> ORDER BY <key> LIMIT n
 //	UPDATE tbl AS t SET f1 = u.v0::type1, …
-//	FROM unnest($1::text[], …, $k::text[]) AS u(p0, …, v0, …)
-//	WHERE (t.pk) = (u.p0::pktype, …)
+//	FROM unnest($1::text[], …, $x::text[], $v0::text[], …) AS u(p0, …, x, v0, …)
+//	WHERE (t.pk) = (u.p0::pktype, …) AND t.xmin = u.x::xid
 //
+// The write-back is optimistic: a row's xmin (the transaction that wrote
+// the version read) changes with every update, so a row a concurrent
+// writer changed after it was read — committed before the UPDATE began, or
+// while the UPDATE waited for its lock, when PostgreSQL re-checks the
+// newest version — is not written: a mask of the older value never
+// overwrites a newer value. Those rows, if any (the UPDATE wrote fewer rows
+// than were read), are read again with their lock, re-checked against the
+// selection (a row no longer expired, or now held, is left alone), masked
+// from their current value and written back, in the same transaction:
+//
+//	SELECT … FROM tbl AS t WHERE <cond> AND <after cursor>
+//	AND (t.pk) IN (SELECT u.p0::pktype, … FROM unnest(<read keys>) AS u(p0, …))
+//	AND NOT (t.xmin = <this transaction>) FOR UPDATE OF t
+//
+// Reading without FOR UPDATE halves what a batch writes (locking a row
+// writes its tuple and WAL once more before the UPDATE writes it again).
 // The cursor is strict (key > last), so a resumed job never masks a row
-// twice; the operation is done when a batch locked fewer than n rows.
+// twice; the operation is done when a batch read fewer than n rows.
 func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, fields []maskField, cur *cursorState, n int) (datastore.Batch, error) {
 	where, a, keys, err := p.batchWhere(cur)
 	if err != nil {
 		return datastore.Batch{}, err
 	}
-	sel := make([]string, 0, len(keys)+len(p.pk)+len(fields))
+	sel := make([]string, 0, len(keys)+len(p.pk)+1+len(fields))
 	for _, c := range keys {
 		sel = append(sel, ref("t", c.Name)+"::text")
 	}
 	for _, c := range p.pk {
 		sel = append(sel, ref("t", c.Name)+"::text")
 	}
+	sel = append(sel, "t.xmin::text")
 	for _, f := range fields {
 		sel = append(sel, f.readExpr())
 	}
 	tbl := p.t.key.ident()
-	query := fmt.Sprintf("SELECT %s\nFROM %s AS t\nWHERE %s\nORDER BY %s\nLIMIT %d\nFOR UPDATE",
+	query := fmt.Sprintf("SELECT %s\nFROM %s AS t\nWHERE %s\nORDER BY %s\nLIMIT %d",
 		strings.Join(sel, ", "), tbl, where, orderBy("t", keys, false), n)
 
-	// UPDATE … FROM unnest(…): primary key texts, then one text array per field.
+	// UPDATE … FROM unnest(…): primary key texts, the xmin read, then one
+	// text array per field.
 	set := make([]string, len(fields))
-	unnest := make([]string, 0, len(p.pk)+len(fields))
-	cols := make([]string, 0, len(p.pk)+len(fields))
+	unnest := make([]string, 0, len(p.pk)+1+len(fields))
+	cols := make([]string, 0, len(p.pk)+1+len(fields))
 	match := make([]string, len(p.pk))
 	pkRefs := make([]string, len(p.pk))
 	for i, c := range p.pk {
@@ -251,14 +271,30 @@ func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, fields []maskField
 		pkRefs[i] = ref("t", c.Name)
 		match[i] = fmt.Sprintf("u.p%d::%s", i, c.castType)
 	}
+	unnest = append(unnest, fmt.Sprintf("$%d::text[]", len(unnest)+1))
+	cols = append(cols, "x")
 	for i, f := range fields {
 		unnest = append(unnest, fmt.Sprintf("$%d::text[]", len(unnest)+1))
 		cols = append(cols, fmt.Sprintf("v%d", i))
 		set[i] = fmt.Sprintf("%s = u.v%d::%s", qi(f.col.Name), i, f.col.castType)
 	}
-	update := fmt.Sprintf("UPDATE %s AS t SET %s\nFROM unnest(%s) AS u(%s)\nWHERE (%s) = (%s)",
+	update := fmt.Sprintf("UPDATE %s AS t SET %s\nFROM unnest(%s) AS u(%s)\nWHERE (%s) = (%s) AND t.xmin = u.x::xid",
 		tbl, strings.Join(set, ", "), strings.Join(unnest, ", "), strings.Join(cols, ", "),
 		strings.Join(pkRefs, ", "), strings.Join(match, ", "))
+
+	// The re-read of rows the UPDATE did not write: the where clause's
+	// arguments, then the primary key texts read, then this transaction's
+	// xid.
+	k := len(a.vals)
+	pkUnnest := make([]string, len(p.pk))
+	pkCols := make([]string, len(p.pk))
+	for i := range p.pk {
+		pkUnnest[i] = fmt.Sprintf("$%d::text[]", k+i+1)
+		pkCols[i] = "p" + strconv.Itoa(i)
+	}
+	reread := fmt.Sprintf("SELECT %s\nFROM %s AS t\nWHERE %s\n  AND (%s) IN (SELECT %s FROM unnest(%s) AS u(%s))\n  AND NOT (t.xmin = $%d::xid)\nFOR UPDATE OF t",
+		strings.Join(sel, ", "), tbl, where, strings.Join(pkRefs, ", "), strings.Join(match, ", "),
+		strings.Join(pkUnnest, ", "), strings.Join(pkCols, ", "), k+len(p.pk)+1)
 
 	var selected, updated int64
 	var last []string
@@ -267,41 +303,11 @@ func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, fields []maskField
 		if err != nil {
 			return err
 		}
-		keyText := make([]string, len(keys))
-		pkText := make([]string, len(p.pk))
-		holders := make([]*holder, len(fields))
-		dest := make([]any, 0, len(keys)+len(p.pk)+len(fields))
-		for i := range keyText {
-			dest = append(dest, &keyText[i])
-		}
-		for i := range pkText {
-			dest = append(dest, &pkText[i])
-		}
-		for i, f := range fields {
-			holders[i] = &holder{f: f}
-			dest = append(dest, holders[i].dest())
-		}
-		pkCols := make([][]string, len(p.pk))
-		vals := make([][]*string, len(fields))
-		_, err = pgx.ForEachRow(rows, dest, func() error {
-			for i := range pkText {
-				pkCols[i] = append(pkCols[i], pkText[i])
-			}
-			for i, h := range holders {
-				v, err := h.masked()
-				if err != nil {
-					return err
-				}
-				vals[i] = append(vals[i], v)
-				*h = holder{f: h.f}
-			}
-			last = slices.Clone(keyText)
-			selected++
-			return nil
-		})
+		read, err := readMasked(rows, len(keys), len(p.pk), fields)
 		if err != nil {
 			return err
 		}
+		selected, last = int64(read.n), read.last
 		if selected == 0 {
 			return nil
 		}
@@ -313,18 +319,40 @@ func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, fields []maskField
 		if _, err := tx.Exec(ctx, "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"); err != nil {
 			return err
 		}
-		uargs := make([]any, 0, len(pkCols)+len(vals))
-		for _, c := range pkCols {
-			uargs = append(uargs, c)
-		}
-		for _, v := range vals {
-			uargs = append(uargs, v)
-		}
-		tag, err := tx.Exec(ctx, update, uargs...)
+		tag, err := tx.Exec(ctx, update, read.updateArgs()...)
 		if err != nil {
 			return err
 		}
 		updated = tag.RowsAffected()
+		if updated == selected {
+			return nil
+		}
+		// Some rows changed since they were read: read them again, locked.
+		var xid int64
+		if err := tx.QueryRow(ctx, "SELECT txid_current()").Scan(&xid); err != nil {
+			return err
+		}
+		rargs := slices.Clone(a.vals)
+		for _, c := range read.pk {
+			rargs = append(rargs, c)
+		}
+		rargs = append(rargs, strconv.FormatInt(xid&0xffffffff, 10))
+		rows, err = tx.Query(ctx, reread, rargs...)
+		if err != nil {
+			return err
+		}
+		again, err := readMasked(rows, len(keys), len(p.pk), fields)
+		if err != nil {
+			return err
+		}
+		if again.n == 0 {
+			return nil
+		}
+		tag, err = tx.Exec(ctx, update, again.updateArgs()...)
+		if err != nil {
+			return err
+		}
+		updated += tag.RowsAffected()
 		return nil
 	})
 	if err != nil {
@@ -339,4 +367,68 @@ func (d *Driver) anonymizeBatch(ctx context.Context, p *plan, fields []maskField
 		cur.Key = last
 	}
 	return datastore.Batch{Affected: updated}, nil
+}
+
+// masked are rows read for masking: per primary key column its texts, the
+// xmin of each row's version read, per field the masked values, how many
+// rows and the key of the last one.
+type masked struct {
+	pk   [][]string
+	xmin []string
+	vals [][]*string
+	n    int
+	last []string
+}
+
+// readMasked scans rows of (key texts, primary key texts, xmin, fields)
+// and masks the fields.
+func readMasked(rows pgx.Rows, nKeys, nPK int, fields []maskField) (masked, error) {
+	m := masked{pk: make([][]string, nPK), vals: make([][]*string, len(fields))}
+	keyText := make([]string, nKeys)
+	pkText := make([]string, nPK)
+	var xmin string
+	holders := make([]*holder, len(fields))
+	dest := make([]any, 0, nKeys+nPK+1+len(fields))
+	for i := range keyText {
+		dest = append(dest, &keyText[i])
+	}
+	for i := range pkText {
+		dest = append(dest, &pkText[i])
+	}
+	dest = append(dest, &xmin)
+	for i, f := range fields {
+		holders[i] = &holder{f: f}
+		dest = append(dest, holders[i].dest())
+	}
+	_, err := pgx.ForEachRow(rows, dest, func() error {
+		for i := range pkText {
+			m.pk[i] = append(m.pk[i], pkText[i])
+		}
+		m.xmin = append(m.xmin, xmin)
+		for i, h := range holders {
+			v, err := h.masked()
+			if err != nil {
+				return err
+			}
+			m.vals[i] = append(m.vals[i], v)
+			*h = holder{f: h.f}
+		}
+		m.last = slices.Clone(keyText)
+		m.n++
+		return nil
+	})
+	return m, err
+}
+
+// updateArgs are the UPDATE's arrays: primary key texts, xmins, values.
+func (m masked) updateArgs() []any {
+	out := make([]any, 0, len(m.pk)+1+len(m.vals))
+	for _, c := range m.pk {
+		out = append(out, c)
+	}
+	out = append(out, m.xmin)
+	for _, v := range m.vals {
+		out = append(out, v)
+	}
+	return out
 }

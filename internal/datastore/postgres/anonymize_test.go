@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -97,5 +98,112 @@ func TestAnonymizeColumnTypes(t *testing.T) {
 	got = read(3)
 	if s(got.name) != "Grace Hopper" || s(got.ip) != "198.51.100.7" || s(got.score) != "7" {
 		t.Errorf("row outside the cutoff changed: %+v", got)
+	}
+}
+
+// TestAnonymizeConcurrentWriter proves the optimistic write-back never
+// overwrites a concurrent writer's newer value with a mask of the older
+// value it read: a transaction updates row 5 (holding its lock) before the
+// batch reads it; the batch reads the older committed value without
+// waiting, its UPDATE waits for the row, and the writer then commits. The
+// row ends up masked from the newer value when it is still expired, and
+// with the writer's value, unmasked, when the writer moved it out of the
+// selection (no longer expired, or the batch's held rows) — never as the
+// mask of the older value. Every other row is masked once.
+func TestAnonymizeConcurrentWriter(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	strategy := hmacStrategy()
+	maskOf := func(v string) string {
+		out, err := strategy.Apply(v, mask.Column{Type: mask.Text, Nullable: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.(string)
+	}
+	for i, tc := range []struct {
+		name   string
+		write  string // the concurrent writer's change to row 5
+		want5  string // row 5's email afterwards
+		masked int64  // rows the batch reports
+	}{
+		{"newer value, still expired: masked from the newer value", `UPDATE %s SET email = 'new@example.com' WHERE id = 5`, maskOf("new@example.com"), 10},
+		{"moved out of the selection: left as written", `UPDATE %s SET email = 'new@example.com', ts = '2030-01-01' WHERE id = 5`, "new@example.com", 9},
+		{"deleted: gone", `DELETE FROM %s WHERE id = 5`, "", 9},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("cw_%d", i)
+			e.exec(`CREATE TABLE ` + name + ` (id int PRIMARY KEY, ts timestamptz NOT NULL, email text)`)
+			e.exec(`INSERT INTO ` + name + ` SELECT i, '2020-01-01'::timestamptz + i * interval '1 minute', 'user' || i || '@example.com' FROM generate_series(1, 10) i`)
+			cfg := e.cfg()
+			cfg.LockTimeout = 10 * time.Second
+			d := e.driverWith(cfg)
+			op := datastore.Operation{Collection: datastore.Collection{Name: name, TimestampField: "ts"},
+				Cutoff:    ptr.To(time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)),
+				BatchSize: 100, Fields: []datastore.FieldMask{{Field: "email", Strategy: strategy}}}
+
+			tx, err := e.admin.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback(ctx) }()
+			if _, err := tx.Exec(ctx, fmt.Sprintf(tc.write, name)); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			var b datastore.Batch
+			var berr error
+			go func() {
+				b, berr = d.Execute(ctx, op, "")
+				close(done)
+			}()
+			for i := 0; ; i++ {
+				if e.int(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'lethe' AND wait_event_type = 'Lock'`) > 0 {
+					break
+				}
+				if i > 500 {
+					t.Fatal("the batch never waited for the written row")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			if berr != nil {
+				t.Fatal(berr)
+			}
+			if b.Affected != tc.masked {
+				t.Errorf("batch masked %d rows, want %d", b.Affected, tc.masked)
+			}
+			rows, err := e.admin.Query(ctx, `SELECT id, email FROM `+name+` ORDER BY id`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[int]string{}
+			for rows.Next() {
+				var id int
+				var email string
+				if err := rows.Scan(&id, &email); err != nil {
+					t.Fatal(err)
+				}
+				got[id] = email
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			for id := 1; id <= 10; id++ {
+				want := maskOf(fmt.Sprintf("user%d@example.com", id))
+				if id == 5 {
+					want = tc.want5
+				}
+				if v, ok := got[id]; (want == "" && ok) || (want != "" && v != want) {
+					t.Errorf("row %d: email %q (present %v), want %q", id, v, ok, want)
+				}
+			}
+			if got[5] == maskOf("user5@example.com") {
+				t.Error("row 5 holds the mask of the value before the concurrent write")
+			}
+		})
 	}
 }

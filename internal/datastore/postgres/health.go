@@ -65,8 +65,15 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 				r.Problem = fmt.Sprintf("standby %s has not reported its replay position yet", r.Name)
 			default:
 				r.LagBytes, r.BytesKnown = int64(math.Max(*bytes, 0)), true
-				if lag != nil {
+				if lag != nil && *bytes > 0 {
 					r.Lag, r.LagKnown = time.Duration(*lag*float64(time.Second)), true
+				}
+				if *bytes <= 0 {
+					// Replayed all the primary has written: no lag, whatever
+					// replay_lag still shows (it keeps its last value
+					// until the standby's next report, up to
+					// wal_receiver_status_interval later).
+					r.Lag, r.LagKnown = 0, true
 				}
 				// replay_lag is the lag of the last WAL the standby
 				// replayed: it trails (it cannot exceed the time since a
@@ -80,8 +87,17 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 				// writes lags by the time it needs to replay what it has
 				// not: its backlog over the rate it replayed at while it
 				// was behind all along.
-				if catchUp, ok := d.wal.catchUp(name+"|"+addr, now, current-*bytes, *bytes); ok && catchUp > r.Lag {
+				catchUp, rate, measured, ok := d.wal.catchUp(name+"|"+addr, now, current-*bytes, *bytes)
+				if ok && catchUp > r.Lag {
 					r.Lag, r.LagKnown = catchUp, true
+				}
+				// How fast the lag grows while the primary writes at its
+				// recent peak: the gate reads again before it can reach
+				// the limit. Only from a replay rate measured while the
+				// standby was behind all along: a first estimate may be a
+				// burst.
+				if peak := d.wal.peakRate(now); ok && measured && peak > 0 {
+					r.LagGrowth, r.GrowthKnown = max(peak/rate-1, 0), true
 				}
 			}
 			h.Replicas = append(h.Replicas, r)
@@ -128,6 +144,9 @@ func standbyName(app, addr string) string {
 type walClock struct {
 	mu      sync.Mutex
 	samples []walSample
+	// rates holds, per standby, the last replay rate measured while it was
+	// behind all along, and when.
+	rates map[string]replaySample
 	// standbys holds, per standby, its replay position and how far it was
 	// behind at the readings of the last rateWindow.
 	standbys map[string][]replaySample
@@ -144,14 +163,25 @@ type walSample struct {
 }
 
 // walSamples bounds the positions remembered: at a check interval of a
-// second, ten minutes.
-const walSamples = 600
+// second, ten minutes; readings closer than minSpacing share one sample,
+// so at least 30 seconds.
+const (
+	walSamples = 600
+	minSpacing = 50 * time.Millisecond
+)
 
 func (c *walClock) record(at time.Time, pos float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := len(c.samples); n > 0 && pos < c.samples[n-1].pos {
 		c.samples = c.samples[:0] // another server answers at the address
+	}
+	if n := len(c.samples); n >= 2 && c.samples[n-1].at.Sub(c.samples[n-2].at) < minSpacing {
+		// Readings as often as every batch (a lag close to its limit):
+		// the last sample stands for the latest reading until it is
+		// minSpacing after the one before it.
+		c.samples[n-1] = walSample{at, pos}
+		return
 	}
 	c.samples = append(c.samples, walSample{at, pos})
 	if len(c.samples) > walSamples {
@@ -187,9 +217,18 @@ func (c *walClock) since(now time.Time, replayed float64) (time.Duration, bool) 
 // it has not: behind over its replay rate, measured over the longest window
 // (of the last rateWindow, at least 200ms) during which it was behind all
 // along — it replayed less than it was behind at the window's start, so it
-// never ran out of WAL to replay and the rate is what it can do. ok is
-// false when nothing is behind or no such window exists.
-func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (time.Duration, bool) {
+// never ran out of WAL to replay and the rate is what it can do. Without
+// such a window (the standby has just fallen behind), the rate over the
+// longest window of 100ms to 1s in which it replayed anything stands in:
+// it includes the time the standby had nothing to replay, so it is low
+// (and the lag estimated from it high) unless the standby replays in
+// bursts faster than it can keep up, which the longest window evens out
+// best, and never above the rate last measured while it was behind all
+// along (within rateWindow), which also stands in when it has replayed
+// nothing since it fell behind. The gate then sees a standby falling behind
+// at the first reading that finds it behind, not a reading later. It returns the lag and the rate (bytes per second); ok is false
+// when nothing is behind or no window tells.
+func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (lag time.Duration, rate float64, measured, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.standbys == nil {
@@ -202,23 +241,85 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 	for len(h) > 0 && (now.Sub(h[0].at) > rateWindow || len(h) >= walSamples) {
 		h = h[1:]
 	}
-	rate := 0.0
 	if behind > 0 {
 		for _, s := range h {
 			dt := now.Sub(s.at)
 			replayed := pos - s.pos
 			if dt >= 200*time.Millisecond && replayed > 0 && replayed < s.behind {
-				rate = replayed / dt.Seconds()
+				rate, measured = replayed/dt.Seconds(), true
+				if c.rates == nil {
+					c.rates = map[string]replaySample{}
+				}
+				c.rates[standby] = replaySample{at: now, pos: rate}
 				break
 			}
 		}
+		if rate == 0 {
+			for _, s := range h {
+				dt := now.Sub(s.at)
+				if dt > time.Second {
+					// A longer window of a mostly idle standby would make
+					// the bound uselessly low.
+					continue
+				}
+				if replayed := pos - s.pos; dt >= 100*time.Millisecond && replayed > 0 {
+					rate = replayed / dt.Seconds()
+					break
+				}
+			}
+			// A standby that has just caught up and fallen behind again
+			// may have replayed a burst: the rate it kept while it was
+			// behind all along, within rateWindow, is a better bound.
+			// It also stands in when the standby replayed nothing since
+			// it fell behind (its replay stalls, or is throttled).
+			if last, ok := c.rates[standby]; ok && now.Sub(last.at) <= rateWindow {
+				if rate == 0 {
+					rate = last.pos
+				}
+				rate, measured = min(rate, last.pos), true
+			}
+		}
 	}
-	c.standbys[standby] = append(h, replaySample{at: now, pos: pos, behind: behind})
+	if n := len(h); n >= 2 && h[n-1].at.Sub(h[n-2].at) < minSpacing {
+		h[n-1] = replaySample{at: now, pos: pos, behind: behind}
+	} else {
+		h = append(h, replaySample{at: now, pos: pos, behind: behind})
+	}
+	c.standbys[standby] = h
 	if rate <= 0 {
-		return 0, false
+		return 0, 0, false, false
 	}
-	return time.Duration(behind / rate * float64(time.Second)), true
+	return time.Duration(behind / rate * float64(time.Second)), rate, measured, true
 }
+
+// peakRate is the fastest the primary wrote WAL over the last peakWindow,
+// in bytes per second: the largest rate between readings at least
+// minSpacing apart (0 when unknown). While jobs wait the primary may write little;
+// the peak is the rate their batches wrote at.
+func (c *walClock) peakRate(now time.Time) float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	peak := 0.0
+	var anchor *walSample
+	for i := range c.samples {
+		s := &c.samples[i]
+		if now.Sub(s.at) > peakWindow {
+			continue
+		}
+		if anchor == nil {
+			anchor = s
+			continue
+		}
+		if dt := s.at.Sub(anchor.at); dt >= minSpacing {
+			peak = max(peak, (s.pos-anchor.pos)/dt.Seconds())
+			anchor = s
+		}
+	}
+	return peak
+}
+
+// peakWindow bounds how far back the primary's peak write rate is taken.
+const peakWindow = 10 * time.Second
 
 // rateWindow bounds how far back a standby's replay rate is measured.
 const rateWindow = 30 * time.Second

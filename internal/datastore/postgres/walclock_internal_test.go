@@ -37,19 +37,95 @@ func TestWALClock(t *testing.T) {
 	}
 	// A standby 1000 bytes behind replays 100 bytes per 100ms while still
 	// behind: 1000 bytes/s, so 3000 bytes behind is 3s.
-	if _, ok := c.catchUp("s", at(0), 0, 1000); ok {
+	if _, _, _, ok := c.catchUp("s", at(0), 0, 1000); ok {
 		t.Fatal("a rate from one reading")
 	}
 	c.catchUp("s", at(100), 100, 1500)
-	got, ok := c.catchUp("s", at(300), 300, 3000)
-	if !ok || got != 3*time.Second {
-		t.Errorf("catchUp = %v, %v; want 3s", got, ok)
+	got, rate, measured, ok := c.catchUp("s", at(300), 300, 3000)
+	if !ok || !measured || got != 3*time.Second || rate != 1000 {
+		t.Errorf("catchUp = %v, %v B/s, %v; want 3s at 1000 B/s", got, rate, ok)
 	}
-	// One that caught up in between (replayed more than it was behind) says
-	// nothing of its rate.
+	// One that caught up in between (replayed more than it was behind) may
+	// have been idle part of the time: its rate over the shortest window of
+	// at least 200ms is a lower bound (5000 bytes in 500ms: at least 10,000
+	// bytes/s), so 2000 bytes behind is at most 200ms — an estimate at
+	// least the true lag, at the first reading that finds it behind.
 	var d walClock
-	d.catchUp("s", at(0), 0, 100)
-	if got, ok := d.catchUp("s", at(500), 5000, 2000); ok {
-		t.Errorf("rate from a standby that ran out of WAL: %v", got)
+	d.catchUp("s", at(0), 0, 0)
+	d.catchUp("s", at(400), 4000, 0)
+	if got, rate, measured, ok := d.catchUp("s", at(500), 5000, 2000); !ok || measured || got != 200*time.Millisecond || rate != 10000 {
+		// The window from 400ms is too short; from 0: 5000 in 500ms.
+		t.Errorf("catchUp from a standby that just fell behind = %v, %v B/s, %v; want 200ms at 10,000 B/s", got, rate, ok)
+	}
+	// A standby measured at 1000 bytes/s while behind all along, that then
+	// caught up and replayed a burst (4000 bytes in 200ms) as it fell
+	// behind again, is taken at the 1000 bytes/s it kept before.
+	c.catchUp("s", at(400), 400, 3000)
+	c.catchUp("s", at(800), 3400, 0)
+	if got, rate, measured, ok := c.catchUp("s", at(1000), 7400, 2000); !ok || !measured || rate != 1000 || got != 2*time.Second {
+		t.Errorf("catchUp after a burst = %v, %v B/s, %v; want 2s at 1000 B/s", got, rate, ok)
+	}
+	// One that then replays nothing while it falls behind again is taken at
+	// that rate too: 5000 bytes behind, 5s.
+	c.catchUp("s", at(1500), 9400, 0)
+	if got, rate, measured, ok := c.catchUp("s", at(1700), 9400, 5000); !ok || !measured || rate != 1000 || got != 5*time.Second {
+		t.Errorf("catchUp of a stalled standby = %v, %v B/s, %v; want 5s at 1000 B/s", got, rate, ok)
+	}
+	// Nothing replayed: nothing known.
+	var e walClock
+	e.catchUp("s", at(0), 0, 100)
+	if got, _, _, ok := e.catchUp("s", at(500), 0, 2000); ok {
+		t.Errorf("rate from a standby that replayed nothing: %v", got)
+	}
+}
+
+// The primary's peak WAL rate is the largest between readings at least
+// 50ms apart within the last 10s.
+func TestWALClockPeakRate(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	for _, tc := range []struct {
+		name    string
+		samples [][2]float64 // ms, position
+		now     int
+		want    float64
+	}{
+		{"no readings", nil, 0, 0},
+		{"one reading", [][2]float64{{0, 0}}, 0, 0},
+		{"readings too close", [][2]float64{{0, 0}, {30, 1000}}, 30, 0},
+		{"steady 10,000 bytes/s", [][2]float64{{0, 0}, {250, 2500}, {500, 5000}}, 500, 10000},
+		{"a burst after an idle wait", [][2]float64{{0, 0}, {1000, 0}, {1250, 25000}, {2250, 25000}}, 2250, 100000},
+		{"close readings are grouped", [][2]float64{{0, 0}, {20, 1000}, {40, 1000}, {60, 3000}, {100, 3000}}, 100, 50000},
+		{"older than 10s: forgotten", [][2]float64{{0, 0}, {250, 100000}, {11000, 100000}, {11250, 102500}}, 11250, 10000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c walClock
+			for _, s := range tc.samples {
+				c.record(at(int(s[0])), s[1])
+			}
+			if got := c.peakRate(at(tc.now)); got != tc.want {
+				t.Errorf("peakRate = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// Readings as often as every batch keep one sample per 50ms, so the
+// samples still span the last 30 seconds at least.
+func TestWALClockSpacing(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var c walClock
+	for ms := 0; ms <= 60_000; ms += 5 {
+		c.record(t0.Add(time.Duration(ms)*time.Millisecond), float64(ms))
+		c.catchUp("s", t0.Add(time.Duration(ms)*time.Millisecond), float64(ms)/2, float64(ms)/2)
+	}
+	if span := c.samples[len(c.samples)-1].at.Sub(c.samples[0].at); span < 29*time.Second {
+		t.Errorf("WAL samples span %v, want at least 29s", span)
+	}
+	if got, ok := c.since(t0.Add(time.Minute), 35_000); !ok || got < 24*time.Second || got > 26*time.Second {
+		t.Errorf("since = %v, %v; want about 25s", got, ok)
+	}
+	if _, rate, _, ok := c.catchUp("s", t0.Add(time.Minute+5*time.Millisecond), 30_002, 30_000); !ok || rate < 400 || rate > 600 {
+		t.Errorf("replay rate %v, %v; want about 500 bytes/s", rate, ok)
 	}
 }
