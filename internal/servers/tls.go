@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -23,17 +24,20 @@ type serverCert struct {
 	KeyFile  string // its private key, PEM, readable only by the server's user
 }
 
-// newServerCert creates a self-signed authority and a server certificate in
-// dir; cred, when set, owns the key file (servers refuse keys others can read).
-func newServerCert(dir string, cred *syscall.Credential) (serverCert, error) {
+// ThrowawayTLS makes, in memory, a certificate authority that lives a day and
+// a server certificate it signs for 127.0.0.1 and localhost: the
+// authority's certificate as PEM (what a client trusts) and the server's
+// certificate with its key. Throwaway servers, the tests' HTTPS receivers
+// and the demo's receiver use it.
+func ThrowawayTLS(authority string) (caPEM []byte, cert tls.Certificate, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return serverCert{}, err
+		return nil, cert, err
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "Lethe test CA"},
+		Subject:               pkix.Name{CommonName: authority},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(24 * time.Hour),
 		IsCA:                  true,
@@ -42,15 +46,15 @@ func newServerCert(dir string, cred *syscall.Credential) (serverCert, error) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		return serverCert{}, err
+		return nil, cert, err
 	}
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		return serverCert{}, err
+		return nil, cert, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return serverCert{}, err
+		return nil, cert, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
@@ -64,18 +68,29 @@ func newServerCert(dir string, cred *syscall.Credential) (serverCert, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
+		return nil, cert, err
+	}
+	cert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), cert, nil
+}
+
+// newServerCert writes a ThrowawayTLS certificate and key into dir; cred,
+// when set, owns the files (servers refuse keys others can read).
+func newServerCert(dir string, cred *syscall.Credential) (serverCert, error) {
+	caPEM, cert, err := ThrowawayTLS("Lethe test CA")
+	if err != nil {
 		return serverCert{}, err
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
 	if err != nil {
 		return serverCert{}, err
 	}
 	c := serverCert{
-		CAPEM:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		CAPEM:    caPEM,
 		CertFile: filepath.Join(dir, "server.crt"),
 		KeyFile:  filepath.Join(dir, "server.key"),
 	}
-	if err := os.WriteFile(c.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(c.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
 		return serverCert{}, err
 	}
 	if err := os.WriteFile(c.KeyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
