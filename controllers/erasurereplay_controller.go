@@ -229,7 +229,17 @@ func (r *ErasureReplayReconciler) createChildren(ctx context.Context, er *retent
 		for typ, vs := range s.Identities {
 			secret.Data[typ] = []byte(strings.Join(vs, "\n"))
 		}
-		if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := r.Create(ctx, secret); apierrors.IsAlreadyExists(err) {
+			// Ours from a scan before a restart, or someone else's under a
+			// predictable name: only ours may name the subject to erase.
+			var existing corev1.Secret
+			if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(secret), &existing); err != nil {
+				return err
+			}
+			if !owned.By(&existing, er) {
+				return outcome.Stall(retentionv1.ReasonInvalidSpec, fmt.Sprintf("Secret %s is not this replay's: delete it, or this replay and create another", secret.Name))
+			}
+		} else if err != nil {
 			return fmt.Errorf("creating the identity Secret of re-erasure %s: %w", name, err)
 		}
 		ttl, window := childTTL, retentionv1.WaitDuration("0h")

@@ -26,6 +26,7 @@ import (
 	"github.com/lethe-dev/lethe/controllers"
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/ledger"
+	"github.com/lethe-dev/lethe/internal/replay"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
 
@@ -721,4 +722,63 @@ func TestErasureReplayScanIsPacedAndSurvivesARestart(t *testing.T) {
 	if len(st.Collections) != 1 || st.Collections[0].Scanned != 60 || st.Collections[0].Matched != 1 || st.Collections[0].Erased != 1 || st.SubjectsErased != 1 || st.RecordsErased != 1 {
 		t.Fatalf("status after a restart: %+v", st)
 	}
+}
+
+// A Secret someone else created under the name the replay gives a
+// re-erasure's identities (the name is predictable: the replay's name and a
+// hash of ledger request names) is never passed to an erasure: the replay
+// stalls, creates no DeletionRequest, and nobody is erased — neither the
+// subject the ledger names nor the one the planted Secret names.
+func TestErasureReplayRefusesASecretItDidNotCreate(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns := namespace(t)
+	pg := postgresStore(t, ns, "db")
+	db, err := sql.Open("pgx", pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := &replayStore{db: db}
+	s.exec(t, `CREATE TABLE users (id text PRIMARY KEY, email text NOT NULL)`,
+		`INSERT INTO users VALUES ('rp_lou_7750', 'rp-lou-7750@example.org'), ('rp_max_7751', 'rp-max-7751@example.org')`)
+	create(t, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}, Spec: retentionv1.DatasetSpec{
+		DataStoreRef: retentionv1.LocalObjectReference{Name: "db"},
+		Collections:  []retentionv1.Collection{{Name: "users", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "id"}, {Type: "email", Field: "email"}}}}}})
+	done := metav1.Now()
+	line, err := ledger.NewLine(testDigestKey, "erase-lou", &retentionv1.Receipt{SubjectDigest: "hmac-sha256:00", SHA256: strings.Repeat("0", 64), CompletedAt: &done,
+		Entries: []retentionv1.ReceiptEntry{{Dataset: "app", Collection: "users", Action: retentionv1.ActionDelete, Rows: 1}}},
+		map[string][]string{"user_id": {"rp_lou_7750"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	create(t, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "lethe-erasure-ledger-20260101-0", Labels: map[string]string{retentionv1.LabelLedger: "true"}},
+		Data: map[string]string{"erase-lou": line}})
+	child := replay.ChildName("squat", replay.Subject{Entries: []string{"erase-lou"}})
+	create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: child + "-identities", Labels: map[string]string{retentionv1.LabelSecretConsent: "true"}},
+		StringData: map[string]string{"user_id": "rp_max_7751"}})
+
+	create(t, &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "squat"},
+		Spec: retentionv1.ErasureReplaySpec{DataStore: "db", BackupTime: metav1.Time{Time: time.Now().Add(-time.Hour)}}})
+	key := &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "squat"}}
+	er := waitFor(t, key, 90*time.Second, "Stalled InvalidSpec", func(e *retentionv1.ErasureReplay) bool {
+		return hasCondition(e, retentionv1.ConditionStalled, metav1.ConditionTrue, retentionv1.ReasonInvalidSpec)
+	})
+	if msg := condition(er, retentionv1.ConditionStalled).Message; !strings.Contains(msg, child+"-identities is not this replay's") {
+		t.Errorf("Stalled message %q does not name the Secret", msg)
+	}
+	var requests retentionv1.DeletionRequestList
+	if err := env.Client.List(context.Background(), &requests, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	if len(requests.Items) != 0 {
+		t.Errorf("the replay created %d DeletionRequests with a Secret it did not create", len(requests.Items))
+	}
+	holdsStillReplay := func() {
+		if n := s.count(t, "SELECT count(*) FROM users"); n != 2 {
+			t.Fatalf("%d of 2 users left: the replay erased with a Secret it did not create", n)
+		}
+	}
+	holdsStillReplay()
+	time.Sleep(2 * time.Second)
+	holdsStillReplay()
 }
