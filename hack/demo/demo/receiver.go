@@ -212,4 +212,3 @@ func verifyWebhook(key []byte, h http.Header, body []byte, now time.Time) error 
 	}
 	return errors.New("no v1 signature matches")
 }
-
