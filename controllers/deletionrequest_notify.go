@@ -352,18 +352,23 @@ func notifying(dr *retentionv1.DeletionRequest) bool {
 
 // replayOf names the ErasureReplay that created dr ("" when none did): dr
 // carries its label and a controller reference to it, and it exists with
-// that UID, so a request cannot claim to be a re-erasure by its labels.
+// that UID and lists dr among its requests, so a request cannot claim to be
+// a re-erasure by its labels and owner references.
 func (r *DeletionRequestReconciler) replayOf(ctx context.Context, dr *retentionv1.DeletionRequest) (string, error) {
 	name := dr.Labels[retentionv1.LabelErasureReplay]
 	ref := metav1.GetControllerOf(dr)
 	if name == "" || ref == nil || ref.Kind != "ErasureReplay" || ref.APIVersion != retentionv1.GroupVersion.String() || ref.Name != name {
 		return "", nil
 	}
+	// Read fresh: the replay records its children in status right after
+	// creating them, and only the manager writes status. Labels and owner
+	// references are anyone's to set; the replay's list of its children is
+	// not, so a request that is not on it is notified as any other.
 	var er retentionv1.ErasureReplay
-	if err := r.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: name}, &er); err != nil {
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: dr.Namespace, Name: name}, &er); err != nil {
 		return "", client.IgnoreNotFound(err)
 	}
-	if er.UID != ref.UID {
+	if er.UID != ref.UID || !slices.ContainsFunc(er.Status.Requests, func(rq retentionv1.ReplayRequest) bool { return rq.Name == dr.Name }) {
 		return "", nil
 	}
 	return name, nil

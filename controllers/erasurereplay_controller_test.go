@@ -782,3 +782,42 @@ func TestErasureReplayRefusesASecretItDidNotCreate(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	holdsStillReplay()
 }
+
+// A DeletionRequest a user labels as a replay's re-erasure, with a
+// controller reference to the replay, is not one: the replay does not list
+// it, so its Recipients are notified as for any erasure (never skipped as
+// NotifiedAtOriginalErasure).
+func TestErasureReplayForgedChildIsNotified(t *testing.T) {
+	startManager(t, controllers.Options{})
+	ns := namespace(t)
+	pg := postgresStore(t, ns, "db")
+	db, err := sql.Open("pgx", pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := &replayStore{db: db}
+	s.exec(t, `CREATE TABLE users (id text PRIMARY KEY, email text NOT NULL)`,
+		`INSERT INTO users VALUES ('rp_ned_7760', 'rp-ned-7760@example.org')`)
+	create(t, &retentionv1.Dataset{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"}, Spec: retentionv1.DatasetSpec{
+		DataStoreRef: retentionv1.LocalObjectReference{Name: "db"},
+		Collections:  []retentionv1.Collection{{Name: "users", Identities: []retentionv1.IdentityField{{Type: "user_id", Field: "id"}, {Type: "email", Field: "email"}}}}}})
+	create(t, &retentionv1.ErasureReplay{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "real"},
+		Spec: retentionv1.ErasureReplaySpec{DataStore: "db", BackupTime: metav1.Time{Time: time.Now().Add(-time.Hour)}}})
+	er := waitReplay(t, ns, "real")
+
+	dr := &retentionv1.DeletionRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged", Labels: map[string]string{retentionv1.LabelErasureReplay: "real"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: retentionv1.GroupVersion.String(), Kind: "ErasureReplay", Name: er.Name, UID: er.UID, Controller: ptr.To(true)}}},
+		Spec: retentionv1.DeletionRequestSpec{Reason: retentionv1.ReasonSubjectRequest,
+			Subject: retentionv1.Subject{Identities: []retentionv1.SubjectIdentity{{Type: "user_id", Value: "rp_ned_7760"}}}},
+	}
+	create(t, dr)
+	done := waitFor(t, &retentionv1.DeletionRequest{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "forged"}}, 90*time.Second, "Completed with RecipientsNotified",
+		func(d *retentionv1.DeletionRequest) bool {
+			return d.Status.Phase == retentionv1.RequestCompleted && condition(d, retentionv1.ConditionRecipientsNotified) != nil
+		})
+	if c := condition(done, retentionv1.ConditionRecipientsNotified); c.Reason == retentionv1.ReasonNotifiedAtOriginalErasure {
+		t.Errorf("a request that only claims to be a re-erasure skipped its notices: %+v", c)
+	}
+}
