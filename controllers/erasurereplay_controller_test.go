@@ -27,6 +27,7 @@ import (
 	"github.com/lethe-dev/lethe/internal/digest"
 	"github.com/lethe-dev/lethe/internal/ledger"
 	"github.com/lethe-dev/lethe/internal/replay"
+	"github.com/lethe-dev/lethe/internal/servers"
 	"github.com/lethe-dev/lethe/internal/testharness"
 )
 
@@ -132,6 +133,18 @@ func tool(t *testing.T, names ...string) string {
 	return ""
 }
 
+// pgTool is a PostgreSQL client program of the same version as the server
+// the tests start (a newer pg_dump refuses nothing, an older one refuses a
+// newer server).
+func pgTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := servers.PostgresTool(name)
+	if err != nil {
+		t.Fatalf("the restore test needs %s: %v (.ci/run installs it)", name, err)
+	}
+	return p
+}
+
 // pgReplayStore is a PostgreSQL DataStore "db" in ns, dumped with pg_dump
 // and restored with psql into a schema dropped first.
 func pgReplayStore(t *testing.T, ns string) *replayStore {
@@ -141,7 +154,7 @@ func pgReplayStore(t *testing.T, ns string) *replayStore {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	pgDump, psql := tool(t, "pg_dump"), tool(t, "psql")
+	pgDump, psql := pgTool(t, "pg_dump"), pgTool(t, "psql")
 	env := append(os.Environ(), "PGPASSWORD="+pg.Password)
 	conn := []string{"-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", pg.User, "-d", pg.Database}
 	s := &replayStore{db: db}
