@@ -24,7 +24,9 @@ const healthReadTimeout = 10 * time.Second
 // reading (internal/health.Tracker: at most one per check interval, shared
 // by every job on the store) is within every limit, and pauses the job at
 // this batch boundary otherwise, with the measured value and the limit. A
-// store whose health cannot be read pauses the job (HealthUnknown).
+// store whose health cannot be read pauses the job (HealthUnknown), unless
+// the store itself cannot be reached: that is returned as the error it is,
+// so the job shows the outage (DataStoreAvailable False) and retries.
 func (j *jobRun) healthGate(ctx context.Context) (*executor.Pause, error) {
 	store := j.store
 	limits, err := health.LimitsFor(&store.Spec)
@@ -51,6 +53,11 @@ func (j *jobRun) healthGate(ctx context.Context) (*executor.Pause, error) {
 	})
 	if v.Healthy {
 		return nil, nil
+	}
+	if v.Err != nil {
+		// The store itself is down: an outage (DataStoreAvailable False,
+		// retried with backoff), not throttling.
+		return nil, v.Err
 	}
 	// Ask again after a check interval (at least a second: each pause is a
 	// status write when its message changed).

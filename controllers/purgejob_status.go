@@ -54,7 +54,11 @@ func (j *jobRun) verified(v *executor.Verification) {
 		return
 	}
 	if v.Exact {
-		retentionv1.SetCondition(j.job, retentionv1.ConditionCountsVerified, metav1.ConditionTrue, retentionv1.ReasonVerified, v.Message)
+		reason := retentionv1.ReasonVerified
+		if !v.ReadBack {
+			reason = retentionv1.ReasonCountedByBatches
+		}
+		retentionv1.SetCondition(j.job, retentionv1.ConditionCountsVerified, metav1.ConditionTrue, reason, v.Message)
 		return
 	}
 	retentionv1.SetCondition(j.job, retentionv1.ConditionCountsVerified, metav1.ConditionFalse, retentionv1.ReasonCountsNotExact, v.Message)

@@ -88,6 +88,11 @@ const (
 	// ReasonVerified: what is left in every operation's scope agrees with
 	// the counts in status.
 	ReasonVerified = "Verified"
+	// ReasonCountedByBatches: every total is the sum of the counts the
+	// store returned inside the committed batches, all counted by the
+	// manager that ran them; nothing had to be recounted, so what is left
+	// was not counted (safety.verifyCounts AfterRecount, the default).
+	ReasonCountedByBatches = "CountedByBatches"
 	// ReasonCountsNotExact: what is left does not agree with the counts;
 	// the message gives the expected and found numbers.
 	ReasonCountsNotExact = "CountsNotExact"

@@ -164,11 +164,16 @@ type PurgeJobStatus struct {
 	// HealthUnknown; the message gives the measured value and the limit),
 	// False (NotThrottled) once a batch runs.
 	// A suspended job shows Ready False with reason Suspended.
-	// CountsVerified is set when an Enforce job succeeds: True (Verified)
-	// when a count of every operation's scope after the last batch agrees
-	// with the counts in status (for a delete, what is left equals matched
-	// plus held minus deleted; for an anonymization, anonymized equals
-	// matched); False (CountsNotExact) when it does not, with the expected
+	// CountsVerified is set when an Enforce job succeeds: True
+	// (CountedByBatches) when no recount contributed to the totals, each
+	// being the sum of the row counts the store returned inside the
+	// committed batches (and every anonymization anonymized what it
+	// matched); True (Verified) when a count of every delete's scope after
+	// the last batch — made after a recount, or always with
+	// spec.safety.verifyCounts Always — agrees with the counts in status
+	// (what is left equals matched plus held minus deleted; for an
+	// anonymization, anonymized equals matched); False (CountsNotExact) when
+	// it does not, with the expected
 	// and found numbers — the records were still deleted or anonymized as
 	// specified, but the totals cannot be proven exact (someone else
 	// inserted or deleted records in scope during the run, or a store

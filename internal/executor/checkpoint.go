@@ -53,6 +53,10 @@ type ledgerEntry struct {
 	// outcome) after that write, or a recount is due; only a write by the
 	// Run that ran the batches, or a recount, clears it.
 	dirty bool
+	// differed: a recount found fewer records deleted than its formula
+	// allows (records entered the scope), so the totals are proven only by
+	// the count after the last batch (verify).
+	differed bool
 }
 
 func (l *Ledger) entry(uid types.UID) *ledgerEntry {
@@ -137,6 +141,28 @@ func (l *Ledger) counted(uid types.UID) {
 	defer l.mu.Unlock()
 	e := l.entry(uid)
 	e.dirty, e.progress = false, ""
+}
+
+// differ records that a recount of the job found its scope changed.
+func (l *Ledger) differ(uid types.UID) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entry(uid).differed = true
+}
+
+// differs reports whether a recount of the job in this process found its
+// scope changed.
+func (l *Ledger) differs(uid types.UID) bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.jobs[uid]
+	return e != nil && e.differed
 }
 
 // progress is what a status says of the work done: per operation its

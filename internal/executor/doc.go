@@ -88,15 +88,21 @@
 //     twice (Null, Fixed, Redact, PartialMask and Generalize are
 //     idempotent), so an anonymization with an HMAC field is checkpointed
 //     after every batch, as before: at most one batch can re-run.
-//   - When the job completes, the counts are verified (Run.Verified, the
-//     CountsVerified condition): for every delete operation what is left of
-//     its scope without hold exclusions must equal Matched + Held −
-//     Deleted, and every anonymization must have anonymized what it
-//     matched. A job whose counts disagree still succeeds — its records were
-//     deleted as specified — but says CountsNotExact with the expected and
-//     found numbers: someone else added to or removed from the scope during
-//     the run, or a store re-selected records, and the totals cannot be
-//     proven.
+//   - When the job completes, the counts are checked (Run.Verified, the
+//     CountsVerified condition): every anonymization must have anonymized
+//     what it matched. A delete operation's total needs no more when no
+//     recount contributed to it: it is the sum of the row counts the store
+//     returned inside each committed batch, every one recorded by this
+//     process (CountedByBatches). When a recount attributed records
+//     (status.recounted, persisted, so a later process knows too) or found
+//     the scope grown (the Ledger remembers it; a later process's recount
+//     finds it again), or with safety.verifyCounts Always, what is left of
+//     its scope without hold exclusions is counted and must equal Matched +
+//     Held − Deleted (Verified; readBack in recount.go says when). A job
+//     whose counts disagree still succeeds — its records were deleted as
+//     specified — but says CountsNotExact with the expected and found
+//     numbers: someone else added to or removed from the scope during the
+//     run, or a store re-selected records, and the totals cannot be proven.
 //
 // controllers/purgejob_counts_test.go (an API connection cut after committed
 // batches), test/crash (kill -9 of the manager binary at random moments)

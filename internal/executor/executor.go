@@ -255,6 +255,13 @@ func (r *Run) execute(ctx context.Context) (Progress, error) {
 				}
 			}
 			if p, err := r.gate(ctx); err != nil {
+				// The batches before it are written first, so a store that
+				// went away leaves nothing to recount.
+				if r.unsaved {
+					if cerr := r.checkpoint(ctx, time.Time{}); cerr != nil {
+						return 0, cerr
+					}
+				}
 				return 0, r.classify(err)
 			} else if p != nil {
 				r.Paused = p

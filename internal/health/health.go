@@ -7,6 +7,7 @@
 package health
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -124,6 +125,18 @@ type Verdict struct {
 	// maxReplicationLag. A job near the limit reads again at its next batch
 	// rather than a whole interval of batches later.
 	Until time.Duration
+	// Err, when set, is why the store itself could not be reached for the
+	// reading (unavailable, credentials refused, address not allowed, TLS
+	// refused): not a health verdict but the store's outage, which a job
+	// reports as such (DataStoreAvailable False) rather than as throttling.
+	Err error
+}
+
+// storeProblem reports whether err is the store's own connection failing,
+// as opposed to a health query it could not answer.
+func storeProblem(err error) bool {
+	return errors.Is(err, datastore.ErrUnavailable) || errors.Is(err, datastore.ErrAuthentication) ||
+		errors.Is(err, datastore.ErrNotAllowed) || datastore.TLSVerificationProblem(err) != ""
 }
 
 // Judge compares a reading (or the error that kept it from being read)
@@ -132,7 +145,11 @@ type Verdict struct {
 // A reading that could not be taken is never healthy.
 func Judge(l Limits, h datastore.Health, err error) Verdict {
 	if err != nil {
-		return Verdict{Reason: retentionv1.ReasonHealthUnknown, Message: "The store's health could not be read: " + datastore.ConnectionProblem(err) + "; purges wait until it can be"}
+		v := Verdict{Reason: retentionv1.ReasonHealthUnknown, Message: "The store's health could not be read: " + datastore.ConnectionProblem(err) + "; purges wait until it can be"}
+		if storeProblem(err) {
+			v.Err = err
+		}
+		return v
 	}
 	q := l.Query()
 	var unknown []string

@@ -149,6 +149,28 @@ func TestJudge(t *testing.T) {
 	}
 }
 
+// A reading that failed because the store itself is down carries the
+// error (the job reports an outage); one that failed otherwise is only
+// HealthUnknown.
+func TestJudgeStoreDown(t *testing.T) {
+	l := health.Limits{Type: retentionv1.DataStorePostgreSQL, CheckInterval: time.Second, MaxLag: time.Second}
+	for _, c := range []struct {
+		err  error
+		down bool
+	}{
+		{fmt.Errorf("health: %w: connection refused", datastore.ErrUnavailable), true},
+		{fmt.Errorf("health: %w", datastore.ErrAuthentication), true},
+		{fmt.Errorf("health: %w", datastore.ErrNotAllowed), true},
+		{fmt.Errorf("health: %w: permission denied for pg_stat_replication", datastore.ErrInvalid), false},
+		{errors.New("something else"), false},
+	} {
+		v := health.Judge(l, datastore.Health{}, c.err)
+		if v.Healthy || v.Reason != retentionv1.ReasonHealthUnknown || (v.Err != nil) != c.down {
+			t.Errorf("%v: verdict %+v, want store down %v", c.err, v, c.down)
+		}
+	}
+}
+
 // A healthy verdict says how long it may be reused when a standby's lag
 // grows: a quarter of the time the lag, gaining LagGrowth seconds a
 // second, takes to reach maxReplicationLag.

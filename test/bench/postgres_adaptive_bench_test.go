@@ -11,7 +11,8 @@
 // 4), _RATE (transactions per second of the whole load, default 200; 0 runs
 // pgbench as fast as it can), LETHE_BENCH_LIMIT_TARGET (the load-limited
 // run's targetBatchDuration, default 50ms) and LETHE_BENCH_LIMIT_RATE (its
-// maxBatchesPerSecond, default 2).
+// maxBatchesPerSecond, default 2). LETHE_BENCH_MAX_BATCH overrides
+// PurgeDefaults' maxBatchSize (0: the default), to compare bounds.
 package bench
 
 import (
@@ -165,7 +166,7 @@ func BenchmarkPostgresPurgeDefaults(b *testing.B) {
 		}, func(table string) timed {
 			op := datastore.Operation{Collection: datastore.Collection{Name: table, TimestampField: "ts"},
 				Delete: true, Cutoff: &p.cutoff}
-			t, sz := p.timeLethe(b, d, op, want, letheLimits{})
+			t, sz := p.timeLethe(b, d, op, want, letheLimits{sizing: executor.BatchSizing{Max: envIntZero(b, "LETHE_BENCH_MAX_BATCH", 0)}})
 			sizes = append(sizes, sz...)
 			p.readBack(b, table, "ts < $1", 0, p.cutoff)
 			p.readBack(b, table, "true", int64(p.rows)-want)
