@@ -169,6 +169,9 @@ func Judge(l Limits, h datastore.Health, err error) Verdict {
 			lagging = append(lagging, fmt.Sprintf("%s %s lags %s (limit maxReplicationLag %s)", kind, r.Name, roundLag(r.Lag), l.MaxLag))
 		case r.BytesKnown && l.MaxLagBytes > 0 && r.LagBytes > l.MaxLagBytes:
 			lagging = append(lagging, fmt.Sprintf("standby %s has %s of WAL not replayed (limit maxReplicationLagBytes %s)", r.Name, Bytes(r.LagBytes), Bytes(l.MaxLagBytes)))
+		case r.BytesKnown && !r.GrowthKnown && l.MaxLag > 0 && float64(r.LagBytes) > l.MaxLag.Seconds()*UnmeasuredReplayRate:
+			lagging = append(lagging, fmt.Sprintf("standby %s has %s of WAL not replayed and its replay rate is not measured yet: at %s/s it needs more than the limit to replay it (limit maxReplicationLag %s)",
+				r.Name, Bytes(r.LagBytes), Bytes(UnmeasuredReplayRate), l.MaxLag))
 		}
 	}
 	if q.Sessions && (h.ActiveSessions < 0 || h.LockWaiters < 0) && len(h.Problems) == 0 {
@@ -198,6 +201,18 @@ func Judge(l Limits, h datastore.Health, err error) Verdict {
 // faster than its standby replays builds seconds of lag within one check
 // interval, so the gate looks again soon, until the growth is measured.
 const Probe = 50 * time.Millisecond
+
+// UnmeasuredReplayRate (bytes per second) is the replay rate a PostgreSQL
+// standby is assumed to keep until its rate is measured (the first
+// readings of a purge, or a standby that has just fallen behind): a backlog
+// it would need longer than maxReplicationLag to replay at this rate pauses
+// the purge, and the standby's true rate is measured while it replays
+// (internal/datastore/postgres: walClock.catchUp). What was already written
+// decides the peak lag, not what the gate sees next: a primary writing
+// 25 times faster than its standby replays built 4.7 s of lag against a
+// 2 s limit within the 200 ms the rate took to measure. Ordinary traffic
+// keeps a standby kilobytes behind, far below it.
+const UnmeasuredReplayRate = 1 << 20
 
 // growthSafety divides the time a growing lag takes to reach its limit:
 // the growth is measured from the primary's WAL rate of the last readings,

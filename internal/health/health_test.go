@@ -77,6 +77,8 @@ func TestLimitsFor(t *testing.T) {
 func TestJudge(t *testing.T) {
 	pg := health.Limits{Type: retentionv1.DataStorePostgreSQL, CheckInterval: time.Second, MaxLag: 10 * time.Second, MaxLagBytes: 1 << 20,
 		MaxActiveSessions: 5, MaxLockWaiters: 2}
+	pgTime := pg
+	pgTime.MaxLagBytes = 0
 	my := health.Limits{Type: retentionv1.DataStoreMySQL, CheckInterval: time.Second, MaxLag: 5 * time.Second, MaxThreadsRunning: 10,
 		Replicas: []retentionv1.MySQLReplica{{Host: "r"}}}
 	calm := datastore.Health{ActiveSessions: 1, LockWaiters: 0, ThreadsRunning: -1,
@@ -104,6 +106,14 @@ func TestJudge(t *testing.T) {
 		}), nil, retentionv1.ReasonHealthy, nil},
 		{"paused standby: bytes", pg, with(calm, func(h *datastore.Health) { h.Replicas[0].LagBytes = 3 << 20 }),
 			nil, retentionv1.ReasonReplicationLag, []string{"3MiB of WAL not replayed", "limit maxReplicationLagBytes 1MiB"}},
+		{"a backlog beyond the limit at the assumed rate, the rate not measured yet", pgTime, with(calm, func(h *datastore.Health) { h.Replicas[0].LagBytes = 12 << 20 }),
+			nil, retentionv1.ReasonReplicationLag, []string{"12MiB of WAL not replayed and its replay rate is not measured yet: at 1MiB/s it needs more than the limit to replay it (limit maxReplicationLag 10s)"}},
+		{"a backlog within the limit at the assumed rate", pgTime, with(calm, func(h *datastore.Health) { h.Replicas[0].LagBytes = 9 << 20 }),
+			nil, retentionv1.ReasonHealthy, nil},
+		{"a large backlog of a standby whose rate is measured: its lag decides", pgTime, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].LagBytes, h.Replicas[0].GrowthKnown = 12<<20, true
+			h.Replicas[0].Lag, h.Replicas[0].LagKnown = time.Second, true
+		}), nil, retentionv1.ReasonHealthy, nil},
 		{"hidden standby", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0] = datastore.ReplicaHealth{Name: "s1", Problem: "pg_stat_replication hides … GRANT pg_monitor"}
 		}), nil, retentionv1.ReasonHealthUnknown, []string{"GRANT pg_monitor", "purges wait"}},

@@ -10,8 +10,10 @@
 // LETHE_BENCH_PGBENCH_SCALE (pgbench scale, default 10), _CLIENTS (default
 // 4), _RATE (transactions per second of the whole load, default 200; 0 runs
 // pgbench as fast as it can), LETHE_BENCH_LIMIT_TARGET (the load-limited
-// run's targetBatchDuration, default 50ms) and LETHE_BENCH_LIMIT_RATE (its
-// maxBatchesPerSecond, default 2). LETHE_BENCH_MAX_BATCH overrides
+// run's targetBatchDuration, default 10ms) and LETHE_BENCH_LIMIT_RATE (its
+// maxBatchesPerSecond, default 1): about 1% of the time in a batch, which
+// is what keeps the foreground's p99 near idle when the purge's batches
+// take a core of two. LETHE_BENCH_MAX_BATCH overrides
 // PurgeDefaults' maxBatchSize (0: the default), to compare bounds.
 package bench
 
@@ -369,11 +371,11 @@ func BenchmarkPostgresForeground(b *testing.B) {
 	b.Cleanup(p.admin.Close)
 	p.findPostmaster(b)
 	g := newPgbench(b, p)
-	limitTarget, err2 := time.ParseDuration(envString("LETHE_BENCH_LIMIT_TARGET", "50ms"))
+	limitTarget, err2 := time.ParseDuration(envString("LETHE_BENCH_LIMIT_TARGET", "10ms"))
 	if err2 != nil {
 		b.Fatal(err2)
 	}
-	limited := letheLimits{sizing: executor.BatchSizing{Target: limitTarget}, perSecond: envIntZero(b, "LETHE_BENCH_LIMIT_RATE", 2)}
+	limited := letheLimits{sizing: executor.BatchSizing{Target: limitTarget}, perSecond: envIntZero(b, "LETHE_BENCH_LIMIT_RATE", 1)}
 	cutoff := benchStart.Add(time.Duration(p.rows+1) * time.Second)
 	want := int64(p.rows)
 	// Every row of expired is past the cutoff; each scenario purges a
