@@ -49,7 +49,7 @@ type DataStoreHealth struct {
 
 	// MaxReplicationLagBytes pauses purges while a PostgreSQL standby has
 	// not replayed this much of the primary's WAL
-	// (pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)); unlike
+	// (pg_wal_lsn_diff(pg_current_wal_insert_lsn(), replay_lsn)); unlike
 	// maxReplicationLag it sees a standby whose replay is paused or stuck.
 	// Default 256Mi when unset; 0 for no limit. PostgreSQL only.
 	// +optional

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -63,6 +64,20 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 	}
 	status := time.Duration(envInt(b, "LETHE_BENCH_STANDBY_STATUS_MS", 10000)) * time.Millisecond
 	const batch = 1000
+	// LETHE_BENCH_TRACE names a CSV file for the samples of the true lag
+	// (table, ms, primary's WAL position, standby's replay position) and
+	// the gate's readings (table-gate, ms, lag ms, bytes behind, healthy,
+	// message).
+	var trace *os.File
+	traceStart := time.Now()
+	if p := os.Getenv("LETHE_BENCH_TRACE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		trace = f
+	}
 	pg, sb := testharness.PostgresWithStandby(b, servers.StandbyOptions{Name: "bench", StatusInterval: status})
 	ctx := context.Background()
 	admin, err := pgxpool.New(ctx, pg.DSN)
@@ -101,7 +116,7 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 		deadline := time.Now().Add(5 * time.Minute)
 		for {
 			var current string
-			if err := admin.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&current); err != nil {
+			if err := admin.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&current); err != nil {
 				b.Fatal(err)
 			}
 			var lag float64
@@ -161,7 +176,7 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 			for {
 				var lag, bytes float64
 				err := admin.QueryRow(rctx, `SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8,
-					coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), 0)::float8 FROM pg_stat_replication`).Scan(&lag, &bytes)
+					coalesce(max(pg_wal_lsn_diff(pg_current_wal_insert_lsn(), replay_lsn)), 0)::float8 FROM pg_stat_replication`).Scan(&lag, &bytes)
 				if err == nil {
 					if ns := int64(lag * 1e9); ns > maxReportedNs.Load() {
 						maxReportedNs.Store(ns)
@@ -192,12 +207,15 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 			defer tick.Stop()
 			for {
 				var pos, replayed float64
-				err := admin.QueryRow(rctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8`).Scan(&pos)
+				err := admin.QueryRow(rctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8`).Scan(&pos)
 				if err == nil {
 					err = standby.QueryRow(rctx, `SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8`).Scan(&replayed)
 				}
 				if err == nil {
 					now := time.Now()
+					if trace != nil {
+						fmt.Fprintf(trace, "%s,%d,%.0f,%.0f\n", table, now.Sub(traceStart).Milliseconds(), pos, replayed)
+					}
 					marks = append(marks, mark{now, pos})
 					// The first mark past the replayed position: that WAL
 					// was written after the mark before it.
@@ -221,7 +239,7 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 		}()
 
 		var walStart float64
-		if err := admin.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8`).Scan(&walStart); err != nil {
+		if err := admin.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8`).Scan(&walStart); err != nil {
 			b.Fatal(err)
 		}
 		tracker := &health.Tracker{}
@@ -237,6 +255,11 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 					h, err := d.Health(ctx, limits.DriverQuery(nil))
 					r.reads = append(r.reads, time.Since(t0))
 					v := health.Judge(limits, h, err)
+					if trace != nil {
+						for _, rh := range h.Replicas {
+							fmt.Fprintf(trace, "%s-gate,%d,%d,%d,%v,%q\n", table, time.Since(traceStart).Milliseconds(), rh.Lag.Milliseconds(), rh.LagBytes, v.Healthy, v.Message)
+						}
+					}
 					if os.Getenv("LETHE_BENCH_VERBOSE") != "" {
 						b.Logf("%v after %d batches: %+v → %s", time.Since(start).Round(time.Millisecond), r.batches, h.Replicas, v.Message)
 					}
@@ -266,7 +289,7 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 		}
 		r.dur = time.Since(start)
 		var walEnd float64
-		if err := admin.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8`).Scan(&walEnd); err != nil {
+		if err := admin.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8`).Scan(&walEnd); err != nil {
 			b.Fatal(err)
 		}
 		r.walPerBatch = (walEnd - walStart) / float64(max(r.batches, 1))

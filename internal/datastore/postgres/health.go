@@ -19,10 +19,18 @@ var _ datastore.HealthReader = (*Driver)(nil)
 const grantMonitor = "GRANT pg_monitor TO the DataStore's user"
 
 // Health reads the primary's standbys from pg_stat_replication (replay_lag,
-// and the WAL not yet replayed: pg_wal_lsn_diff(pg_current_wal_lsn(),
+// and the WAL not yet replayed: pg_wal_lsn_diff(pg_current_wal_insert_lsn(),
 // replay_lsn)) and counts active sessions and lock waiters in
 // pg_stat_activity, not counting Lethe's own (application_name lethe).
 // Columns a user without pg_monitor cannot see read as NULL: a Problem.
+//
+// The primary's position is where WAL is inserted, not where it has been
+// written out (pg_current_wal_lsn): with synchronous_commit off, committed
+// batches wait in the WAL buffers for the WAL writer (up to
+// wal_writer_delay, 200ms, or wal_writer_flush_after, 1MB), and the
+// standby must replay them all the same. Measured on the replica-lag
+// benchmark: the written position stood still for 110ms while 1.4MB of
+// batches were committed, and the gate let them all through.
 func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore.Health, error) {
 	const op = "health"
 	h := datastore.Health{ActiveSessions: -1, LockWaiters: -1, ThreadsRunning: -1}
@@ -33,8 +41,8 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 		}
 		rows, err := d.pool.Query(ctx, `SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), state,
 				extract(epoch FROM replay_lag)::float8,
-				pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8,
-				pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8
+				pg_wal_lsn_diff(pg_current_wal_insert_lsn(), replay_lsn)::float8,
+				pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8
 			FROM pg_stat_replication
 			WHERE coalesce(state, '') NOT IN ('backup', 'stopping') AND NOT (coalesce(application_name, '') = ANY($1))
 			ORDER BY pid`, ignored)
@@ -214,20 +222,24 @@ func (c *walClock) since(now time.Time, replayed float64) (time.Duration, bool) 
 }
 
 // catchUp estimates how long a standby needs to replay the behind bytes
-// it has not: behind over its replay rate, measured over the longest window
-// (of the last rateWindow, at least 200ms) during which it was behind all
-// along — it replayed less than it was behind at the window's start, so it
-// never ran out of WAL to replay and the rate is what it can do. Without
-// such a window (the standby has just fallen behind), the rate over the
-// longest window of 100ms to 1s in which it replayed anything stands in:
-// it includes the time the standby had nothing to replay, so it is low
-// (and the lag estimated from it high) unless the standby replays in
-// bursts faster than it can keep up, which the longest window evens out
-// best, and never above the rate last measured while it was behind all
-// along (within rateWindow), which also stands in when it has replayed
-// nothing since it fell behind. The gate then sees a standby falling behind
-// at the first reading that finds it behind, not a reading later. It returns the lag and the rate (bytes per second); ok is false
-// when nothing is behind or no window tells.
+// it has not, and so how late the WAL written now will be replayed: behind
+// over its replay rate, plus the longest it stood still while behind
+// (stall) — a standby that replays in bursts replays the last byte of its
+// backlog up to a standstill later than its average rate says.
+//
+// The rate is measured over the longest window, ending now, during which
+// the standby never ran out of WAL to replay: between each reading of the
+// window and the next it replayed less than it was behind at the first, so
+// it was busy all along and the rate is what it can do. Only a window of
+// at least minRateWindow is a measurement (measured): over shorter windows
+// a standby that replays in bursts shows a burst's rate, measured here at
+// 2–5 times its average. Without one (the standby has just fallen behind)
+// the rate over the longest window of 100ms to 1s in which it replayed
+// anything stands in, never above the rate last measured (within
+// rateWindow), which also stands in when it has replayed nothing since it
+// fell behind. The gate then sees a standby falling behind at the first
+// reading that finds it behind. It returns the lag and the rate (bytes per
+// second); ok is false when nothing is behind or no window tells.
 func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (lag time.Duration, rate float64, measured, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -241,20 +253,18 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 	for len(h) > 0 && (now.Sub(h[0].at) > rateWindow || len(h) >= walSamples) {
 		h = h[1:]
 	}
+	cur := replaySample{at: now, pos: pos, behind: behind}
 	if behind > 0 {
-		for _, s := range h {
-			dt := now.Sub(s.at)
-			replayed := pos - s.pos
-			if dt >= 200*time.Millisecond && replayed > 0 && replayed < s.behind {
-				rate, measured = replayed/dt.Seconds(), true
+		if from, busy := busySince(h, cur); busy {
+			if dt := now.Sub(from.at); dt >= minRateWindow && pos > from.pos {
+				rate, measured = (pos-from.pos)/dt.Seconds(), true
 				if c.rates == nil {
 					c.rates = map[string]replaySample{}
 				}
 				c.rates[standby] = replaySample{at: now, pos: rate}
-				break
 			}
 		}
-		if rate == 0 {
+		if !measured {
 			for _, s := range h {
 				dt := now.Sub(s.at)
 				if dt > time.Second {
@@ -267,11 +277,11 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 					break
 				}
 			}
-			// A standby that has just caught up and fallen behind again
-			// may have replayed a burst: the rate it kept while it was
-			// behind all along, within rateWindow, is a better bound.
-			// It also stands in when the standby replayed nothing since
-			// it fell behind (its replay stalls, or is throttled).
+			// A standby that has just fallen behind may have replayed a
+			// burst: the rate it kept while busy, within rateWindow, is a
+			// better bound. It also stands in when the standby replayed
+			// nothing since it fell behind (its replay stalls, or is
+			// throttled).
 			if last, ok := c.rates[standby]; ok && now.Sub(last.at) <= rateWindow {
 				if rate == 0 {
 					rate = last.pos
@@ -281,15 +291,51 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 		}
 	}
 	if n := len(h); n >= 2 && h[n-1].at.Sub(h[n-2].at) < minSpacing {
-		h[n-1] = replaySample{at: now, pos: pos, behind: behind}
+		h[n-1] = cur
 	} else {
-		h = append(h, replaySample{at: now, pos: pos, behind: behind})
+		h = append(h, cur)
 	}
 	c.standbys[standby] = h
 	if rate <= 0 {
 		return 0, 0, false, false
 	}
-	return time.Duration(behind / rate * float64(time.Second)), rate, measured, true
+	return time.Duration(behind/rate*float64(time.Second)) + stall(h), rate, measured, true
+}
+
+// busySince is the first reading of the longest run of readings, ending
+// with cur, over which the standby never ran out of WAL: it was behind at
+// each, and replayed less than that before the next. busy is false when
+// the reading before cur already does not qualify.
+func busySince(h []replaySample, cur replaySample) (from replaySample, busy bool) {
+	next := cur
+	for i := len(h) - 1; i >= 0; i-- {
+		s := h[i]
+		if s.behind <= 0 || next.pos-s.pos >= s.behind {
+			break
+		}
+		from, busy, next = s, true, s
+	}
+	return from, busy
+}
+
+// stall is the longest a standby stood still while behind, within the
+// readings h: the longest run of readings that were all behind and all at
+// the same replay position (a lower bound of the standstill: it began
+// before the run's first reading and may end after its last).
+func stall(h []replaySample) time.Duration {
+	var longest time.Duration
+	start := -1
+	for i, s := range h {
+		switch {
+		case s.behind <= 0:
+			start = -1
+		case start < 0 || s.pos != h[start].pos:
+			start = i
+		default:
+			longest = max(longest, s.at.Sub(h[start].at))
+		}
+	}
+	return longest
 }
 
 // peakRate is the fastest the primary wrote WAL over the last peakWindow,
@@ -321,5 +367,10 @@ func (c *walClock) peakRate(now time.Time) float64 {
 // peakWindow bounds how far back the primary's peak write rate is taken.
 const peakWindow = 10 * time.Second
 
-// rateWindow bounds how far back a standby's replay rate is measured.
-const rateWindow = 30 * time.Second
+// rateWindow bounds how far back a standby's replay rate and standstills
+// are measured; minRateWindow is the shortest window a replay rate is
+// measured over.
+const (
+	rateWindow    = 30 * time.Second
+	minRateWindow = time.Second
+)

@@ -35,40 +35,48 @@ func TestWALClock(t *testing.T) {
 			t.Errorf("since(replayed %v) = %v, %v; want %v, %v", c2.replayed, got, ok, c2.want, c2.ok)
 		}
 	}
-	// A standby 1000 bytes behind replays 100 bytes per 100ms while still
-	// behind: 1000 bytes/s, so 3000 bytes behind is 3s.
+	// A standby busy all along (it replayed less between readings than it
+	// was behind) for a second replays 1000 bytes/s, so 3000 bytes behind
+	// is 3s.
 	if _, _, _, ok := c.catchUp("s", at(0), 0, 1000); ok {
 		t.Fatal("a rate from one reading")
 	}
-	c.catchUp("s", at(100), 100, 1500)
-	got, rate, measured, ok := c.catchUp("s", at(300), 300, 3000)
+	c.catchUp("s", at(500), 500, 1500)
+	got, rate, measured, ok := c.catchUp("s", at(1000), 1000, 3000)
 	if !ok || !measured || got != 3*time.Second || rate != 1000 {
-		t.Errorf("catchUp = %v, %v B/s, %v; want 3s at 1000 B/s", got, rate, ok)
+		t.Errorf("catchUp = %v, %v B/s, measured %v, %v; want 3s at 1000 B/s, measured", got, rate, measured, ok)
+	}
+	// Busy for less than a second: a burst may be all it shows (30,000
+	// bytes in 300ms), so the rate stands in for a bound but is not a
+	// measurement.
+	var g walClock
+	g.catchUp("s", at(0), 0, 100_000)
+	if _, rate, measured, ok := g.catchUp("s", at(300), 30_000, 100_000); !ok || measured || rate != 100_000 {
+		t.Errorf("catchUp over 300ms = %v B/s, measured %v, %v; want 100,000 B/s, not measured", rate, measured, ok)
 	}
 	// One that caught up in between (replayed more than it was behind) may
-	// have been idle part of the time: its rate over the shortest window of
-	// at least 200ms is a lower bound (5000 bytes in 500ms: at least 10,000
+	// have been idle part of the time: its rate over the longest window of
+	// 100ms to 1s is a lower bound (5000 bytes in 500ms: at least 10,000
 	// bytes/s), so 2000 bytes behind is at most 200ms — an estimate at
 	// least the true lag, at the first reading that finds it behind.
 	var d walClock
 	d.catchUp("s", at(0), 0, 0)
 	d.catchUp("s", at(400), 4000, 0)
 	if got, rate, measured, ok := d.catchUp("s", at(500), 5000, 2000); !ok || measured || got != 200*time.Millisecond || rate != 10000 {
-		// The window from 400ms is too short; from 0: 5000 in 500ms.
 		t.Errorf("catchUp from a standby that just fell behind = %v, %v B/s, %v; want 200ms at 10,000 B/s", got, rate, ok)
 	}
-	// A standby measured at 1000 bytes/s while behind all along, that then
-	// caught up and replayed a burst (4000 bytes in 200ms) as it fell
-	// behind again, is taken at the 1000 bytes/s it kept before.
-	c.catchUp("s", at(400), 400, 3000)
-	c.catchUp("s", at(800), 3400, 0)
-	if got, rate, measured, ok := c.catchUp("s", at(1000), 7400, 2000); !ok || !measured || rate != 1000 || got != 2*time.Second {
+	// A standby measured at 1000 bytes/s while busy, that then caught up
+	// and replayed a burst (4000 bytes in 200ms) as it fell behind again,
+	// is taken at the 1000 bytes/s it kept before.
+	c.catchUp("s", at(1500), 1500, 3000)
+	c.catchUp("s", at(1800), 4500, 0)
+	if got, rate, measured, ok := c.catchUp("s", at(2000), 8500, 2000); !ok || !measured || rate != 1000 || got != 2*time.Second {
 		t.Errorf("catchUp after a burst = %v, %v B/s, %v; want 2s at 1000 B/s", got, rate, ok)
 	}
 	// One that then replays nothing while it falls behind again is taken at
 	// that rate too: 5000 bytes behind, 5s.
-	c.catchUp("s", at(1500), 9400, 0)
-	if got, rate, measured, ok := c.catchUp("s", at(1700), 9400, 5000); !ok || !measured || rate != 1000 || got != 5*time.Second {
+	c.catchUp("s", at(2500), 9500, 0)
+	if got, rate, measured, ok := c.catchUp("s", at(2700), 9500, 5000); !ok || !measured || rate != 1000 || got != 5*time.Second {
 		t.Errorf("catchUp of a stalled standby = %v, %v B/s, %v; want 5s at 1000 B/s", got, rate, ok)
 	}
 	// Nothing replayed: nothing known.
@@ -107,6 +115,36 @@ func TestWALClockPeakRate(t *testing.T) {
 				t.Errorf("peakRate = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A standby that replays in bursts (2000 bytes every 500ms, standing still
+// in between) replays its backlog up to a standstill later than its
+// average rate says: 10,000 bytes behind at 4000 bytes/s is 2.5s, plus the
+// 400ms it was seen standing still.
+func TestWALClockStall(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var c walClock
+	var got, want time.Duration
+	var rate float64
+	for ms := 0; ms <= 2000; ms += 100 {
+		got, rate, _, _ = c.catchUp("s", t0.Add(time.Duration(ms)*time.Millisecond), float64(2000*(ms/500)), 10_000)
+	}
+	want = 2500*time.Millisecond + 400*time.Millisecond
+	if got != want || rate != 4000 {
+		t.Errorf("catchUp = %v at %v B/s; want %v at 4000 B/s", got, rate, want)
+	}
+	// A standby that caught up in between did not stand still while it had
+	// nothing to replay.
+	var d walClock
+	for ms := 0; ms <= 1000; ms += 100 {
+		d.catchUp("s", t0.Add(time.Duration(ms)*time.Millisecond), 0, 0)
+	}
+	for ms := 1100; ms <= 2200; ms += 100 {
+		got, _, _, _ = d.catchUp("s", t0.Add(time.Duration(ms)*time.Millisecond), float64(ms-1000)*10, 500)
+	}
+	if want := 50 * time.Millisecond; got != want {
+		t.Errorf("catchUp after idling = %v; want %v (no standstill)", got, want)
 	}
 }
 
