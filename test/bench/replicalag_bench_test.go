@@ -63,6 +63,7 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 		check = retentionv1.Timeout(strconv.Itoa(envInt(b, "LETHE_BENCH_LAG_CHECK_MS", 250)) + "ms")
 	}
 	status := time.Duration(envInt(b, "LETHE_BENCH_STANDBY_STATUS_MS", 10000)) * time.Millisecond
+	tick := time.Duration(envInt(b, "LETHE_BENCH_STANDBY_TICK_MS", 2)) * time.Millisecond
 	const batch = 1000
 	// LETHE_BENCH_TRACE names a CSV file for the samples of the true lag
 	// (table, ms, primary's WAL position, standby's replay position) and
@@ -168,7 +169,7 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 		var wg sync.WaitGroup
 		var maxLagNs, maxReportedNs, maxBytes atomic.Int64
 		wg.Add(3)
-		go func() { defer wg.Done(); regulate(rctx, b, sb.Server, standby, rate) }()
+		go func() { defer wg.Done(); regulate(rctx, b, sb.Server, standby, rate, tick) }()
 		go func() {
 			defer wg.Done()
 			tick := time.NewTicker(50 * time.Millisecond)
@@ -342,8 +343,11 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 
 // regulate lets the standby replay at most rate bytes of WAL per second (a
 // token bucket holding at most 100 ms of replay), pausing and resuming its
-// replay every 20 ms, until ctx ends.
-func regulate(ctx context.Context, b *testing.B, srv *servers.Postgres, standby *pgxpool.Pool, rate float64) {
+// replay every tick, until ctx ends. Between two ticks a resumed standby
+// replays at full speed (on loopback, up to 3.5MB in one 20ms tick), and
+// then stands still until the bucket has refilled (1.7s after that one):
+// the coarser the tick, the burstier the standby.
+func regulate(ctx context.Context, b *testing.B, srv *servers.Postgres, standby *pgxpool.Pool, rate float64, every time.Duration) {
 	replayed := func() float64 {
 		var n float64
 		if err := standby.QueryRow(context.Background(), `SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::float8`).Scan(&n); err != nil {
@@ -354,7 +358,7 @@ func regulate(ctx context.Context, b *testing.B, srv *servers.Postgres, standby 
 	last, at := replayed(), time.Now()
 	tokens := rate * 0.1
 	paused := false
-	tick := time.NewTicker(20 * time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {

@@ -42,8 +42,9 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 		rows, err := d.pool.Query(ctx, `SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), state,
 				extract(epoch FROM replay_lag)::float8,
 				pg_wal_lsn_diff(pg_current_wal_insert_lsn(), replay_lsn)::float8,
-				pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8
-			FROM pg_stat_replication
+				pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::float8,
+				(to_jsonb(r) ->> 'reply_time')::timestamptz
+			FROM pg_stat_replication r
 			WHERE coalesce(state, '') NOT IN ('backup', 'stopping') AND NOT (coalesce(application_name, '') = ANY($1))
 			ORDER BY pid`, ignored)
 		if err != nil {
@@ -56,7 +57,8 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 			var state *string
 			var lag, bytes *float64
 			var current float64
-			if err := rows.Scan(&name, &addr, &state, &lag, &bytes, &current); err != nil {
+			var reported *time.Time
+			if err := rows.Scan(&name, &addr, &state, &lag, &bytes, &current, &reported); err != nil {
 				rows.Close()
 				return h, classify(op, err)
 			}
@@ -95,7 +97,11 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 				// writes lags by the time it needs to replay what it has
 				// not: its backlog over the rate it replayed at while it
 				// was behind all along.
-				catchUp, rate, measured, ok := d.wal.catchUp(name+"|"+addr, now, current-*bytes, *bytes)
+				var report time.Time
+				if reported != nil {
+					report = *reported
+				}
+				catchUp, rate, measured, ok := d.wal.catchUp(name+"|"+addr, now, report, current-*bytes, *bytes)
 				if ok && catchUp > r.Lag {
 					r.Lag, r.LagKnown = catchUp, true
 				}
@@ -163,6 +169,10 @@ type walClock struct {
 type replaySample struct {
 	at          time.Time
 	pos, behind float64
+	// report is when the standby sent the reply that told the primary its
+	// replay position (pg_stat_replication.reply_time, PostgreSQL 12 and
+	// later; zero when unknown), on the standby's clock.
+	report time.Time
 }
 
 type walSample struct {
@@ -240,7 +250,7 @@ func (c *walClock) since(now time.Time, replayed float64) (time.Duration, bool) 
 // fell behind. The gate then sees a standby falling behind at the first
 // reading that finds it behind. It returns the lag and the rate (bytes per
 // second); ok is false when nothing is behind or no window tells.
-func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (lag time.Duration, rate float64, measured, ok bool) {
+func (c *walClock) catchUp(standby string, now, report time.Time, pos, behind float64) (lag time.Duration, rate float64, measured, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.standbys == nil {
@@ -253,7 +263,7 @@ func (c *walClock) catchUp(standby string, now time.Time, pos, behind float64) (
 	for len(h) > 0 && (now.Sub(h[0].at) > rateWindow || len(h) >= walSamples) {
 		h = h[1:]
 	}
-	cur := replaySample{at: now, pos: pos, behind: behind}
+	cur := replaySample{at: now, pos: pos, behind: behind, report: report}
 	if behind > 0 {
 		if from, busy := busySince(h, cur); busy {
 			if dt := now.Sub(from.at); dt >= minRateWindow && pos > from.pos {
@@ -319,9 +329,14 @@ func busySince(h []replaySample, cur replaySample) (from replaySample, busy bool
 }
 
 // stall is the longest a standby stood still while behind, within the
-// readings h: the longest run of readings that were all behind and all at
-// the same replay position (a lower bound of the standstill: it began
-// before the run's first reading and may end after its last).
+// readings h: over the longest run of readings that were all behind and
+// all at the same replay position, the time between the standby's first
+// and last report of it (a lower bound of the standstill: it began before
+// the first and may end after the last). The report times, from the
+// standby's own clock, matter: between its reports the primary shows the
+// last position it was told (for up to wal_receiver_status_interval, 10s
+// by default, once no WAL arrives), which is no standstill. Without them
+// (before PostgreSQL 12) the readings' times stand in.
 func stall(h []replaySample) time.Duration {
 	var longest time.Duration
 	start := -1
@@ -331,8 +346,10 @@ func stall(h []replaySample) time.Duration {
 			start = -1
 		case start < 0 || s.pos != h[start].pos:
 			start = i
-		default:
+		case s.report.IsZero() || h[start].report.IsZero():
 			longest = max(longest, s.at.Sub(h[start].at))
+		default:
+			longest = max(longest, s.report.Sub(h[start].report))
 		}
 	}
 	return longest
