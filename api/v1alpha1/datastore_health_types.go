@@ -35,14 +35,16 @@ type DataStoreHealth struct {
 	CheckInterval Timeout `json:"checkInterval,omitempty"`
 
 	// MaxReplicationLag pauses purges while a replica lags more than this
-	// (default 10s; "0" for no limit). PostgreSQL: the replay_lag of every
-	// streaming standby in the primary's pg_stat_replication (the manager's
-	// user needs pg_monitor, or the lag columns read as NULL and jobs wait
-	// with HealthUnknown). replay_lag is empty once an idle standby has
-	// caught up and does not grow while a standby's replay is paused: see
-	// maxReplicationLagBytes. MySQL/MariaDB: Seconds_Behind_Master of each
-	// of replicas, read on the replica (whole seconds); without replicas
-	// there is nothing to check.
+	// (default 10s; "0" for no limit). PostgreSQL: every streaming standby
+	// in the primary's pg_stat_replication (the manager's user needs
+	// pg_monitor, or the lag columns read as NULL and jobs wait with
+	// HealthUnknown), its lag taken as the largest of replay_lag, the age
+	// of the oldest WAL it has not replayed, and the time its backlog needs
+	// to replay at the slowest rate it kept over spans this long, plus the
+	// longest it was seen standing still; see maxReplicationLagBytes for a
+	// plain bound. MySQL/MariaDB: Seconds_Behind_Master of each of
+	// replicas, read on the replica (whole seconds); without replicas there
+	// is nothing to check.
 	// +optional
 	// +kubebuilder:default="10s"
 	MaxReplicationLag LagLimit `json:"maxReplicationLag,omitempty"`

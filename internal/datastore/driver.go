@@ -318,6 +318,10 @@ type HealthQuery struct {
 	// IgnoredStandbys.
 	Replication     bool
 	IgnoredStandbys []string
+	// LagLimit is the replication lag the caller will allow (0: none): a
+	// PostgreSQL standby's replay rate is taken as the slowest it kept over
+	// spans this long, the time its backlog may take to replay.
+	LagLimit time.Duration
 	// Sessions: active sessions and lock waiters (PostgreSQL
 	// pg_stat_activity), the driver's own sessions not counted.
 	Sessions bool
@@ -339,6 +343,10 @@ type ReplicaHealth struct {
 	// standby has caught up).
 	Lag      time.Duration
 	LagKnown bool
+	// Predicted: Lag is not a lag already there but how late the WAL
+	// written now is expected to be replayed (PostgreSQL: the backlog at
+	// the replay rate seen, plus the standby's standstills).
+	Predicted bool
 	// LagBytes is how much of the primary's WAL the standby has not
 	// replayed (PostgreSQL); BytesKnown is false when not read.
 	LagBytes   int64

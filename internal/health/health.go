@@ -165,6 +165,9 @@ func Judge(l Limits, h datastore.Health, err error) Verdict {
 			unknown = append(unknown, r.Problem)
 		case r.Stopped && l.MaxLag > 0:
 			lagging = append(lagging, fmt.Sprintf("replica %s is not replicating (its lag is NULL: a replication thread is stopped)", r.Name))
+		case r.LagKnown && l.MaxLag > 0 && r.Lag > l.MaxLag && r.Predicted:
+			lagging = append(lagging, fmt.Sprintf("%s %s would replay WAL written now %s late: %s not replayed at the replay rate seen (limit maxReplicationLag %s)",
+				kind, r.Name, roundLag(r.Lag), Bytes(r.LagBytes), l.MaxLag))
 		case r.LagKnown && l.MaxLag > 0 && r.Lag > l.MaxLag:
 			lagging = append(lagging, fmt.Sprintf("%s %s lags %s (limit maxReplicationLag %s)", kind, r.Name, roundLag(r.Lag), l.MaxLag))
 		case r.BytesKnown && l.MaxLagBytes > 0 && r.LagBytes > l.MaxLagBytes:
@@ -324,7 +327,7 @@ func (l Limits) DriverQuery(replicas []datastore.Config) datastore.HealthQuery {
 	q := l.Query()
 	dq := datastore.HealthQuery{Replication: q.Replication, Sessions: q.Sessions, ThreadsRunning: q.ThreadsRunning}
 	if q.Replication {
-		dq.IgnoredStandbys = l.IgnoredStandbys
+		dq.IgnoredStandbys, dq.LagLimit = l.IgnoredStandbys, l.MaxLag
 	}
 	if q.Replicas {
 		dq.Replicas = replicas

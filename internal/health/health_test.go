@@ -101,6 +101,9 @@ func TestJudge(t *testing.T) {
 		{"lag in time", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].Lag, h.Replicas[0].LagKnown = 12300*time.Millisecond, true
 		}), nil, retentionv1.ReasonReplicationLag, []string{`Standby "s1" lags 12.3s`, "limit maxReplicationLag 10s"}},
+		{"a predicted lag says so", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].Predicted = 12300*time.Millisecond, true, true
+		}), nil, retentionv1.ReasonReplicationLag, []string{`Standby "s1" would replay WAL written now 12.3s late: 100B not replayed at the replay rate seen (limit maxReplicationLag 10s)`}},
 		{"lag at the limit is within it", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].Lag, h.Replicas[0].LagKnown = 10*time.Second, true
 		}), nil, retentionv1.ReasonHealthy, nil},

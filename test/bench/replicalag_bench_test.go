@@ -40,9 +40,12 @@ import (
 //
 // A standby on loopback replays as fast as the primary writes, so it is
 // made a slower machine: a regulator pauses and resumes its replay
-// (pg_wal_replay_pause/resume every 20 ms) so that it replays at most
-// LETHE_BENCH_STANDBY_KBPS KiB of WAL per second (default 2048) — a
-// standby that cannot keep up, as on weaker hardware or under read load.
+// (pg_wal_replay_pause/resume every LETHE_BENCH_STANDBY_TICK_MS, default
+// 20) so that it replays at most LETHE_BENCH_STANDBY_KBPS KiB of WAL per
+// second (default 2048) — a standby that cannot keep up, as on weaker
+// hardware or under read load. Between two ticks a resumed standby replays
+// at full speed, so a coarser tick makes a burstier standby: at 20 ms it
+// replays up to 3.5 MB at once and then stands still for up to 1.7 s.
 // The purge is gated exactly as a PurgeJob is (internal/health: the same
 // limits with their defaults, checkInterval 250ms unless
 // LETHE_BENCH_LAG_CHECK_MS sets it, the same shared reading reused for at
@@ -63,7 +66,7 @@ func BenchmarkPostgresReplicaLag(b *testing.B) {
 		check = retentionv1.Timeout(strconv.Itoa(envInt(b, "LETHE_BENCH_LAG_CHECK_MS", 250)) + "ms")
 	}
 	status := time.Duration(envInt(b, "LETHE_BENCH_STANDBY_STATUS_MS", 10000)) * time.Millisecond
-	tick := time.Duration(envInt(b, "LETHE_BENCH_STANDBY_TICK_MS", 2)) * time.Millisecond
+	tick := time.Duration(envInt(b, "LETHE_BENCH_STANDBY_TICK_MS", 20)) * time.Millisecond
 	const batch = 1000
 	// LETHE_BENCH_TRACE names a CSV file for the samples of the true lag
 	// (table, ms, primary's WAL position, standby's replay position) and
