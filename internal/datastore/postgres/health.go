@@ -243,9 +243,9 @@ func (c *walClock) since(now time.Time, replayed float64) (time.Duration, bool) 
 // it was busy all along and the rate is what it can do. Within that window
 // it is the slowest the standby kept over spans of span (the lag limit: a
 // backlog that should take that long to replay), see slowest. Only a
-// window of at least minRateWindow is a measurement (measured): over shorter windows
-// a standby that replays in bursts shows a burst's rate, measured here at
-// 2–5 times its average. Without one (the standby has just fallen behind)
+// window of at least minRateWindow is a measurement (measured): over
+// shorter windows a standby that replays in bursts shows a burst's rate,
+// measured here at 2–5 times its average. Without one (the standby has just fallen behind)
 // the rate over the longest window of 100ms to 1s in which it replayed
 // anything stands in, never above the rate last measured (within
 // rateWindow), which also stands in when it has replayed nothing since it
@@ -346,8 +346,7 @@ func busySince(h []replaySample, cur replaySample) int {
 // false when they cover less than minRateWindow or show no replay.
 func slowest(busy []replaySample, span time.Duration) (rate float64, ok bool) {
 	span = max(span, minRateWindow)
-	pts := busy
-	first, last := pts[0], pts[len(pts)-1]
+	first, last := busy[0], busy[len(busy)-1]
 	total := last.at.Sub(first.at)
 	switch {
 	case total < minRateWindow || last.pos <= first.pos:
@@ -356,12 +355,12 @@ func slowest(busy []replaySample, span time.Duration) (rate float64, ok bool) {
 		return (last.pos - first.pos) / total.Seconds(), true
 	}
 	rate, i := math.Inf(1), 0
-	for _, end := range pts {
-		for i+1 < len(pts) && end.at.Sub(pts[i+1].at) >= span {
+	for _, end := range busy {
+		for i+1 < len(busy) && end.at.Sub(busy[i+1].at) >= span {
 			i++
 		}
-		if dt := end.at.Sub(pts[i].at); dt >= span {
-			rate = min(rate, (end.pos-pts[i].pos)/dt.Seconds())
+		if dt := end.at.Sub(busy[i].at); dt >= span {
+			rate = min(rate, (end.pos-busy[i].pos)/dt.Seconds())
 		}
 	}
 	// A span with no replay at all: plan with a hundredth of the average
