@@ -79,15 +79,7 @@ type secretEvents struct {
 
 func watchSecrets(t *testing.T, ns string) *secretEvents {
 	t.Helper()
-	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Watch(context.Background(), &corev1.SecretList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
+	w := watchIn(t, ns, &corev1.SecretList{})
 	out := &secretEvents{}
 	go func() {
 		for e := range w.ResultChan() {
@@ -97,6 +89,22 @@ func watchSecrets(t *testing.T, ns string) *secretEvents {
 		}
 	}()
 	return out
+}
+
+// watchIn watches the objects of list's kind in ns from now on, until the
+// test ends.
+func watchIn(t *testing.T, ns string, list client.ObjectList) watch.Interface {
+	t.Helper()
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Watch(context.Background(), list, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return w
 }
 
 // added returns each Secret as it was first seen.

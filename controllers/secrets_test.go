@@ -410,15 +410,7 @@ func TestRequestRecoversFromACoalescedJobWithoutItsSecret(t *testing.T) {
 // the timeout passes) and returns each as it was first seen so.
 func watchCompleted(t *testing.T, ns string) func(timeout time.Duration, n int) map[string]*retentionv1.DeletionRequest {
 	t.Helper()
-	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := c.Watch(context.Background(), &retentionv1.DeletionRequestList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
+	w := watchIn(t, ns, &retentionv1.DeletionRequestList{})
 	return func(timeout time.Duration, n int) map[string]*retentionv1.DeletionRequest {
 		seen := map[string]*retentionv1.DeletionRequest{}
 		deadline := time.After(timeout)

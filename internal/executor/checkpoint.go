@@ -59,7 +59,14 @@ type ledgerEntry struct {
 	differed bool
 }
 
-func (l *Ledger) entry(uid types.UID) *ledgerEntry {
+// update applies f to the job's entry, made if missing, under the lock;
+// nil l does nothing.
+func (l *Ledger) update(uid types.UID, f func(e *ledgerEntry)) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.jobs == nil {
 		l.jobs = map[types.UID]*ledgerEntry{}
 	}
@@ -68,7 +75,7 @@ func (l *Ledger) entry(uid types.UID) *ledgerEntry {
 		e = &ledgerEntry{}
 		l.jobs[uid] = e
 	}
-	return e
+	f(e)
 }
 
 // Vouch records that job's status, as it is now, was written to the API
@@ -111,46 +118,25 @@ func (l *Ledger) vouches(job *retentionv1.PurgeJob) bool {
 // due): until the Run writes a status holding it, the job is not vouched
 // for.
 func (l *Ledger) dirty(uid types.UID) {
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.entry(uid).dirty = true
+	l.update(uid, func(e *ledgerEntry) { e.dirty = true })
 }
 
 // written records a checkpoint the Run wrote: its status holds every batch
 // it ran.
 func (l *Ledger) written(job *retentionv1.PurgeJob) {
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e := l.entry(job.UID)
-	e.dirty, e.progress = false, progress(&job.Status)
+	p := progress(&job.Status)
+	l.update(job.UID, func(e *ledgerEntry) { e.dirty, e.progress = false, p })
 }
 
 // counted records that the job's counts in memory are exact (counted
 // before its first batch, or recounted), not yet written.
 func (l *Ledger) counted(uid types.UID) {
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e := l.entry(uid)
-	e.dirty, e.progress = false, ""
+	l.update(uid, func(e *ledgerEntry) { e.dirty, e.progress = false, "" })
 }
 
 // differ records that a recount of the job found its scope changed.
 func (l *Ledger) differ(uid types.UID) {
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.entry(uid).differed = true
+	l.update(uid, func(e *ledgerEntry) { e.differed = true })
 }
 
 // differs reports whether a recount of the job in this process found its
