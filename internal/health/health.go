@@ -213,7 +213,8 @@ const Probe = 50 * time.Millisecond
 // (internal/datastore/postgres: walClock.catchUp). What was already written
 // decides the peak lag, not what the gate sees next: a primary writing
 // 25 times faster than its standby replays built 4.7 s of lag against a
-// 2 s limit within the 200 ms the rate took to measure. Ordinary traffic
+// 2 s limit within 200 ms, and a rate counts as measured only over a
+// second of replay (internal/datastore/postgres: minRateWindow). Ordinary traffic
 // keeps a standby kilobytes behind, far below it.
 const UnmeasuredReplayRate = 1 << 20
 
