@@ -40,9 +40,13 @@ type DataStoreHealth struct {
 	// pg_monitor, or the lag columns read as NULL and jobs wait with
 	// HealthUnknown), its lag taken as the largest of replay_lag, the age
 	// of the oldest WAL it has not replayed, and the time its backlog needs
-	// to replay at the slowest rate it kept over spans this long, plus the
-	// longest it was seen standing still; see maxReplicationLagBytes for a
-	// plain bound. MySQL/MariaDB: Seconds_Behind_Master of each of
+	// to replay at the slowest rate it kept over spans this long (in its
+	// last 30s), plus the longest it was seen standing still. That last one
+	// is a prediction (how late the WAL written now would be replayed) and
+	// is kept within three quarters of this limit, to allow for a replay
+	// rate that varies; a lag already there may reach all of it. See
+	// maxReplicationLagBytes for a plain bound. MySQL/MariaDB:
+	// Seconds_Behind_Master of each of
 	// replicas, read on the replica (whole seconds); without replicas there
 	// is nothing to check.
 	// +optional

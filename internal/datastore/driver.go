@@ -374,6 +374,10 @@ type Health struct {
 	ActiveSessions int64
 	LockWaiters    int64
 	ThreadsRunning int64
+	// WALRate is the fastest a PostgreSQL primary wrote WAL over its
+	// recent readings, in bytes per second (0: not known): how fast a
+	// standby's backlog can grow.
+	WALRate float64
 	// Problems are the parts that could not be read, and what to grant, in
 	// Lethe's own words: a store whose health cannot be read is unhealthy.
 	Problems []string

@@ -103,15 +103,26 @@ func TestJudge(t *testing.T) {
 		}), nil, retentionv1.ReasonReplicationLag, []string{`Standby "s1" lags 12.3s`, "limit maxReplicationLag 10s"}},
 		{"a predicted lag says so", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].Predicted = 12300*time.Millisecond, true, true
-		}), nil, retentionv1.ReasonReplicationLag, []string{`Standby "s1" would replay WAL written now 12.3s late: 100B not replayed at the replay rate seen (limit maxReplicationLag 10s)`}},
+		}), nil, retentionv1.ReasonReplicationLag, []string{`Standby "s1" would replay WAL written now 12.3s late: 100B not replayed at the replay rate seen (limit maxReplicationLag 10s; a predicted lag is kept within 7.5s)`}},
+		{"a predicted lag over three quarters of the limit waits", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].Predicted = 7600*time.Millisecond, true, true
+		}), nil, retentionv1.ReasonReplicationLag, []string{"would replay WAL written now 7.6s late", "kept within 7.5s"}},
+		{"a predicted lag at three quarters of the limit is within it", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].Predicted = 7500*time.Millisecond, true, true
+		}), nil, retentionv1.ReasonHealthy, nil},
+		{"a lag already there may reach the whole limit", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].Lag, h.Replicas[0].LagKnown = 9*time.Second, true
+		}), nil, retentionv1.ReasonHealthy, nil},
 		{"lag at the limit is within it", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].Lag, h.Replicas[0].LagKnown = 10*time.Second, true
 		}), nil, retentionv1.ReasonHealthy, nil},
 		{"paused standby: bytes", pg, with(calm, func(h *datastore.Health) { h.Replicas[0].LagBytes = 3 << 20 }),
 			nil, retentionv1.ReasonReplicationLag, []string{"3MiB of WAL not replayed", "limit maxReplicationLagBytes 1MiB"}},
 		{"a backlog beyond the limit at the assumed rate, the rate not measured yet", pgTime, with(calm, func(h *datastore.Health) { h.Replicas[0].LagBytes = 12 << 20 }),
-			nil, retentionv1.ReasonReplicationLag, []string{"12MiB of WAL not replayed and its replay rate is not measured yet: at 1MiB/s it needs more than the limit to replay it (limit maxReplicationLag 10s)"}},
-		{"a backlog within the limit at the assumed rate", pgTime, with(calm, func(h *datastore.Health) { h.Replicas[0].LagBytes = 9 << 20 }),
+			nil, retentionv1.ReasonReplicationLag, []string{"12MiB of WAL not replayed and its replay rate is not measured yet: at 1MiB/s it needs more than 7.5s to replay it (limit maxReplicationLag 10s; a predicted lag is kept within 7.5s)"}},
+		{"a backlog the assumed rate replays in over three quarters of the limit", pgTime, with(calm, func(h *datastore.Health) { h.Replicas[0].LagBytes = 8 << 20 }),
+			nil, retentionv1.ReasonReplicationLag, []string{"8MiB of WAL not replayed"}},
+		{"a backlog within the limit at the assumed rate", pgTime, with(calm, func(h *datastore.Health) { h.Replicas[0].LagBytes = 7 << 20 }),
 			nil, retentionv1.ReasonHealthy, nil},
 		{"a large backlog of a standby whose rate is measured: its lag decides", pgTime, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].LagBytes, h.Replicas[0].GrowthKnown = 12<<20, true
@@ -205,6 +216,18 @@ func TestJudgeUntil(t *testing.T) {
 		{"a standby whose growth is not measured yet: probe soon", pg, with(calm, func(h *datastore.Health) {
 			h.Replicas[0].GrowthKnown = false
 		}), health.Probe},
+		{"a standby whose growth is not measured yet, the primary writing fast: before the backlog can pass what 1MiB/s replays in 7.5s", pg, with(calm, func(h *datastore.Health) {
+			// 7MiB left to 7.5MiB, written at up to 56MiB/s: 125ms, a quarter of it.
+			h.Replicas[0].GrowthKnown, h.Replicas[0].LagBytes = false, 1<<19
+			h.WALRate = 56 << 20
+		}), 31250 * time.Microsecond},
+		{"a standby whose growth is not measured yet, the primary writing slowly: probe soon all the same", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].GrowthKnown = false
+			h.WALRate = 1 << 20
+		}), health.Probe},
+		{"a growing predicted lag: healthy until it can reach three quarters of the limit", pg, with(calm, func(h *datastore.Health) {
+			h.Replicas[0].Lag, h.Replicas[0].LagKnown, h.Replicas[0].Predicted, h.Replicas[0].LagGrowth = 7*time.Second, true, true, 1
+		}), 125 * time.Millisecond},
 		{"a MySQL replica (no growth measured): the check interval", health.Limits{Type: retentionv1.DataStoreMySQL, MaxLag: 5 * time.Second},
 			datastore.Health{ActiveSessions: -1, LockWaiters: -1, ThreadsRunning: -1,
 				Replicas: []datastore.ReplicaHealth{{Name: "r:3306", LagKnown: true, Lag: time.Second}}}, 0},

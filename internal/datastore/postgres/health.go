@@ -120,6 +120,7 @@ func (d *Driver) Health(ctx context.Context, q datastore.HealthQuery) (datastore
 		if err := rows.Err(); err != nil {
 			return h, classify(op, err)
 		}
+		h.WALRate = d.wal.peakRate(now)
 	}
 	if q.Sessions {
 		var hidden int64
@@ -158,9 +159,10 @@ func standbyName(app, addr string) string {
 type walClock struct {
 	mu      sync.Mutex
 	samples []walSample
-	// rates holds, per standby, the last replay rate measured while it was
-	// behind all along, and when.
-	rates map[string]replaySample
+	// rates holds, per standby, the replay rates measured over a whole
+	// span (see slowest) within the last rateWindow, and when (pos is the
+	// rate).
+	rates map[rateKey][]replaySample
 	// standbys holds, per standby, its replay position and how far it was
 	// behind at the readings of the last rateWindow.
 	standbys map[string][]replaySample
@@ -245,10 +247,11 @@ func (c *walClock) since(now time.Time, replayed float64) (time.Duration, bool) 
 // backlog that should take that long to replay), see slowest. Only a
 // window of at least minRateWindow is a measurement (measured): over
 // shorter windows a standby that replays in bursts shows a burst's rate,
-// measured here at 2–5 times its average. Without one (the standby has just fallen behind)
-// the rate over the longest window of 100ms to 1s in which it replayed
-// anything stands in, never above the rate last measured (within
-// rateWindow), which also stands in when it has replayed nothing since it
+// measured here at 2–5 times its average. Without one (the standby has
+// just fallen behind) the rate over the longest window of 100ms to 1s in
+// which it replayed anything stands in. Either is never above the slowest
+// rate the standby kept over a whole span within rateWindow (see
+// slowestRate), which also stands in when it has replayed nothing since it
 // fell behind. The gate then sees a standby falling behind at the first
 // reading that finds it behind. It returns the lag and the rate (bytes per
 // second); ok is false when nothing is behind or no window tells.
@@ -268,12 +271,11 @@ func (c *walClock) catchUp(standby string, now, report time.Time, pos, behind fl
 	cur := replaySample{at: now, pos: pos, behind: behind, report: report}
 	if behind > 0 {
 		if k := busySince(h, cur); k >= 0 {
-			if r, ok := slowest(append(h[k:len(h):len(h)], cur), span); ok {
+			if r, full, ok := slowest(append(h[k:len(h):len(h)], cur), span); ok {
 				rate, measured = r, true
-				if c.rates == nil {
-					c.rates = map[string]replaySample{}
+				if full {
+					c.noteRate(standby, span, now, r)
 				}
-				c.rates[standby] = replaySample{at: now, pos: rate}
 			}
 		}
 		if !measured {
@@ -289,17 +291,18 @@ func (c *walClock) catchUp(standby string, now, report time.Time, pos, behind fl
 					break
 				}
 			}
-			// A standby that has just fallen behind may have replayed a
-			// burst: the rate it kept while busy, within rateWindow, is a
-			// better bound. It also stands in when the standby replayed
-			// nothing since it fell behind (its replay stalls, or is
-			// throttled).
-			if last, ok := c.rates[standby]; ok && now.Sub(last.at) <= rateWindow {
-				if rate == 0 {
-					rate = last.pos
-				}
-				rate, measured = min(rate, last.pos), true
+		}
+		// The slowest rate measured over a whole span within rateWindow
+		// bounds the estimate: a busy run shorter than a span shows the
+		// average of a burst or two (on the benchmark's standby, up to
+		// 2.7MB/s after a catch-up where its spans of 2s were 1.7MB/s),
+		// and a standby that has just fallen behind, or has replayed
+		// nothing since (its replay stalls, or is throttled), has none.
+		if slow, ok := c.slowestRate(standby, span, now); ok {
+			if rate <= 0 || slow < rate {
+				rate = slow
 			}
+			measured = true
 		}
 	}
 	if n := len(h); n >= 2 && h[n-1].at.Sub(h[n-2].at) < minSpacing {
@@ -312,6 +315,41 @@ func (c *walClock) catchUp(standby string, now, report time.Time, pos, behind fl
 		return 0, 0, false, false
 	}
 	return time.Duration(behind/rate*float64(time.Second)) + stall(h), rate, measured, true
+}
+
+// noteRate remembers a replay rate measured over a whole span, forgetting
+// those older than rateWindow.
+func (c *walClock) noteRate(standby string, span time.Duration, now time.Time, rate float64) {
+	if c.rates == nil {
+		c.rates = map[rateKey][]replaySample{}
+	}
+	k := rateKey{standby, span}
+	rs := c.rates[k]
+	for len(rs) > 0 && (now.Sub(rs[0].at) > rateWindow || len(rs) >= walSamples) {
+		rs = rs[1:]
+	}
+	c.rates[k] = append(rs, replaySample{at: now, pos: rate})
+}
+
+// slowestRate is the slowest replay rate measured over a whole span within
+// the last rateWindow; ok is false when there is none. Rates measured over
+// spans of another length (a caller with another lag limit) are not
+// taken: over a span shorter than a standby's bursts are apart, the rate
+// depends on how many bursts it caught (measured on the benchmark's
+// standby over spans of 1s: 2.4MB/s, where it kept 2.1MB/s).
+func (c *walClock) slowestRate(standby string, span time.Duration, now time.Time) (rate float64, ok bool) {
+	for _, r := range c.rates[rateKey{standby, span}] {
+		if now.Sub(r.at) <= rateWindow && (!ok || r.pos < rate) {
+			rate, ok = r.pos, true
+		}
+	}
+	return rate, ok
+}
+
+// rateKey names the rates of one standby measured over spans of one length.
+type rateKey struct {
+	standby string
+	span    time.Duration
 }
 
 // busySince is the index of the first reading of the longest run of
@@ -343,16 +381,17 @@ func busySince(h []replaySample, cur replaySample) int {
 // up; until it has caught up the span without news holds purges back.
 // Planning with what the standby reported (its reports' times) instead
 // overshot a 2s limit in 5 of 10 benchmark runs, by up to 0.7s. ok is
-// false when they cover less than minRateWindow or show no replay.
-func slowest(busy []replaySample, span time.Duration) (rate float64, ok bool) {
+// false when they cover less than minRateWindow or show no replay; full
+// when they cover a whole span.
+func slowest(busy []replaySample, span time.Duration) (rate float64, full, ok bool) {
 	span = max(span, minRateWindow)
 	first, last := busy[0], busy[len(busy)-1]
 	total := last.at.Sub(first.at)
 	switch {
 	case total < minRateWindow || last.pos <= first.pos:
-		return 0, false
-	case total <= span:
-		return (last.pos - first.pos) / total.Seconds(), true
+		return 0, false, false
+	case total < span:
+		return (last.pos - first.pos) / total.Seconds(), false, true
 	}
 	rate, i := math.Inf(1), 0
 	for _, end := range busy {
@@ -365,7 +404,7 @@ func slowest(busy []replaySample, span time.Duration) (rate float64, ok bool) {
 	}
 	// A span with no replay at all: plan with a hundredth of the average
 	// (the lag is then far over any limit, and finite).
-	return max(rate, (last.pos-first.pos)/total.Seconds()/100), true
+	return max(rate, (last.pos-first.pos)/total.Seconds()/100), true, true
 }
 
 // stall is the longest a standby stood still while behind, within the

@@ -197,6 +197,46 @@ func TestWALClockSpacing(t *testing.T) {
 	}
 }
 
+// A standby's replay rate measured over a whole span (the lag limit) is
+// remembered for rateWindow and bounds the estimate of a later, shorter
+// busy run of the same standby, which may show the average of a burst or
+// two; a rate measured over spans of another length is not taken.
+func TestWALClockRememberedRates(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	const span = 2 * time.Second
+	// history: busy for 2.5s at 1000 bytes/s (measured over a whole
+	// span), caught up, and then busy again from start for 1s at 3000
+	// bytes/s: a burst.
+	history := func(c *walClock, start int) {
+		for ms := 0; ms <= 2500; ms += 250 {
+			c.catchUp("s", at(ms), time.Time{}, float64(ms), 5000, span)
+		}
+		c.catchUp("s", at(start-250), time.Time{}, 8000, 0, span)
+		for ms := start; ms <= start+1000; ms += 250 {
+			c.catchUp("s", at(ms), time.Time{}, 8000+3*float64(ms-start), 9000, span)
+		}
+	}
+	var c walClock
+	history(&c, 3000)
+	if got, rate, measured, ok := c.catchUp("s", at(4250), time.Time{}, 11750, 9000, span); !ok || !measured || rate != 1000 || got != 9*time.Second {
+		t.Errorf("catchUp after a burst = %v at %v B/s, measured %v, %v; want 9s at the 1000 B/s of the last whole span", got, rate, measured, ok)
+	}
+	// The same readings, asked with spans of a second: the short run
+	// covers whole spans of its own, and the rate measured over spans of
+	// 2s is not taken.
+	if _, rate, _, ok := c.catchUp("s", at(4500), time.Time{}, 12500, 9000, time.Second); !ok || rate != 3000 {
+		t.Errorf("catchUp over spans of 1s = %v B/s, %v; want the 3000 B/s of its own spans", rate, ok)
+	}
+	// Forgotten after rateWindow: the short run stands for itself.
+	var d walClock
+	late := int(rateWindow/time.Millisecond) + 3000
+	history(&d, late)
+	if _, rate, measured, ok := d.catchUp("s", at(late+1250), time.Time{}, 8000+3750, 9000, span); !ok || !measured || rate != 3000 {
+		t.Errorf("catchUp %v after the whole span = %v B/s, measured %v, %v; want 3000 B/s", rateWindow, rate, measured, ok)
+	}
+}
+
 // The rate to plan with is the slowest a busy standby kept over spans as
 // long as the lag limit (at least a second), or its average while the
 // readings span less.
@@ -216,23 +256,25 @@ func TestSlowestReplayRate(t *testing.T) {
 		h    []replaySample
 		span time.Duration
 		want float64
+		full bool
 		ok   bool
 	}{
-		{"under a second: no measurement", busy(0, 100, 200, 300), time.Second, 0, false},
-		{"nothing replayed", busy(0, 0, 0, 0, 0), time.Second, 0, false},
-		{"a second: its average", busy(0, 100, 200, 300, 400), time.Second, 400, true},
-		{"steady over 2s", busy(0, 100, 200, 300, 400, 500, 600, 700, 800), time.Second, 400, true},
+		{"under a second: no measurement", busy(0, 100, 200, 300), time.Second, 0, false, false},
+		{"nothing replayed", busy(0, 0, 0, 0, 0), time.Second, 0, false, false},
+		{"a second: its average", busy(0, 100, 200, 300, 400), time.Second, 400, true, true},
+		{"steady over 2s", busy(0, 100, 200, 300, 400, 500, 600, 700, 800), time.Second, 400, true, true},
 		// 1000 bytes/s, then a second at 200 bytes/s
-		{"a slow second", busy(0, 250, 500, 750, 1000, 1050, 1100, 1150, 1200), time.Second, 200, true},
-		{"the same over a 2s span: the average", busy(0, 250, 500, 750, 1000, 1050, 1100, 1150, 1200), 2 * time.Second, 600, true},
-		{"a span shorter than a second is a second", busy(0, 250, 500, 750, 1000, 1050, 1100, 1150, 1200), 100 * time.Millisecond, 200, true},
+		{"a slow second", busy(0, 250, 500, 750, 1000, 1050, 1100, 1150, 1200), time.Second, 200, true, true},
+		{"the same over a 2s span: the average", busy(0, 250, 500, 750, 1000, 1050, 1100, 1150, 1200), 2 * time.Second, 600, true, true},
+		{"shorter than the span: the average, not a whole span", busy(0, 250, 500, 750, 1000, 1050, 1100), 2 * time.Second, 1100.0 / 1.5, false, true},
+		{"a span shorter than a second is a second", busy(0, 250, 500, 750, 1000, 1050, 1100, 1150, 1200), 100 * time.Millisecond, 200, true, true},
 		// stood still for a whole second: a hundredth of the average
-		{"a standstill as long as the span", busy(0, 500, 1000, 1000, 1000, 1000, 1000, 1500, 2000), time.Second, 10, true},
+		{"a standstill as long as the span", busy(0, 500, 1000, 1000, 1000, 1000, 1000, 1500, 2000), time.Second, 10, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := slowest(tc.h, tc.span)
-			if ok != tc.ok || (ok && math.Abs(got-tc.want) > 1e-9) {
-				t.Errorf("slowest = %v, %v; want %v, %v", got, ok, tc.want, tc.ok)
+			got, full, ok := slowest(tc.h, tc.span)
+			if ok != tc.ok || (ok && (math.Abs(got-tc.want) > 1e-9 || full != tc.full)) {
+				t.Errorf("slowest = %v, full %v, %v; want %v, full %v, %v", got, full, ok, tc.want, tc.full, tc.ok)
 			}
 		})
 	}
@@ -244,7 +286,7 @@ func TestSlowestReplayRate(t *testing.T) {
 	for i := range h {
 		h[i].report = at(250 * min(i, 4))
 	}
-	if got, ok := slowest(h, time.Second); !ok || math.Abs(got-400.0/3/100) > 1e-9 {
+	if got, _, ok := slowest(h, time.Second); !ok || math.Abs(got-400.0/3/100) > 1e-9 {
 		t.Errorf("slowest with stale reports = %v, %v; want 1.33", got, ok)
 	}
 }
