@@ -311,6 +311,7 @@ func (c *walClock) catchUp(standby string, now, report time.Time, pos, behind fl
 		h = append(h, cur)
 	}
 	c.standbys[standby] = h
+	c.forget(now)
 	if rate <= 0 {
 		return 0, 0, false, false
 	}
@@ -344,6 +345,22 @@ func (c *walClock) slowestRate(standby string, span time.Duration, now time.Time
 		}
 	}
 	return rate, ok
+}
+
+// forget drops the standbys and rates not read within rateWindow: a
+// standby that reconnects from another address (a restarted pod) is
+// another standby, and the old one's readings would stay forever.
+func (c *walClock) forget(now time.Time) {
+	for k, h := range c.standbys {
+		if len(h) == 0 || now.Sub(h[len(h)-1].at) > rateWindow {
+			delete(c.standbys, k)
+		}
+	}
+	for k, rs := range c.rates {
+		if len(rs) == 0 || now.Sub(rs[len(rs)-1].at) > rateWindow {
+			delete(c.rates, k)
+		}
+	}
 }
 
 // rateKey names the rates of one standby measured over spans of one length.

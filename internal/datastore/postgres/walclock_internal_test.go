@@ -235,6 +235,14 @@ func TestWALClockRememberedRates(t *testing.T) {
 	if _, rate, measured, ok := d.catchUp("s", at(late+1250), time.Time{}, 8000+3750, 9000, span); !ok || !measured || rate != 3000 {
 		t.Errorf("catchUp %v after the whole span = %v B/s, measured %v, %v; want 3000 B/s", rateWindow, rate, measured, ok)
 	}
+	// A standby not read within rateWindow (it reconnected from another
+	// address: another name) is forgotten, its rates with it.
+	var e walClock
+	history(&e, 3000)
+	e.catchUp("s2", at(late+40_000), time.Time{}, 0, 100, span)
+	if _, ok := e.standbys["s"]; ok || len(e.rates) != 0 || len(e.standbys) != 1 {
+		t.Errorf("after %v without a reading: standbys %v, rates %v; want only s2", rateWindow, len(e.standbys), len(e.rates))
+	}
 }
 
 // The rate to plan with is the slowest a busy standby kept over spans as
